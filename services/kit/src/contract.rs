@@ -1,0 +1,122 @@
+//! Names shared by the services, the gateway and the operator. The operator must never drift
+//! from the services, so every name that crosses that boundary lives here.
+
+use serde::{Deserialize, Serialize};
+
+/// Every service of the platform, in start-up order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceName {
+    Auth,
+    Catalog,
+    Gateway,
+}
+
+impl ServiceName {
+    /// Services implemented in this release (the others in the architecture land later).
+    pub const ALL: [ServiceName; 3] = [ServiceName::Auth, ServiceName::Catalog, ServiceName::Gateway];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceName::Auth => "auth",
+            ServiceName::Catalog => "catalog",
+            ServiceName::Gateway => "gateway",
+        }
+    }
+
+    /// Default port when services run as separate local processes.
+    /// In Kubernetes every pod listens on [`KUBERNETES_PORT`].
+    pub fn default_port(self) -> u16 {
+        match self {
+            ServiceName::Gateway => 3000,
+            ServiceName::Auth => 3001,
+            ServiceName::Catalog => 3002,
+        }
+    }
+
+    /// Whether the service owns a database (and so has migrations).
+    pub fn has_database(self) -> bool {
+        !matches!(self, ServiceName::Gateway)
+    }
+
+    /// Environment key through which the gateway (and other services) find this service
+    /// when it runs in its own process, e.g. `SHOP_CATALOG_URL`.
+    pub fn url_env_key(self) -> String {
+        format!("SHOP_{}_URL", self.as_str().to_ascii_uppercase())
+    }
+
+    /// The public API path prefixes (below `/api/v1`) this service answers.
+    pub fn public_prefixes(self) -> &'static [&'static str] {
+        match self {
+            ServiceName::Auth => &["/api/v1/auth", "/api/v1/users", "/.well-known/jwks.json"],
+            ServiceName::Catalog => &["/api/v1/products", "/api/v1/categories", "/api/v1/brands"],
+            ServiceName::Gateway => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ServiceName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ServiceName::ALL.into_iter().find(|n| n.as_str() == s).ok_or_else(|| {
+            let known: Vec<_> = ServiceName::ALL.iter().map(|n| n.as_str()).collect();
+            format!("unknown service `{s}` (known: {})", known.join(", "))
+        })
+    }
+}
+
+/// Port every pod listens on in Kubernetes.
+pub const KUBERNETES_PORT: u16 = 8080;
+
+/// Environment keys understood by every service (see `docs/configuration.md`).
+pub mod env {
+    /// Prefix of every ShopPlatform key; nested keys use `__` (e.g. `SHOP_HTTP__ADDR`).
+    pub const PREFIX: &str = "SHOP_";
+    /// Optional TOML configuration file.
+    pub const CONFIG_FILE: &str = "SHOP_CONFIG";
+    /// Database URL (`postgres://…` or `sqlite://…`). `DATABASE_URL` is accepted too.
+    pub const DATABASE_URL: &str = "SHOP_DATABASE_URL";
+    pub const DATABASE_URL_PLAIN: &str = "DATABASE_URL";
+    /// Listen address, e.g. `0.0.0.0:8080`.
+    pub const HTTP_ADDR: &str = "SHOP_HTTP_ADDR";
+    /// `text` (default) or `json`.
+    pub const LOG_FORMAT: &str = "SHOP_LOG_FORMAT";
+    /// `tracing` filter directives, e.g. `info,sqlx=warn`.
+    pub const LOG: &str = "SHOP_LOG";
+    /// JWKS URL services use to verify access tokens.
+    pub const JWKS_URL: &str = "SHOP_JWKS_URL";
+    /// Expected issuer and audience of access tokens.
+    pub const JWT_ISSUER: &str = "SHOP_JWT_ISSUER";
+    pub const JWT_AUDIENCE: &str = "SHOP_JWT_AUDIENCE";
+}
+
+/// Issuer and audience of platform access tokens unless configured otherwise.
+pub const DEFAULT_JWT_ISSUER: &str = "shop-auth";
+pub const DEFAULT_JWT_AUDIENCE: &str = "shop-api";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for n in ServiceName::ALL {
+            assert_eq!(n.as_str().parse::<ServiceName>().unwrap(), n);
+        }
+        assert!("nope".parse::<ServiceName>().unwrap_err().contains("catalog"));
+    }
+
+    #[test]
+    fn ports_are_distinct() {
+        let mut ports: Vec<_> = ServiceName::ALL.iter().map(|n| n.default_port()).collect();
+        ports.sort();
+        ports.dedup();
+        assert_eq!(ports.len(), ServiceName::ALL.len());
+    }
+}

@@ -1,0 +1,87 @@
+//! Extractors whose rejections are problem documents instead of axum's plain-text bodies.
+//!
+//! - malformed JSON → 400 `malformed_json`; wrong types or missing fields → 422
+//!   `validation_failed` (with the offending path); no JSON content type → 415;
+//! - a query string that does not parse → 400 `invalid_query`;
+//! - a path parameter that does not parse (e.g. not a UUID) → 400 `invalid_path`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::FromRequest;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::problem::ApiError;
+
+/// `axum::Json` with problem-document rejections. Also a response type.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Query` with problem-document rejections.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path` with problem-document rejections.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::JsonDataError(e) => {
+                let text = e.body_text();
+                // axum's text is "Failed to deserialize the JSON body into the target type: <path>: <msg>".
+                let msg = text.split_once("target type: ").map(|(_, m)| m.to_string()).unwrap_or(text);
+                let mut err = ApiError::validation(msg.clone());
+                if let Some((field, why)) = msg.split_once(": ") {
+                    if !field.contains(' ') {
+                        err = err.field(field, why);
+                    }
+                }
+                err
+            }
+            JsonRejection::JsonSyntaxError(e) => ApiError::malformed_json(e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(
+                "expected a request body with `Content-Type: application/json`",
+            ),
+            JsonRejection::BytesRejection(e) => {
+                let status = e.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    crate::problem::for_status(status).detail("the request body is too large")
+                } else {
+                    ApiError::bad_request(e.body_text())
+                }
+            }
+            other => ApiError::bad_request(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        let text = r.body_text();
+        let msg = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text).to_string();
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "Invalid query string").detail(msg)
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        match r {
+            PathRejection::FailedToDeserializePathParams(e) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", "Invalid path parameter")
+                    .detail(e.body_text())
+            }
+            other => ApiError::internal(other.body_text()),
+        }
+    }
+}

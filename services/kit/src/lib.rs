@@ -1,0 +1,27 @@
+//! `kit`: what several ShopPlatform services share, and nothing else.
+//!
+//! - [`config`]: typed configuration from environment variables and an optional TOML file.
+//! - [`telemetry`]: `tracing` set-up (human or JSON logs).
+//! - [`problem`]: RFC 9457 problem documents, the one error type of every HTTP handler.
+//! - [`extract`]: JSON/query/path extractors whose rejections are problem documents.
+//! - [`db`]: one store contract over PostgreSQL and SQLite, pools and migrations.
+//! - [`auth`]: bearer-token (JWT) verification against public keys only.
+//! - [`http`]: the common middleware stack, health endpoints, metrics, graceful shutdown.
+//! - [`contract`]: names shared by services, gateway and operator (services, ports, env keys).
+
+pub mod auth;
+pub mod config;
+pub mod contract;
+pub mod db;
+pub mod extract;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod money;
+pub mod pagination;
+pub mod problem;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use problem::{ApiError, ApiResult};

@@ -1,0 +1,73 @@
+//! Prometheus metrics: one process-wide recorder, rendered at `GET /metrics`.
+//!
+//! HTTP metrics: `http_requests_total{service,method,route,status}` and
+//! `http_request_duration_seconds{service,method,route,status}` (histogram). The route label is
+//! the matched route template (`/api/v1/products/{id}`), never the raw path.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Installs the process-wide recorder once and returns its handle.
+pub fn handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
+                .expect("valid buckets");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; then this one stays local.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub fn routes() -> Router {
+    let h = handle();
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let h = h.clone();
+            async move {
+                h.run_upkeep();
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response()
+            }
+        }),
+    )
+}
+
+/// Middleware recording request count and latency, labelled with `service`.
+pub async fn track(service: &'static str, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let res = next.run(req).await;
+    let labels = [
+        ("service", service.to_string()),
+        ("method", method),
+        ("route", route),
+        ("status", res.status().as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    res
+}
