@@ -58,8 +58,8 @@ async fn fallback(req: Request) -> ApiError {
     ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
 }
 
-/// Turns any error response that is not already a problem document (axum's 405, a body-limit
-/// 413, a timeout 408, …) into one, keeping its status and headers.
+/// Turns any error response whose body is not JSON (axum's 405, a body-limit 413, a timeout,
+/// a plain-text rejection, …) into a problem document, keeping its status and headers.
 pub async fn normalize_errors(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let res = next.run(req).await;
@@ -67,12 +67,13 @@ pub async fn normalize_errors(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_problem = res
+    // Problem documents pass as they are, and so do deliberate JSON answers (`/readyz`).
+    let is_json = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
-    if is_problem {
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON) || v.starts_with("application/json"));
+    if is_json {
         return res;
     }
     let (mut parts, body) = res.into_parts();

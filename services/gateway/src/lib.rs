@@ -1,0 +1,81 @@
+//! The API gateway: the one public listener of the platform.
+//!
+//! It routes `/api/v1/<area>/…` to the services — to their routers in the same process
+//! (`shop serve all`) or over HTTP to their URLs (`shop serve gateway`) — and owns the edge
+//! concerns: the assembled OpenAPI document (`/api/v1/openapi.json`) and Swagger UI (`/docs`),
+//! CORS, the request body limit, the request timeout, and turning upstream failures into
+//! 502/503/504 problem documents.
+
+pub mod config;
+pub mod openapi;
+pub mod proxy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use kit::contract::ServiceName;
+use kit::health::Readiness;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+pub use config::GatewayConfig;
+
+/// How the gateway reaches one service.
+pub enum Upstream {
+    /// The service's router, in this process.
+    Local(Router),
+    /// The service's base URL (`http://catalog:8080`).
+    Remote(url::Url),
+}
+
+/// Builds the gateway app over `upstreams`. `readiness` is what `/readyz` reports (the
+/// in-process services' own checks, or the upstreams' `/readyz` in remote mode).
+pub fn app(
+    config: &GatewayConfig,
+    upstreams: Vec<(ServiceName, Upstream)>,
+    docs: utoipa::openapi::OpenApi,
+    readiness: Readiness,
+) -> Router {
+    let client = proxy::client(Duration::from_secs(config.upstream_timeout_secs));
+    let mut api = Router::new();
+    let mut readiness = readiness;
+    for (service, upstream) in upstreams {
+        match upstream {
+            Upstream::Local(router) => api = api.merge(router),
+            Upstream::Remote(base) => {
+                let target = Arc::new(proxy::Target { service, base: base.clone(), client: client.clone() });
+                for prefix in service.public_prefixes() {
+                    api = api
+                        .route(prefix, proxy::any(target.clone()))
+                        .route(&format!("{prefix}/{{*rest}}"), proxy::any(target.clone()));
+                }
+                readiness = readiness.with("", Arc::new(proxy::UpstreamReady { target }));
+            }
+        }
+    }
+    let api = api
+        .merge(openapi::routes(docs))
+        .layer(cors(config))
+        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes));
+    let api = api.layer(TimeoutLayer::with_status_code(
+        axum::http::StatusCode::GATEWAY_TIMEOUT,
+        Duration::from_secs(config.request_timeout_secs),
+    ));
+    kit::http::service_app("gateway", api, readiness)
+}
+
+fn cors(config: &GatewayConfig) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers(Any)
+        .max_age(Duration::from_secs(600));
+    if config.cors_origins.iter().any(|o| o == "*") {
+        layer.allow_origin(Any)
+    } else {
+        let origins: Vec<_> = config.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
+        layer.allow_origin(AllowOrigin::list(origins))
+    }
+}

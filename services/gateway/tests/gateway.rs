@@ -1,0 +1,162 @@
+//! The gateway over real HTTP: in-process routers, remote upstreams, and the edge concerns.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use kit::contract::ServiceName;
+use kit::health::Readiness;
+use shop_gateway::{GatewayConfig, Upstream};
+
+async fn spawn(app: Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(kit::http::serve_on(listener, app, async {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
+/// A stand-in catalog: echoes what reached it.
+fn catalog_api() -> Router {
+    Router::new()
+        .route(
+            "/api/v1/products",
+            get(|headers: axum::http::HeaderMap, uri: axum::http::Uri| async move {
+                axum::Json(serde_json::json!({
+                    "query": uri.query(),
+                    "requestId": headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+                    "traceparent": headers.get("traceparent").and_then(|v| v.to_str().ok()),
+                    "forwardedFor": headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+                }))
+            }),
+        )
+        .route("/api/v1/products/{id}", post(|body: String| async move { body }))
+        .route(
+            "/api/v1/products/slow/{x}",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+}
+
+fn config() -> GatewayConfig {
+    GatewayConfig { body_limit_bytes: 1024, upstream_timeout_secs: 1, ..Default::default() }
+}
+
+fn docs() -> utoipa::openapi::OpenApi {
+    shop_gateway::openapi::assemble([])
+}
+
+#[tokio::test]
+async fn routes_to_in_process_services() {
+    let app = shop_gateway::app(
+        &config(),
+        vec![(ServiceName::Catalog, Upstream::Local(catalog_api()))],
+        docs(),
+        Readiness::new(),
+    );
+    let (addr, _stop) = spawn(app).await;
+    let c = reqwest::Client::new();
+    let res = c.get(format!("http://{addr}/api/v1/products?page=2")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("x-request-id"));
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["query"], "page=2");
+
+    let res = c.get(format!("http://{addr}/api/v1/nothing-here")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+
+    let doc: serde_json::Value =
+        c.get(format!("http://{addr}/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let res = c.get(format!("http://{addr}/docs/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("swagger"), "Swagger UI is served");
+}
+
+#[tokio::test]
+async fn proxies_to_remote_services_and_normalises_their_failures() {
+    let (catalog, _stop_catalog) = spawn(catalog_api()).await;
+    // An address nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let app = shop_gateway::app(
+        &config(),
+        vec![
+            (ServiceName::Catalog, Upstream::Remote(format!("http://{catalog}").parse().unwrap())),
+            (ServiceName::Auth, Upstream::Remote(format!("http://{dead}").parse().unwrap())),
+        ],
+        docs(),
+        Readiness::new(),
+    );
+    let (addr, _stop) = spawn(app).await;
+    let c = reqwest::Client::new();
+
+    let res = c
+        .get(format!("http://{addr}/api/v1/products?q=lamp"))
+        .header("x-request-id", "req-1")
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["query"], "q=lamp");
+    assert_eq!(v["requestId"], "req-1", "request id reaches the service");
+    assert_eq!(v["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_eq!(v["forwardedFor"], "127.0.0.1");
+
+    let res = c.post(format!("http://{addr}/api/v1/products/abc")).body("hello").send().await.unwrap();
+    assert_eq!(res.text().await.unwrap(), "hello", "bodies are forwarded");
+
+    let res =
+        c.post(format!("http://{addr}/api/v1/products/abc")).body(vec![b'x'; 4096]).send().await.unwrap();
+    assert_eq!(res.status(), 413, "the body limit applies at the edge");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+
+    let res = c.get(format!("http://{addr}/api/v1/auth/me")).send().await.unwrap();
+    assert_eq!(res.status(), 503, "an unreachable service is a 503");
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["code"], "service_unavailable");
+    assert!(v["detail"].as_str().unwrap().contains("auth"));
+
+    let res = c.get(format!("http://{addr}/api/v1/products/slow/1")).send().await.unwrap();
+    assert_eq!(res.status(), 504, "a slow service is a 504");
+
+    let res = c.get(format!("http://{addr}/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let v: serde_json::Value = res.json().await.unwrap();
+    let auth = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "auth").unwrap();
+    assert_eq!(auth["status"], "down", "readiness names the dependency that is down");
+}
+
+#[tokio::test]
+async fn cors_allows_configured_origins_only() {
+    let cfg = GatewayConfig { cors_origins: vec!["https://shop.example".into()], ..config() };
+    let app = shop_gateway::app(
+        &cfg,
+        vec![(ServiceName::Catalog, Upstream::Local(catalog_api()))],
+        docs(),
+        Readiness::new(),
+    );
+    let (addr, _stop) = spawn(app).await;
+    let c = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        c.request(reqwest::Method::OPTIONS, format!("http://{addr}/api/v1/products"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .send()
+    };
+    let ok = preflight("https://shop.example").await.unwrap();
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://shop.example");
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+}
