@@ -13,6 +13,37 @@ pub struct GatewayConfig {
     pub request_timeout_secs: u64,
     /// Time an upstream call may take before a 504 problem (remote mode).
     pub upstream_timeout_secs: u64,
+    /// Rate limits (`SHOP_GATEWAY__RATE_LIMIT__*`).
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Token-bucket limits per route class, per user (when a token was verified) or per client IP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitConfig {
+    /// Turn rate limiting off entirely (benchmarks, trusted internal traffic).
+    pub enabled: bool,
+    /// `POST /api/v1/auth/*` (login, register, refresh, logout) per client IP per minute.
+    pub auth_per_minute: u32,
+    /// Non-GET requests per user or IP per minute.
+    pub write_per_minute: u32,
+    /// GET/HEAD requests per user or IP per minute.
+    pub read_per_minute: u32,
+    /// Proxies of our own in front of the gateway that append to `X-Forwarded-For`
+    /// (an ingress controller: 1). 0 uses the TCP peer address.
+    pub trusted_proxy_hops: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: true,
+            auth_per_minute: 30,
+            write_per_minute: 300,
+            read_per_minute: 1200,
+            trusted_proxy_hops: 0,
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -22,6 +53,7 @@ impl Default for GatewayConfig {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             upstream_timeout_secs: 15,
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }

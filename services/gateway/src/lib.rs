@@ -7,6 +7,7 @@
 //! 502/503/504 problem documents.
 
 pub mod config;
+pub mod edge;
 pub mod openapi;
 pub mod proxy;
 
@@ -20,7 +21,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-pub use config::GatewayConfig;
+pub use config::{GatewayConfig, RateLimitConfig};
 
 /// How the gateway reaches one service.
 pub enum Upstream {
@@ -31,12 +32,14 @@ pub enum Upstream {
 }
 
 /// Builds the gateway app over `upstreams`. `readiness` is what `/readyz` reports (the
-/// in-process services' own checks, or the upstreams' `/readyz` in remote mode).
+/// in-process services' own checks, or the upstreams' `/readyz` in remote mode). With a
+/// `verifier`, bearer tokens are checked at the edge (see [`edge`]).
 pub fn app(
     config: &GatewayConfig,
     upstreams: Vec<(ServiceName, Upstream)>,
     docs: utoipa::openapi::OpenApi,
     readiness: Readiness,
+    verifier: Option<kit::auth::Verifier>,
 ) -> Router {
     let client = proxy::client(Duration::from_secs(config.upstream_timeout_secs));
     let mut api = Router::new();
@@ -55,14 +58,25 @@ pub fn app(
             }
         }
     }
+    let mut api = api.merge(openapi::routes(docs));
+    // Innermost first: rate limits need the identity that authentication attaches.
+    if config.rate_limit.enabled {
+        let limits = edge::Limits::new(&config.rate_limit);
+        api = api
+            .layer(axum::middleware::from_fn(move |req, next| edge::rate_limit(limits.clone(), req, next)));
+    }
+    if let Some(verifier) = verifier {
+        api = api.layer(axum::middleware::from_fn(move |req, next| {
+            edge::authenticate(verifier.clone(), req, next)
+        }));
+    }
     let api = api
-        .merge(openapi::routes(docs))
-        .layer(cors(config))
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes));
-    let api = api.layer(TimeoutLayer::with_status_code(
-        axum::http::StatusCode::GATEWAY_TIMEOUT,
-        Duration::from_secs(config.request_timeout_secs),
-    ));
+        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(config.request_timeout_secs),
+        ))
+        .layer(cors(config));
     kit::http::service_app("gateway", api, readiness)
 }
 

@@ -58,6 +58,7 @@ async fn routes_to_in_process_services() {
         vec![(ServiceName::Catalog, Upstream::Local(catalog_api()))],
         docs(),
         Readiness::new(),
+        None,
     );
     let (addr, _stop) = spawn(app).await;
     let c = reqwest::Client::new();
@@ -96,6 +97,7 @@ async fn proxies_to_remote_services_and_normalises_their_failures() {
         ],
         docs(),
         Readiness::new(),
+        None,
     );
     let (addr, _stop) = spawn(app).await;
     let c = reqwest::Client::new();
@@ -146,6 +148,7 @@ async fn cors_allows_configured_origins_only() {
         vec![(ServiceName::Catalog, Upstream::Local(catalog_api()))],
         docs(),
         Readiness::new(),
+        None,
     );
     let (addr, _stop) = spawn(app).await;
     let c = reqwest::Client::new();
@@ -159,4 +162,94 @@ async fn cors_allows_configured_origins_only() {
     assert_eq!(ok.headers()["access-control-allow-origin"], "https://shop.example");
     let other = preflight("https://evil.example").await.unwrap();
     assert!(!other.headers().contains_key("access-control-allow-origin"));
+}
+
+mod edge {
+    use super::*;
+    use kit::auth::{claims_for, roles, test_keys, Identity, SigningKey};
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn whoami() -> Router {
+        Router::new()
+            .route("/api/v1/products/whoami", get(|id: Identity| async move { id.user_id.to_string() }))
+    }
+
+    async fn gateway(cfg: GatewayConfig) -> (SocketAddr, SigningKey, tokio::sync::oneshot::Sender<()>) {
+        let (key, verifier) = test_keys();
+        let local = whoami().layer(axum::Extension(verifier.clone()));
+        let app = shop_gateway::app(
+            &cfg,
+            vec![(ServiceName::Catalog, Upstream::Local(local))],
+            docs(),
+            Readiness::new(),
+            Some(verifier),
+        );
+        let (addr, stop) = spawn(app).await;
+        (addr, key, stop)
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_tokens_at_the_edge() {
+        let (addr, key, _stop) = gateway(config()).await;
+        let c = reqwest::Client::new();
+        let url = format!("http://{addr}/api/v1/products/whoami");
+        let user = uuid::Uuid::now_v7();
+
+        let good = key.sign(&claims_for(user, &[roles::CUSTOMER], None, HOUR));
+        let res = c.get(&url).bearer_auth(&good).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text().await.unwrap(), user.to_string(), "the verified identity reaches the service");
+
+        let mut expired = claims_for(user, &[], None, HOUR);
+        expired.exp = expired.iat - 120;
+        let mut wrong_aud = claims_for(user, &[], None, HOUR);
+        wrong_aud.aud = "other".into();
+        let mut wrong_iss = claims_for(user, &[], None, HOUR);
+        wrong_iss.iss = "other".into();
+        let stranger = SigningKey::generate().sign(&claims_for(user, &[], None, HOUR));
+        let cases = [
+            (key.sign(&expired), "token_expired"),
+            (key.sign(&wrong_aud), "token_invalid"),
+            (key.sign(&wrong_iss), "token_invalid"),
+            (stranger, "token_invalid"),
+            ("garbage".to_string(), "token_invalid"),
+        ];
+        for (token, code) in cases {
+            let res = c.get(&url).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(res.status(), 401);
+            assert_eq!(res.headers()["content-type"], "application/problem+json");
+            let v: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(v["code"], code);
+        }
+        // No token at all: the gateway lets the request through; the service decides.
+        assert_eq!(c.get(&url).send().await.unwrap().status(), 401);
+    }
+
+    #[tokio::test]
+    async fn rate_limits_per_ip_and_per_user() {
+        let cfg = GatewayConfig {
+            rate_limit: shop_gateway::RateLimitConfig { read_per_minute: 3, ..Default::default() },
+            ..config()
+        };
+        let (addr, key, _stop) = gateway(cfg).await;
+        let c = reqwest::Client::new();
+        let url = format!("http://{addr}/api/v1/products/whoami");
+        for remaining in [2, 1, 0] {
+            let res = c.get(&url).send().await.unwrap();
+            assert_eq!(res.headers()["ratelimit-limit"], "3");
+            assert_eq!(res.headers()["ratelimit-remaining"], remaining.to_string().as_str());
+        }
+        let res = c.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+
+        // A signed-in user has a bucket of their own.
+        let token = key.sign(&claims_for(uuid::Uuid::now_v7(), &[], None, HOUR));
+        assert_eq!(c.get(&url).bearer_auth(&token).send().await.unwrap().status(), 200);
+        // Health endpoints are never limited.
+        assert_eq!(c.get(format!("http://{addr}/healthz")).send().await.unwrap().status(), 200);
+    }
 }
