@@ -253,11 +253,14 @@ struct VerifierKey {
     key: DecodingKey,
 }
 
+/// Known keys by `kid`, and when the set was last fetched.
+type KeyCache = (HashMap<String, Arc<VerifierKey>>, Option<Instant>);
+
 struct Inner {
     source: Arc<dyn JwksSource>,
     issuer: String,
     audience: String,
-    keys: RwLock<(HashMap<String, Arc<VerifierKey>>, Option<Instant>)>,
+    keys: RwLock<KeyCache>,
 }
 
 /// Verifies access tokens against a JWKS. Cheap to clone.

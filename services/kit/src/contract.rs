@@ -91,9 +91,15 @@ pub mod env {
     pub const LOG: &str = "SHOP_LOG";
     /// JWKS URL services use to verify access tokens.
     pub const JWKS_URL: &str = "SHOP_JWKS_URL";
-    /// Expected issuer and audience of access tokens.
-    pub const JWT_ISSUER: &str = "SHOP_JWT_ISSUER";
-    pub const JWT_AUDIENCE: &str = "SHOP_JWT_AUDIENCE";
+    /// Issuer and audience of access tokens (set by, and expected from, the auth service).
+    pub const JWT_ISSUER: &str = "SHOP_AUTH__ISSUER";
+    pub const JWT_AUDIENCE: &str = "SHOP_AUTH__AUDIENCE";
+    /// The auth service's current Ed25519 signing key (PKCS#8 PEM).
+    pub const JWT_SIGNING_KEY: &str = "SHOP_AUTH__JWT_SIGNING_KEY";
+    /// Where the embedded SQLite databases live.
+    pub const DATA_DIR: &str = "SHOP_DATA_DIR";
+    /// Whether services apply their migrations on start.
+    pub const MIGRATE_ON_START: &str = "SHOP_MIGRATE_ON_START";
 }
 
 /// Issuer and audience of platform access tokens unless configured otherwise.
