@@ -1,0 +1,470 @@
+//! HTTP handlers, request/response bodies and the OpenAPI document.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::Router;
+use kit::auth::{Identity, MaybeIdentity};
+use kit::extract::{Json, Path, Query};
+use kit::pagination::{Page, PageParams};
+use kit::problem::{ApiError, ApiResult, Problem};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::service::{AuthState, Issued, KNOWN_ROLES};
+use crate::store::{UserFilter, UserRow};
+
+// ---------------------------------------------------------------------- bodies
+
+/// A user account.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: Uuid,
+    /// Normalised (trimmed, lower-case) email address.
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// Some of `customer`, `vendor`, `admin`.
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    /// RFC 3339, UTC.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<UserRow> for User {
+    fn from(u: UserRow) -> Self {
+        User {
+            roles: u.roles(),
+            id: u.id,
+            email: u.email,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            disabled: u.disabled,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterRequest {
+    /// Trimmed and lower-cased before use; must be unique.
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    /// 8–128 characters with an upper-case letter, a lower-case letter and a digit.
+    #[schema(example = "Secret123")]
+    pub password: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginRequest {
+    #[schema(example = "customer@example.com")]
+    pub email: String,
+    #[schema(example = "Customer123!")]
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshRequest {
+    /// The opaque refresh token of the last token response.
+    pub refresh_token: String,
+}
+
+/// A token pair and the user it was issued to.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    /// EdDSA-signed JWT, sent as `Authorization: Bearer …`.
+    pub access_token: String,
+    /// Opaque, single-use; exchange it at `/api/v1/auth/refresh`.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub user: User,
+}
+
+impl From<Issued> for TokenResponse {
+    fn from(i: Issued) -> Self {
+        TokenResponse {
+            access_token: i.access_token,
+            refresh_token: i.refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: i.expires_in,
+            user: i.user.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct RolesRequest {
+    /// Replaces the user's roles; each one of `customer`, `vendor`, `admin`.
+    pub roles: Vec<String>,
+}
+
+/// `GET /api/v1/users` query.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct UserListQuery {
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Items per page, 1..=100 (default 20).
+    pub page_size: Option<u32>,
+    /// Only users with this role.
+    pub role: Option<String>,
+    /// Only users whose email contains this text (case-insensitive).
+    pub email: Option<String>,
+}
+
+/// A page of users.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPage {
+    pub items: Vec<User>,
+    pub page: u32,
+    pub page_size: u32,
+    pub total: i64,
+    pub total_pages: i64,
+}
+
+/// A JSON Web Key Set (RFC 7517) of Ed25519 public keys.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Jwks {
+    /// `{kty: "OKP", crv: "Ed25519", x, kid, alg: "EdDSA", use: "sig"}` per key.
+    keys: Vec<serde_json::Value>,
+}
+
+// ---------------------------------------------------------------------- client IP
+
+/// The client address for throttling (see `AuthConfig::trusted_proxy_hops`): by default the
+/// TCP peer (`ConnectInfo`) when known, else the first `X-Forwarded-For` entry; with N
+/// trusted proxy hops, the N-th `X-Forwarded-For` entry from the right.
+pub struct ClientIp(pub Option<String>);
+
+impl FromRequestParts<AuthState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AuthState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        let hops = state.config().trusted_proxy_hops as usize;
+        Ok(ClientIp(client_ip(peer, &parts.headers, hops)))
+    }
+}
+
+pub(crate) fn client_ip(
+    peer: Option<String>,
+    headers: &axum::http::HeaderMap,
+    hops: usize,
+) -> Option<String> {
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if hops == 0 {
+        return peer.or_else(|| entries.first().map(|e| e.to_string()));
+    }
+    entries.len().checked_sub(hops).map(|i| entries[i].to_string()).or(peer)
+}
+
+// ---------------------------------------------------------------------- handlers
+
+/// Create an account (role `customer`) and sign in.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account created", body = TokenResponse),
+        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid email, password policy or names", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests` (shares the per-IP login budget); see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn register(
+    State(s): State<AuthState>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<RegisterRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let issued = s.register(&req.email, &req.password, req.first_name, req.last_name, ip.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(TokenResponse::from(issued))))
+}
+
+/// Sign in with email and password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 401, description = "`invalid_credentials` (unknown email or wrong password alike)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_disabled` (after a correct password)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn login(
+    State(s): State<AuthState>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    Ok(Json(s.login(&req.email, &req.password, ip.as_deref()).await?.into()))
+}
+
+/// Exchange a refresh token for a new pair (the old token is consumed).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New token pair", body = TokenResponse),
+        (status = 401, description = "`invalid_refresh_token`, `refresh_token_expired`, or `refresh_token_reused` (the whole session is revoked)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_disabled`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn refresh(
+    State(s): State<AuthState>,
+    Json(req): Json<RefreshRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    Ok(Json(s.refresh(&req.refresh_token).await?.into()))
+}
+
+/// Sign out: revoke the session (refresh-token family) of the given token.
+///
+/// The bearer token is optional; when present it must be valid and belong to the owner of
+/// the refresh token. Unknown tokens are accepted (idempotent).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "Invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The refresh token belongs to another user", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn logout(
+    State(s): State<AuthState>,
+    MaybeIdentity(caller): MaybeIdentity,
+    Json(req): Json<RefreshRequest>,
+) -> ApiResult<StatusCode> {
+    s.logout(&req.refresh_token, caller.map(|c| c.user_id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = User),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn me(State(s): State<AuthState>, id: Identity) -> ApiResult<Json<User>> {
+    let user = s
+        .store()
+        .user_by_id(id.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the account no longer exists"))?;
+    Ok(Json(user.into()))
+}
+
+/// List users (admin).
+#[utoipa::path(get, path = "/api/v1/users", tag = "auth", security(("bearer" = [])), params(UserListQuery),
+    responses(
+        (status = 200, description = "A page of users", body = UserPage),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad page, page size or role", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_users(
+    State(s): State<AuthState>,
+    id: Identity,
+    Query(q): Query<UserListQuery>,
+) -> ApiResult<Json<UserPage>> {
+    id.require_admin()?;
+    let page = PageParams { page: q.page, page_size: q.page_size }.validate()?;
+    let role = q.role.map(|r| r.trim().to_ascii_lowercase()).filter(|r| !r.is_empty());
+    if let Some(r) = &role {
+        if !KNOWN_ROLES.contains(&r.as_str()) {
+            return Err(ApiError::invalid_fields(vec![kit::problem::FieldError {
+                field: "role".into(),
+                message: format!("unknown role `{r}` (known: {})", KNOWN_ROLES.join(", ")),
+            }]));
+        }
+    }
+    let email = q.email.map(|e| e.trim().to_string()).filter(|e| !e.is_empty());
+    let (rows, total) =
+        s.store().list_users(&UserFilter { role, email }, page.limit(), page.offset()).await?;
+    let p = Page::new(rows.into_iter().map(User::from).collect(), page, total);
+    Ok(Json(UserPage {
+        items: p.items,
+        page: p.page,
+        page_size: p.page_size,
+        total: p.total,
+        total_pages: p.total_pages,
+    }))
+}
+
+/// One user (admin).
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "auth", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_user(
+    State(s): State<AuthState>,
+    id: Identity,
+    Path(user): Path<Uuid>,
+) -> ApiResult<Json<User>> {
+    id.require_admin()?;
+    let row = s
+        .store()
+        .user_by_id(user)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user with id {user}")))?;
+    Ok(Json(row.into()))
+}
+
+/// Replace a user's roles (admin). Takes effect in access tokens issued from now on.
+#[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "auth", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")), request_body = RolesRequest,
+    responses(
+        (status = 200, description = "The updated user", body = User),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`cannot_demote_self`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown or no roles", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_roles(
+    State(s): State<AuthState>,
+    id: Identity,
+    Path(user): Path<Uuid>,
+    Json(req): Json<RolesRequest>,
+) -> ApiResult<Json<User>> {
+    id.require_admin()?;
+    Ok(Json(s.set_roles(id.user_id, user, &req.roles).await?.into()))
+}
+
+/// Disable a user (admin): they can no longer sign in and their refresh tokens are revoked.
+#[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "auth", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The updated user", body = User),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`cannot_disable_self`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn disable_user(
+    State(s): State<AuthState>,
+    id: Identity,
+    Path(user): Path<Uuid>,
+) -> ApiResult<Json<User>> {
+    id.require_admin()?;
+    Ok(Json(s.set_disabled(id.user_id, user, true).await?.into()))
+}
+
+/// Enable a user again (admin).
+#[utoipa::path(post, path = "/api/v1/users/{id}/enable", tag = "auth", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The updated user", body = User),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn enable_user(
+    State(s): State<AuthState>,
+    id: Identity,
+    Path(user): Path<Uuid>,
+) -> ApiResult<Json<User>> {
+    id.require_admin()?;
+    Ok(Json(s.set_disabled(id.user_id, user, false).await?.into()))
+}
+
+/// The public keys that verify access tokens (all active keys, current first).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, description = "JSON Web Key Set", body = Jwks)))]
+pub async fn jwks(State(s): State<AuthState>) -> impl IntoResponse {
+    ([(axum::http::header::CACHE_CONTROL, "public, max-age=300")], axum::Json(s.jwks().clone()))
+}
+
+// ---------------------------------------------------------------------- router, OpenAPI
+
+/// The auth routes, without common layers (the composer adds them and the `Verifier`).
+pub fn router(state: AuthState) -> Router {
+    Router::new()
+        .route("/api/v1/auth/register", post(register))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/me", get(me))
+        .route("/api/v1/users", get(list_users))
+        .route("/api/v1/users/{id}", get(get_user))
+        .route("/api/v1/users/{id}/roles", put(set_roles))
+        .route("/api/v1/users/{id}/disable", post(disable_user))
+        .route("/api/v1/users/{id}/enable", post(enable_user))
+        .route("/.well-known/jwks.json", get(jwks))
+        .with_state(state)
+}
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("EdDSA access token from /api/v1/auth/login"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(register, login, refresh, logout, me, list_users, get_user, set_roles, disable_user, enable_user, jwks),
+    components(schemas(User, RegisterRequest, LoginRequest, RefreshRequest, TokenResponse, RolesRequest, UserPage, Jwks, Problem)),
+    modifiers(&BearerScheme),
+    tags((name = "auth", description = "Accounts, sign-in, tokens and signing keys"))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of the auth routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ip_selection() {
+        let mut h = axum::http::HeaderMap::new();
+        let peer = || Some("10.0.0.9".to_string());
+        assert_eq!(client_ip(None, &h, 0), None);
+        assert_eq!(client_ip(peer(), &h, 1).as_deref(), Some("10.0.0.9"));
+        h.insert("x-forwarded-for", "203.0.113.5, 198.51.100.1".parse().unwrap());
+        assert_eq!(client_ip(peer(), &h, 0).as_deref(), Some("10.0.0.9"), "peer wins by default");
+        assert_eq!(client_ip(None, &h, 0).as_deref(), Some("203.0.113.5"), "first entry without a peer");
+        assert_eq!(client_ip(peer(), &h, 1).as_deref(), Some("198.51.100.1"), "appended by our proxy");
+        assert_eq!(client_ip(peer(), &h, 2).as_deref(), Some("203.0.113.5"));
+        assert_eq!(client_ip(peer(), &h, 3).as_deref(), Some("10.0.0.9"), "fewer entries than hops");
+    }
+}

@@ -1,0 +1,164 @@
+//! `AuthConfig`: every tunable of the auth service, loaded by the composer from
+//! `SHOP_AUTH__<FIELD>` (e.g. `SHOP_AUTH__ACCESS_TOKEN_TTL_SECS=600`) with `kit::config::load`.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Configuration of the auth service. Every field has a default (`#[serde(default)]`), so a
+/// partial configuration is valid.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Lifetime of access tokens (JWT `exp - iat`), in seconds. Default 900 (15 min).
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token, in seconds; every rotation issues a new token with a fresh
+    /// lifetime. Default 2,592,000 (30 days).
+    pub refresh_token_ttl_secs: u64,
+    /// `iss` claim of issued access tokens. Default `shop-auth` (what verifiers expect).
+    pub issuer: String,
+    /// `aud` claim of issued access tokens. Default `shop-api`.
+    pub audience: String,
+    /// Current signing key: an Ed25519 private key as a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+    /// When absent (embedded mode), a key is generated on first start and persisted in the
+    /// auth database (`signing_keys`), then reused across restarts.
+    /// Env: `SHOP_AUTH__JWT_SIGNING_KEY`.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub jwt_signing_key: Option<SecretString>,
+    /// Previous keys still published in the JWKS so that tokens they signed keep verifying
+    /// until they expire (rotation without downtime). Each entry is an Ed25519 PKCS#8 private
+    /// key PEM, an SPKI public key PEM (`-----BEGIN PUBLIC KEY-----`) or a JWK (JSON object).
+    /// They are never used to sign. Env: `SHOP_AUTH__JWT_PREVIOUS_KEYS='["-----BEGIN …"]'`.
+    #[serde(serialize_with = "ser_vec_secret")]
+    pub jwt_previous_keys: Vec<SecretString>,
+    /// Argon2id memory cost in KiB. Default 19,456 (19 MiB, OWASP recommendation).
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations (time cost). Default 2 (OWASP).
+    pub argon2_iterations: u32,
+    /// Argon2id lanes (parallelism). Default 1 (OWASP).
+    pub argon2_parallelism: u32,
+    /// Failed logins allowed per account (normalised email, known or not) within
+    /// `login_account_window_secs` before further attempts get 429. Default 5; 0 disables.
+    pub login_max_failures_per_account: u32,
+    /// Sliding window of the per-account failure count, in seconds. Default 900 (15 min).
+    pub login_account_window_secs: u64,
+    /// Login attempts (successful or not) allowed per client IP within `login_ip_window_secs`.
+    /// Default 20; 0 disables.
+    pub login_max_attempts_per_ip: u32,
+    /// Sliding window of the per-IP attempt count, in seconds. Default 60.
+    pub login_ip_window_secs: u64,
+    /// How many proxies of our own append to `X-Forwarded-For` in front of this service.
+    /// 0 (default): the client IP is the TCP peer address (`ConnectInfo`), or, when that is
+    /// unknown, the first `X-Forwarded-For` entry. N > 0: the client IP is the N-th entry
+    /// from the right of `X-Forwarded-For` (entries further left are client-controlled and
+    /// ignored), falling back to the peer address. Set 1 when this service runs in its own
+    /// process behind the gateway (which appends its peer's address), 2 with an ingress
+    /// controller in front of the gateway, and so on.
+    pub trusted_proxy_hops: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            issuer: kit::contract::DEFAULT_JWT_ISSUER.to_string(),
+            audience: kit::contract::DEFAULT_JWT_AUDIENCE.to_string(),
+            jwt_signing_key: None,
+            jwt_previous_keys: Vec::new(),
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            login_max_failures_per_account: 5,
+            login_account_window_secs: 15 * 60,
+            login_max_attempts_per_ip: 20,
+            login_ip_window_secs: 60,
+            trusted_proxy_hops: 0,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Cheap argon2 parameters for tests (m = 1 MiB, t = 1, p = 1). Never use in production.
+    pub fn for_tests() -> Self {
+        AuthConfig {
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            ..Default::default()
+        }
+    }
+}
+
+// Secrets are serialised in clear so that a serialised configuration round-trips (e.g. as
+// figment defaults); their `Debug` output stays `[REDACTED]`. Never log a serialised `AuthConfig`.
+fn ser_opt_secret<S: serde::Serializer>(s: &Option<SecretString>, ser: S) -> Result<S::Ok, S::Error> {
+    match s {
+        Some(s) => ser.serialize_some(s.expose_secret()),
+        None => ser.serialize_none(),
+    }
+}
+
+fn ser_vec_secret<S: serde::Serializer>(v: &[SecretString], ser: S) -> Result<S::Ok, S::Error> {
+    ser.collect_seq(v.iter().map(|s| s.expose_secret()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_and_redact() {
+        let mut c =
+            AuthConfig { jwt_signing_key: Some(SecretString::from("pem-secret")), ..Default::default() };
+        c.jwt_previous_keys.push(SecretString::from("old-secret"));
+        assert!(!format!("{c:?}").contains("secret\""), "Debug redacts secrets");
+        let json = serde_json::to_string(&c).unwrap();
+        let back: AuthConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.jwt_signing_key.unwrap().expose_secret(), "pem-secret");
+        assert_eq!(back.jwt_previous_keys[0].expose_secret(), "old-secret");
+        let partial: AuthConfig = serde_json::from_str(r#"{"access_token_ttl_secs": 60}"#).unwrap();
+        assert_eq!(partial.access_token_ttl_secs, 60);
+        assert_eq!(partial.argon2_memory_kib, 19_456);
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+    use kit::auth::SigningKey;
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(default)]
+    struct Composer {
+        auth: AuthConfig,
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's signature
+    fn pem_keys_load_from_the_environment() {
+        let current = SigningKey::generate().to_pem();
+        let previous = SigningKey::generate();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SHOP_AUTH__JWT_SIGNING_KEY", &current);
+            let list = format!(
+                "[{:?}, {:?}]",
+                previous.to_pem(),
+                serde_json::to_string(&previous.public_jwk()).unwrap()
+            );
+            jail.set_env("SHOP_AUTH__JWT_PREVIOUS_KEYS", &list);
+            jail.set_env("SHOP_AUTH__ACCESS_TOKEN_TTL_SECS", "600");
+            jail.set_env("SHOP_AUTH__TRUSTED_PROXY_HOPS", "1");
+            let c: Composer = kit::config::load().unwrap();
+            assert_eq!(c.auth.access_token_ttl_secs, 600);
+            assert_eq!(c.auth.trusted_proxy_hops, 1);
+            assert_eq!(c.auth.argon2_memory_kib, 19_456);
+            let key = SigningKey::from_pem(c.auth.jwt_signing_key.as_ref().unwrap().expose_secret()).unwrap();
+            assert_eq!(key.kid(), SigningKey::from_pem(&current).unwrap().kid());
+            assert_eq!(c.auth.jwt_previous_keys.len(), 2);
+            for k in &c.auth.jwt_previous_keys {
+                assert_eq!(crate::keys::parse_public(k.expose_secret()).unwrap(), previous.public_jwk());
+            }
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,29 @@
+//! `shop-auth`: the identity service of ShopPlatform.
+//!
+//! Accounts with argon2id passwords, EdDSA (Ed25519) access tokens signed with a key whose
+//! public half is published as a JWKS, opaque single-use refresh tokens rotated on every use
+//! with reuse detection, per-IP and per-account login throttling, and admin user management.
+//! See `docs/auth.md`.
+//!
+//! The composer uses [`MIGRATIONS`], [`AuthConfig`], [`AuthState::new`],
+//! [`AuthState::jwks_source`], [`router`], [`openapi`] and [`seed`].
+
+mod api;
+pub mod config;
+pub mod keys;
+pub mod password;
+mod seed;
+pub mod service;
+pub mod store;
+pub mod throttle;
+
+pub use api::{openapi, router, TokenResponse, User};
+pub use config::AuthConfig;
+pub use seed::{seed, SeedReport};
+pub use service::AuthState;
+
+/// Migrations of the auth database, for both backends.
+pub static MIGRATIONS: kit::db::Migrations = kit::db::Migrations {
+    postgres: sqlx::migrate!("../../migrations/postgres/auth"),
+    sqlite: sqlx::migrate!("../../migrations/sqlite/auth"),
+};
