@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod contract;
 pub mod db;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod http;

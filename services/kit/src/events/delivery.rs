@@ -44,7 +44,10 @@ impl RetryPolicy {
 pub(crate) enum Outcome {
     Processed,
     /// Every attempt failed; the last error and the number of attempts.
-    Exhausted { error: String, attempts: u32 },
+    Exhausted {
+        error: String,
+        attempts: u32,
+    },
     /// Shutdown came while retrying: do not commit; the event will be delivered again.
     Cancelled,
 }

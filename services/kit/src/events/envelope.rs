@@ -91,7 +91,8 @@ impl Envelope {
         if self.ty != P::TYPE {
             return Err(EventError::Malformed(format!("expected type {}, got {}", P::TYPE, self.ty)));
         }
-        serde_json::from_value(self.data.clone()).map_err(|e| EventError::Malformed(format!("{}: {e}", self.ty)))
+        serde_json::from_value(self.data.clone())
+            .map_err(|e| EventError::Malformed(format!("{}: {e}", self.ty)))
     }
 
     /// The logical topic of this event's type (see [`contract::EVENT_TOPICS`]).

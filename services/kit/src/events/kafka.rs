@@ -187,12 +187,13 @@ impl KafkaBus {
             msg.payload(),
         );
         let (error, attempts, ty) = match parsed {
-            Ok(event) => match deliver(&*sub.handler, &event, &sub.group, &self.inner.config.retry, shutdown).await
-            {
-                Outcome::Processed => return true,
-                Outcome::Cancelled => return false,
-                Outcome::Exhausted { error, attempts } => (error, attempts, event.ty),
-            },
+            Ok(event) => {
+                match deliver(&*sub.handler, &event, &sub.group, &self.inner.config.retry, shutdown).await {
+                    Outcome::Processed => return true,
+                    Outcome::Cancelled => return false,
+                    Outcome::Exhausted { error, attempts } => (error, attempts, event.ty),
+                }
+            }
             Err(e) => (e.to_string(), 0, "malformed".to_string()),
         };
         tracing::error!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), group = %sub.group, %error, "event dead-lettered");

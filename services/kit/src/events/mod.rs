@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use delivery::RetryPolicy;
-pub use envelope::{EventPayload, Envelope, JSON, SPEC_VERSION};
+pub use envelope::{Envelope, EventPayload, JSON, SPEC_VERSION};
 
 /// Errors of the event machinery (not of handlers: those return `anyhow::Error`).
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +115,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn add(&self, group: &str, topics: &[&str], handler: Arc<dyn Handler>) -> Result<(), EventError> {
+    pub(crate) fn add(
+        &self,
+        group: &str,
+        topics: &[&str],
+        handler: Arc<dyn Handler>,
+    ) -> Result<(), EventError> {
         if self.started.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(EventError::AlreadyStarted);
         }
@@ -312,7 +317,9 @@ pub(crate) mod millis {
 /// Connects the configured bus.
 pub async fn connect(config: &EventsConfig) -> Result<Arc<dyn EventBus>, EventError> {
     Ok(match config.bus {
-        BusKind::Memory => Arc::new(memory::InProcessBus::new(config.topic_prefix.clone(), config.retry.clone())),
+        BusKind::Memory => {
+            Arc::new(memory::InProcessBus::new(config.topic_prefix.clone(), config.retry.clone()))
+        }
         BusKind::Kafka => Arc::new(kafka::KafkaBus::connect(config.clone()).await?),
     })
 }

@@ -1,0 +1,167 @@
+//! The command line: `shop up`, `shop serve <service|all>`, `shop migrate`, `shop seed`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kit::contract::ServiceName;
+
+use crate::compose;
+use crate::settings::{DbScope, Settings};
+
+const ABOUT: &str = "ShopPlatform: an e-commerce backend (auth, catalog, …) behind one API gateway.";
+
+const LONG_ABOUT: &str = "\
+ShopPlatform: an e-commerce backend (auth, catalog, …) behind one API gateway.
+
+One binary, two modes:
+  shop up                  every service in one process on embedded defaults (SQLite files in
+                           ./.shop-data, seeded on first start) — nothing else to install
+  shop serve <service>     one service in its own process, configured from the environment
+                           (SHOP_DATABASE_URL=postgres://…, SHOP_HTTP_ADDR=0.0.0.0:8080, …)
+
+Configuration comes from SHOP_* environment variables and an optional TOML file named by
+SHOP_CONFIG; see docs/configuration.md.";
+
+#[derive(Debug, Parser)]
+#[command(name = "shop", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole shop in one process on embedded defaults (= `serve all`, plus seed data).
+    Up(UpArgs),
+    /// Run one service (or `all`) with the backends configured in the environment.
+    Serve {
+        /// The service to run, or `all`.
+        target: Target,
+    },
+    /// Apply database migrations for a service, or `all`.
+    Migrate {
+        /// The service to migrate, or `all`.
+        target: Target,
+    },
+    /// Load the seed data: 600 products, 50 categories, 40 brands, demo accounts. Idempotent.
+    Seed,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Directory of the embedded SQLite databases.
+    #[arg(long, env = "SHOP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address of the gateway.
+    #[arg(long, env = "SHOP_HTTP_ADDR")]
+    pub addr: Option<std::net::SocketAddr>,
+    /// Do not load seed data on start.
+    #[arg(long)]
+    pub no_seed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    All,
+    Auth,
+    Catalog,
+    Gateway,
+}
+
+impl Target {
+    fn services(self) -> Vec<ServiceName> {
+        match self {
+            Target::All => ServiceName::ALL.to_vec(),
+            Target::Auth => vec![ServiceName::Auth],
+            Target::Catalog => vec![ServiceName::Catalog],
+            Target::Gateway => vec![ServiceName::Gateway],
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match kit::config::load::<Settings>() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    kit::telemetry::init(settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => {
+                if let Some(d) = args.data_dir {
+                    settings.data_dir = d;
+                }
+                if let Some(a) = args.addr {
+                    settings.http_addr = Some(a);
+                }
+                serve_all(&settings, !args.no_seed, true).await
+            }
+            Command::Serve { target: Target::All } => serve_all(&settings, false, false).await,
+            Command::Serve { target } => {
+                let service = target.services()[0];
+                let app = compose::single(&settings, service).await?;
+                let addr = settings.addr(service);
+                tracing::info!(%service, %addr, "listening");
+                kit::http::serve(addr, app).await?;
+                Ok(())
+            }
+            Command::Migrate { target } => {
+                let scope = if target == Target::All { DbScope::Shared } else { DbScope::Single };
+                for service in target.services().into_iter().filter(|s| s.has_database()) {
+                    let s = Settings { migrate_on_start: false, ..settings.clone() };
+                    let db = compose::open_db(&s, service, scope).await?;
+                    compose::migrate(&db, service).await?;
+                    println!("{service}: migrations applied");
+                    db.close().await;
+                }
+                Ok(())
+            }
+            Command::Seed => {
+                let auth = compose::open_db(&settings, ServiceName::Auth, DbScope::Shared).await?;
+                let catalog = compose::open_db(&settings, ServiceName::Catalog, DbScope::Shared).await?;
+                compose::seed_all(&auth, &catalog, &settings).await?;
+                println!("seed data in place");
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_all(settings: &Settings, seed: bool, banner: bool) -> anyhow::Result<()> {
+    let embedded = compose::embedded(settings, seed).await?;
+    let addr = settings.addr(ServiceName::Gateway);
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    if banner {
+        println!(
+            "\nShopPlatform {} is up (embedded mode: SQLite in {}, in-process services)\n\
+             \n  API       http://{bound}/api/v1/products?pageSize=5\
+             \n  Docs      http://{bound}/docs   (OpenAPI: http://{bound}/api/v1/openapi.json)\
+             \n  Health    http://{bound}/healthz  http://{bound}/readyz  http://{bound}/metrics\
+             \n  Admin     admin@example.com / Admin123!\
+             \n  Customer  customer@example.com / Customer123!\
+             \n\nPress Ctrl-C to stop.\n",
+            env!("CARGO_PKG_VERSION"),
+            settings.data_dir.display(),
+        );
+    }
+    tracing::info!(addr = %bound, "gateway listening");
+    kit::http::serve_on(listener, embedded.app, kit::http::shutdown_signal()).await?;
+    embedded.auth_db.close().await;
+    embedded.catalog_db.close().await;
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! The `shop` binary's configuration: every key is optional (`SHOP_*`, see
+//! `docs/configuration.md`); defaults give the embedded mode.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use kit::config::LogFormat;
+use kit::contract::ServiceName;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `SHOP_HTTP_ADDR`: listen address (default `127.0.0.1:<service port>`).
+    pub http_addr: Option<SocketAddr>,
+    /// `SHOP_DATA_DIR`: where embedded SQLite databases live (default `.shop-data`).
+    pub data_dir: PathBuf,
+    /// `SHOP_DATABASE_URL` or `DATABASE_URL`: the database of the one service a command runs.
+    pub database_url: Option<SecretString>,
+    /// `SHOP_DATABASES__<SERVICE>`: per-service database URLs when several services share a
+    /// command (`serve all`, `migrate all`, `seed`).
+    pub databases: BTreeMap<String, SecretString>,
+    /// `SHOP_DB_MAX_CONNECTIONS`: pool size per service.
+    pub db_max_connections: u32,
+    /// `SHOP_MIGRATE_ON_START`: apply migrations when a service starts (default true).
+    pub migrate_on_start: bool,
+    /// `SHOP_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+    /// `SHOP_JWKS_URL`: where services that run apart fetch the auth service's public keys.
+    pub jwks_url: Option<String>,
+    /// `SHOP_AUTH_URL`, `SHOP_CATALOG_URL`: where the gateway finds services that run apart.
+    pub auth_url: Option<url::Url>,
+    pub catalog_url: Option<url::Url>,
+    /// `SHOP_AUTH__*`: the auth service's settings.
+    pub auth: shop_auth::AuthConfig,
+    /// `SHOP_GATEWAY__*`: the gateway's settings.
+    pub gateway: shop_gateway::GatewayConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            http_addr: None,
+            data_dir: PathBuf::from(".shop-data"),
+            database_url: None,
+            databases: BTreeMap::new(),
+            db_max_connections: 10,
+            migrate_on_start: true,
+            log_format: LogFormat::Text,
+            jwks_url: None,
+            auth_url: None,
+            catalog_url: None,
+            auth: shop_auth::AuthConfig::default(),
+            gateway: shop_gateway::GatewayConfig::default(),
+        }
+    }
+}
+
+/// Where a service's database comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbScope {
+    /// The command runs this one service: `SHOP_DATABASE_URL` applies.
+    Single,
+    /// The command runs several services: only `SHOP_DATABASES__<SERVICE>` applies.
+    Shared,
+}
+
+impl Settings {
+    /// The database URL of `service`: `SHOP_DATABASES__<SERVICE>`, then (for a single-service
+    /// command) `SHOP_DATABASE_URL`, then an embedded SQLite file in the data directory.
+    pub fn database_url(&self, service: ServiceName, scope: DbScope) -> String {
+        if let Some(url) = self.databases.get(service.as_str()) {
+            return url.expose_secret().to_string();
+        }
+        if scope == DbScope::Single {
+            if let Some(url) = &self.database_url {
+                return url.expose_secret().to_string();
+            }
+        }
+        format!("sqlite://{}", self.data_dir.join(format!("{service}.db")).display())
+    }
+
+    /// The listen address of `service` (the gateway for `serve all`).
+    pub fn addr(&self, service: ServiceName) -> SocketAddr {
+        self.http_addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], service.default_port())))
+    }
+
+    /// The base URL of a service that runs apart.
+    pub fn service_url(&self, service: ServiceName) -> url::Url {
+        let configured = match service {
+            ServiceName::Auth => self.auth_url.clone(),
+            ServiceName::Catalog => self.catalog_url.clone(),
+            ServiceName::Gateway => None,
+        };
+        configured.unwrap_or_else(|| {
+            format!("http://127.0.0.1:{}", service.default_port()).parse().expect("valid default URL")
+        })
+    }
+
+    pub fn jwks_url(&self) -> String {
+        self.jwks_url.clone().unwrap_or_else(|| {
+            let mut u = self.service_url(ServiceName::Auth);
+            u.set_path("/.well-known/jwks.json");
+            u.to_string()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_resolution_order() {
+        let mut s = Settings { data_dir: "/data".into(), ..Default::default() };
+        assert_eq!(s.database_url(ServiceName::Catalog, DbScope::Single), "sqlite:///data/catalog.db");
+        s.database_url = Some(SecretString::from("postgres://db/one"));
+        assert_eq!(s.database_url(ServiceName::Catalog, DbScope::Single), "postgres://db/one");
+        assert_eq!(s.database_url(ServiceName::Catalog, DbScope::Shared), "sqlite:///data/catalog.db");
+        s.databases.insert("catalog".into(), SecretString::from("postgres://db/catalog"));
+        assert_eq!(s.database_url(ServiceName::Catalog, DbScope::Shared), "postgres://db/catalog");
+        assert_eq!(s.database_url(ServiceName::Auth, DbScope::Shared), "sqlite:///data/auth.db");
+    }
+
+    #[test]
+    fn default_addresses_follow_the_port_layout() {
+        let s = Settings::default();
+        assert_eq!(s.addr(ServiceName::Gateway).port(), 3000);
+        assert_eq!(s.addr(ServiceName::Catalog).port(), 3002);
+        assert_eq!(s.jwks_url(), "http://127.0.0.1:3001/.well-known/jwks.json");
+    }
+}
