@@ -1,0 +1,709 @@
+//! Desired state as pure functions: each builder takes the `ShopPlatform` and returns the object
+//! the operator applies, with the owner reference and standard labels. No I/O, no clock, no
+//! randomness — the golden tests pin their output byte for byte.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::ByteString;
+use kit::contract::{env, ServiceName, KUBERNETES_PORT};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::crd::{DatabaseMode, DeletionPolicy, KafkaMode, ShopPlatform};
+use crate::names::{self, *};
+
+/// Component and `app.kubernetes.io/name` of the service workloads.
+const APP_NAME: &str = "shop";
+
+fn from_json<T: DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("builder produces a valid object")
+}
+
+/// Controller owner reference to the ShopPlatform: owned objects are garbage-collected with it
+/// and their changes trigger a reconcile.
+pub fn owner_reference(sp: &ShopPlatform) -> OwnerReference {
+    OwnerReference {
+        api_version: ShopPlatform::api_version(&()).into_owned(),
+        kind: ShopPlatform::kind(&()).into_owned(),
+        name: sp.name_any(),
+        uid: sp.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn meta(sp: &ShopPlatform, name: String, app: &str, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(names::namespace(sp)),
+        labels: Some(labels(sp, app, component)),
+        owner_references: Some(vec![owner_reference(sp)]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The non-secret environment of a service (its ConfigMap's data).
+pub fn service_config(sp: &ShopPlatform, service: ServiceName) -> BTreeMap<String, String> {
+    let mut data = BTreeMap::new();
+    data.insert(env::HTTP_ADDR.to_string(), format!("0.0.0.0:{KUBERNETES_PORT}"));
+    data.insert(env::LOG_FORMAT.to_string(), "json".to_string());
+    if service.has_database() {
+        data.insert(ENV_MIGRATE_ON_START.to_string(), "false".to_string());
+    }
+    let enabled = sp.spec.enabled_services();
+    if enabled.contains(&ServiceName::Auth) {
+        data.insert(
+            env::JWKS_URL.to_string(),
+            format!("{}/.well-known/jwks.json", service_url(sp, ServiceName::Auth)),
+        );
+    }
+    if service == ServiceName::Gateway {
+        for other in enabled.iter().filter(|s| **s != ServiceName::Gateway) {
+            data.insert(other.url_env_key(), service_url(sp, *other));
+        }
+    }
+    for var in sp.spec.service(service).env {
+        if let Some(value) = var.value {
+            data.insert(var.name, value);
+        }
+    }
+    data
+}
+
+/// ConfigMap with the service's non-secret environment.
+pub fn config_map(sp: &ShopPlatform, service: ServiceName) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(sp, names::config_map(sp, service), APP_NAME, service.as_str()),
+        data: Some(service_config(sp, service)),
+        ..ConfigMap::default()
+    }
+}
+
+/// Environment variables that come from Secrets.
+fn secret_env(sp: &ShopPlatform, service: ServiceName) -> Vec<Value> {
+    let secret = |name: &str, secret: String, key: &str| json!({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}});
+    let mut out = Vec::new();
+    if service.has_database() {
+        out.push(secret(env::DATABASE_URL, db_connection_secret(sp, service), DATABASE_URL_KEY));
+    }
+    if service == ServiceName::Auth {
+        out.push(secret(ENV_JWT_SIGNING_KEY, signing_key_secret(sp), SIGNING_KEY_KEY));
+    }
+    out.push(secret(ENV_INTERNAL_CREDENTIAL, internal_credential_secret(sp), INTERNAL_CREDENTIAL_KEY));
+    for var in sp.spec.service(service).env {
+        if let Some(r) = var.secret_key_ref {
+            out.push(secret(&var.name, r.name, &r.key));
+        }
+    }
+    out
+}
+
+fn resources(sp: &ShopPlatform, service: ServiceName) -> Value {
+    let spec = sp.spec.service(service).resources.unwrap_or_default();
+    let requests = spec.requests.unwrap_or_default();
+    let limits = spec.limits.unwrap_or_default();
+    json!({
+        "requests": {
+            "cpu": requests.cpu.unwrap_or_else(|| "100m".into()),
+            "memory": requests.memory.unwrap_or_else(|| "128Mi".into()),
+        },
+        "limits": match limits.cpu {
+            Some(cpu) => json!({"cpu": cpu, "memory": limits.memory.unwrap_or_else(|| "512Mi".into())}),
+            None => json!({"memory": limits.memory.unwrap_or_else(|| "512Mi".into())}),
+        },
+    })
+}
+
+/// Restricted-profile security context of every service container.
+pub fn container_security_context() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+fn pod_security_context(uid: i64) -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+/// The container running `shop <args…>`.
+fn shop_container(sp: &ShopPlatform, service: ServiceName, name: &str, args: Value, probes: bool) -> Value {
+    let mut c = json!({
+        "name": name,
+        "image": format!("{}:{}", sp.spec.image, sp.spec.version),
+        "imagePullPolicy": sp.spec.image_pull_policy.as_str(),
+        "args": args,
+        "envFrom": [{"configMapRef": {"name": names::config_map(sp, service)}}],
+        "env": secret_env(sp, service),
+        "resources": resources(sp, service),
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    });
+    if probes {
+        c["ports"] = json!([{"name": HTTP_PORT_NAME, "containerPort": KUBERNETES_PORT, "protocol": "TCP"}]);
+        c["livenessProbe"] = json!({
+            "httpGet": {"path": "/healthz", "port": HTTP_PORT_NAME},
+            "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
+        });
+        c["readinessProbe"] = json!({
+            "httpGet": {"path": "/readyz", "port": HTTP_PORT_NAME},
+            "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3,
+        });
+        c["startupProbe"] = json!({
+            "httpGet": {"path": "/healthz", "port": HTTP_PORT_NAME},
+            "periodSeconds": 2, "failureThreshold": 30,
+        });
+    }
+    c
+}
+
+/// Hash of everything in the pod's configuration that is not in the pod template itself.
+fn config_hash(sp: &ShopPlatform, service: ServiceName) -> String {
+    let data = serde_json::to_vec(&service_config(sp, service)).expect("serializable");
+    let digest = Sha256::digest(&data);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deployment running `shop serve <service>`.
+pub fn deployment(sp: &ShopPlatform, service: ServiceName) -> Deployment {
+    let spec = sp.spec.service(service);
+    let labels = labels(sp, APP_NAME, service.as_str());
+    from_json(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(sp, service_object(sp, service), APP_NAME, service.as_str()),
+        "spec": {
+            "replicas": spec.replicas,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector(sp, APP_NAME, service.as_str())},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash(sp, service)},
+                },
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "securityContext": pod_security_context(65532),
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [shop_container(sp, service, service.as_str(), json!(["serve", service.as_str()]), true)],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }))
+}
+
+/// Service `<platform>-<service>`: port 80 → the pods' `http` port (8080).
+pub fn service(sp: &ShopPlatform, service: ServiceName) -> Service {
+    from_json(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(sp, service_object(sp, service), APP_NAME, service.as_str()),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(sp, APP_NAME, service.as_str()),
+            "ports": [{"name": HTTP_PORT_NAME, "port": SERVICE_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+        },
+    }))
+}
+
+/// PodDisruptionBudget keeping all but one pod up, only when the service has several replicas.
+pub fn pod_disruption_budget(sp: &ShopPlatform, service: ServiceName) -> Option<PodDisruptionBudget> {
+    let spec = sp.spec.service(service);
+    (spec.enabled && spec.replicas > 1).then(|| {
+        from_json(json!({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta(sp, service_object(sp, service), APP_NAME, service.as_str()),
+            "spec": {
+                "maxUnavailable": 1,
+                "selector": {"matchLabels": selector(sp, APP_NAME, service.as_str())},
+            },
+        }))
+    })
+}
+
+/// Job running `shop migrate <service>` for the platform's version (services with a database).
+pub fn migration_job(sp: &ShopPlatform, service: ServiceName) -> Option<Job> {
+    if !service.has_database() {
+        return None;
+    }
+    let component = format!("{}-migrate", service.as_str());
+    Some(from_json(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta(sp, names::migration_job(sp, service), APP_NAME, &component),
+        "spec": {
+            "backoffLimit": 4,
+            "activeDeadlineSeconds": 900,
+            "template": {
+                "metadata": {"labels": labels(sp, APP_NAME, &component)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "securityContext": pod_security_context(65532),
+                    "containers": [shop_container(sp, service, "migrate", json!(["migrate", service.as_str()]), false)],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    })))
+}
+
+/// Ingress in front of the gateway, when enabled (and the gateway is).
+pub fn ingress(sp: &ShopPlatform) -> Option<Ingress> {
+    let spec = &sp.spec.ingress;
+    if !spec.enabled || !sp.spec.service(ServiceName::Gateway).enabled {
+        return None;
+    }
+    let host = spec.host.clone().unwrap_or_default();
+    let mut meta = meta(sp, names::ingress(sp), APP_NAME, ServiceName::Gateway.as_str());
+    if !spec.annotations.is_empty() {
+        meta.annotations = Some(spec.annotations.clone());
+    }
+    let mut ing = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": meta,
+        "spec": {
+            "rules": [{
+                "host": host,
+                "http": {"paths": [{
+                    "path": "/",
+                    "pathType": "Prefix",
+                    "backend": {"service": {
+                        "name": service_object(sp, ServiceName::Gateway),
+                        "port": {"name": HTTP_PORT_NAME},
+                    }},
+                }]},
+            }],
+        },
+    });
+    if let Some(class) = &spec.class_name {
+        ing["spec"]["ingressClassName"] = json!(class);
+    }
+    if let Some(tls) = &spec.tls_secret_name {
+        ing["spec"]["tls"] = json!([{"hosts": [host], "secretName": tls}]);
+    }
+    Some(from_json(ing))
+}
+
+/// The public URL of the API, when there is an Ingress.
+pub fn public_url(sp: &ShopPlatform) -> Option<String> {
+    ingress(sp)?;
+    let scheme = if sp.spec.ingress.tls_secret_name.is_some() { "https" } else { "http" };
+    Some(format!("{scheme}://{}", sp.spec.ingress.host.as_deref().unwrap_or_default()))
+}
+
+/// A generated Secret (created once, never updated).
+pub fn generated_secret(sp: &ShopPlatform, name: String, key: &str, value: String) -> Secret {
+    let mut metadata = meta(sp, name, "shop-secret", "generated");
+    metadata.annotations = Some(BTreeMap::from([(
+        "platform.shop/generated".to_string(),
+        "created once by shop-operator; delete it to rotate".to_string(),
+    )]));
+    Secret {
+        metadata,
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(key.to_string(), ByteString(value.into_bytes()))])),
+        ..Secret::default()
+    }
+}
+
+/// A Secret the operator generates once, and how to generate its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedSecretSpec {
+    pub name: String,
+    pub key: &'static str,
+    pub kind: SecretKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// Ed25519 PKCS#8 PEM.
+    SigningKey,
+    /// 32 random bytes, URL-safe base64.
+    Token,
+    /// 32 random alphanumeric characters (safe inside a URL).
+    Password,
+}
+
+/// Every Secret the operator generates for this platform.
+pub fn generated_secrets(sp: &ShopPlatform) -> Vec<GeneratedSecretSpec> {
+    let mut out = Vec::new();
+    let enabled = sp.spec.enabled_services();
+    if enabled.contains(&ServiceName::Auth) {
+        out.push(GeneratedSecretSpec {
+            name: signing_key_secret(sp),
+            key: SIGNING_KEY_KEY,
+            kind: SecretKind::SigningKey,
+        });
+    }
+    out.push(GeneratedSecretSpec {
+        name: internal_credential_secret(sp),
+        key: INTERNAL_CREDENTIAL_KEY,
+        kind: SecretKind::Token,
+    });
+    if sp.spec.database.mode == DatabaseMode::Embedded {
+        out.push(GeneratedSecretSpec {
+            name: postgres_admin_secret(sp),
+            key: PASSWORD_KEY,
+            kind: SecretKind::Password,
+        });
+    }
+    for s in enabled.into_iter().filter(|s| s.has_database()) {
+        out.push(GeneratedSecretSpec {
+            name: db_password_secret(sp, s),
+            key: PASSWORD_KEY,
+            kind: SecretKind::Password,
+        });
+    }
+    out
+}
+
+/// A service's connection Secret (`DATABASE_URL`), written after its database is provisioned.
+pub fn connection_secret(sp: &ShopPlatform, service: ServiceName, url: &str) -> Secret {
+    Secret {
+        metadata: meta(sp, db_connection_secret(sp, service), "shop-secret", service.as_str()),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(DATABASE_URL_KEY.to_string(), ByteString(url.as_bytes().to_vec()))])),
+        ..Secret::default()
+    }
+}
+
+const POSTGRES_PORT: i32 = 5432;
+/// uid of `postgres` in the official Alpine images.
+const POSTGRES_UID: i64 = 70;
+
+/// Host and port of the embedded PostgreSQL.
+pub fn postgres_host(sp: &ShopPlatform) -> (String, i32) {
+    (format!("{}.{}.svc", names::postgres(sp), names::namespace(sp)), POSTGRES_PORT)
+}
+
+/// Embedded mode: the Service of the single PostgreSQL pod.
+pub fn postgres_service(sp: &ShopPlatform) -> Option<Service> {
+    (sp.spec.database.mode == DatabaseMode::Embedded).then(|| {
+        from_json(json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(sp, names::postgres(sp), "postgres", "database"),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector(sp, "postgres", "database"),
+                "ports": [{"name": "postgres", "port": POSTGRES_PORT, "targetPort": "postgres", "protocol": "TCP"}],
+            },
+        }))
+    })
+}
+
+/// Embedded mode: one PostgreSQL pod with a volume (for development; no backups, no HA).
+pub fn postgres_statefulset(sp: &ShopPlatform) -> Option<StatefulSet> {
+    if sp.spec.database.mode != DatabaseMode::Embedded {
+        return None;
+    }
+    let spec = sp.spec.database.embedded.clone().unwrap_or_default();
+    let on_delete = match sp.spec.deletion_policy {
+        DeletionPolicy::Retain => "Retain",
+        DeletionPolicy::Delete => "Delete",
+    };
+    let mut claim_spec = json!({
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": spec.storage_size}},
+    });
+    if let Some(class) = &spec.storage_class_name {
+        claim_spec["storageClassName"] = json!(class);
+    }
+    Some(from_json(json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": meta(sp, names::postgres(sp), "postgres", "database"),
+        "spec": {
+            "replicas": 1,
+            "serviceName": names::postgres(sp),
+            "selector": {"matchLabels": selector(sp, "postgres", "database")},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": on_delete, "whenScaled": "Retain"},
+            "template": {
+                "metadata": {"labels": labels(sp, "postgres", "database")},
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "securityContext": pod_security_context(POSTGRES_UID),
+                    "containers": [{
+                        "name": "postgres",
+                        "image": spec.image,
+                        "imagePullPolicy": sp.spec.image_pull_policy.as_str(),
+                        "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
+                        "env": [
+                            {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {
+                                "name": postgres_admin_secret(sp), "key": PASSWORD_KEY}}},
+                            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+                        ],
+                        "readinessProbe": {
+                            "exec": {"command": ["pg_isready", "-U", "postgres", "-h", "127.0.0.1"]},
+                            "periodSeconds": 5, "timeoutSeconds": 3,
+                        },
+                        "livenessProbe": {
+                            "exec": {"command": ["pg_isready", "-U", "postgres", "-h", "127.0.0.1"]},
+                            "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 6,
+                        },
+                        "resources": {
+                            "requests": {"cpu": "100m", "memory": "256Mi"},
+                            "limits": {"memory": "1Gi"},
+                        },
+                        "securityContext": container_security_context(),
+                        "volumeMounts": [
+                            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                            {"name": "run", "mountPath": "/var/run/postgresql"},
+                            {"name": "tmp", "mountPath": "/tmp"},
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "run", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data", "labels": selector(sp, "postgres", "database")},
+                "spec": claim_spec,
+            }],
+        },
+    })))
+}
+
+/// CloudNativePG `Cluster` (`postgresql.cnpg.io/v1`), when `database.mode` is `cloudnativepg`.
+pub fn cnpg_cluster(sp: &ShopPlatform) -> Option<DynamicObject> {
+    if sp.spec.database.mode != DatabaseMode::Cloudnativepg {
+        return None;
+    }
+    let spec = sp.spec.database.cloudnativepg.clone().unwrap_or(crate::crd::CloudNativePgDatabase {
+        instances: 1,
+        storage_size: "10Gi".into(),
+        storage_class_name: None,
+    });
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("postgresql.cnpg.io", "v1", "Cluster"));
+    let mut storage = json!({"size": spec.storage_size});
+    if let Some(class) = spec.storage_class_name {
+        storage["storageClass"] = json!(class);
+    }
+    let mut obj = DynamicObject::new(&names::cnpg_cluster(sp), &ar).data(json!({
+        "spec": {
+            "instances": spec.instances,
+            "enableSuperuserAccess": true,
+            "storage": storage,
+        }
+    }));
+    obj.metadata = meta(sp, names::cnpg_cluster(sp), "postgres", "database");
+    Some(obj)
+}
+
+/// Strimzi `KafkaTopic` objects (`kafka.strimzi.io/v1beta2`) for the platform's topics, when
+/// `kafka.mode` is `strimzi`. Not applied in this release: no service uses Kafka yet.
+pub fn strimzi_topics(sp: &ShopPlatform) -> Vec<DynamicObject> {
+    if sp.spec.kafka.mode != KafkaMode::Strimzi {
+        return Vec::new();
+    }
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("kafka.strimzi.io", "v1beta2", "KafkaTopic"));
+    let t = &sp.spec.kafka.topics;
+    let cluster = sp.spec.kafka.strimzi_cluster.clone().unwrap_or_else(|| "kafka".into());
+    let retention_ms = i64::from(t.retention_hours) * 3_600_000;
+    crate::provision::topic_names(sp)
+        .into_iter()
+        .map(|topic| {
+            let mut obj = DynamicObject::new(&topic, &ar).data(json!({
+                "spec": {
+                    "topicName": topic,
+                    "partitions": t.partitions,
+                    "replicas": t.replication_factor,
+                    "config": {"retention.ms": retention_ms.to_string(), "cleanup.policy": "delete"},
+                }
+            }));
+            let mut m = meta(sp, topic.clone(), "kafka-topic", "events");
+            m.labels.get_or_insert_with(BTreeMap::new).insert("strimzi.io/cluster".into(), cluster.clone());
+            obj.metadata = m;
+            obj
+        })
+        .collect()
+}
+
+/// Everything the operator would create for `sp`, in apply order, as plain JSON objects with
+/// `apiVersion` and `kind` (generated Secrets carry a placeholder instead of their random
+/// value). Used by the golden tests and `shop-operator render`.
+pub fn render(sp: &ShopPlatform) -> Vec<Value> {
+    fn typed<T: serde::Serialize + Resource<DynamicType = ()>>(o: T) -> Value {
+        let mut v = serde_json::to_value(o).expect("serializable");
+        v["apiVersion"] = json!(T::api_version(&()));
+        v["kind"] = json!(T::kind(&()));
+        let obj = v.as_object_mut().expect("object");
+        // apiVersion and kind first, as kubectl prints them.
+        let mut ordered = serde_json::Map::new();
+        for k in ["apiVersion", "kind", "metadata"] {
+            if let Some(x) = obj.remove(k) {
+                ordered.insert(k.to_string(), x);
+            }
+        }
+        ordered.extend(std::mem::take(obj));
+        Value::Object(ordered)
+    }
+    fn dynamic(o: DynamicObject) -> Value {
+        serde_json::to_value(o).expect("serializable")
+    }
+    let mut out = Vec::new();
+    for g in generated_secrets(sp) {
+        out.push(typed(generated_secret(sp, g.name, g.key, "<generated>".into())));
+    }
+    out.extend(postgres_service(sp).map(typed));
+    out.extend(postgres_statefulset(sp).map(typed));
+    out.extend(cnpg_cluster(sp).map(dynamic));
+    out.extend(strimzi_topics(sp).into_iter().map(dynamic));
+    for s in sp.spec.enabled_services() {
+        if s.has_database() {
+            out.push(typed(connection_secret(sp, s, "postgres://<provisioned>")));
+        }
+        out.push(typed(config_map(sp, s)));
+        out.extend(migration_job(sp, s).map(typed));
+        out.push(typed(service(sp, s)));
+        out.push(typed(deployment(sp, s)));
+        out.extend(pod_disruption_budget(sp, s).map(typed));
+    }
+    out.extend(ingress(sp).map(typed));
+    out
+}
+
+/// [`render`] as a multi-document YAML stream.
+pub fn render_yaml(sp: &ShopPlatform) -> String {
+    render(sp)
+        .iter()
+        .map(|v| format!("---\n{}", serde_yaml::to_string(v).expect("YAML")))
+        .collect::<Vec<_>>()
+        .concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::ShopPlatform;
+
+    fn sp(spec: Value) -> ShopPlatform {
+        let mut sp: ShopPlatform = serde_json::from_value(json!({
+            "apiVersion": "platform.shop/v1alpha1", "kind": "ShopPlatform",
+            "metadata": {"name": "shop", "namespace": "ns", "uid": "u-1"},
+            "spec": spec,
+        }))
+        .unwrap();
+        sp.metadata.generation = Some(1);
+        sp
+    }
+
+    #[test]
+    fn pdb_only_with_several_replicas() {
+        let one = sp(json!({"version": "1"}));
+        assert!(ServiceName::ALL.iter().all(|s| pod_disruption_budget(&one, *s).is_none()));
+        let three = sp(json!({"version": "1", "services": {"catalog": {"replicas": 3}}}));
+        assert!(pod_disruption_budget(&three, ServiceName::Catalog).is_some());
+        assert!(pod_disruption_budget(&three, ServiceName::Auth).is_none());
+    }
+
+    #[test]
+    fn every_rendered_object_is_owned_and_labelled() {
+        let full = sp(json!({
+            "version": "1", "services": {"gateway": {"replicas": 2}},
+            "database": {"mode": "cloudnativepg", "cloudnativepg": {}},
+            "kafka": {"mode": "strimzi", "strimziCluster": "k"},
+            "ingress": {"enabled": true, "host": "shop.example.com"},
+        }));
+        let objects = render(&full);
+        assert!(objects.len() > 15);
+        for o in objects {
+            let m = &o["metadata"];
+            assert_eq!(m["ownerReferences"][0]["uid"], "u-1", "{}", m["name"]);
+            assert_eq!(m["ownerReferences"][0]["controller"], true);
+            assert_eq!(m["labels"]["app.kubernetes.io/managed-by"], "shop-operator");
+            assert_eq!(m["labels"]["app.kubernetes.io/part-of"], "shop-platform");
+            assert_eq!(m["labels"]["app.kubernetes.io/instance"], "shop");
+            assert!(m["labels"]["app.kubernetes.io/component"].is_string());
+            assert!(m["labels"]["app.kubernetes.io/name"].is_string());
+        }
+    }
+
+    #[test]
+    fn a_disabled_service_renders_nothing() {
+        let no_catalog = sp(json!({"version": "1", "services": {"catalog": {"enabled": false}}}));
+        let text = render_yaml(&no_catalog);
+        assert!(!text.contains("shop-catalog"), "{text}");
+        assert!(!service_config(&no_catalog, ServiceName::Gateway).contains_key("SHOP_CATALOG_URL"));
+        assert!(!generated_secrets(&no_catalog).iter().any(|g| g.name.contains("catalog")));
+    }
+
+    #[test]
+    fn containers_run_restricted() {
+        let d = deployment(&sp(json!({"version": "1"})), ServiceName::Auth);
+        let pod = d.spec.template.spec.unwrap();
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let c = &pod.containers[0];
+        let sc = c.security_context.clone().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(c.volume_mounts.clone().unwrap()[0].mount_path, "/tmp");
+        assert!(pod.volumes.unwrap()[0].empty_dir.is_some());
+        assert_eq!(c.args, Some(vec!["serve".to_string(), "auth".to_string()]));
+        assert_eq!(c.image.as_deref(), Some("shop:1"));
+    }
+
+    #[test]
+    fn service_wiring_uses_contract_names() {
+        let p = sp(json!({"version": "1"}));
+        let gw = service_config(&p, ServiceName::Gateway);
+        assert_eq!(gw[env::HTTP_ADDR], "0.0.0.0:8080");
+        assert_eq!(gw[&ServiceName::Catalog.url_env_key()], "http://shop-catalog.ns.svc");
+        assert_eq!(gw[env::JWKS_URL], "http://shop-auth.ns.svc/.well-known/jwks.json");
+        let svc = service(&p, ServiceName::Auth).spec.unwrap();
+        let port = &svc.ports.unwrap()[0];
+        assert_eq!((port.port, port.name.as_deref()), (80, Some("http")));
+        assert!(migration_job(&p, ServiceName::Gateway).is_none());
+        let job = migration_job(&p, ServiceName::Catalog).unwrap();
+        assert_eq!(
+            job.spec.unwrap().template.spec.unwrap().containers[0].args,
+            Some(vec!["migrate".into(), "catalog".into()])
+        );
+    }
+
+    #[test]
+    fn a_config_change_changes_the_pod_template() {
+        let a = deployment(&sp(json!({"version": "1"})), ServiceName::Auth);
+        let b = deployment(
+            &sp(
+                json!({"version": "1", "services": {"auth": {"env": [{"name": "SHOP_LOG", "value": "debug"}]}}}),
+            ),
+            ServiceName::Auth,
+        );
+        let hash = |d: &Deployment| {
+            d.spec.template.metadata.clone().unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
+        };
+        assert_ne!(hash(&a), hash(&b));
+    }
+}

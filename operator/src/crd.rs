@@ -1,0 +1,549 @@
+//! The `ShopPlatform` custom resource (`platform.shop/v1alpha1`): its spec, status and the CRD
+//! generated from them. Every field carries a doc comment, which becomes its `description`
+//! (`kubectl explain shopplatform.spec.database`).
+
+use std::collections::BTreeMap;
+
+use kit::contract::ServiceName;
+use kube::CustomResource;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
+
+/// Desired state of one ShopPlatform: which image runs which services, and where their
+/// databases, event bus and cache come from.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "platform.shop",
+    doc = "A ShopPlatform: one running shop (its services, databases, event bus, cache and ingress), managed by shop-operator.",
+    version = "v1alpha1",
+    kind = "ShopPlatform",
+    plural = "shopplatforms",
+    singular = "shopplatform",
+    shortname = "shop",
+    category = "shop",
+    namespaced,
+    status = "ShopPlatformStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","description":"Ready services / enabled services","jsonPath":".status.readyServices"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.version"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ShopPlatformSpec {
+    /// Container image repository of the `shop` binary, without a tag (the tag is `version`).
+    #[serde(default = "default_image")]
+    #[schemars(length(min = 1, max = 255))]
+    pub image: String,
+    /// Image tag to run, e.g. `0.1.0`. Changing it runs the migration Jobs of the new version,
+    /// then rolls the Deployments.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"))]
+    pub version: String,
+    /// Image pull policy of every container the operator creates.
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
+    /// Per-service settings, keyed by service name. A service not listed runs with the defaults
+    /// (enabled, one replica).
+    #[serde(default)]
+    #[schemars(schema_with = "services_schema")]
+    pub services: BTreeMap<ServiceName, ServiceSpec>,
+    /// Where the per-service PostgreSQL databases come from.
+    #[serde(default)]
+    pub database: DatabaseSpec,
+    /// The Kafka event bus and its topics.
+    #[serde(default)]
+    pub kafka: KafkaSpec,
+    /// The Redis cache (cart storage).
+    #[serde(default)]
+    pub redis: RedisSpec,
+    /// Stripe credentials; without them the payment service uses its simulated provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe: Option<StripeSpec>,
+    /// SMTP relay for outgoing email; without it email is captured by the notification service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpSpec>,
+    /// Public HTTP(S) entry point: an Ingress in front of the gateway.
+    #[serde(default)]
+    pub ingress: IngressSpec,
+    /// What happens to the databases when the ShopPlatform is deleted. `Retain` (default) keeps
+    /// them; `Delete` drops the per-service databases and roles.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn default_image() -> String {
+    "shop".to_string()
+}
+
+/// Image pull policy.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// The `services` map: one optional entry per known service, nothing else.
+fn services_schema(generator: &mut SchemaGenerator) -> Schema {
+    let service = generator.subschema_for::<ServiceSpec>();
+    let mut properties = serde_json::Map::new();
+    for name in ServiceName::ALL {
+        properties.insert(name.as_str().to_string(), service.clone().into());
+    }
+    json_schema!({
+        "type": "object",
+        "description": "Per-service settings, keyed by service name. A service not listed runs with the defaults (enabled, one replica).",
+        "properties": properties,
+        "additionalProperties": false,
+    })
+}
+
+/// Settings of one service.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Whether the service runs. A disabled service gets no Deployment, Service or database.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Number of pods. More than one also gets a PodDisruptionBudget.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// CPU and memory requests and limits of the service's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesSpec>,
+    /// Extra environment variables of the service's container (e.g. `SHOP_LOG=debug`). They
+    /// come after the operator's own, so they can override them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVarSpec>,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        ServiceSpec { enabled: true, replicas: 1, resources: None, env: Vec::new() }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// CPU and memory requests and limits (Kubernetes quantities, e.g. `250m`, `256Mi`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ResourcesSpec {
+    /// Guaranteed resources, used for scheduling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<ResourceAmounts>,
+    /// Upper bounds; a container above its memory limit is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ResourceAmounts>,
+}
+
+/// An amount of CPU and memory.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ResourceAmounts {
+    /// CPU quantity, e.g. `100m` or `1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?m?$"))]
+    pub cpu: Option<String>,
+    /// Memory quantity, e.g. `128Mi` or `1Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
+    pub memory: Option<String>,
+}
+
+/// One extra environment variable: a literal value or a key of a Secret.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.value) != has(self.secretKeyRef)", "message": "set exactly one of value and secretKeyRef"}
+]))]
+pub struct EnvVarSpec {
+    /// Variable name, e.g. `SHOP_LOG`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub name: String,
+    /// Literal value (goes into the service's ConfigMap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Take the value from a key of a Secret in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in the ShopPlatform's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Where the databases come from. Every service with a database gets its own database and
+/// login role, whatever the mode.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.mode != 'external' || has(self.external)", "message": "mode external needs database.external"}
+]))]
+pub struct DatabaseSpec {
+    /// `external`: an existing PostgreSQL server reached with an admin DSN; `cloudnativepg`: a
+    /// CloudNativePG `Cluster` the operator creates; `embedded`: one PostgreSQL pod for
+    /// development. Immutable once set.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "database.mode is immutable"}
+    ]))]
+    pub mode: DatabaseMode,
+    /// Settings of mode `external`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalDatabase>,
+    /// Settings of mode `cloudnativepg`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudnativepg: Option<CloudNativePgDatabase>,
+    /// Settings of mode `embedded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<EmbeddedDatabase>,
+}
+
+/// How the databases are provided.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseMode {
+    External,
+    Cloudnativepg,
+    #[default]
+    Embedded,
+}
+
+impl DatabaseMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatabaseMode::External => "external",
+            DatabaseMode::Cloudnativepg => "cloudnativepg",
+            DatabaseMode::Embedded => "embedded",
+        }
+    }
+}
+
+/// An existing PostgreSQL server.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalDatabase {
+    /// Secret key holding an admin DSN (`postgres://admin:pw@host:5432/postgres?sslmode=require`)
+    /// of a role with CREATEDB and CREATEROLE. The operator uses it to create one database and
+    /// one login role per service; services never see it.
+    pub admin_secret_ref: SecretKeyRef,
+}
+
+/// A CloudNativePG cluster (needs the CloudNativePG operator in the cluster).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudNativePgDatabase {
+    /// Number of PostgreSQL instances (1 primary + replicas).
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 9))]
+    pub instances: i32,
+    /// Size of each instance's volume.
+    #[serde(default = "default_cnpg_storage")]
+    pub storage_size: String,
+    /// StorageClass of the volumes (the cluster default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+fn default_cnpg_storage() -> String {
+    "10Gi".to_string()
+}
+
+/// A single PostgreSQL pod for development: no backups, no high availability.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmbeddedDatabase {
+    /// PostgreSQL image.
+    #[serde(default = "default_postgres_image")]
+    pub image: String,
+    /// Size of the data volume.
+    #[serde(default = "default_embedded_storage")]
+    pub storage_size: String,
+    /// StorageClass of the data volume (the cluster default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for EmbeddedDatabase {
+    fn default() -> Self {
+        EmbeddedDatabase {
+            image: default_postgres_image(),
+            storage_size: default_embedded_storage(),
+            storage_class_name: None,
+        }
+    }
+}
+
+fn default_postgres_image() -> String {
+    "postgres:17-alpine".to_string()
+}
+
+fn default_embedded_storage() -> String {
+    "1Gi".to_string()
+}
+
+/// The Kafka event bus. Modelled ahead of the services that use it: no service of this release
+/// consumes events through Kafka yet, so nothing is provisioned for it (condition `KafkaReady`
+/// says so).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.mode != 'external' || has(self.bootstrapServers)", "message": "mode external needs kafka.bootstrapServers"}
+]))]
+pub struct KafkaSpec {
+    /// `external`: an existing cluster at `bootstrapServers`; `strimzi`: topics as Strimzi
+    /// `KafkaTopic` objects of the Kafka cluster `strimziCluster`; `embedded`: a single-node
+    /// broker for development.
+    #[serde(default)]
+    pub mode: KafkaMode,
+    /// Comma-separated `host:port` list (mode `external`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+    /// Name of the Strimzi `Kafka` resource in this namespace (mode `strimzi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strimzi_cluster: Option<String>,
+    /// Settings of every topic the platform creates (names are prefixed by the platform name).
+    #[serde(default)]
+    pub topics: TopicSettings,
+}
+
+/// How Kafka is provided.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaMode {
+    External,
+    Strimzi,
+    #[default]
+    Embedded,
+}
+
+/// Topic settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSettings {
+    /// Partitions per topic (the unit of consumer parallelism).
+    #[serde(default = "default_partitions")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub partitions: i32,
+    /// Replication factor of every topic.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 7))]
+    pub replication_factor: i32,
+    /// Retention of every topic, in hours.
+    #[serde(default = "default_retention_hours")]
+    #[schemars(range(min = 1, max = 87600))]
+    pub retention_hours: i32,
+}
+
+impl Default for TopicSettings {
+    fn default() -> Self {
+        TopicSettings {
+            partitions: default_partitions(),
+            replication_factor: 1,
+            retention_hours: default_retention_hours(),
+        }
+    }
+}
+
+fn default_partitions() -> i32 {
+    6
+}
+
+fn default_retention_hours() -> i32 {
+    168
+}
+
+/// The Redis cache (cart storage). Modelled ahead of the cart service.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.mode != 'external' || has(self.urlSecretRef)", "message": "mode external needs redis.urlSecretRef"}
+]))]
+pub struct RedisSpec {
+    /// `external`: an existing Redis reached at the URL in `urlSecretRef`; `embedded`: one
+    /// Redis pod for development.
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// Secret key holding `redis://…` (mode `external`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretKeyRef>,
+}
+
+/// How Redis is provided.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    External,
+    #[default]
+    Embedded,
+}
+
+/// Stripe credentials.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StripeSpec {
+    /// Secret with the keys `apiKey` (secret API key) and `webhookSecret` (endpoint signing
+    /// secret).
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
+/// SMTP relay.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmtpSpec {
+    /// Secret with the keys `host`, `port`, `username` and `password`.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Sender address of outgoing email, e.g. `Shop <no-reply@shop.example>`.
+    #[schemars(length(min = 3, max = 320))]
+    pub from: String,
+}
+
+/// The Ingress in front of the gateway.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!self.enabled || has(self.host)", "message": "an enabled ingress needs a host"}
+]))]
+pub struct IngressSpec {
+    /// Whether to create the Ingress.
+    #[serde(default)]
+    pub enabled: bool,
+    /// IngressClass to use (the cluster default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// Public host name, e.g. `shop.example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    pub host: Option<String>,
+    /// Secret holding the TLS certificate of `host`; enables HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+    /// Annotations of the Ingress (e.g. for cert-manager or the ingress controller).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What deleting the ShopPlatform does to its data.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep databases and roles (objects in the namespace are garbage-collected).
+    #[default]
+    Retain,
+    /// Also drop the per-service databases and roles (external and CloudNativePG modes) and the
+    /// embedded database's volume.
+    Delete,
+}
+
+/// Observed state, written by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShopPlatformStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Summary: Pending, Provisioning, Ready, Degraded or Deleting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Detailed conditions: Ready, SecretsReady, DatabaseReady, KafkaReady, MigrationsReady,
+    /// ServicesReady.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Ready replicas per enabled service.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceStatus>,
+    /// `ready/enabled` services, e.g. `3/3` (printer column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_services: Option<String>,
+    /// Public URL of the API when the ingress is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// Summary of a ShopPlatform's state.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    Pending,
+    Provisioning,
+    Ready,
+    Degraded,
+    Deleting,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Provisioning => "Provisioning",
+            Phase::Ready => "Ready",
+            Phase::Degraded => "Degraded",
+            Phase::Deleting => "Deleting",
+        }
+    }
+}
+
+/// A condition in the Kubernetes style.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type, e.g. `DatabaseReady`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Machine-readable reason in CamelCase.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// When `status` last changed (RFC 3339).
+    pub last_transition_time: String,
+    /// The `metadata.generation` the condition was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Replica counts of one service.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// Desired replicas.
+    pub replicas: i32,
+    /// Ready replicas.
+    pub ready_replicas: i32,
+}
+
+impl ShopPlatformSpec {
+    /// The settings of `service` (defaults when not listed).
+    pub fn service(&self, service: ServiceName) -> ServiceSpec {
+        self.services.get(&service).cloned().unwrap_or_default()
+    }
+
+    /// Enabled services, in the contract's order.
+    pub fn enabled_services(&self) -> Vec<ServiceName> {
+        ServiceName::ALL.into_iter().filter(|s| self.service(*s).enabled).collect()
+    }
+}

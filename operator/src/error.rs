@@ -1,0 +1,64 @@
+//! The operator's one error type.
+
+use crate::provision::ProvisionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("{action} {kind} {name}: {source}")]
+    Kube {
+        action: &'static str,
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// A referenced Secret (or one of its keys) is missing.
+    #[error("secret {name}: key {key} is missing")]
+    MissingSecret { name: String, key: String },
+    /// Creating or dropping a database failed.
+    #[error("database provisioning: {0}")]
+    Database(#[from] ProvisionError),
+    /// The object cannot be reconciled as written (e.g. it has no namespace).
+    #[error("invalid ShopPlatform: {0}")]
+    InvalidSpec(String),
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// Label of the `reason` of `shop_operator_reconcile_failures_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube { source: kube::Error::Api(s), .. } if s.code == 409 => "conflict",
+            Error::Kube { .. } => "kube_api",
+            Error::MissingSecret { .. } => "missing_secret",
+            Error::Database(_) => "database",
+            Error::InvalidSpec(_) => "invalid_spec",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+
+    pub(crate) fn kube(
+        action: &'static str,
+        kind: &'static str,
+        name: &str,
+    ) -> impl FnOnce(kube::Error) -> Error {
+        let name = name.to_string();
+        move |source| Error::Kube { action, kind, name, source }
+    }
+}
+
+/// The finalizer helper wraps our errors; unwrap them so metrics keep their reason.
+impl From<kube::runtime::finalizer::Error<Error>> for Error {
+    fn from(e: kube::runtime::finalizer::Error<Error>) -> Self {
+        use kube::runtime::finalizer::Error as F;
+        match e {
+            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
