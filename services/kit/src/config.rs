@@ -85,6 +85,8 @@ pub fn redact_url(url: &str) -> String {
 }
 
 #[cfg(test)]
+// `figment::Jail` closures return `figment::Error`, which is large; that is its API.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use secrecy::{ExposeSecret, SecretString};

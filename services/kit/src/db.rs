@@ -142,6 +142,105 @@ impl crate::health::Check for Db {
     }
 }
 
+/// A UTC instant that orders correctly on both backends.
+///
+/// PostgreSQL stores it as `TIMESTAMPTZ`. On SQLite, sqlx writes `OffsetDateTime` as RFC 3339
+/// text with a varying number of fractional digits, so `ORDER BY` and `<` on such columns are
+/// silently wrong within a second; `Timestamp` always writes the fixed-width form
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (microseconds, UTC), whose text order is time order. Use it for
+/// every time column that is compared or sorted in SQL (expiries, sweeps, `ORDER BY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(#[serde(with = "time::serde::rfc3339")] pub time::OffsetDateTime);
+
+const SQLITE_TIME_FORMAT: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+impl Timestamp {
+    /// Now, truncated to microseconds (the precision both backends keep).
+    pub fn now() -> Self {
+        Self::from(time::OffsetDateTime::now_utc())
+    }
+
+    /// The fixed-width text form used on SQLite.
+    pub fn to_sqlite_text(&self) -> String {
+        self.0.format(SQLITE_TIME_FORMAT).expect("a UTC instant formats")
+    }
+}
+
+impl From<time::OffsetDateTime> for Timestamp {
+    fn from(t: time::OffsetDateTime) -> Self {
+        let t = t.to_offset(time::UtcOffset::UTC);
+        let micros = t.microsecond();
+        Timestamp(t.replace_nanosecond(micros * 1000).expect("valid nanosecond"))
+    }
+}
+
+impl From<Timestamp> for time::OffsetDateTime {
+    fn from(t: Timestamp) -> Self {
+        t.0
+    }
+}
+
+impl std::ops::Add<std::time::Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, d: std::time::Duration) -> Timestamp {
+        Timestamp::from(self.0 + d)
+    }
+}
+
+impl std::ops::Sub<std::time::Duration> for Timestamp {
+    type Output = Timestamp;
+    fn sub(self, d: std::time::Duration) -> Timestamp {
+        Timestamp::from(self.0 - d)
+    }
+}
+
+mod timestamp_sql {
+    use super::Timestamp;
+    use sqlx::encode::IsNull;
+    use sqlx::error::BoxDynError;
+    use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+    use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
+    use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
+    use time::OffsetDateTime;
+
+    impl Type<Postgres> for Timestamp {
+        fn type_info() -> PgTypeInfo {
+            <OffsetDateTime as Type<Postgres>>::type_info()
+        }
+    }
+    impl Encode<'_, Postgres> for Timestamp {
+        fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+            <OffsetDateTime as Encode<Postgres>>::encode_by_ref(&self.0, buf)
+        }
+    }
+    impl<'r> Decode<'r, Postgres> for Timestamp {
+        fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+            Ok(Timestamp::from(<OffsetDateTime as Decode<Postgres>>::decode(value)?))
+        }
+    }
+
+    impl Type<Sqlite> for Timestamp {
+        fn type_info() -> SqliteTypeInfo {
+            <String as Type<Sqlite>>::type_info()
+        }
+        fn compatible(ty: &SqliteTypeInfo) -> bool {
+            <OffsetDateTime as Type<Sqlite>>::compatible(ty)
+        }
+    }
+    impl<'q> Encode<'q, Sqlite> for Timestamp {
+        fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
+            <String as Encode<'q, Sqlite>>::encode(self.to_sqlite_text(), buf)
+        }
+    }
+    impl<'r> Decode<'r, Sqlite> for Timestamp {
+        fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+            Ok(Timestamp::from(<OffsetDateTime as Decode<Sqlite>>::decode(value)?))
+        }
+    }
+}
+
 /// True when `err` is a unique-constraint violation (on either backend).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     err.as_database_error().is_some_and(|e| e.is_unique_violation())
@@ -185,6 +284,61 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("unsupported"), "{msg}");
         assert!(!msg.contains("pw@"), "password redacted: {msg}");
+    }
+
+    #[test]
+    fn sqlite_text_is_fixed_width_and_ordered() {
+        let a = Timestamp::from(time::macros::datetime!(2026-11-22 10:00:00.1 UTC));
+        let b = Timestamp::from(time::macros::datetime!(2026-11-22 10:00:00.12 UTC));
+        assert_eq!(a.to_sqlite_text(), "2026-11-22T10:00:00.100000Z");
+        assert!(a.to_sqlite_text() < b.to_sqlite_text());
+        let shifted = Timestamp::from(time::macros::datetime!(2026-11-22 12:00:00 +02:00));
+        assert_eq!(shifted.to_sqlite_text(), "2026-11-22T10:00:00.000000Z");
+    }
+
+    async fn timestamps_round_trip_and_compare(db: Db) {
+        let ddl = match db.backend() {
+            Backend::Postgres => "CREATE TABLE t (n BIGINT, at TIMESTAMPTZ NOT NULL)",
+            Backend::Sqlite => "CREATE TABLE t (n BIGINT, at TEXT NOT NULL)",
+        };
+        with_db!(&db, pool => sqlx::query(ddl).execute(pool).await.map(|_| ())).unwrap();
+        let base = Timestamp::now();
+        // Sub-second instants whose plain RFC 3339 text would sort wrongly.
+        for (n, ms) in [(1i64, 100u64), (2, 120), (3, 5), (4, 999)] {
+            let at = base + std::time::Duration::from_millis(ms);
+            with_db!(&db, pool => sqlx::query("INSERT INTO t (n, at) VALUES ($1, $2)").bind(n).bind(at)
+                .execute(pool).await.map(|_| ()))
+            .unwrap();
+        }
+        let order: Vec<i64> = with_db!(&db, pool => sqlx::query_scalar("SELECT n FROM t ORDER BY at")
+            .fetch_all(pool).await)
+        .unwrap();
+        assert_eq!(order, vec![3, 1, 2, 4]);
+        let cutoff = base + std::time::Duration::from_millis(110);
+        let before: Vec<i64> =
+            with_db!(&db, pool => sqlx::query_scalar("SELECT n FROM t WHERE at < $1 ORDER BY n")
+            .bind(cutoff).fetch_all(pool).await)
+            .unwrap();
+        assert_eq!(before, vec![1, 3]);
+        let back: Timestamp = with_db!(&db, pool => sqlx::query_scalar("SELECT at FROM t WHERE n = 4")
+            .fetch_one(pool).await)
+        .unwrap();
+        assert_eq!(back, base + std::time::Duration::from_millis(999));
+    }
+
+    static NO_MIGRATIONS: Migrations = Migrations { postgres: Migrator::DEFAULT, sqlite: Migrator::DEFAULT };
+
+    // Multi-threaded: dropping a `TestDb` closes its pool from another thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn timestamps_on_sqlite() {
+        let t = crate::testing::sqlite(&NO_MIGRATIONS).await;
+        timestamps_round_trip_and_compare(t.db.clone()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn timestamps_on_postgres() {
+        let t = crate::testing::postgres(&NO_MIGRATIONS).await;
+        timestamps_round_trip_and_compare(t.db.clone()).await;
     }
 
     #[test]

@@ -13,7 +13,9 @@ use crate::db::{Db, Migrations, PoolSettings};
 
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// A migrated database that is removed when dropped.
+/// A migrated database that is removed when dropped. Use it on a multi-threaded runtime
+/// (as [`db_tests!`](crate::db_tests) does): dropping it closes the pool from another thread,
+/// which needs the test's runtime to keep running.
 pub struct TestDb {
     pub db: Db,
     cleanup: Cleanup,
