@@ -34,20 +34,27 @@ pub struct KafkaBus {
 
 struct Inner {
     config: EventsConfig,
-    producer: FutureProducer,
+    /// Replaced after a timed-out publish: a fresh client gets a new idempotent producer id
+    /// and fresh metadata (a broker that lost its state, e.g. restarted, otherwise never
+    /// accepts the old producer's sequence again).
+    producer: std::sync::RwLock<FutureProducer>,
     registry: Registry,
+}
+
+fn new_producer(config: &EventsConfig) -> Result<FutureProducer, EventError> {
+    let mut cc = base_config(config);
+    cc.set("enable.idempotence", "true").set("acks", "all");
+    cc.set("message.timeout.ms", config.publish_timeout.as_millis().to_string());
+    for (k, v) in &config.producer_properties {
+        cc.set(k, v);
+    }
+    cc.create().map_err(kafka_err)
 }
 
 impl KafkaBus {
     /// Creates the producer (and, with `create_topics`, the contract topics).
     pub async fn connect(config: EventsConfig) -> Result<KafkaBus, EventError> {
-        let mut cc = base_config(&config);
-        cc.set("enable.idempotence", "true").set("acks", "all");
-        cc.set("message.timeout.ms", config.publish_timeout.as_millis().to_string());
-        for (k, v) in &config.producer_properties {
-            cc.set(k, v);
-        }
-        let producer: FutureProducer = cc.create().map_err(kafka_err)?;
+        let producer = std::sync::RwLock::new(new_producer(&config)?);
         let bus = KafkaBus { inner: Arc::new(Inner { config, producer, registry: Registry::default() }) };
         if bus.inner.config.create_topics {
             let all: Vec<String> = contract::topics::ALL.iter().map(|t| bus.full(t)).collect();
@@ -62,6 +69,10 @@ impl KafkaBus {
 
     /// Creates the given (full) topic names; "already exists" counts as success.
     pub async fn ensure_topics(&self, names: &[String]) -> Result<(), EventError> {
+        // A CreateTopics request must not name a topic twice.
+        let mut names = names.to_vec();
+        names.sort();
+        names.dedup();
         let admin: AdminClient<DefaultClientContext> =
             base_config(&self.inner.config).create().map_err(kafka_err)?;
         let new: Vec<NewTopic<'_>> = names
@@ -93,17 +104,40 @@ impl KafkaBus {
         if let Some(v) = value {
             record = record.payload(v);
         }
-        self.inner
-            .producer
-            .send(record, self.inner.config.publish_timeout)
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| EventError::Publish(format!("{topic}: {e}")))
+        let producer = self.inner.producer.read().expect("producer lock").clone();
+        match producer.send(record, self.inner.config.publish_timeout).await {
+            Ok(_) => Ok(()),
+            Err((e, _)) => {
+                if matches!(
+                    e,
+                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
+                        | KafkaError::MessageProduction(RDKafkaErrorCode::Fatal)
+                ) {
+                    self.reset_producer(&producer);
+                }
+                Err(EventError::Publish(format!("{topic}: {e}")))
+            }
+        }
+    }
+
+    /// Replaces `failed` with a fresh producer (unless another task already did).
+    fn reset_producer(&self, failed: &FutureProducer) {
+        let mut guard = self.inner.producer.write().expect("producer lock");
+        if std::ptr::eq(guard.client().native_ptr(), failed.client().native_ptr()) {
+            match new_producer(&self.inner.config) {
+                Ok(p) => {
+                    tracing::warn!("Kafka publish timed out: producer re-created");
+                    *guard = p;
+                }
+                Err(e) => tracing::error!(error = %e, "cannot re-create the Kafka producer"),
+            }
+        }
     }
 
     /// Flushes the producer (call on shutdown).
     pub fn flush(&self, timeout: Duration) {
-        let _ = self.inner.producer.flush(timeout);
+        let producer = self.inner.producer.read().expect("producer lock").clone();
+        let _ = producer.flush(timeout);
     }
 
     async fn consume(self, sub: Subscription, slot: super::StateSlot, shutdown: CancellationToken) {
@@ -275,13 +309,14 @@ impl EventBus for KafkaBus {
     async fn start(&self, shutdown: CancellationToken) -> Result<Consumers, EventError> {
         let subs = self.inner.registry.take()?;
         if self.inner.config.create_topics {
-            let mut names = Vec::new();
+            let mut names = std::collections::BTreeSet::new();
             for s in &subs {
                 for t in &s.topics {
-                    names.push(self.full(t));
-                    names.push(contract::dead_letter_topic(&self.full(t), &s.group));
+                    names.insert(self.full(t));
+                    names.insert(contract::dead_letter_topic(&self.full(t), &s.group));
                 }
             }
+            let names: Vec<String> = names.into_iter().collect();
             if let Err(e) = self.ensure_topics(&names).await {
                 self.inner.registry.reopen();
                 return Err(e);

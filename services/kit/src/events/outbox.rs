@@ -289,9 +289,9 @@ impl Relay {
         futures::future::join_all(runs).await.into_iter().flatten().collect()
     }
 
-    async fn record<'c, E>(
+    async fn record<E>(
         &self,
-        conn: &'c mut E,
+        conn: &mut E,
         results: Vec<(i64, i32, Result<(), String>)>,
         full: bool,
     ) -> Result<RoundReport, EventError>
@@ -483,6 +483,21 @@ impl crate::health::Check for RelayHealth {
         match &s.last_error {
             Some(e) => Err(e.clone()),
             None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_migration_snippets_match_the_constants() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+        for (backend, sql) in [("postgres", OUTBOX_POSTGRES_SQL), ("sqlite", OUTBOX_SQLITE_SQL)] {
+            let path = root.join(backend).join("_events/outbox_inbox.sql");
+            let file = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(file, sql, "{} drifted from kit::events::outbox", path.display());
         }
     }
 }
