@@ -1,0 +1,187 @@
+//! `shop-cart`: the Cart Service — guest and customer carts stored in Redis (production) or
+//! SQL (embedded; PostgreSQL or SQLite), priced and checked against the catalog over its
+//! public API. See `docs/cart.md`.
+//!
+//! The composer builds a store ([`redis_store`] or [`sql_store`], running [`MIGRATIONS`] for
+//! the latter and starting [`spawn_sweeper`]), a product lookup ([`http_products`] or
+//! [`router_products`] over the catalog's router), a [`CartState`], then mounts [`router`]
+//! (only the `/api/v1/cart...` routes; it adds the common layers and the token
+//! [`kit::auth::Verifier`] as an `Extension`) and merges [`openapi`].
+
+pub mod api;
+pub mod model;
+pub mod products;
+pub mod redis_store;
+pub mod sql_store;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+pub use api::{openapi, router};
+pub use products::{http_products, router_products, LookupError, ProductInfo, ProductLookup, ProductStatus};
+pub use store::{AddOutcome, CartStore, Limits, LineSnapshot, MergeOutcome, StoreError, StoredLine};
+
+/// The cart's migrations for both backends (SQL store only).
+pub static MIGRATIONS: kit::db::Migrations = kit::db::Migrations {
+    postgres: sqlx::migrate!("../../migrations/postgres/cart"),
+    sqlite: sqlx::migrate!("../../migrations/sqlite/cart"),
+};
+
+/// Configuration of the cart service (`SHOP_CART__<FIELD>`). Every field has a default.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CartConfig {
+    /// Redis URL (`redis://…`); when absent the SQL store is used. Env: `SHOP_CART__REDIS_URL`.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key. Default `shop:cart:`.
+    pub redis_prefix: String,
+    /// Time to live of a signed-in user's cart, refreshed on every write. Default 7 days.
+    pub user_ttl_secs: u64,
+    /// Time to live of a guest cart, refreshed on every write. Default 2 days.
+    pub guest_ttl_secs: u64,
+    /// Highest quantity of one line. Default 99.
+    pub max_quantity_per_line: i64,
+    /// Most lines in one cart. Default 50.
+    pub max_lines: usize,
+    /// Base URL of the catalog (`http://catalog:8080`) when it runs in another process.
+    pub catalog_url: Option<String>,
+    /// Interval of the SQL store's sweep of expired carts. Default 300 s.
+    pub sweep_interval_secs: u64,
+}
+
+// Serialised in clear so a configuration round-trips; `Debug` stays `[REDACTED]`.
+fn ser_opt_secret<S: serde::Serializer>(s: &Option<SecretString>, ser: S) -> Result<S::Ok, S::Error> {
+    match s {
+        Some(s) => ser.serialize_some(s.expose_secret()),
+        None => ser.serialize_none(),
+    }
+}
+
+impl Default for CartConfig {
+    fn default() -> Self {
+        CartConfig {
+            redis_url: None,
+            redis_prefix: "shop:cart:".into(),
+            user_ttl_secs: 7 * 24 * 3600,
+            guest_ttl_secs: 2 * 24 * 3600,
+            max_quantity_per_line: 99,
+            max_lines: 50,
+            catalog_url: None,
+            sweep_interval_secs: 300,
+        }
+    }
+}
+
+impl CartConfig {
+    /// Checks the values; the error names the offending keys.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut errors = Vec::new();
+        if self.user_ttl_secs == 0 {
+            errors.push("user_ttl_secs must be at least 1");
+        }
+        if self.guest_ttl_secs == 0 {
+            errors.push("guest_ttl_secs must be at least 1");
+        }
+        if self.max_quantity_per_line < 1 {
+            errors.push("max_quantity_per_line must be at least 1");
+        }
+        if self.max_lines < 1 {
+            errors.push("max_lines must be at least 1");
+        }
+        if self.sweep_interval_secs == 0 {
+            errors.push("sweep_interval_secs must be at least 1");
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("invalid cart configuration: {}", errors.join("; "))
+        }
+    }
+
+    pub fn user_ttl(&self) -> Duration {
+        Duration::from_secs(self.user_ttl_secs)
+    }
+
+    pub fn guest_ttl(&self) -> Duration {
+        Duration::from_secs(self.guest_ttl_secs)
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits { max_quantity: self.max_quantity_per_line, max_lines: self.max_lines }
+    }
+}
+
+/// Shared state of the cart's handlers.
+#[derive(Clone)]
+pub struct CartState {
+    pub store: Arc<dyn CartStore>,
+    pub products: Arc<dyn ProductLookup>,
+    pub config: Arc<CartConfig>,
+}
+
+impl CartState {
+    /// Checks the configuration and bundles the parts.
+    pub async fn new(
+        store: Arc<dyn CartStore>,
+        products: Arc<dyn ProductLookup>,
+        config: CartConfig,
+    ) -> anyhow::Result<Self> {
+        config.validate()?;
+        Ok(CartState { store, products, config: Arc::new(config) })
+    }
+
+    /// A readiness check of the cart storage (`cart/storage`).
+    pub fn readiness_check(&self) -> Arc<dyn kit::health::Check> {
+        Arc::new(StoreCheck(self.store.clone()))
+    }
+}
+
+struct StoreCheck(Arc<dyn CartStore>);
+
+#[async_trait::async_trait]
+impl kit::health::Check for StoreCheck {
+    fn name(&self) -> &str {
+        "storage"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+/// The Redis store at `url`; every key starts with `prefix`.
+pub async fn redis_store(url: &str, prefix: &str) -> anyhow::Result<Arc<dyn CartStore>> {
+    Ok(Arc::new(redis_store::RedisStore::connect(url, prefix).await?))
+}
+
+/// The SQL store over a migrated cart database ([`MIGRATIONS`]).
+pub fn sql_store(db: kit::db::Db) -> Arc<dyn CartStore> {
+    Arc::new(sql_store::SqlStore::new(db))
+}
+
+/// Deletes expired carts every `interval` until `shutdown` is cancelled (the SQL store's
+/// sweep; a no-op for Redis, which expires keys itself).
+pub fn spawn_sweeper(
+    store: Arc<dyn CartStore>,
+    interval: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => match store.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "expired carts swept"),
+                    Err(e) => tracing::warn!(error = %e, "cart sweep failed"),
+                },
+            }
+        }
+    })
+}

@@ -1,0 +1,394 @@
+//! HTTP handlers, the router and the OpenAPI document of the inventory.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use kit::auth::{Identity, MaybeIdentity};
+use kit::extract::{Json, Path, Query};
+use kit::pagination::{Page, PageParams};
+use kit::problem::{FieldError, Problem};
+use kit::{ApiError, ApiResult};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi};
+use uuid::Uuid;
+
+use crate::model::*;
+use crate::store::{insufficient_stock, Origin, ReserveOutcome, Transition};
+use crate::InventoryState;
+
+/// Header carrying the internal service credential.
+pub const INTERNAL_TOKEN_HEADER: &str = "x-internal-token";
+
+/// Constant-time equality of two secrets (compares SHA-256 digests, so length leaks nothing).
+fn secrets_equal(a: &str, b: &str) -> bool {
+    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
+}
+
+/// A caller of the reservation endpoints: another service (internal token) or an admin.
+#[derive(Debug, Clone)]
+pub struct ServiceCaller(pub Origin);
+
+impl FromRequestParts<InventoryState> for ServiceCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &InventoryState) -> Result<Self, Self::Rejection> {
+        if let Some(given) = parts.headers.get(INTERNAL_TOKEN_HEADER) {
+            let ok = match (&state.config.internal_token, given.to_str()) {
+                (Some(expected), Ok(given)) => secrets_equal(expected.expose_secret(), given),
+                _ => false,
+            };
+            return if ok {
+                Ok(ServiceCaller(Origin::service()))
+            } else {
+                Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_internal_token",
+                    "Authentication required",
+                )
+                .detail("the internal service credential is not valid"))
+            };
+        }
+        let who = Identity::from_request_parts(parts, state).await?;
+        who.require_admin()?;
+        Ok(ServiceCaller(Origin::user(who.user_id)))
+    }
+}
+
+/// Filters of `GET /api/v1/inventory` (with `page` and `pageSize`).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct StockQuery {
+    /// Only products whose available quantity is at or below their reorder level.
+    pub low_stock: Option<bool>,
+}
+
+/// List stock rows (admin), by SKU.
+#[utoipa::path(
+    get, path = "/api/v1/inventory", tag = "inventory",
+    params(PageParams, StockQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of stock rows", body = Page<Stock>),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid pagination", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_stock(
+    State(st): State<InventoryState>,
+    who: Identity,
+    Query(pp): Query<PageParams>,
+    Query(q): Query<StockQuery>,
+) -> ApiResult<Json<Page<Stock>>> {
+    who.require_admin()?;
+    let page = pp.validate()?;
+    let (items, total) = st.store.list(q.low_stock.unwrap_or(false), page).await?;
+    Ok(Json(Page::new(items, page, total)))
+}
+
+/// Stock of one product: everyone sees `availableQuantity` and `inStock`; admins see the
+/// full row.
+#[utoipa::path(
+    get, path = "/api/v1/inventory/{productId}", tag = "inventory",
+    params(("productId" = Uuid, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "Full row (admin) or availability", body = StockView),
+        (status = 404, description = "No stock row for this product", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_stock(
+    State(st): State<InventoryState>,
+    MaybeIdentity(who): MaybeIdentity,
+    Path(product_id): Path<Uuid>,
+) -> ApiResult<Json<StockView>> {
+    let stock = st
+        .store
+        .get(product_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no stock for product {product_id}")))?;
+    Ok(Json(if who.as_ref().is_some_and(Identity::is_admin) {
+        StockView::Full(stock)
+    } else {
+        StockView::Public(Availability::from(&stock))
+    }))
+}
+
+/// Create the stock row of a product (admin).
+#[utoipa::path(
+    post, path = "/api/v1/inventory", tag = "inventory",
+    request_body = NewStock,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = Stock,
+            headers(("Location" = String, description = "URL of the stock row"))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The product already has a stock row", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_stock(
+    State(st): State<InventoryState>,
+    who: Identity,
+    Json(input): Json<NewStock>,
+) -> ApiResult<impl IntoResponse> {
+    who.require_admin()?;
+    let stock = st.store.create(&input, &Origin::user(who.user_id)).await?;
+    let location = format!("/api/v1/inventory/{}", stock.product_id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(stock)))
+}
+
+/// Change SKU and re-order settings (admin). Quantities change only through adjustments.
+#[utoipa::path(
+    put, path = "/api/v1/inventory/{productId}", tag = "inventory",
+    params(("productId" = Uuid, Path, description = "Product id")),
+    request_body = StockSettings,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated row", body = Stock),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No stock row", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_stock(
+    State(st): State<InventoryState>,
+    who: Identity,
+    Path(product_id): Path<Uuid>,
+    Json(input): Json<StockSettings>,
+) -> ApiResult<Json<Stock>> {
+    who.require_admin()?;
+    Ok(Json(st.store.update_settings(product_id, &input).await?))
+}
+
+/// Record a stock movement (admin): PURCHASE/RETURN add, DAMAGE/SALE subtract, ADJUSTMENT is
+/// signed. Available stock never goes below zero.
+#[utoipa::path(
+    post, path = "/api/v1/inventory/{productId}/adjust", tag = "inventory",
+    params(("productId" = Uuid, Path, description = "Product id")),
+    request_body = AdjustRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The row after the movement", body = Stock),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No stock row", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`insufficient_stock`: it would go below zero", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid type or quantity", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn adjust_stock(
+    State(st): State<InventoryState>,
+    who: Identity,
+    Path(product_id): Path<Uuid>,
+    Json(input): Json<AdjustRequest>,
+) -> ApiResult<Json<Stock>> {
+    who.require_admin()?;
+    Ok(Json(st.store.adjust(product_id, &input, &Origin::user(who.user_id)).await?))
+}
+
+/// The audit trail of a product, newest first (admin).
+#[utoipa::path(
+    get, path = "/api/v1/inventory/{productId}/transactions", tag = "inventory",
+    params(("productId" = Uuid, Path, description = "Product id"), PageParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of movements", body = Page<StockTransaction>),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No stock row", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_transactions(
+    State(st): State<InventoryState>,
+    who: Identity,
+    Path(product_id): Path<Uuid>,
+    Query(pp): Query<PageParams>,
+) -> ApiResult<Json<Page<StockTransaction>>> {
+    who.require_admin()?;
+    let page = pp.validate()?;
+    if st.store.get(product_id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no stock for product {product_id}")));
+    }
+    let (items, total) = st.store.transactions(product_id, page).await?;
+    Ok(Json(Page::new(items, page, total)))
+}
+
+/// Reserve stock for an order (services: `x-internal-token`, or admin). All lines or none.
+///
+/// 201 with a new reservation; 200 with the existing one when the order already holds an
+/// active or committed reservation with the same lines (idempotent retry).
+#[utoipa::path(
+    post, path = "/api/v1/inventory/reservations", tag = "inventory",
+    request_body = ReserveRequest,
+    security(("bearer" = []), ("internal" = [])),
+    responses(
+        (status = 201, description = "Reserved", body = Reservation),
+        (status = 200, description = "Already reserved (replay)", body = Reservation),
+        (status = 401, description = "No or invalid credential", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`insufficient_stock` (errors list the products short), `reservation_mismatch` or `reservation_closed`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid lines", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_reservation(
+    State(st): State<InventoryState>,
+    ServiceCaller(origin): ServiceCaller,
+    Json(req): Json<ReserveRequest>,
+) -> ApiResult<axum::response::Response> {
+    match st.store.reserve(req.order_id, &req.items, &origin).await? {
+        ReserveOutcome::Created(r) => {
+            let location = format!("/api/v1/inventory/reservations/{}", r.order_id);
+            Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(r)).into_response())
+        }
+        ReserveOutcome::Existing(r) => Ok((StatusCode::OK, Json(r)).into_response()),
+        ReserveOutcome::Insufficient(s) => Err(insufficient_stock(&s)),
+        ReserveOutcome::AlreadyProcessed => Err(ApiError::internal("inbox claim on an HTTP call")),
+    }
+}
+
+/// The reservation of an order (services or admin).
+#[utoipa::path(
+    get, path = "/api/v1/inventory/reservations/{orderId}", tag = "inventory",
+    params(("orderId" = Uuid, Path, description = "Order id")),
+    security(("bearer" = []), ("internal" = [])),
+    responses(
+        (status = 200, description = "The reservation", body = Reservation),
+        (status = 404, description = "No reservation for this order", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_reservation(
+    State(st): State<InventoryState>,
+    _caller: ServiceCaller,
+    Path(order_id): Path<Uuid>,
+) -> ApiResult<Json<Reservation>> {
+    st.store
+        .reservation(order_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no reservation for order {order_id}")))
+}
+
+fn transition(t: Transition) -> ApiResult<Json<Reservation>> {
+    match t {
+        Transition::Done(r) | Transition::Unchanged(r) => Ok(Json(r)),
+        Transition::AlreadyProcessed => Err(ApiError::internal("inbox claim on an HTTP call")),
+    }
+}
+
+/// Commit an order's reservation after payment (services or admin). Idempotent.
+#[utoipa::path(
+    post, path = "/api/v1/inventory/reservations/{orderId}/commit", tag = "inventory",
+    params(("orderId" = Uuid, Path, description = "Order id")),
+    security(("bearer" = []), ("internal" = [])),
+    responses(
+        (status = 200, description = "Committed (now or before)", body = Reservation),
+        (status = 404, description = "No reservation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`reservation_released`: it was released or expired", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn commit_reservation(
+    State(st): State<InventoryState>,
+    ServiceCaller(origin): ServiceCaller,
+    Path(order_id): Path<Uuid>,
+) -> ApiResult<Json<Reservation>> {
+    transition(st.store.commit(order_id, &origin).await?)
+}
+
+/// Release an order's reservation (cancel, payment failure; services or admin). Idempotent;
+/// the body `{reason?}` is optional.
+#[utoipa::path(
+    post, path = "/api/v1/inventory/reservations/{orderId}/release", tag = "inventory",
+    params(("orderId" = Uuid, Path, description = "Order id")),
+    request_body(content = Option<ReleaseRequest>, description = "Optional reason"),
+    security(("bearer" = []), ("internal" = [])),
+    responses(
+        (status = 200, description = "Released (now or before) or expired", body = Reservation),
+        (status = 404, description = "No reservation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`reservation_committed`: the goods left; return them instead", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn release_reservation(
+    State(st): State<InventoryState>,
+    ServiceCaller(origin): ServiceCaller,
+    Path(order_id): Path<Uuid>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Reservation>> {
+    let body: ReleaseRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReleaseRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::malformed_json(e.to_string()))?
+    };
+    let reason = body.reason.unwrap_or_else(|| "released".to_string());
+    if reason.len() > 500 {
+        return Err(ApiError::invalid_fields(vec![FieldError {
+            field: "reason".into(),
+            message: "must be at most 500 bytes".into(),
+        }]));
+    }
+    transition(st.store.release(order_id, &reason, &origin).await?)
+}
+
+/// The inventory's `/api/v1/...` routes (no common layers; the composer adds them and the
+/// token verifier extension).
+pub fn router(state: InventoryState) -> Router {
+    Router::new()
+        .route("/api/v1/inventory", get(list_stock).post(create_stock))
+        .route("/api/v1/inventory/reservations", post(create_reservation))
+        .route("/api/v1/inventory/reservations/{order_id}", get(get_reservation))
+        .route("/api/v1/inventory/reservations/{order_id}/commit", post(commit_reservation))
+        .route("/api/v1/inventory/reservations/{order_id}/release", post(release_reservation))
+        .route("/api/v1/inventory/{product_id}", get(get_stock).put(update_stock))
+        .route("/api/v1/inventory/{product_id}/adjust", post(adjust_stock))
+        .route("/api/v1/inventory/{product_id}/transactions", get(list_transactions))
+        .with_state(state)
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
+        components.add_security_scheme(
+            "internal",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(INTERNAL_TOKEN_HEADER))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        list_stock, get_stock, create_stock, update_stock, adjust_stock, list_transactions,
+        create_reservation, get_reservation, commit_reservation, release_reservation,
+    ),
+    components(schemas(
+        Stock, Availability, StockView, NewStock, StockSettings, TransactionType, StockTransaction,
+        AdjustRequest, ReservationLine, ReserveRequest, ReservationStatus, Reservation, Shortage,
+        ReleaseRequest, Problem, FieldError,
+    )),
+    modifiers(&Security),
+    tags((name = "inventory", description = "Stock levels, reservations and the stock audit trail"))
+)]
+struct InventoryApi;
+
+/// The OpenAPI document of the inventory's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    InventoryApi::openapi()
+}
