@@ -9,17 +9,30 @@ use serde::{Deserialize, Serialize};
 pub enum ServiceName {
     Auth,
     Catalog,
+    Cart,
+    Inventory,
+    Notification,
     Gateway,
 }
 
 impl ServiceName {
     /// Services implemented in this release (the others in the architecture land later).
-    pub const ALL: [ServiceName; 3] = [ServiceName::Auth, ServiceName::Catalog, ServiceName::Gateway];
+    pub const ALL: [ServiceName; 6] = [
+        ServiceName::Auth,
+        ServiceName::Catalog,
+        ServiceName::Cart,
+        ServiceName::Inventory,
+        ServiceName::Notification,
+        ServiceName::Gateway,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Auth => "auth",
             ServiceName::Catalog => "catalog",
+            ServiceName::Cart => "cart",
+            ServiceName::Inventory => "inventory",
+            ServiceName::Notification => "notification",
             ServiceName::Gateway => "gateway",
         }
     }
@@ -31,10 +44,14 @@ impl ServiceName {
             ServiceName::Gateway => 3000,
             ServiceName::Auth => 3001,
             ServiceName::Catalog => 3002,
+            ServiceName::Cart => 3006,
+            ServiceName::Inventory => 3007,
+            ServiceName::Notification => 3008,
         }
     }
 
-    /// Whether the service owns a database (and so has migrations).
+    /// Whether the service owns a database (and so has migrations). The cart keeps carts in
+    /// Redis in production and in its SQL database when no Redis is configured.
     pub fn has_database(self) -> bool {
         !matches!(self, ServiceName::Gateway)
     }
@@ -50,6 +67,9 @@ impl ServiceName {
         match self {
             ServiceName::Auth => &["/api/v1/auth", "/api/v1/users", "/.well-known/jwks.json"],
             ServiceName::Catalog => &["/api/v1/products", "/api/v1/categories", "/api/v1/brands"],
+            ServiceName::Cart => &["/api/v1/cart"],
+            ServiceName::Inventory => &["/api/v1/inventory"],
+            ServiceName::Notification => &["/api/v1/notifications"],
             ServiceName::Gateway => &[],
         }
     }
@@ -96,6 +116,10 @@ pub mod env {
     pub const JWT_AUDIENCE: &str = "SHOP_AUTH__AUDIENCE";
     /// The auth service's current Ed25519 signing key (PKCS#8 PEM).
     pub const JWT_SIGNING_KEY: &str = "SHOP_AUTH__JWT_SIGNING_KEY";
+    /// Redis URL (the cart's store in production).
+    pub const REDIS_URL: &str = "SHOP_REDIS_URL";
+    /// Shared secret services present in `x-internal-token` on service-to-service calls.
+    pub const INTERNAL_TOKEN: &str = "SHOP_INTERNAL_TOKEN";
     /// Where the embedded SQLite databases live.
     pub const DATA_DIR: &str = "SHOP_DATA_DIR";
     /// Whether services apply their migrations on start.

@@ -44,7 +44,7 @@ pub enum Command {
         /// The service to migrate, or `all`.
         target: Target,
     },
-    /// Load the seed data: 600 products, 50 categories, 40 brands, demo accounts. Idempotent.
+    /// Load the seed data: 600 products, 50 categories, 40 brands, stock, demo accounts. Idempotent.
     Seed,
 }
 
@@ -66,6 +66,9 @@ pub enum Target {
     All,
     Auth,
     Catalog,
+    Cart,
+    Inventory,
+    Notification,
     Gateway,
 }
 
@@ -75,6 +78,9 @@ impl Target {
             Target::All => ServiceName::ALL.to_vec(),
             Target::Auth => vec![ServiceName::Auth],
             Target::Catalog => vec![ServiceName::Catalog],
+            Target::Cart => vec![ServiceName::Cart],
+            Target::Inventory => vec![ServiceName::Inventory],
+            Target::Notification => vec![ServiceName::Notification],
             Target::Gateway => vec![ServiceName::Gateway],
         }
     }
@@ -105,11 +111,12 @@ pub fn main() -> ExitCode {
             Command::Serve { target: Target::All } => serve_all(&settings, false, false).await,
             Command::Serve { target } => {
                 let service = target.services()[0];
-                let app = compose::single(&settings, service).await?;
+                let running = compose::single(&settings, service).await?;
                 let addr = settings.addr(service);
                 tracing::info!(%service, %addr, "listening");
-                kit::http::serve(addr, app).await?;
-                Ok(())
+                let served = kit::http::serve(addr, running.app.clone()).await;
+                running.stop().await;
+                Ok(served?)
             }
             Command::Migrate { target } => {
                 let scope = if target == Target::All { DbScope::Shared } else { DbScope::Single };
@@ -125,7 +132,8 @@ pub fn main() -> ExitCode {
             Command::Seed => {
                 let auth = compose::open_db(&settings, ServiceName::Auth, DbScope::Shared).await?;
                 let catalog = compose::open_db(&settings, ServiceName::Catalog, DbScope::Shared).await?;
-                compose::seed_all(&auth, &catalog, &settings).await?;
+                let inventory = compose::open_db(&settings, ServiceName::Inventory, DbScope::Shared).await?;
+                compose::seed_all(&settings, &auth, &catalog, &inventory).await?;
                 println!("seed data in place");
                 Ok(())
             }
@@ -141,7 +149,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn serve_all(settings: &Settings, seed: bool, banner: bool) -> anyhow::Result<()> {
-    let embedded = compose::embedded(settings, seed).await?;
+    let running = compose::embedded(settings, seed).await?;
     let addr = settings.addr(ServiceName::Gateway);
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
@@ -160,8 +168,7 @@ async fn serve_all(settings: &Settings, seed: bool, banner: bool) -> anyhow::Res
         );
     }
     tracing::info!(addr = %bound, "gateway listening");
-    kit::http::serve_on(listener, embedded.app, kit::http::shutdown_signal()).await?;
-    embedded.auth_db.close().await;
-    embedded.catalog_db.close().await;
-    Ok(())
+    let served = kit::http::serve_on(listener, running.app.clone(), kit::http::shutdown_signal()).await;
+    running.stop().await;
+    Ok(served?)
 }

@@ -2,14 +2,20 @@
 //! service per process. The same service code runs in both.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::{Extension, Router};
 use kit::auth::{HttpJwks, Verifier};
 use kit::contract::ServiceName;
 use kit::db::{Db, Migrations, PoolSettings};
+use kit::events::outbox::{Relay, RelayConfig};
+use kit::events::{Consumers, EventBus};
 use kit::health::Readiness;
+use secrecy::ExposeSecret;
 use shop_gateway::Upstream;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::settings::{DbScope, Settings};
 
@@ -18,6 +24,9 @@ pub fn migrations(service: ServiceName) -> Option<&'static Migrations> {
     match service {
         ServiceName::Auth => Some(&shop_auth::MIGRATIONS),
         ServiceName::Catalog => Some(&shop_catalog::MIGRATIONS),
+        ServiceName::Cart => Some(&shop_cart::MIGRATIONS),
+        ServiceName::Inventory => Some(&shop_inventory::MIGRATIONS),
+        ServiceName::Notification => Some(&shop_notification::MIGRATIONS),
         ServiceName::Gateway => None,
     }
 }
@@ -47,76 +56,84 @@ pub async fn migrate(db: &Db, service: ServiceName) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `shop up` / `shop serve all` runs: every service behind the gateway in one process.
-pub struct Embedded {
+/// A composed app and what runs beside it: outbox relays, event consumers, sweepers,
+/// dispatchers. [`Running::stop`] shuts them down in order.
+pub struct Running {
     pub app: Router,
-    pub auth_db: Db,
-    pub catalog_db: Db,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    consumers: Option<Consumers>,
+    dbs: Vec<Db>,
 }
 
-pub async fn embedded(settings: &Settings, seed: bool) -> anyhow::Result<Embedded> {
-    let auth_db = open_db(settings, ServiceName::Auth, DbScope::Shared).await?;
-    let catalog_db = open_db(settings, ServiceName::Catalog, DbScope::Shared).await?;
-    let auth = shop_auth::AuthState::new(auth_db.clone(), settings.auth.clone()).await?;
-    let verifier = verifier(settings, auth.jwks_source());
-    if seed {
-        seed_all(&auth_db, &catalog_db, settings).await?;
+impl Running {
+    /// Stops consumers (committing what they processed), background tasks, then the pools.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        if let Some(c) = self.consumers {
+            c.join().await;
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        for db in self.dbs {
+            db.close().await;
+        }
     }
-    let catalog = shop_catalog::CatalogState::new(catalog_db.clone());
-    let readiness = Readiness::new()
-        .with("auth", Arc::new(auth_db.clone()))
-        .with("catalog", Arc::new(catalog_db.clone()));
-    let upstreams = vec![
-        (ServiceName::Auth, Upstream::Local(shop_auth::router(auth).layer(Extension(verifier.clone())))),
-        (
-            ServiceName::Catalog,
-            Upstream::Local(shop_catalog::router(catalog).layer(Extension(verifier.clone()))),
-        ),
-    ];
-    let app = shop_gateway::app(&settings.gateway, upstreams, openapi(), readiness, Some(verifier));
-    Ok(Embedded { app, auth_db, catalog_db })
 }
 
-/// The assembled OpenAPI document of every service.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    shop_gateway::openapi::assemble([shop_auth::openapi(), shop_catalog::openapi()])
+/// Collects the pieces while composing.
+struct Builder {
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    dbs: Vec<Db>,
+    readiness: Readiness,
 }
 
-/// Seeds every service's data; idempotent.
-pub async fn seed_all(auth_db: &Db, catalog_db: &Db, settings: &Settings) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let catalog = shop_catalog::seed(catalog_db).await.context("seeding the catalog")?;
-    let auth = shop_auth::seed(auth_db, &settings.auth).await.context("seeding accounts")?;
-    tracing::info!(?catalog, ?auth, elapsed_ms = started.elapsed().as_millis() as u64, "seed data in place");
-    Ok(())
-}
+impl Builder {
+    fn new() -> Self {
+        Builder {
+            shutdown: CancellationToken::new(),
+            tasks: Vec::new(),
+            dbs: Vec::new(),
+            readiness: Readiness::new(),
+        }
+    }
 
-/// The app of one service running in its own process (`shop serve <service>`).
-pub async fn single(settings: &Settings, service: ServiceName) -> anyhow::Result<Router> {
-    let http_jwks =
-        || verifier(settings, Arc::new(HttpJwks { url: settings.jwks_url(), client: reqwest_client() }));
-    Ok(match service {
-        ServiceName::Auth => {
-            let db = open_db(settings, service, DbScope::Single).await?;
-            let state = shop_auth::AuthState::new(db.clone(), settings.auth.clone()).await?;
-            let verifier = verifier(settings, state.jwks_source());
-            let api = shop_auth::router(state).layer(Extension(verifier));
-            kit::http::service_app("auth", api, Readiness::new().with("", Arc::new(db)))
-        }
-        ServiceName::Catalog => {
-            let db = open_db(settings, service, DbScope::Single).await?;
-            let api = shop_catalog::router(shop_catalog::CatalogState::new(db.clone()))
-                .layer(Extension(http_jwks()));
-            kit::http::service_app("catalog", api, Readiness::new().with("", Arc::new(db)))
-        }
-        ServiceName::Gateway => {
-            let upstreams = [ServiceName::Auth, ServiceName::Catalog]
-                .into_iter()
-                .map(|s| (s, Upstream::Remote(settings.service_url(s))))
-                .collect();
-            shop_gateway::app(&settings.gateway, upstreams, openapi(), Readiness::new(), Some(http_jwks()))
-        }
-    })
+    fn db(&mut self, prefix: &str, db: &Db) {
+        self.dbs.push(db.clone());
+        self.readiness = std::mem::take(&mut self.readiness).with(prefix, Arc::new(db.clone()));
+    }
+
+    /// Relays a service's outbox to the bus.
+    fn relay(&mut self, prefix: &str, db: &Db, bus: &Arc<dyn EventBus>) {
+        let relay = Relay::new(db.clone(), bus.clone(), RelayConfig::default());
+        self.readiness = std::mem::take(&mut self.readiness).with(prefix, Arc::new(relay.health()));
+        self.tasks.push(relay.spawn(self.shutdown.clone()));
+    }
+
+    async fn finish(
+        mut self,
+        app: impl FnOnce(Readiness) -> Router,
+        bus: Option<&Arc<dyn EventBus>>,
+    ) -> anyhow::Result<Running> {
+        // Consumers start only now, after every handler has been registered.
+        let consumers = match bus {
+            Some(bus) => {
+                let c = bus.start(self.shutdown.clone()).await.context("starting event consumers")?;
+                self.readiness = std::mem::take(&mut self.readiness).with("events", Arc::new(c.health()));
+                Some(c)
+            }
+            None => None,
+        };
+        Ok(Running {
+            app: app(self.readiness),
+            shutdown: self.shutdown,
+            tasks: self.tasks,
+            consumers,
+            dbs: self.dbs,
+        })
+    }
 }
 
 /// A token verifier expecting the issuer and audience the auth service is configured with
@@ -125,6 +142,208 @@ fn verifier(settings: &Settings, keys: Arc<dyn kit::auth::JwksSource>) -> Verifi
     Verifier::new(keys, settings.auth.issuer.clone(), settings.auth.audience.clone())
 }
 
-fn reqwest_client() -> reqwest::Client {
-    reqwest::Client::builder().build().expect("HTTP client")
+fn http_verifier(settings: &Settings) -> Verifier {
+    let client = reqwest::Client::builder().build().expect("HTTP client");
+    verifier(settings, Arc::new(HttpJwks { url: settings.jwks_url(), client }))
+}
+
+fn inventory_config(settings: &Settings) -> shop_inventory::InventoryConfig {
+    let mut c = settings.inventory.clone();
+    if c.internal_token.is_none() {
+        c.internal_token = settings.internal_token.clone();
+    }
+    c
+}
+
+async fn cart_store(settings: &Settings, db: Option<&Db>) -> anyhow::Result<Arc<dyn shop_cart::CartStore>> {
+    let redis = settings.cart.redis_url.as_ref().or(settings.redis_url.as_ref());
+    match (redis, db) {
+        (Some(url), _) => shop_cart::redis_store(url.expose_secret(), &settings.cart.redis_prefix)
+            .await
+            .context("connecting the cart to Redis"),
+        (None, Some(db)) => Ok(shop_cart::sql_store(db.clone())),
+        (None, None) => anyhow::bail!("the cart needs SHOP_REDIS_URL or a database"),
+    }
+}
+
+/// What `shop up` / `shop serve all` runs: every service behind the gateway in one process,
+/// talking over the in-process event bus (or Kafka when `SHOP_EVENTS__BUS=kafka`).
+pub async fn embedded(settings: &Settings, seed: bool) -> anyhow::Result<Running> {
+    let mut b = Builder::new();
+    let auth_db = open_db(settings, ServiceName::Auth, DbScope::Shared).await?;
+    let catalog_db = open_db(settings, ServiceName::Catalog, DbScope::Shared).await?;
+    let cart_db = open_db(settings, ServiceName::Cart, DbScope::Shared).await?;
+    let inventory_db = open_db(settings, ServiceName::Inventory, DbScope::Shared).await?;
+    let notification_db = open_db(settings, ServiceName::Notification, DbScope::Shared).await?;
+    for (name, db) in [
+        ("auth", &auth_db),
+        ("catalog", &catalog_db),
+        ("cart", &cart_db),
+        ("inventory", &inventory_db),
+        ("notification", &notification_db),
+    ] {
+        b.db(name, db);
+    }
+    if seed {
+        seed_all(settings, &auth_db, &catalog_db, &inventory_db).await?;
+    }
+
+    let auth = shop_auth::AuthState::new(auth_db, settings.auth.clone()).await?;
+    let verifier = verifier(settings, auth.jwks_source());
+    let bus = kit::events::connect(&settings.events).await.context("connecting the event bus")?;
+
+    let catalog =
+        shop_catalog::router(shop_catalog::CatalogState::new(catalog_db)).layer(Extension(verifier.clone()));
+
+    // The cart asks the catalog through its router: never through the catalog's tables.
+    let store = cart_store(settings, Some(&cart_db)).await?;
+    b.tasks.push(shop_cart::spawn_sweeper(
+        store.clone(),
+        Duration::from_secs(settings.cart.sweep_interval_secs),
+        b.shutdown.clone(),
+    ));
+    let cart =
+        shop_cart::CartState::new(store, shop_cart::router_products(catalog.clone()), settings.cart.clone())
+            .await?;
+    b.readiness = std::mem::take(&mut b.readiness).with("cart", cart.readiness_check());
+
+    let inventory = shop_inventory::InventoryState::new(inventory_db.clone(), inventory_config(settings));
+    shop_inventory::subscribe(&*bus, inventory.clone())?;
+    b.tasks.push(shop_inventory::spawn_sweeper(inventory.clone(), b.shutdown.clone()));
+    b.relay("inventory", &inventory_db, &bus);
+
+    let notification =
+        shop_notification::NotificationState::new(notification_db, settings.notification.clone()).await?;
+    shop_notification::subscribe(&*bus, notification.clone())?;
+    b.tasks.push(shop_notification::spawn_dispatcher(notification.clone(), b.shutdown.clone()));
+
+    let upstreams = vec![
+        (ServiceName::Auth, Upstream::Local(shop_auth::router(auth).layer(Extension(verifier.clone())))),
+        (ServiceName::Catalog, Upstream::Local(catalog)),
+        (ServiceName::Cart, Upstream::Local(shop_cart::router(cart).layer(Extension(verifier.clone())))),
+        (
+            ServiceName::Inventory,
+            Upstream::Local(shop_inventory::router(inventory).layer(Extension(verifier.clone()))),
+        ),
+        (
+            ServiceName::Notification,
+            Upstream::Local(shop_notification::router(notification).layer(Extension(verifier.clone()))),
+        ),
+    ];
+    let gateway = settings.gateway.clone();
+    b.finish(
+        move |readiness| shop_gateway::app(&gateway, upstreams, openapi(), readiness, Some(verifier)),
+        Some(&bus),
+    )
+    .await
+}
+
+/// The assembled OpenAPI document of every service.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    shop_gateway::openapi::assemble([
+        shop_auth::openapi(),
+        shop_catalog::openapi(),
+        shop_cart::openapi(),
+        shop_inventory::openapi(),
+        shop_notification::openapi(),
+    ])
+}
+
+/// Seeds every service's data; idempotent.
+pub async fn seed_all(
+    settings: &Settings,
+    auth_db: &Db,
+    catalog_db: &Db,
+    inventory_db: &Db,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let catalog = shop_catalog::seed(catalog_db).await.context("seeding the catalog")?;
+    let stock = shop_inventory::seed(inventory_db).await.context("seeding stock")?;
+    let auth = shop_auth::seed(auth_db, &settings.auth).await.context("seeding accounts")?;
+    tracing::info!(
+        ?catalog,
+        ?stock,
+        ?auth,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "seed data in place"
+    );
+    Ok(())
+}
+
+/// One service running in its own process (`shop serve <service>`).
+pub async fn single(settings: &Settings, service: ServiceName) -> anyhow::Result<Running> {
+    let mut b = Builder::new();
+    let name = service.as_str();
+    let api_app = move |api: Router| move |readiness: Readiness| kit::http::service_app(name, api, readiness);
+    match service {
+        ServiceName::Auth => {
+            let db = open_db(settings, service, DbScope::Single).await?;
+            b.db("", &db);
+            let state = shop_auth::AuthState::new(db, settings.auth.clone()).await?;
+            let api =
+                shop_auth::router(state.clone()).layer(Extension(verifier(settings, state.jwks_source())));
+            b.finish(api_app(api), None).await
+        }
+        ServiceName::Catalog => {
+            let db = open_db(settings, service, DbScope::Single).await?;
+            b.db("", &db);
+            let api = shop_catalog::router(shop_catalog::CatalogState::new(db))
+                .layer(Extension(http_verifier(settings)));
+            b.finish(api_app(api), None).await
+        }
+        ServiceName::Cart => {
+            let redis = settings.cart.redis_url.is_some() || settings.redis_url.is_some();
+            let db = if redis { None } else { Some(open_db(settings, service, DbScope::Single).await?) };
+            if let Some(db) = &db {
+                b.db("", db);
+            }
+            let store = cart_store(settings, db.as_ref()).await?;
+            b.tasks.push(shop_cart::spawn_sweeper(
+                store.clone(),
+                Duration::from_secs(settings.cart.sweep_interval_secs),
+                b.shutdown.clone(),
+            ));
+            let catalog = settings.cart.catalog_url.clone().unwrap_or_else(|| {
+                settings.service_url(ServiceName::Catalog).as_str().trim_end_matches('/').to_string()
+            });
+            let state =
+                shop_cart::CartState::new(store, shop_cart::http_products(&catalog), settings.cart.clone())
+                    .await?;
+            b.readiness = std::mem::take(&mut b.readiness).with("", state.readiness_check());
+            let api = shop_cart::router(state).layer(Extension(http_verifier(settings)));
+            b.finish(api_app(api), None).await
+        }
+        ServiceName::Inventory => {
+            let db = open_db(settings, service, DbScope::Single).await?;
+            b.db("", &db);
+            let bus = kit::events::connect(&settings.events).await.context("connecting the event bus")?;
+            let state = shop_inventory::InventoryState::new(db.clone(), inventory_config(settings));
+            shop_inventory::subscribe(&*bus, state.clone())?;
+            b.tasks.push(shop_inventory::spawn_sweeper(state.clone(), b.shutdown.clone()));
+            b.relay("", &db, &bus);
+            let api = shop_inventory::router(state).layer(Extension(http_verifier(settings)));
+            b.finish(api_app(api), Some(&bus)).await
+        }
+        ServiceName::Notification => {
+            let db = open_db(settings, service, DbScope::Single).await?;
+            b.db("", &db);
+            let bus = kit::events::connect(&settings.events).await.context("connecting the event bus")?;
+            let state = shop_notification::NotificationState::new(db, settings.notification.clone()).await?;
+            shop_notification::subscribe(&*bus, state.clone())?;
+            b.tasks.push(shop_notification::spawn_dispatcher(state.clone(), b.shutdown.clone()));
+            let api = shop_notification::router(state).layer(Extension(http_verifier(settings)));
+            b.finish(api_app(api), Some(&bus)).await
+        }
+        ServiceName::Gateway => {
+            let upstreams = ServiceName::ALL
+                .into_iter()
+                .filter(|s| *s != ServiceName::Gateway)
+                .map(|s| (s, Upstream::Remote(settings.service_url(s))))
+                .collect();
+            let gateway = settings.gateway.clone();
+            let verifier = http_verifier(settings);
+            b.finish(move |r| shop_gateway::app(&gateway, upstreams, openapi(), r, Some(verifier)), None)
+                .await
+        }
+    }
 }

@@ -30,11 +30,24 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// `SHOP_JWKS_URL`: where services that run apart fetch the auth service's public keys.
     pub jwks_url: Option<String>,
-    /// `SHOP_AUTH_URL`, `SHOP_CATALOG_URL`: where the gateway finds services that run apart.
+    /// `SHOP_<SERVICE>_URL`: where the gateway (and other services) find services that run apart.
     pub auth_url: Option<url::Url>,
     pub catalog_url: Option<url::Url>,
+    pub cart_url: Option<url::Url>,
+    pub inventory_url: Option<url::Url>,
+    pub notification_url: Option<url::Url>,
+    /// `SHOP_REDIS_URL`: Redis for the cart (when unset, carts live in the cart's SQL database).
+    pub redis_url: Option<SecretString>,
+    /// `SHOP_INTERNAL_TOKEN`: the credential services present to each other.
+    pub internal_token: Option<SecretString>,
+    /// `SHOP_EVENTS__*`: the event bus (in-process by default, Kafka with `SHOP_EVENTS__BUS=kafka`).
+    pub events: kit::events::EventsConfig,
     /// `SHOP_AUTH__*`: the auth service's settings.
     pub auth: shop_auth::AuthConfig,
+    /// `SHOP_CART__*`, `SHOP_INVENTORY__*`, `SHOP_NOTIFICATION__*`: those services' settings.
+    pub cart: shop_cart::CartConfig,
+    pub inventory: shop_inventory::InventoryConfig,
+    pub notification: shop_notification::NotificationConfig,
     /// `SHOP_GATEWAY__*`: the gateway's settings.
     pub gateway: shop_gateway::GatewayConfig,
 }
@@ -52,7 +65,16 @@ impl Default for Settings {
             jwks_url: None,
             auth_url: None,
             catalog_url: None,
+            cart_url: None,
+            inventory_url: None,
+            notification_url: None,
+            redis_url: None,
+            internal_token: None,
+            events: kit::events::EventsConfig::default(),
             auth: shop_auth::AuthConfig::default(),
+            cart: shop_cart::CartConfig::default(),
+            inventory: shop_inventory::InventoryConfig::default(),
+            notification: shop_notification::NotificationConfig::default(),
             gateway: shop_gateway::GatewayConfig::default(),
         }
     }
@@ -92,6 +114,9 @@ impl Settings {
         let configured = match service {
             ServiceName::Auth => self.auth_url.clone(),
             ServiceName::Catalog => self.catalog_url.clone(),
+            ServiceName::Cart => self.cart_url.clone(),
+            ServiceName::Inventory => self.inventory_url.clone(),
+            ServiceName::Notification => self.notification_url.clone(),
             ServiceName::Gateway => None,
         };
         configured.unwrap_or_else(|| {

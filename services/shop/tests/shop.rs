@@ -3,9 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kit::contract::ServiceName;
 use serde_json::{json, Value};
 use shop::compose;
-use shop::settings::Settings;
+use shop::settings::{DbScope, Settings};
 
 struct Running {
     addr: SocketAddr,
@@ -71,7 +72,8 @@ async fn login(c: &reqwest::Client, base: &Running, email: &str, password: &str)
 async fn embedded_mode_serves_the_seeded_shop() {
     let dir = temp_dir();
     let settings = test_settings(&dir);
-    let shop = spawn(compose::embedded(&settings, true).await.unwrap().app).await;
+    let running = compose::embedded(&settings, true).await.unwrap();
+    let shop = spawn(running.app.clone()).await;
     let c = reqwest::Client::new();
 
     let res = c.get(shop.url("/api/v1/products?pageSize=5")).send().await.unwrap();
@@ -130,15 +132,18 @@ async fn embedded_mode_serves_the_seeded_shop() {
     let res = c.get(shop.url("/api/v1/products/00000000-0000-0000-0000-000000000000")).send().await.unwrap();
     assert_eq!(res.status(), 404);
     shop.stop().await;
+    running.stop().await;
 
     // A restart on the same data directory keeps the data and seeds nothing twice.
-    let shop = spawn(compose::embedded(&settings, true).await.unwrap().app).await;
+    let running = compose::embedded(&settings, true).await.unwrap();
+    let shop = spawn(running.app.clone()).await;
     let page: Value =
         c.get(shop.url("/api/v1/products?pageSize=1")).send().await.unwrap().json().await.unwrap();
     assert_eq!(page["total"], 591);
     let again = login(&c, &shop, "admin@example.com", "Admin123!").await;
     assert!(!again.is_empty());
     shop.stop().await;
+    running.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -177,19 +182,35 @@ async fn separate_processes_on_postgres_behind_the_gateway() {
 
     let mut auth_settings = test_settings(&dir);
     auth_settings.database_url = Some(auth_db.url.clone().into());
-    let auth = spawn(compose::single(&auth_settings, kit::contract::ServiceName::Auth).await.unwrap()).await;
+    let auth = spawn(compose::single(&auth_settings, ServiceName::Auth).await.unwrap().app).await;
 
     let mut catalog_settings = test_settings(&dir);
     catalog_settings.database_url = Some(catalog_db.url.clone().into());
     catalog_settings.auth_url = Some(format!("http://{}", auth.addr).parse().unwrap());
-    let catalog =
-        spawn(compose::single(&catalog_settings, kit::contract::ServiceName::Catalog).await.unwrap()).await;
+    let catalog = spawn(compose::single(&catalog_settings, ServiceName::Catalog).await.unwrap().app).await;
+
+    // Cart, inventory and notifications apart too, on SQLite files in the data directory.
+    let mut others = Vec::new();
+    for service in [ServiceName::Cart, ServiceName::Inventory, ServiceName::Notification] {
+        let mut s = test_settings(&dir);
+        s.auth_url = Some(format!("http://{}", auth.addr).parse().unwrap());
+        s.catalog_url = Some(format!("http://{}", catalog.addr).parse().unwrap());
+        let running = compose::single(&s, service).await.unwrap();
+        others.push((service, spawn(running.app.clone()).await, running));
+    }
 
     let mut gw_settings = test_settings(&dir);
     gw_settings.auth_url = Some(format!("http://{}", auth.addr).parse().unwrap());
     gw_settings.catalog_url = Some(format!("http://{}", catalog.addr).parse().unwrap());
-    let gateway =
-        spawn(compose::single(&gw_settings, kit::contract::ServiceName::Gateway).await.unwrap()).await;
+    for (service, r, _) in &others {
+        let url = Some(format!("http://{}", r.addr).parse().unwrap());
+        match service {
+            ServiceName::Cart => gw_settings.cart_url = url,
+            ServiceName::Inventory => gw_settings.inventory_url = url,
+            _ => gw_settings.notification_url = url,
+        }
+    }
+    let gateway = spawn(compose::single(&gw_settings, ServiceName::Gateway).await.unwrap().app).await;
 
     // Seed both databases the way `shop seed` does.
     let s = {
@@ -198,14 +219,11 @@ async fn separate_processes_on_postgres_behind_the_gateway() {
         s.databases.insert("catalog".into(), catalog_db.url.clone().into());
         s
     };
-    let a = compose::open_db(&s, kit::contract::ServiceName::Auth, shop::settings::DbScope::Shared)
-        .await
-        .unwrap();
-    let k = compose::open_db(&s, kit::contract::ServiceName::Catalog, shop::settings::DbScope::Shared)
-        .await
-        .unwrap();
+    let a = compose::open_db(&s, ServiceName::Auth, DbScope::Shared).await.unwrap();
+    let k = compose::open_db(&s, ServiceName::Catalog, DbScope::Shared).await.unwrap();
+    let i = compose::open_db(&s, ServiceName::Inventory, DbScope::Single).await.unwrap();
     assert_eq!(a.backend(), kit::db::Backend::Postgres);
-    compose::seed_all(&a, &k, &s).await.unwrap();
+    compose::seed_all(&s, &a, &k, &i).await.unwrap();
 
     let c = reqwest::Client::new();
     let page: Value =
@@ -225,6 +243,26 @@ async fn separate_processes_on_postgres_behind_the_gateway() {
         .unwrap();
     assert_eq!(res.status(), 201, "{:?}", res.text().await);
 
+    // A guest cart across processes: gateway → cart → catalog over HTTP.
+    let res = c
+        .post(gateway.url("/api/v1/cart/items"))
+        .json(&json!({ "productId": page["items"][0]["id"], "quantity": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{:?}", res.text().await);
+    let token = res.headers()["x-cart-token"].to_str().unwrap().to_string();
+    let cart: Value = c
+        .get(gateway.url("/api/v1/cart"))
+        .header("x-cart-token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cart["items"][0]["quantity"], 2, "{cart}");
+
     // The catalog goes down: the gateway answers 503 problems and readiness names it.
     catalog.stop().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -241,9 +279,23 @@ async fn separate_processes_on_postgres_behind_the_gateway() {
         .collect();
     assert_eq!(down, vec![json!("catalog")]);
 
+    // A guest cart through the gateway: the cart service asks the catalog over HTTP.
+    let res = c
+        .post(gateway.url("/api/v1/cart/items"))
+        .json(&json!({ "productId": page["items"][0]["id"], "quantity": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503, "the catalog is down: a cart write refuses rather than trusting nothing");
+
     gateway.stop().await;
+    for (_, r, running) in others {
+        r.stop().await;
+        running.stop().await;
+    }
     auth.stop().await;
     a.close().await;
+    i.close().await;
     k.close().await;
     auth_db.drop_now().await;
     catalog_db.drop_now().await;
