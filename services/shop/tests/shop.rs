@@ -35,11 +35,13 @@ async fn spawn(app: axum::Router) -> Running {
 }
 
 fn test_settings(data_dir: &std::path::Path) -> Settings {
-    Settings {
+    let mut s = Settings {
         data_dir: data_dir.to_path_buf(),
         auth: shop_auth::AuthConfig::for_tests(),
         ..Default::default()
-    }
+    };
+    s.notification.admin_emails = vec!["ops@example.com".into()];
+    s
 }
 
 fn temp_dir() -> std::path::PathBuf {
@@ -131,6 +133,53 @@ async fn embedded_mode_serves_the_seeded_shop() {
     assert_eq!(res.status(), 400);
     let res = c.get(shop.url("/api/v1/products/00000000-0000-0000-0000-000000000000")).send().await.unwrap();
     assert_eq!(res.status(), 404);
+    // Events cross services in one process: an admin writes stock off below its reorder level;
+    // inventory's outbox relay publishes `inventory.low_stock` on the in-process bus, and the
+    // notification service sends the admins an alert.
+    let stock: Value = c
+        .get(shop.url("/api/v1/inventory?pageSize=50"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let above = stock["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["availableQuantity"].as_i64() > s["reorderLevel"].as_i64())
+        .unwrap_or_else(|| panic!("a product above its reorder level: {stock}"));
+    let product = above["productId"].as_str().unwrap().to_string();
+    let available = above["availableQuantity"].as_i64().unwrap();
+    let res = c
+        .post(shop.url(&format!("/api/v1/inventory/{product}/adjust")))
+        .bearer_auth(&admin)
+        .json(&json!({ "type": "DAMAGE", "quantity": available, "reason": "water damage" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{:?}", res.text().await);
+    let mut alerts = Value::Null;
+    for _ in 0..100 {
+        alerts = c
+            .get(shop.url("/api/v1/notifications/admin/all?type=LOW_STOCK_ALERT"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if alerts["items"].as_array().is_some_and(|a| a.iter().any(|n| n["status"] == "SENT")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = alerts["items"].as_array().unwrap().iter().find(|n| n["status"] == "SENT");
+    assert!(sent.is_some(), "a low-stock alert reached the admins: {alerts}");
+
     shop.stop().await;
     running.stop().await;
 
