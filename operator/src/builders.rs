@@ -12,13 +12,14 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::ByteString;
 use kit::contract::{env, ServiceName, KUBERNETES_PORT};
+use kit::events::contract::env as events_env;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::crd::{DatabaseMode, DeletionPolicy, KafkaMode, ShopPlatform};
+use crate::crd::{DatabaseMode, DeletionPolicy, KafkaMode, RedisMode, ShopPlatform};
 use crate::names::{self, *};
 
 /// Component and `app.kubernetes.io/name` of the service workloads.
@@ -71,6 +72,13 @@ pub fn service_config(sp: &ShopPlatform, service: ServiceName) -> BTreeMap<Strin
             data.insert(other.url_env_key(), service_url(sp, *other));
         }
     }
+    // The event bus (kit::events::EventsConfig): Kafka, with the platform's topic prefix.
+    data.insert(events_env::BUS.to_string(), "kafka".to_string());
+    data.insert(events_env::BROKERS.to_string(), kafka_bootstrap_servers(sp));
+    data.insert(events_env::TOPIC_PREFIX.to_string(), names::topic_prefix(sp));
+    if sp.spec.redis.mode == RedisMode::Embedded {
+        data.insert(ENV_REDIS_URL.to_string(), redis_url(sp));
+    }
     for var in sp.spec.service(service).env {
         if let Some(value) = var.value {
             data.insert(var.name, value);
@@ -99,6 +107,9 @@ fn secret_env(sp: &ShopPlatform, service: ServiceName) -> Vec<Value> {
         out.push(secret(ENV_JWT_SIGNING_KEY, signing_key_secret(sp), SIGNING_KEY_KEY));
     }
     out.push(secret(ENV_INTERNAL_CREDENTIAL, internal_credential_secret(sp), INTERNAL_CREDENTIAL_KEY));
+    if let (RedisMode::External, Some(r)) = (sp.spec.redis.mode, &sp.spec.redis.url_secret_ref) {
+        out.push(secret(ENV_REDIS_URL, r.name.clone(), &r.key));
+    }
     for var in sp.spec.service(service).env {
         if let Some(r) = var.secret_key_ref {
             out.push(secret(&var.name, r.name, &r.key));
@@ -518,8 +529,210 @@ pub fn cnpg_cluster(sp: &ShopPlatform) -> Option<DynamicObject> {
     Some(obj)
 }
 
+const KAFKA_PORT: i32 = 9092;
+const KAFKA_CONTROLLER_PORT: i32 = 9093;
+/// uid of `appuser` in the official `apache/kafka` images.
+const KAFKA_UID: i64 = 1000;
+/// Fixed KRaft cluster id of the embedded broker: a Kafka `Uuid` (URL-safe base64 of 16 bytes,
+/// here `shop-kafka-embed`); the storage is formatted with it at every start.
+const KAFKA_CLUSTER_ID: &str = "c2hvcC1rYWZrYS1lbWJlZA";
+const REDIS_PORT: i32 = 6379;
+/// uid of `redis` in the official Alpine images.
+const REDIS_UID: i64 = 999;
+
+/// The Kafka bootstrap servers services and the operator use, per `kafka.mode`: the spec's
+/// list (`external`), the Strimzi cluster's bootstrap Service (`strimzi`), or the embedded
+/// broker's Service (`embedded`).
+pub fn kafka_bootstrap_servers(sp: &ShopPlatform) -> String {
+    let ns = names::namespace(sp);
+    match sp.spec.kafka.mode {
+        KafkaMode::External => sp.spec.kafka.bootstrap_servers.clone().unwrap_or_default(),
+        KafkaMode::Strimzi => {
+            let cluster = sp.spec.kafka.strimzi_cluster.clone().unwrap_or_else(|| "kafka".into());
+            format!("{cluster}-kafka-bootstrap.{ns}.svc:{KAFKA_PORT}")
+        }
+        KafkaMode::Embedded => format!("{}.{ns}.svc:{KAFKA_PORT}", names::kafka(sp)),
+    }
+}
+
+/// The URL of the embedded Redis.
+pub fn redis_url(sp: &ShopPlatform) -> String {
+    format!("redis://{}.{}.svc:{REDIS_PORT}", names::redis(sp), names::namespace(sp))
+}
+
+/// Embedded Kafka: the Service of the broker pod (clients use `kafka`; `controller` is the KRaft
+/// quorum port, used by the pod itself).
+pub fn kafka_service(sp: &ShopPlatform) -> Option<Service> {
+    (sp.spec.kafka.mode == KafkaMode::Embedded).then(|| {
+        from_json(json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(sp, names::kafka(sp), "kafka", "events"),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector(sp, "kafka", "events"),
+                "ports": [{"name": "kafka", "port": KAFKA_PORT, "targetPort": "kafka", "protocol": "TCP"}],
+            },
+        }))
+    })
+}
+
+/// Embedded Kafka: one broker in KRaft combined mode (broker and controller), plaintext, data
+/// in an emptyDir (development only: a restarted pod comes back empty and the operator
+/// re-creates the topics on its next pass).
+pub fn kafka_statefulset(sp: &ShopPlatform) -> Option<StatefulSet> {
+    if sp.spec.kafka.mode != KafkaMode::Embedded {
+        return None;
+    }
+    let spec = sp.spec.kafka.embedded.clone().unwrap_or_default();
+    let host = format!("{}.{}.svc", names::kafka(sp), names::namespace(sp));
+    let t = &sp.spec.kafka.topics;
+    let env = |name: &str, value: String| json!({"name": name, "value": value});
+    // The image writes its generated configuration below /opt/kafka/config, so its root file
+    // system stays writable; everything else is restricted.
+    let mut security = container_security_context();
+    security["readOnlyRootFilesystem"] = json!(false);
+    Some(from_json(json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": meta(sp, names::kafka(sp), "kafka", "events"),
+        "spec": {
+            "replicas": 1,
+            "serviceName": names::kafka(sp),
+            "selector": {"matchLabels": selector(sp, "kafka", "events")},
+            "template": {
+                "metadata": {"labels": labels(sp, "kafka", "events")},
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "securityContext": pod_security_context(KAFKA_UID),
+                    "containers": [{
+                        "name": "kafka",
+                        "image": spec.image,
+                        "imagePullPolicy": sp.spec.image_pull_policy.as_str(),
+                        "ports": [
+                            {"name": "kafka", "containerPort": KAFKA_PORT, "protocol": "TCP"},
+                            {"name": "controller", "containerPort": KAFKA_CONTROLLER_PORT, "protocol": "TCP"},
+                        ],
+                        "env": [
+                            env("CLUSTER_ID", KAFKA_CLUSTER_ID.into()),
+                            env("KAFKA_NODE_ID", "1".into()),
+                            env("KAFKA_PROCESS_ROLES", "broker,controller".into()),
+                            env("KAFKA_LISTENERS", format!("PLAINTEXT://:{KAFKA_PORT},CONTROLLER://:{KAFKA_CONTROLLER_PORT}")),
+                            env("KAFKA_ADVERTISED_LISTENERS", format!("PLAINTEXT://{host}:{KAFKA_PORT}")),
+                            env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into()),
+                            env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER".into()),
+                            env("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT".into()),
+                            env("KAFKA_CONTROLLER_QUORUM_VOTERS", format!("1@localhost:{KAFKA_CONTROLLER_PORT}")),
+                            env("KAFKA_LOG_DIRS", "/var/lib/kafka/data".into()),
+                            env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false".into()),
+                            env("KAFKA_NUM_PARTITIONS", t.partitions.to_string()),
+                            env("KAFKA_DEFAULT_REPLICATION_FACTOR", "1".into()),
+                            env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1".into()),
+                            env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1".into()),
+                            env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".into()),
+                            env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".into()),
+                            env("KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m".into()),
+                        ],
+                        "readinessProbe": {
+                            "tcpSocket": {"port": "kafka"},
+                            "initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 3,
+                        },
+                        "livenessProbe": {
+                            "tcpSocket": {"port": "kafka"},
+                            "initialDelaySeconds": 30, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 6,
+                        },
+                        "resources": {
+                            "requests": {"cpu": "100m", "memory": "512Mi"},
+                            "limits": {"memory": "1Gi"},
+                        },
+                        "securityContext": security,
+                        "volumeMounts": [
+                            {"name": "data", "mountPath": "/var/lib/kafka/data"},
+                            {"name": "tmp", "mountPath": "/tmp"},
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "data", "emptyDir": {"sizeLimit": "2Gi"}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    })))
+}
+
+/// Embedded Redis: the Service of the Redis pod.
+pub fn redis_service(sp: &ShopPlatform) -> Option<Service> {
+    (sp.spec.redis.mode == RedisMode::Embedded).then(|| {
+        from_json(json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(sp, names::redis(sp), "redis", "cache"),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector(sp, "redis", "cache"),
+                "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
+            },
+        }))
+    })
+}
+
+/// Embedded Redis: one pod, no persistence (no RDB snapshots, no AOF), read-only root file
+/// system, non-root (the image's `redis` user).
+pub fn redis_deployment(sp: &ShopPlatform) -> Option<Deployment> {
+    if sp.spec.redis.mode != RedisMode::Embedded {
+        return None;
+    }
+    let spec = sp.spec.redis.embedded.clone().unwrap_or_default();
+    let probe = |delay: i32| {
+        json!({
+            "exec": {"command": ["redis-cli", "ping"]},
+            "initialDelaySeconds": delay, "periodSeconds": 10, "timeoutSeconds": 3,
+        })
+    };
+    Some(from_json(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(sp, names::redis(sp), "redis", "cache"),
+        "spec": {
+            "replicas": 1,
+            "revisionHistoryLimit": 2,
+            "selector": {"matchLabels": selector(sp, "redis", "cache")},
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {"labels": labels(sp, "redis", "cache")},
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "securityContext": pod_security_context(REDIS_UID),
+                    "containers": [{
+                        "name": "redis",
+                        "image": spec.image,
+                        "imagePullPolicy": sp.spec.image_pull_policy.as_str(),
+                        // No RDB snapshots; AOF is off by default (an explicit `--appendonly no`
+                        // would render as YAML `no`, which YAML 1.1 readers take for `false`).
+                        "args": ["redis-server", "--save", ""],
+                        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
+                        "readinessProbe": probe(2),
+                        "livenessProbe": probe(10),
+                        "resources": {
+                            "requests": {"cpu": "50m", "memory": "64Mi"},
+                            "limits": {"memory": "256Mi"},
+                        },
+                        "securityContext": container_security_context(),
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                    }],
+                    "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "256Mi"}}],
+                },
+            },
+        },
+    })))
+}
+
 /// Strimzi `KafkaTopic` objects (`kafka.strimzi.io/v1beta2`) for the platform's topics, when
-/// `kafka.mode` is `strimzi`. Not applied in this release: no service uses Kafka yet.
+/// `kafka.mode` is `strimzi`. The object name is the topic name (valid: lower case, `-` and
+/// `.`), so Strimzi's topic operator creates the topic of that name.
 pub fn strimzi_topics(sp: &ShopPlatform) -> Vec<DynamicObject> {
     if sp.spec.kafka.mode != KafkaMode::Strimzi {
         return Vec::new();
@@ -576,7 +789,11 @@ pub fn render(sp: &ShopPlatform) -> Vec<Value> {
     out.extend(postgres_service(sp).map(typed));
     out.extend(postgres_statefulset(sp).map(typed));
     out.extend(cnpg_cluster(sp).map(dynamic));
+    out.extend(kafka_service(sp).map(typed));
+    out.extend(kafka_statefulset(sp).map(typed));
     out.extend(strimzi_topics(sp).into_iter().map(dynamic));
+    out.extend(redis_service(sp).map(typed));
+    out.extend(redis_deployment(sp).map(typed));
     for s in sp.spec.enabled_services() {
         if s.has_database() {
             out.push(typed(connection_secret(sp, s, "postgres://<provisioned>")));
@@ -705,5 +922,66 @@ mod tests {
             d.spec.template.metadata.clone().unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
         };
         assert_ne!(hash(&a), hash(&b));
+    }
+
+    #[test]
+    fn every_service_gets_the_event_bus_from_the_kit_contract() {
+        use kit::events::contract::env as ev;
+        for (kafka, brokers) in [
+            (json!({}), "shop-kafka.ns.svc:9092"),
+            (json!({"mode": "external", "bootstrapServers": "k1:9092,k2:9092"}), "k1:9092,k2:9092"),
+            (json!({"mode": "strimzi", "strimziCluster": "events"}), "events-kafka-bootstrap.ns.svc:9092"),
+        ] {
+            let p = sp(json!({"version": "1", "kafka": kafka}));
+            for s in ServiceName::ALL {
+                let c = service_config(&p, s);
+                assert_eq!(c[ev::BUS], "kafka");
+                assert_eq!(c[ev::BROKERS], brokers, "{s}");
+                assert_eq!(c[ev::TOPIC_PREFIX], "shop-");
+            }
+        }
+    }
+
+    #[test]
+    fn embedded_kafka_is_a_single_kraft_node_advertising_its_service() {
+        let p = sp(json!({"version": "1", "kafka": {"embedded": {"image": "apache/kafka:3.8.1"}}}));
+        let sts = kafka_statefulset(&p).unwrap();
+        let pod = sts.spec.template.spec.unwrap();
+        assert_eq!(pod.security_context.clone().unwrap().run_as_non_root, Some(true));
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("apache/kafka:3.8.1"));
+        let env: BTreeMap<_, _> =
+            c.env.clone().unwrap().into_iter().map(|e| (e.name, e.value.unwrap_or_default())).collect();
+        assert_eq!(env["KAFKA_PROCESS_ROLES"], "broker,controller");
+        assert_eq!(env["KAFKA_ADVERTISED_LISTENERS"], "PLAINTEXT://shop-kafka.ns.svc:9092");
+        assert_eq!(env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"], "false");
+        assert_eq!(env["CLUSTER_ID"].len(), 22, "a Kafka Uuid is 22 base64 characters");
+        assert_eq!(kafka_service(&p).unwrap().spec.unwrap().ports.unwrap()[0].port, 9092);
+        let default = sp(json!({"version": "1"}));
+        let image =
+            kafka_statefulset(&default).unwrap().spec.template.spec.unwrap().containers[0].image.clone();
+        assert_eq!(image.as_deref(), Some("apache/kafka:3.9.0"));
+        assert!(kafka_statefulset(&sp(json!({"version": "1", "kafka": {"mode": "strimzi"}}))).is_none());
+    }
+
+    #[test]
+    fn embedded_redis_runs_restricted_without_persistence() {
+        let p = sp(json!({"version": "1"}));
+        let d = redis_deployment(&p).unwrap();
+        let pod = d.spec.template.spec.unwrap();
+        assert_eq!(pod.security_context.unwrap().run_as_user, Some(999));
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("redis:7-alpine"));
+        assert_eq!(c.security_context.clone().unwrap().read_only_root_filesystem, Some(true));
+        assert_eq!(c.args, Some(vec!["redis-server".into(), "--save".into(), String::new()]));
+        assert_eq!(service_config(&p, ServiceName::Catalog)[ENV_REDIS_URL], "redis://shop-redis.ns.svc:6379");
+        let ext = sp(
+            json!({"version": "1", "redis": {"mode": "external", "urlSecretRef": {"name": "r", "key": "url"}}}),
+        );
+        assert!(redis_deployment(&ext).is_none());
+        assert!(!service_config(&ext, ServiceName::Catalog).contains_key(ENV_REDIS_URL));
+        let env = serde_json::to_value(secret_env(&ext, ServiceName::Catalog)).unwrap();
+        assert!(env.as_array().unwrap().iter().any(|e| e["name"] == ENV_REDIS_URL
+            && e["valueFrom"]["secretKeyRef"] == json!({"name": "r", "key": "url"})));
     }
 }

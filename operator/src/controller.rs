@@ -28,10 +28,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::builders::{self, GeneratedSecretSpec, SecretKind};
+use crate::crd::KafkaMode;
 use crate::crd::{DatabaseMode, DeletionPolicy, Phase, ServiceStatus, ShopPlatform, ShopPlatformStatus};
 use crate::error::{Error, Result};
 use crate::names::{self, FIELD_MANAGER, FINALIZER};
-use crate::provision::{DatabaseGrant, DatabaseProvisioner};
+use crate::provision::{self, DatabaseGrant, DatabaseProvisioner, TopicProvisioner};
 use crate::status::{self, reasons, types, Observed};
 
 /// Requeue interval when all is well: the drift check for anything the watches miss.
@@ -44,18 +45,20 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub db: Arc<dyn DatabaseProvisioner>,
+    pub topics: Arc<dyn TopicProvisioner>,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, db: Arc<dyn DatabaseProvisioner>) -> Self {
+    pub fn new(client: Client, db: Arc<dyn DatabaseProvisioner>, topics: Arc<dyn TopicProvisioner>) -> Self {
         let reporter =
             Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             db,
+            topics,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -404,10 +407,17 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
     let db = ensure_databases(sp, ctx, &secrets).await?;
     observed.push(db.condition.clone());
 
-    // 3. Kafka: modelled, not provisioned (no service uses it yet).
-    observed.push(kafka_condition(sp));
+    // 3. Kafka: the contract's topics (admin API, or Strimzi KafkaTopics); the embedded broker.
+    let kafka = ensure_kafka(sp, ctx).await?;
+    observed.push(kafka.condition.clone());
 
-    // 4. Services: ConfigMap and Service always; a service with a database gets its migration Job
+    // 4. Redis: the embedded pod (external: services read the URL from the referenced Secret).
+    if let (Some(svc), Some(deploy)) = (builders::redis_service(sp), builders::redis_deployment(sp)) {
+        apply_object(client, &svc).await?;
+        apply_object(client, &deploy).await?;
+    }
+
+    // 5. Services: ConfigMap and Service always; a service with a database gets its migration Job
     //    for this version first, and its Deployment only once the Job has succeeded.
     let mut service_status = BTreeMap::new();
     let mut migrations: Vec<(ServiceName, Migration)> = Vec::new();
@@ -459,7 +469,7 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
         }
     }
 
-    // 5. Ingress.
+    // 6. Ingress.
     match builders::ingress(sp) {
         Some(ing) => {
             apply_object(client, &ing).await?;
@@ -474,7 +484,7 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
     let (services_cond, ready_count) = services_condition(&service_status);
     observed.push(services_cond);
 
-    // 6. Status, only when it changed.
+    // 7. Status, only when it changed.
     let prev_phase = previous.as_ref().and_then(|p| p.phase);
     let (ready, phase) = status::summarize(&observed, prev_phase);
     observed.insert(0, ready);
@@ -498,7 +508,7 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
         publish(ctx, sp, type_, phase.as_str(), "Reconcile", note).await;
     }
 
-    if let Some(e) = db.error {
+    if let Some(e) = db.error.or(kafka.error) {
         return Err(e);
     }
     Ok(Action::requeue(if phase == Phase::Ready { STEADY_REQUEUE } else { PROGRESS_REQUEUE }))
@@ -517,30 +527,118 @@ async fn patch_status(ctx: &Context, sp: &ShopPlatform, status: &ShopPlatformSta
     Ok(())
 }
 
-/// `KafkaReady`: no service of this release uses Kafka, so nothing is provisioned.
-pub fn kafka_condition(sp: &ShopPlatform) -> Observed {
-    kafka_condition_for(sp, sp.spec.enabled_services().into_iter().any(names::uses_kafka))
+/// Outcome of the Kafka step.
+struct KafkaOutcome {
+    condition: Observed,
+    /// A provisioning error to report after the status is written.
+    error: Option<Error>,
 }
 
-/// `KafkaReady` when some enabled service does (`needed`) or does not need Kafka.
-pub fn kafka_condition_for(sp: &ShopPlatform, needed: bool) -> Observed {
-    if !needed {
-        return Observed::new(
-            types::KAFKA_READY,
-            Some(true),
-            reasons::NOT_REQUIRED,
-            "no enabled service uses Kafka yet; topics are provisioned when one does",
-        );
+fn kafka_ok(reason: &'static str, message: String) -> KafkaOutcome {
+    KafkaOutcome { condition: Observed::new(types::KAFKA_READY, Some(true), reason, message), error: None }
+}
+
+fn kafka_waiting(message: String) -> KafkaOutcome {
+    KafkaOutcome {
+        condition: Observed::new(types::KAFKA_READY, Some(false), reasons::STARTING, message),
+        error: None,
     }
-    Observed::new(
-        types::KAFKA_READY,
-        Some(false),
-        reasons::DEFERRED,
-        format!(
-            "topic provisioning for kafka mode {:?} is not implemented in this operator release",
-            sp.spec.kafka.mode
-        ),
-    )
+}
+
+/// Topics through the admin API at `bootstrap`: `KafkaReady` from the report, or the failure.
+async fn provision_topics(sp: &ShopPlatform, ctx: &Context, bootstrap: &str) -> KafkaOutcome {
+    let topics = provision::topics(sp);
+    let mode = sp.spec.kafka.mode.as_str();
+    match ctx.topics.ensure_topics(bootstrap, &topics).await {
+        Ok(report) => {
+            let reason = if report.not_decreased.is_empty() {
+                reasons::PROVISIONED
+            } else {
+                reasons::PARTITIONS_NOT_DECREASED
+            };
+            kafka_ok(reason, format!("{mode} mode: {}", report.summary(topics.len())))
+        }
+        Err(e) => KafkaOutcome {
+            condition: Observed::new(
+                types::KAFKA_READY,
+                Some(false),
+                reasons::PROVISIONING_FAILED,
+                format!("{mode} mode, topics at {bootstrap}: {e}"),
+            ),
+            error: Some(Error::Kafka(e)),
+        },
+    }
+}
+
+/// The Kafka step per `kafka.mode`: `external` creates the topics at `bootstrapServers`;
+/// `embedded` applies the broker and, once it is ready, creates the topics there; `strimzi`
+/// applies one `KafkaTopic` per topic and reports what Strimzi says about them.
+async fn ensure_kafka(sp: &ShopPlatform, ctx: &Context) -> Result<KafkaOutcome> {
+    match sp.spec.kafka.mode {
+        KafkaMode::External => {
+            let bootstrap = builders::kafka_bootstrap_servers(sp);
+            if bootstrap.trim().is_empty() {
+                return Err(Error::InvalidSpec("kafka.mode external needs kafka.bootstrapServers".into()));
+            }
+            Ok(provision_topics(sp, ctx, &bootstrap).await)
+        }
+        KafkaMode::Embedded => {
+            let svc = builders::kafka_service(sp).expect("embedded mode");
+            apply_object(&ctx.client, &svc).await?;
+            let sts = builders::kafka_statefulset(sp).expect("embedded mode");
+            let applied: StatefulSet = apply_object(&ctx.client, &sts).await?;
+            if applied.status.and_then(|s| s.ready_replicas).unwrap_or(0) < 1 {
+                return Ok(kafka_waiting(format!("waiting for StatefulSet {}", names::kafka(sp))));
+            }
+            Ok(provision_topics(sp, ctx, &builders::kafka_bootstrap_servers(sp)).await)
+        }
+        KafkaMode::Strimzi => {
+            let ar =
+                ApiResource::from_gvk(&GroupVersionKind::gvk("kafka.strimzi.io", "v1beta2", "KafkaTopic"));
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(ctx.client.clone(), &names::namespace(sp), &ar);
+            let mut waiting = Vec::new();
+            let mut total = 0;
+            for topic in builders::strimzi_topics(sp) {
+                let name = topic.metadata.name.clone().unwrap_or_default();
+                let applied = api
+                    .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&topic))
+                    .await
+                    .map_err(Error::kube("apply", "KafkaTopic", &name))?;
+                total += 1;
+                if let Some(why) = strimzi_not_ready(&applied) {
+                    waiting.push(format!("{name} ({why})"));
+                }
+            }
+            if waiting.is_empty() {
+                Ok(kafka_ok(reasons::PROVISIONED, format!("strimzi mode: {total} KafkaTopics ready")))
+            } else {
+                Ok(kafka_waiting(format!("waiting for Strimzi: {}", waiting.join(", "))))
+            }
+        }
+    }
+}
+
+/// Why a `KafkaTopic` is not ready yet (`None` when its `Ready` condition is `True` for its
+/// current generation). Strimzi refuses a partition decrease with `Ready=False` and says so.
+fn strimzi_not_ready(topic: &DynamicObject) -> Option<String> {
+    let status = topic.data.get("status");
+    let ready = status
+        .and_then(|s| s.get("conditions"))
+        .and_then(|c| c.as_array())
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+    let Some(ready) = ready else { return Some("not reconciled yet".into()) };
+    let observed = status.and_then(|s| s.get("observedGeneration")).and_then(|g| g.as_i64());
+    if let (Some(o), Some(g)) = (observed, topic.metadata.generation) {
+        if o < g {
+            return Some("not reconciled yet".into());
+        }
+    }
+    if ready["status"] == "True" {
+        None
+    } else {
+        Some(ready["message"].as_str().or(ready["reason"].as_str()).unwrap_or("not ready").to_string())
+    }
 }
 
 fn migrations_condition(migrations: &[(ServiceName, Migration)]) -> Observed {
@@ -655,13 +753,13 @@ async fn cleanup(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
 }
 
 /// Runs the controller until the process is stopped.
-pub async fn run(client: Client, db: Arc<dyn DatabaseProvisioner>) {
+pub async fn run(client: Client, db: Arc<dyn DatabaseProvisioner>, topics: Arc<dyn TopicProvisioner>) {
     let platforms: Api<ShopPlatform> = Api::all(client.clone());
     if let Err(e) = platforms.list(&kube::api::ListParams::default().limit(1)).await {
         tracing::error!(error = %e, "the ShopPlatform CRD is not queryable; is it installed?");
         std::process::exit(1);
     }
-    let ctx = Arc::new(Context::new(client.clone(), db));
+    let ctx = Arc::new(Context::new(client.clone(), db, topics));
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=shop-operator");
     Controller::new(platforms, watcher::Config::default().any_semantic())
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())

@@ -305,9 +305,9 @@ fn default_embedded_storage() -> String {
     "1Gi".to_string()
 }
 
-/// The Kafka event bus. Modelled ahead of the services that use it: no service of this release
-/// consumes events through Kafka yet, so nothing is provisioned for it (condition `KafkaReady`
-/// says so).
+/// The Kafka event bus. The operator creates the topics of the event contract (and their
+/// dead-letter topics) and points every service at the brokers (`SHOP_EVENTS__*`); condition
+/// `KafkaReady` reports the outcome.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -325,7 +325,11 @@ pub struct KafkaSpec {
     /// Name of the Strimzi `Kafka` resource in this namespace (mode `strimzi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strimzi_cluster: Option<String>,
+    /// Settings of mode `embedded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<EmbeddedKafka>,
     /// Settings of every topic the platform creates (names are prefixed by the platform name).
+    /// Partitions can be increased later, never decreased.
     #[serde(default)]
     pub topics: TopicSettings,
 }
@@ -338,6 +342,38 @@ pub enum KafkaMode {
     Strimzi,
     #[default]
     Embedded,
+}
+
+impl KafkaMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KafkaMode::External => "external",
+            KafkaMode::Strimzi => "strimzi",
+            KafkaMode::Embedded => "embedded",
+        }
+    }
+}
+
+/// A single-node Kafka broker (KRaft, combined broker and controller) for development: no
+/// persistence (topics are re-created by the operator after a restart), no replication.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmbeddedKafka {
+    /// Kafka image; the official `apache/kafka` images configure themselves from `KAFKA_*`
+    /// environment variables.
+    #[serde(default = "default_kafka_image")]
+    #[schemars(length(min = 1, max = 255))]
+    pub image: String,
+}
+
+impl Default for EmbeddedKafka {
+    fn default() -> Self {
+        EmbeddedKafka { image: default_kafka_image() }
+    }
+}
+
+fn default_kafka_image() -> String {
+    "apache/kafka:3.9.0".to_string()
 }
 
 /// Topic settings.
@@ -376,7 +412,7 @@ fn default_retention_hours() -> i32 {
     168
 }
 
-/// The Redis cache (cart storage). Modelled ahead of the cart service.
+/// The Redis cache (cart storage). Services get its URL as `SHOP_REDIS_URL`.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -390,6 +426,29 @@ pub struct RedisSpec {
     /// Secret key holding `redis://…` (mode `external`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_secret_ref: Option<SecretKeyRef>,
+    /// Settings of mode `embedded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<EmbeddedRedis>,
+}
+
+/// One Redis pod for development: no persistence, no replication.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmbeddedRedis {
+    /// Redis image.
+    #[serde(default = "default_redis_image")]
+    #[schemars(length(min = 1, max = 255))]
+    pub image: String,
+}
+
+impl Default for EmbeddedRedis {
+    fn default() -> Self {
+        EmbeddedRedis { image: default_redis_image() }
+    }
+}
+
+fn default_redis_image() -> String {
+    "redis:7-alpine".to_string()
 }
 
 /// How Redis is provided.

@@ -19,6 +19,9 @@ pub enum Error {
     /// Creating or dropping a database failed.
     #[error("database provisioning: {0}")]
     Database(#[from] ProvisionError),
+    /// Creating or changing Kafka topics failed.
+    #[error("kafka topic provisioning: {0}")]
+    Kafka(String),
     /// The object cannot be reconciled as written (e.g. it has no namespace).
     #[error("invalid ShopPlatform: {0}")]
     InvalidSpec(String),
@@ -35,6 +38,7 @@ impl Error {
             Error::Kube { .. } => "kube_api",
             Error::MissingSecret { .. } => "missing_secret",
             Error::Database(_) => "database",
+            Error::Kafka(_) => "kafka",
             Error::InvalidSpec(_) => "invalid_spec",
             Error::Finalizer(_) => "finalizer",
         }

@@ -15,7 +15,9 @@ use tower_test::mock::{self, Handle};
 
 use crate::controller::Context;
 use crate::crd::ShopPlatform;
-use crate::provision::{DatabaseGrant, DatabaseProvisioner, ProvisionError};
+use crate::provision::{
+    DatabaseGrant, DatabaseProvisioner, ProvisionError, TopicProvisioner, TopicReport, TopicSpec,
+};
 
 pub const NS: &str = "testns";
 
@@ -46,17 +48,31 @@ pub struct Step {
     pub path: String,
     /// Substrings the query must contain.
     pub query: Vec<&'static str>,
+    /// Values the body must hold, by JSON pointer (e.g. `/metadata/name`).
+    pub body: Vec<(&'static str, Value)>,
     pub reply: Reply,
 }
 
 impl Step {
     pub fn new(method: Method, path: impl Into<String>, reply: Reply) -> Self {
-        Step { method, path: path.into(), query: Vec::new(), reply }
+        Step { method, path: path.into(), query: Vec::new(), body: Vec::new(), reply }
     }
     fn query(mut self, q: &'static str) -> Self {
         self.query.push(q);
         self
     }
+    /// The body must hold `value` at `pointer`.
+    pub fn body(mut self, pointer: &'static str, value: impl Into<Value>) -> Self {
+        self.body.push((pointer, value.into()));
+        self
+    }
+}
+
+/// How many topics the operator must create: every logical topic of the kit contract, plus one
+/// dead-letter topic per (consumer group, topic) pair of [`crate::names::CONSUMER_GROUPS`].
+pub fn expected_topic_count() -> usize {
+    kit::events::contract::topics::ALL.len()
+        + crate::names::CONSUMER_GROUPS.iter().map(|(_, topics)| topics.len()).sum::<usize>()
 }
 
 fn not_found(name: &str) -> Reply {
@@ -84,7 +100,9 @@ pub fn create_secret(name: &str) -> Vec<Step> {
     vec![
         Step::new(Method::GET, core("secrets", name), not_found(name)),
         Step::new(Method::POST, format!("/api/v1/namespaces/{NS}/secrets"), Reply::Echo)
-            .query("fieldManager=shop-operator"),
+            .query("fieldManager=shop-operator")
+            .body("/kind", "Secret")
+            .body("/metadata/name", name),
     ]
 }
 
@@ -103,9 +121,16 @@ pub fn existing_secret(name: &str, key: &str, value: &str) -> Step {
     )
 }
 
-/// A server-side apply (PATCH with the operator's field manager, forced).
+/// A server-side apply (PATCH with the operator's field manager, forced). The applied object
+/// must be the one the path names (a status patch carries no metadata).
 pub fn apply(path: String, reply: Reply) -> Step {
-    Step::new(Method::PATCH, path, reply).query("fieldManager=shop-operator").query("force=true")
+    let step =
+        Step::new(Method::PATCH, path.clone(), reply).query("fieldManager=shop-operator").query("force=true");
+    if path.ends_with("/status") {
+        return step.body("/kind", "ShopPlatform");
+    }
+    let name = path.rsplit('/').next().unwrap_or_default().to_string();
+    step.body("/metadata/name", name)
 }
 
 /// Reply adding a status to the applied object.
@@ -118,6 +143,7 @@ pub fn with_status(status: Value) -> Reply {
 
 pub fn event() -> Step {
     Step::new(Method::POST, format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"), Reply::Echo)
+        .body("/kind", "Event")
 }
 
 /// A request as the verifier saw it.
@@ -166,6 +192,14 @@ impl ApiServerVerifier {
                 for q in &step.query {
                     assert!(query.contains(q), "request {} {path}: query `{query}` lacks `{q}`", i + 1);
                 }
+                for (pointer, want) in &step.body {
+                    assert_eq!(
+                        body.pointer(pointer),
+                        Some(want),
+                        "request {} {method} {path}: body at `{pointer}` (body {body})",
+                        i + 1
+                    );
+                }
                 let (status, reply) = match step.reply {
                     Reply::Echo => (200, body.clone()),
                     Reply::EchoWith(f) => (200, f(body.clone())),
@@ -208,11 +242,41 @@ impl DatabaseProvisioner for FakeDb {
     }
 }
 
+/// A scriptable topic provisioner that records its calls (`bootstrap: topic/partitions/rf/ms …`).
+#[derive(Default)]
+pub struct FakeTopics {
+    pub calls: Mutex<Vec<(String, Vec<TopicSpec>)>>,
+    /// Answer with this error.
+    pub fail: Option<String>,
+    /// Answer with this report.
+    pub report: TopicReport,
+}
+
+#[async_trait]
+impl TopicProvisioner for FakeTopics {
+    async fn ensure_topics(
+        &self,
+        bootstrap_servers: &str,
+        topics: &[TopicSpec],
+    ) -> Result<TopicReport, String> {
+        self.calls.lock().unwrap().push((bootstrap_servers.to_string(), topics.to_vec()));
+        match &self.fail {
+            Some(e) => Err(e.clone()),
+            None => Ok(self.report.clone()),
+        }
+    }
+}
+
 impl Context {
-    /// A context whose client talks to the returned verifier.
+    /// A context whose client talks to the returned verifier (topics always succeed).
     pub fn test(db: Arc<FakeDb>) -> (Arc<Context>, ApiServerVerifier) {
+        Context::test_with(db, Arc::new(FakeTopics::default()))
+    }
+
+    /// A context with a scripted topic provisioner.
+    pub fn test_with(db: Arc<FakeDb>, topics: Arc<FakeTopics>) -> (Arc<Context>, ApiServerVerifier) {
         let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, NS);
-        (Arc::new(Context::new(client, db)), ApiServerVerifier(handle))
+        (Arc::new(Context::new(client, db, topics)), ApiServerVerifier(handle))
     }
 }

@@ -4,7 +4,7 @@
 //! - [`crd`]: the resource's spec and status (the CRD is generated from them);
 //! - [`builders`]: desired state as pure functions;
 //! - [`controller`]: reconcile, error policy and the controller loop;
-//! - [`provision`]: per-service databases (PostgreSQL) and topics (modelled);
+//! - [`provision`]: per-service databases (PostgreSQL) and Kafka topics (admin API);
 //! - [`status`]: conditions and phase.
 
 pub mod builders;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use shop_operator::provision::PgProvisioner;
+use shop_operator::provision::{KafkaTopicProvisioner, PgProvisioner};
 
 #[derive(Debug, Parser)]
 #[command(name = "shop-operator", version, about = "Kubernetes operator for ShopPlatform")]
@@ -86,7 +86,12 @@ async fn run(addr: SocketAddr) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics and health listening");
     let server = tokio::spawn(async move { axum::serve(listener, shop_operator::metrics::router()).await });
-    shop_operator::controller::run(client, Arc::new(PgProvisioner)).await;
+    shop_operator::controller::run(
+        client,
+        Arc::new(PgProvisioner),
+        Arc::new(KafkaTopicProvisioner::default()),
+    )
+    .await;
     server.abort();
     Ok(())
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use kit::contract::ServiceName;
+use kit::events::contract::topics;
 use kube::ResourceExt;
 
 use crate::crd::ShopPlatform;
@@ -16,18 +17,39 @@ pub const FINALIZER: &str = "platform.shop/cleanup";
 /// change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "platform.shop/config-hash";
 
-/// Not in the contract yet: `SHOP_MIGRATE_ON_START` (the operator runs migrations as Jobs).
-pub const ENV_MIGRATE_ON_START: &str = "SHOP_MIGRATE_ON_START";
-/// Not in the contract yet: the auth service's signing key (`SHOP_AUTH__JWT_SIGNING_KEY`).
-pub const ENV_JWT_SIGNING_KEY: &str = "SHOP_AUTH__JWT_SIGNING_KEY";
-/// Not in the contract yet: the internal service-to-service credential.
-pub const ENV_INTERNAL_CREDENTIAL: &str = "SHOP_INTERNAL_CREDENTIAL";
-/// Not in the contract yet: the topics of ARCHITECTURE §5 (prefixed by the platform name).
-pub const KAFKA_TOPICS: [&str; 4] = ["orders", "payments", "inventory", "notifications"];
-/// Not in the contract yet: which services consume or produce Kafka events. None in this
-/// release; the first service that does makes the operator provision topics.
-pub fn uses_kafka(_service: ServiceName) -> bool {
-    false
+/// `SHOP_MIGRATE_ON_START` (the operator runs migrations as Jobs).
+pub const ENV_MIGRATE_ON_START: &str = kit::contract::env::MIGRATE_ON_START;
+/// The auth service's signing key (`SHOP_AUTH__JWT_SIGNING_KEY`).
+pub const ENV_JWT_SIGNING_KEY: &str = kit::contract::env::JWT_SIGNING_KEY;
+/// The internal service-to-service credential (`SHOP_INTERNAL_TOKEN`).
+pub const ENV_INTERNAL_CREDENTIAL: &str = kit::contract::env::INTERNAL_TOKEN;
+/// The URL of Redis (`redis://host:6379`), the cart's store (`SHOP_REDIS_URL`).
+pub const ENV_REDIS_URL: &str = kit::contract::env::REDIS_URL;
+/// Not in the kit contract yet: which consumer group reads which logical topic (the "consumers"
+/// column of docs/events.md; groups are named after the consuming service). The operator creates
+/// one dead-letter topic per pair (`kit::events::contract::dead_letter_topic`).
+pub const CONSUMER_GROUPS: &[(&str, &[&str])] = &[
+    ("order", &[topics::PAYMENTS, topics::INVENTORY, topics::SHIPMENTS]),
+    ("inventory", &[topics::ORDERS, topics::PAYMENTS]),
+    ("payment", &[topics::ORDERS]),
+    ("notification", &[topics::ORDERS, topics::PAYMENTS, topics::INVENTORY, topics::SHIPMENTS]),
+    ("shipment", &[topics::ORDERS]),
+];
+
+/// The platform prefix of every topic name (`kit::events::EventsConfig::topic_prefix`):
+/// `<platform>-`, so `shop` gets `shop-orders`.
+pub fn topic_prefix(sp: &ShopPlatform) -> String {
+    format!("{}-", sp.name_any())
+}
+
+/// Embedded mode: the single-node Kafka broker (StatefulSet and Service).
+pub fn kafka(sp: &ShopPlatform) -> String {
+    format!("{}-kafka", sp.name_any())
+}
+
+/// Embedded mode: the Redis pod (Deployment and Service).
+pub fn redis(sp: &ShopPlatform) -> String {
+    format!("{}-redis", sp.name_any())
 }
 
 /// Named container port of every service pod.

@@ -1,13 +1,24 @@
-//! Provisioning outside Kubernetes: per-service PostgreSQL databases and roles (real, through
-//! `sqlx`), and Kafka topics (modelled; no implementation in this release). Both sit behind
-//! traits so the reconcile tests can script them.
+//! Provisioning outside Kubernetes: per-service PostgreSQL databases and roles (through `sqlx`)
+//! and Kafka topics (through rdkafka's `AdminClient`). Both sit behind traits so the reconcile
+//! tests can script them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use kube::ResourceExt;
+use kit::events::contract;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, OwnedResourceSpecifier,
+    ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::crd::ShopPlatform;
-use crate::names::KAFKA_TOPICS;
+use crate::crd::{KafkaMode, ShopPlatform};
+use crate::names;
 
 /// One service's database: a database owned by a login role of the same name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,10 +141,19 @@ impl DatabaseProvisioner for PgProvisioner {
     }
 }
 
-/// The platform's topic names (`<platform>.<topic>`), plus nothing else yet (dead-letter topics
-/// are per consumer group and come with the first consumer).
+/// The platform's topics: every topic of the kit's event contract (`kit::events::contract`),
+/// prefixed with [`names::topic_prefix`], then one dead-letter topic per consumer group and topic
+/// it reads ([`names::CONSUMER_GROUPS`], named by `contract::dead_letter_topic`).
 pub fn topic_names(sp: &ShopPlatform) -> Vec<String> {
-    KAFKA_TOPICS.iter().map(|t| format!("{}.{t}", sp.name_any())).collect()
+    let prefix = names::topic_prefix(sp);
+    let mut out: Vec<String> =
+        contract::topics::ALL.iter().map(|t| contract::full_topic(&prefix, t)).collect();
+    for (group, topics) in names::CONSUMER_GROUPS {
+        for t in *topics {
+            out.push(contract::dead_letter_topic(&contract::full_topic(&prefix, t), group));
+        }
+    }
+    out
 }
 
 /// One topic to provision.
@@ -145,26 +165,241 @@ pub struct TopicSpec {
     pub retention_ms: i64,
 }
 
-/// Creates topics through the Kafka admin API (mode `external`/`embedded`). Strimzi mode uses
-/// `KafkaTopic` objects instead ([`crate::builders::strimzi_topics`]). No implementation in this
-/// release: no service uses Kafka yet, and CI has no broker.
+/// What [`TopicProvisioner::ensure_topics`] did and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicReport {
+    /// Topics created by this call.
+    pub created: Vec<String>,
+    /// Topics whose partition count was raised: `(topic, from, to)`.
+    pub partitions_increased: Vec<(String, i32, i32)>,
+    /// Existing topics whose `retention.ms` was set to the spec's.
+    pub retention_updated: Vec<String>,
+    /// Topics with more partitions than the spec asks for: `(topic, actual, desired)`. Partitions
+    /// are never decreased (Kafka cannot, and keys would move to other partitions).
+    pub not_decreased: Vec<(String, i32, i32)>,
+    /// Differences the operator does not change (e.g. the replication factor of an existing
+    /// topic, which needs a partition reassignment).
+    pub warnings: Vec<String>,
+}
+
+impl TopicReport {
+    /// A one-line summary for the `KafkaReady` message.
+    pub fn summary(&self, total: usize) -> String {
+        let mut parts = vec![format!("{total} topics present")];
+        if !self.created.is_empty() {
+            parts.push(format!("created {}", self.created.len()));
+        }
+        if !self.partitions_increased.is_empty() {
+            let l: Vec<_> =
+                self.partitions_increased.iter().map(|(t, a, b)| format!("{t} {a}→{b}")).collect();
+            parts.push(format!("partitions increased: {}", l.join(", ")));
+        }
+        if !self.retention_updated.is_empty() {
+            parts.push(format!("retention updated: {}", self.retention_updated.join(", ")));
+        }
+        if !self.not_decreased.is_empty() {
+            let l: Vec<_> =
+                self.not_decreased.iter().map(|(t, a, b)| format!("{t} has {a}, spec asks {b}")).collect();
+            parts.push(format!("partitions are never decreased: {}", l.join(", ")));
+        }
+        parts.extend(self.warnings.iter().cloned());
+        parts.join("; ")
+    }
+}
+
+/// Creates topics through the Kafka admin API (modes `external` and `embedded`). Strimzi mode
+/// uses `KafkaTopic` objects instead ([`crate::builders::strimzi_topics`]).
 #[async_trait]
 pub trait TopicProvisioner: Send + Sync {
-    async fn ensure_topics(&self, bootstrap_servers: &str, topics: &[TopicSpec]) -> Result<(), String>;
+    /// Idempotently ensures every topic exists with at least its partitions and with its
+    /// retention; raises partition counts, never lowers them.
+    async fn ensure_topics(
+        &self,
+        bootstrap_servers: &str,
+        topics: &[TopicSpec],
+    ) -> Result<TopicReport, String>;
 }
 
 /// The topics of `sp` with their settings.
 pub fn topics(sp: &ShopPlatform) -> Vec<TopicSpec> {
     let t = &sp.spec.kafka.topics;
+    // The embedded broker is a single node: a higher replication factor could not be placed.
+    let replication_factor = if sp.spec.kafka.mode == KafkaMode::Embedded { 1 } else { t.replication_factor };
     topic_names(sp)
         .into_iter()
         .map(|name| TopicSpec {
             name,
             partitions: t.partitions,
-            replication_factor: t.replication_factor,
+            replication_factor,
             retention_ms: i64::from(t.retention_hours) * 3_600_000,
         })
         .collect()
+}
+
+/// The real topic provisioner: rdkafka's `AdminClient`, one client per call.
+#[derive(Debug, Clone)]
+pub struct KafkaTopicProvisioner {
+    /// Timeout of each admin request and of the metadata request.
+    pub timeout: Duration,
+    /// Extra librdkafka properties (e.g. `security.protocol`), applied last.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaTopicProvisioner {
+    fn default() -> Self {
+        KafkaTopicProvisioner { timeout: Duration::from_secs(15), properties: BTreeMap::new() }
+    }
+}
+
+/// Partition and replica count of an existing topic, from the cluster metadata.
+#[derive(Debug, Clone, Copy)]
+struct Existing {
+    partitions: i32,
+    replication_factor: i32,
+}
+
+impl KafkaTopicProvisioner {
+    fn admin(&self, bootstrap_servers: &str) -> Result<AdminClient<DefaultClientContext>, String> {
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", bootstrap_servers)
+            .set("client.id", "shop-operator")
+            .set("socket.timeout.ms", self.timeout.as_millis().to_string());
+        for (k, v) in &self.properties {
+            cc.set(k, v);
+        }
+        cc.create().map_err(|e| format!("kafka admin client: {e}"))
+    }
+
+    /// Every topic of the cluster with its partition and replica count.
+    async fn existing(
+        &self,
+        admin: &Arc<AdminClient<DefaultClientContext>>,
+    ) -> Result<HashMap<String, Existing>, String> {
+        let admin = admin.clone();
+        let timeout = self.timeout;
+        let metadata = tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, timeout))
+            .await
+            .map_err(|e| format!("metadata task: {e}"))?
+            .map_err(|e| format!("kafka metadata: {e}"))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| {
+                let replication_factor =
+                    t.partitions().first().map(|p| p.replicas().len() as i32).unwrap_or(0);
+                (
+                    t.name().to_string(),
+                    Existing { partitions: t.partitions().len() as i32, replication_factor },
+                )
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl TopicProvisioner for KafkaTopicProvisioner {
+    async fn ensure_topics(
+        &self,
+        bootstrap_servers: &str,
+        topics: &[TopicSpec],
+    ) -> Result<TopicReport, String> {
+        let admin = Arc::new(self.admin(bootstrap_servers)?);
+        let opts =
+            AdminOptions::new().request_timeout(Some(self.timeout)).operation_timeout(Some(self.timeout));
+        let existing = self.existing(&admin).await?;
+        let mut report = TopicReport::default();
+
+        // 1. Create what is missing ("already exists" is success: a concurrent creator, or
+        //    metadata that lagged behind).
+        let retention: Vec<String> = topics.iter().map(|t| t.retention_ms.to_string()).collect();
+        let missing: Vec<(usize, &TopicSpec)> =
+            topics.iter().enumerate().filter(|(_, t)| !existing.contains_key(&t.name)).collect();
+        if !missing.is_empty() {
+            let new: Vec<NewTopic<'_>> = missing
+                .iter()
+                .map(|(i, t)| {
+                    NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication_factor))
+                        .set("retention.ms", &retention[*i])
+                        .set("cleanup.policy", "delete")
+                })
+                .collect();
+            for r in admin.create_topics(&new, &opts).await.map_err(|e| format!("create topics: {e}"))? {
+                match r {
+                    Ok(name) => report.created.push(name),
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((name, code)) => return Err(format!("create topic {name}: {code}")),
+                }
+            }
+        }
+
+        // 2. Partitions: raise, never lower.
+        let mut grow = Vec::new();
+        for t in topics {
+            let Some(e) = existing.get(&t.name) else { continue };
+            if e.partitions < t.partitions {
+                grow.push((t, e.partitions));
+            } else if e.partitions > t.partitions {
+                report.not_decreased.push((t.name.clone(), e.partitions, t.partitions));
+            }
+            if e.replication_factor != t.replication_factor && e.replication_factor > 0 {
+                report.warnings.push(format!(
+                    "{} has replication factor {}, spec asks {} (not changed: needs a partition reassignment)",
+                    t.name, e.replication_factor, t.replication_factor
+                ));
+            }
+        }
+        if !grow.is_empty() {
+            let new: Vec<NewPartitions<'_>> =
+                grow.iter().map(|(t, _)| NewPartitions::new(&t.name, t.partitions as usize)).collect();
+            let results =
+                admin.create_partitions(&new, &opts).await.map_err(|e| format!("create partitions: {e}"))?;
+            for (r, (t, from)) in results.into_iter().zip(&grow) {
+                match r {
+                    Ok(_) => report.partitions_increased.push((t.name.clone(), *from, t.partitions)),
+                    Err((name, code)) => return Err(format!("increase partitions of {name}: {code}")),
+                }
+            }
+        }
+
+        // 3. Retention of existing topics: read, and set only when it differs.
+        let present: Vec<&TopicSpec> = topics.iter().filter(|t| existing.contains_key(&t.name)).collect();
+        if !present.is_empty() {
+            let specs: Vec<ResourceSpecifier<'_>> =
+                present.iter().map(|t| ResourceSpecifier::Topic(&t.name)).collect();
+            let described =
+                admin.describe_configs(&specs, &opts).await.map_err(|e| format!("describe configs: {e}"))?;
+            let mut stale = Vec::new();
+            for (r, t) in described.into_iter().zip(&present) {
+                let resource = r.map_err(|code| format!("describe configs of {}: {code}", t.name))?;
+                let current = resource.get("retention.ms").and_then(|e| e.value.clone());
+                if current.as_deref() != Some(t.retention_ms.to_string().as_str()) {
+                    stale.push((*t, t.retention_ms.to_string()));
+                }
+            }
+            if !stale.is_empty() {
+                // AlterConfigs replaces the topic's dynamic configuration: state all of it.
+                let alter: Vec<AlterConfig<'_>> = stale
+                    .iter()
+                    .map(|(t, ms)| {
+                        AlterConfig::new(ResourceSpecifier::Topic(&t.name))
+                            .set("retention.ms", ms)
+                            .set("cleanup.policy", "delete")
+                    })
+                    .collect();
+                for r in
+                    admin.alter_configs(&alter, &opts).await.map_err(|e| format!("alter configs: {e}"))?
+                {
+                    match r {
+                        Ok(OwnedResourceSpecifier::Topic(name)) => report.retention_updated.push(name),
+                        Ok(other) => report.retention_updated.push(format!("{other:?}")),
+                        Err((spec, code)) => return Err(format!("set retention of {spec:?}: {code}")),
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
 }
 
 #[cfg(test)]
@@ -189,5 +424,59 @@ mod tests {
         );
         assert!(service_url("mysql://x@y/z", &g).is_err());
         assert!(service_url("not a url", &g).is_err());
+    }
+
+    #[test]
+    fn topics_come_from_the_kit_contract_with_the_platform_prefix() {
+        let sp: ShopPlatform = serde_json::from_value(serde_json::json!({
+            "apiVersion": "platform.shop/v1alpha1", "kind": "ShopPlatform",
+            "metadata": {"name": "shop", "namespace": "ns"},
+            "spec": {"version": "1", "kafka": {"topics": {"replicationFactor": 3, "partitions": 2}}},
+        }))
+        .unwrap();
+        let names = topic_names(&sp);
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "no topic twice");
+        for t in contract::topics::ALL {
+            assert!(names.contains(&format!("shop-{t}")), "{t}");
+        }
+        for (group, topics) in names::CONSUMER_GROUPS {
+            for t in *topics {
+                assert!(contract::topics::ALL.contains(t), "{group} reads unknown topic {t}");
+                assert!(names.contains(&format!("shop-{t}.dlq.{group}")));
+            }
+        }
+        // Every logical topic once, plus one dead-letter topic per (group, topic) pair.
+        let dead_letters: usize = names::CONSUMER_GROUPS.iter().map(|(_, topics)| topics.len()).sum();
+        assert_eq!(names.len(), contract::topics::ALL.len() + dead_letters);
+        // Spot checks, spelled out.
+        for name in [
+            "shop-orders",
+            "shop-shipments",
+            "shop-orders.dlq.payment",
+            "shop-payments.dlq.inventory",
+            "shop-shipments.dlq.order",
+            "shop-shipments.dlq.notification",
+        ] {
+            assert!(names.contains(&name.to_string()), "{name} in {names:?}");
+        }
+        // Embedded (the default mode) is one node: replication factor 1 whatever the spec says.
+        assert!(topics(&sp).iter().all(|t| t.replication_factor == 1 && t.partitions == 2));
+    }
+
+    #[test]
+    fn the_report_summary_names_what_happened() {
+        let r = TopicReport {
+            created: vec!["a".into()],
+            partitions_increased: vec![("b".into(), 2, 4)],
+            not_decreased: vec![("c".into(), 6, 3)],
+            ..Default::default()
+        };
+        assert_eq!(
+            r.summary(3),
+            "3 topics present; created 1; partitions increased: b 2→4; partitions are never decreased: c has 6, spec asks 3"
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
+use kit::contract::ServiceName;
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
@@ -17,11 +18,15 @@ use crate::names::FINALIZER;
 const NAME: &str = "mini";
 const ADMIN_DSN: &str = "postgres://admin:pw@db.example:5432/postgres";
 
-/// External database, so the script has no StatefulSet; one replica per service.
+const BROKERS: &str = "kafka-0.example:9092,kafka-1.example:9092";
+
+/// External database, Kafka and Redis, so the script has no StatefulSet; one replica per service.
 fn spec() -> Value {
     json!({
         "version": "0.1.0",
         "database": {"mode": "external", "external": {"adminSecretRef": {"name": "pg-admin", "key": "dsn"}}},
+        "kafka": {"mode": "external", "bootstrapServers": BROKERS},
+        "redis": {"mode": "external", "urlSecretRef": {"name": "redis", "key": "url"}},
     })
 }
 
@@ -34,13 +39,16 @@ fn finalized(mut sp: ShopPlatform) -> ShopPlatform {
     sp
 }
 
+/// The contract's services that own a database, in the contract's (= reconcile) order.
+fn db_services() -> Vec<ServiceName> {
+    ServiceName::ALL.into_iter().filter(|s| s.has_database()).collect()
+}
+
+/// The signing key, the internal credential, then one role password per database service.
 fn generated_secret_names() -> Vec<String> {
-    vec![
-        format!("{NAME}-jwt-signing-key"),
-        format!("{NAME}-internal-credential"),
-        format!("{NAME}-auth-db-password"),
-        format!("{NAME}-catalog-db-password"),
-    ]
+    let mut names = vec![format!("{NAME}-jwt-signing-key"), format!("{NAME}-internal-credential")];
+    names.extend(db_services().into_iter().map(|s| format!("{NAME}-{s}-db-password")));
+    names
 }
 
 /// The generated Secrets: created (first run) or found.
@@ -61,12 +69,13 @@ fn key_of(secret: &str) -> &'static str {
     }
 }
 
+/// The admin DSN, then one connection Secret per database service.
 fn database_steps() -> Vec<Step> {
-    vec![
-        existing_secret("pg-admin", "dsn", ADMIN_DSN),
-        apply(core("secrets", &format!("{NAME}-auth-db")), Reply::Echo),
-        apply(core("secrets", &format!("{NAME}-catalog-db")), Reply::Echo),
-    ]
+    let mut steps = vec![existing_secret("pg-admin", "dsn", ADMIN_DSN)];
+    steps.extend(
+        db_services().into_iter().map(|s| apply(core("secrets", &format!("{NAME}-{s}-db")), Reply::Echo)),
+    );
+    steps
 }
 
 /// ConfigMap, Service, [migration Job], Deployment (answering `ready` ready replicas), [PDB].
@@ -92,12 +101,22 @@ fn service_steps(service: &str, migrated: bool, ready: i32, pdb: bool) -> Vec<St
     steps
 }
 
+/// Every service of the contract in order (a migration Job for those with a database); the
+/// services in `with_pdb` also get a PodDisruptionBudget.
+fn services_steps(ready: i32, with_pdb: &[ServiceName]) -> Vec<Step> {
+    ServiceName::ALL
+        .into_iter()
+        .flat_map(|s| service_steps(s.as_str(), s.has_database(), ready, with_pdb.contains(&s)))
+        .collect()
+}
+
 fn all_services(ready: i32) -> Vec<Step> {
-    cat([
-        service_steps("auth", true, ready, false),
-        service_steps("catalog", true, ready, false),
-        service_steps("gateway", false, ready, false),
-    ])
+    services_steps(ready, &[])
+}
+
+/// `ready/total` over every service of the contract.
+fn ready_of(ready: usize) -> String {
+    format!("{ready}/{}", ServiceName::ALL.len())
 }
 
 /// The platform as the API server returns it after a patch.
@@ -140,7 +159,8 @@ fn condition<'a>(status: &'a ShopPlatformStatus, type_: &str) -> &'a crate::crd:
 /// Runs the first-creation flow and returns the platform as the API server would then hold it.
 async fn created() -> (ShopPlatform, Vec<Seen>) {
     let db = Arc::new(FakeDb::default());
-    let (ctx, api) = Context::test(db.clone());
+    let topics = Arc::new(FakeTopics::default());
+    let (ctx, api) = Context::test_with(db.clone(), topics.clone());
     let steps = cat([
         secret_steps(true),
         vec![event()],
@@ -152,7 +172,24 @@ async fn created() -> (ShopPlatform, Vec<Seen>) {
     let action = run(&ctx, finalized(platform(NAME, spec()))).await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
     let seen = seen(script).await;
-    assert_eq!(db.calls.lock().unwrap().len(), 2);
+    let ensured: Vec<String> =
+        db_services().into_iter().map(|s| format!("ensure testns_mini_{s} via {ADMIN_DSN}")).collect();
+    assert_eq!(*db.calls.lock().unwrap(), ensured);
+    // The contract's topics and their dead-letter topics, at the spec's brokers.
+    let calls = topics.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    let (bootstrap, specs) = &calls[0];
+    assert_eq!(bootstrap, BROKERS);
+    let names: Vec<&str> = specs.iter().map(|t| t.name.as_str()).collect();
+    for t in kit::events::contract::topics::ALL {
+        assert!(names.contains(&format!("mini-{t}").as_str()), "{t} in {names:?}");
+    }
+    assert_eq!(names.len(), expected_topic_count(), "{names:?}");
+    assert!(names.contains(&"mini-orders.dlq.payment"), "{names:?}");
+    assert!(names.contains(&"mini-shipments.dlq.notification"), "{names:?}");
+    assert!(specs
+        .iter()
+        .all(|t| t.partitions == 6 && t.replication_factor == 1 && t.retention_ms == 168 * 3_600_000));
     let mut sp = finalized(platform(NAME, spec()));
     sp.status = Some(status_of(&seen));
     (sp, seen)
@@ -180,11 +217,15 @@ async fn first_creation_generates_secrets_provisions_migrates_and_rolls_out() {
     let status = sp.status.unwrap();
     assert_eq!(status.phase, Some(Phase::Ready));
     assert_eq!(status.observed_generation, Some(1));
-    assert_eq!(status.ready_services.as_deref(), Some("3/3"));
+    assert_eq!(status.ready_services, Some(ready_of(ServiceName::ALL.len())));
+    assert_eq!(status.services.len(), ServiceName::ALL.len());
     for c in &status.conditions {
         assert_eq!(c.status, "True", "{c:?}");
     }
-    assert_eq!(condition(&status, "KafkaReady").reason, "NotRequired");
+    let kafka = condition(&status, "KafkaReady");
+    assert_eq!(kafka.reason, "Provisioned");
+    let present = format!("external mode: {} topics present", expected_topic_count());
+    assert!(kafka.message.starts_with(&present), "{}", kafka.message);
     // The signing key is an Ed25519 PKCS#8 PEM usable by the auth service.
     let jwt = &seen
         .iter()
@@ -243,7 +284,7 @@ async fn drift_is_repaired_by_reapplying_the_desired_state() {
     run(&ctx, sp).await.unwrap();
     let seen = seen(script).await;
     let deployments: Vec<_> = seen.iter().filter(|s| s.path.contains("/deployments/")).collect();
-    assert_eq!(deployments.len(), 3);
+    assert_eq!(deployments.len(), ServiceName::ALL.len());
     for d in deployments {
         assert_eq!(d.body["spec"]["replicas"], 1);
         assert_eq!(d.body["spec"]["template"]["spec"]["containers"][0]["image"], "shop:0.1.0");
@@ -262,9 +303,7 @@ async fn a_replica_change_scales_adds_a_pdb_and_updates_the_status() {
     let steps = cat([
         secret_steps(false),
         database_steps(),
-        service_steps("auth", true, 1, false),
-        service_steps("catalog", true, 1, true),
-        service_steps("gateway", false, 1, false),
+        services_steps(1, &[ServiceName::Catalog]),
         vec![status_patch(), event()],
     ]);
     let script = api.run(steps);
@@ -276,7 +315,7 @@ async fn a_replica_change_scales_adds_a_pdb_and_updates_the_status() {
     let status = status_of(&seen);
     assert_eq!(status.observed_generation, Some(2));
     assert_eq!(status.phase, Some(Phase::Degraded), "was Ready, now 1/3 catalog pods");
-    assert_eq!(status.ready_services.as_deref(), Some("2/3"));
+    assert_eq!(status.ready_services, Some(ready_of(ServiceName::ALL.len() - 1)));
     let services = condition(&status, "ServicesReady");
     assert_eq!((services.status.as_str(), services.reason.as_str()), ("False", "Progressing"));
     let event = seen.last().unwrap();
@@ -308,7 +347,13 @@ async fn a_database_failure_is_reported_in_the_status_and_retried() {
     let (ctx, api) = Context::test(db);
     let mut steps = secret_steps(false);
     steps.push(existing_secret("pg-admin", "dsn", ADMIN_DSN));
-    for s in ["auth", "catalog"] {
+    // The first database fails: no service with a database is migrated or rolled out (their
+    // Deployments are only read), the others roll out as usual.
+    for s in ServiceName::ALL {
+        if !s.has_database() {
+            steps.extend(service_steps(s.as_str(), false, 1, false));
+            continue;
+        }
         let name = format!("{NAME}-{s}");
         steps.push(apply(core("configmaps", &format!("{name}-config")), Reply::Echo));
         steps.push(apply(core("services", &name), Reply::Echo));
@@ -318,7 +363,6 @@ async fn a_database_failure_is_reported_in_the_status_and_retried() {
             Reply::Json(404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404})),
         ));
     }
-    steps.extend(service_steps("gateway", false, 1, false));
     steps.extend([status_patch(), event()]);
     let script = api.run(steps);
     let err = run(&ctx, finalized(platform(NAME, spec()))).await.unwrap_err();
@@ -369,11 +413,152 @@ async fn deletion_with_delete_drops_databases_and_roles() {
     ]);
     run(&ctx, deleting(sp)).await.unwrap();
     seen(script).await;
-    assert_eq!(
-        *db.calls.lock().unwrap(),
-        vec![
-            format!("drop testns_mini_auth via {ADMIN_DSN}"),
-            format!("drop testns_mini_catalog via {ADMIN_DSN}")
-        ]
-    );
+    let dropped: Vec<String> =
+        db_services().into_iter().map(|s| format!("drop testns_mini_{s} via {ADMIN_DSN}")).collect();
+    assert_eq!(*db.calls.lock().unwrap(), dropped);
+}
+
+/// The services' event-bus and Redis wiring, from the kit's contract keys.
+#[tokio::test]
+async fn services_get_the_event_bus_and_redis_from_the_spec() {
+    let (_, seen) = created().await;
+    let cm = &seen.iter().find(|s| s.path.ends_with("/configmaps/mini-catalog-config")).unwrap().body;
+    use kit::events::contract::env;
+    assert_eq!(cm["data"][env::BUS], "kafka");
+    assert_eq!(cm["data"][env::BROKERS], BROKERS);
+    assert_eq!(cm["data"][env::TOPIC_PREFIX], "mini-");
+    let d = &seen.iter().find(|s| s.path.ends_with("/deployments/mini-gateway")).unwrap().body;
+    let env = d["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+    let redis = env.iter().find(|e| e["name"] == "SHOP_REDIS_URL").expect("SHOP_REDIS_URL");
+    assert_eq!(redis["valueFrom"]["secretKeyRef"], json!({"name": "redis", "key": "url"}));
+}
+
+fn embedded_spec() -> Value {
+    let mut s = spec();
+    s["kafka"] = json!({"mode": "embedded", "topics": {"replicationFactor": 3}});
+    s["redis"] = json!({"mode": "embedded"});
+    s
+}
+
+/// Embedded Kafka: the broker first; topics only once it is ready (with replication factor 1,
+/// whatever the spec says: one node). Embedded Redis: its Service and Deployment.
+#[tokio::test]
+async fn embedded_kafka_and_redis_are_applied_and_topics_wait_for_the_broker() {
+    for broker_ready in [0, 1] {
+        let topics = Arc::new(FakeTopics::default());
+        let (ctx, api) = Context::test_with(Arc::new(FakeDb::default()), topics.clone());
+        let steps = cat([
+            secret_steps(false),
+            database_steps(),
+            vec![
+                apply(core("services", "mini-kafka"), Reply::Echo),
+                apply(
+                    group("apps/v1", "statefulsets", "mini-kafka"),
+                    with_status(json!({"replicas": 1, "readyReplicas": broker_ready})),
+                ),
+                apply(core("services", "mini-redis"), Reply::Echo),
+                apply(group("apps/v1", "deployments", "mini-redis"), Reply::Echo),
+            ],
+            all_services(1),
+            vec![status_patch(), event()],
+        ]);
+        let script = api.run(steps);
+        run(&ctx, finalized(platform(NAME, embedded_spec()))).await.unwrap();
+        let seen = seen(script).await;
+        let kafka = condition(&status_of(&seen), "KafkaReady").clone();
+        let calls = topics.calls.lock().unwrap().clone();
+        if broker_ready == 0 {
+            assert_eq!((kafka.status.as_str(), kafka.reason.as_str()), ("False", "Starting"));
+            assert!(calls.is_empty(), "no topics before the broker is ready");
+            assert_eq!(status_of(&seen).phase, Some(Phase::Provisioning));
+        } else {
+            assert_eq!((kafka.status.as_str(), kafka.reason.as_str()), ("True", "Provisioned"));
+            assert_eq!(calls[0].0, "mini-kafka.testns.svc:9092");
+            assert!(calls[0].1.iter().all(|t| t.replication_factor == 1));
+            assert_eq!(status_of(&seen).phase, Some(Phase::Ready));
+        }
+        let cm = &seen.iter().find(|s| s.path.ends_with("/configmaps/mini-auth-config")).unwrap().body;
+        assert_eq!(cm["data"]["SHOP_EVENTS__BROKERS"], "mini-kafka.testns.svc:9092");
+        assert_eq!(cm["data"]["SHOP_REDIS_URL"], "redis://mini-redis.testns.svc:6379");
+    }
+}
+
+/// A topic failure is reported (phase Degraded), does not stop the services, and is retried.
+#[tokio::test]
+async fn a_topic_failure_is_reported_and_retried() {
+    let topics = Arc::new(FakeTopics { fail: Some("broker unreachable".into()), ..Default::default() });
+    let (ctx, api) = Context::test_with(Arc::new(FakeDb::default()), topics);
+    let script =
+        api.run(cat([secret_steps(false), database_steps(), all_services(1), vec![status_patch(), event()]]));
+    let err = run(&ctx, finalized(platform(NAME, spec()))).await.unwrap_err();
+    assert_eq!(err.metric_label(), "kafka");
+    let status = status_of(&seen(script).await);
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    let kafka = condition(&status, "KafkaReady");
+    assert_eq!((kafka.status.as_str(), kafka.reason.as_str()), ("False", "ProvisioningFailed"));
+    assert!(kafka.message.contains("broker unreachable"), "{}", kafka.message);
+}
+
+/// Asking for fewer partitions changes nothing and says so.
+#[tokio::test]
+async fn fewer_partitions_are_reported_not_applied() {
+    let report = crate::provision::TopicReport {
+        not_decreased: vec![("mini-orders".into(), 6, 3)],
+        ..Default::default()
+    };
+    let topics = Arc::new(FakeTopics { report, ..Default::default() });
+    let (ctx, api) = Context::test_with(Arc::new(FakeDb::default()), topics);
+    let script =
+        api.run(cat([secret_steps(false), database_steps(), all_services(1), vec![status_patch(), event()]]));
+    run(&ctx, finalized(platform(NAME, spec()))).await.unwrap();
+    let status = status_of(&seen(script).await);
+    let kafka = condition(&status, "KafkaReady");
+    assert_eq!((kafka.status.as_str(), kafka.reason.as_str()), ("True", "PartitionsNotDecreased"));
+    assert!(kafka.message.contains("mini-orders has 6, spec asks 3"), "{}", kafka.message);
+}
+
+/// Strimzi mode: one KafkaTopic per topic, server-side applied; KafkaReady follows their status.
+#[tokio::test]
+async fn strimzi_mode_applies_kafka_topics() {
+    let mut spec = spec();
+    spec["kafka"] = json!({"mode": "strimzi", "strimziCluster": "events"});
+    for ready in [false, true] {
+        let topics = Arc::new(FakeTopics::default());
+        let (ctx, api) = Context::test_with(Arc::new(FakeDb::default()), topics.clone());
+        let names = crate::provision::topic_names(&platform(NAME, spec.clone()));
+        assert_eq!(names.len(), expected_topic_count());
+        let topic_steps: Vec<Step> = names
+            .iter()
+            .map(|n| {
+                let status = if ready {
+                    json!({"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]})
+                } else {
+                    json!({"conditions": [{"type": "Ready", "status": "False", "message": "Number of partitions cannot be decreased"}]})
+                };
+                apply(group("kafka.strimzi.io/v1beta2", "kafkatopics", n), with_status(status))
+            })
+            .collect();
+        let script = api.run(cat([
+            secret_steps(false),
+            database_steps(),
+            topic_steps,
+            all_services(1),
+            vec![status_patch(), event()],
+        ]));
+        run(&ctx, finalized(platform(NAME, spec.clone()))).await.unwrap();
+        let seen = seen(script).await;
+        assert!(topics.calls.lock().unwrap().is_empty(), "no admin API in strimzi mode");
+        let body = &seen.iter().find(|s| s.path.ends_with("/kafkatopics/mini-orders")).unwrap().body;
+        assert_eq!(body["metadata"]["labels"]["strimzi.io/cluster"], "events");
+        assert_eq!(body["spec"]["topicName"], "mini-orders");
+        let kafka = condition(&status_of(&seen), "KafkaReady").clone();
+        if ready {
+            assert_eq!((kafka.status.as_str(), kafka.reason.as_str()), ("True", "Provisioned"));
+        } else {
+            assert_eq!((kafka.status.as_str(), kafka.reason.as_str()), ("False", "Starting"));
+            assert!(kafka.message.contains("cannot be decreased"), "{}", kafka.message);
+        }
+        let cm = &seen.iter().find(|s| s.path.ends_with("/configmaps/mini-auth-config")).unwrap().body;
+        assert_eq!(cm["data"]["SHOP_EVENTS__BROKERS"], "events-kafka-bootstrap.testns.svc:9092");
+    }
 }

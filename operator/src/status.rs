@@ -21,7 +21,7 @@ pub mod reasons {
     pub const ADMIN_SECRET_MISSING: &str = "AdminSecretMissing";
     pub const PROVISIONING_FAILED: &str = "ProvisioningFailed";
     pub const NOT_REQUIRED: &str = "NotRequired";
-    pub const DEFERRED: &str = "Deferred";
+    pub const PARTITIONS_NOT_DECREASED: &str = "PartitionsNotDecreased";
     pub const SUCCEEDED: &str = "Succeeded";
     pub const RUNNING: &str = "Running";
     pub const FAILED: &str = "Failed";
