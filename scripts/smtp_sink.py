@@ -52,8 +52,10 @@ class Sink:
             "text": plain.get_content() if plain is not None else None,
             "html": html.get_content() if html is not None else None,
         }
-        with open(tmp + ".json", "w", encoding="utf-8") as f:
+        # The temporary names start with a dot and do not end in `.json`, so a reader never
+        # sees a half-written summary.
+        with open(tmp + ".summary", "w", encoding="utf-8") as f:
             json.dump(summary, f)
-        os.replace(tmp + ".json", os.path.join(self.maildir, name[:-4] + ".json"))
+        os.replace(tmp + ".summary", os.path.join(self.maildir, name[:-4] + ".json"))
         os.replace(tmp, os.path.join(self.maildir, name))
         return "250 Message accepted for delivery"

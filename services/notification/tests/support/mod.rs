@@ -79,7 +79,11 @@ impl SmtpServer {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.maildir)
             .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
             .unwrap_or_default();
-        files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        // Finished summaries only: the sink writes under a hidden temporary name, then renames.
+        files.retain(|p| {
+            p.extension().is_some_and(|e| e == "json")
+                && !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
+        });
         files.sort();
         files.iter().map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()).collect()
     }
