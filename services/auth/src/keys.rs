@@ -6,13 +6,9 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::pkcs8::DecodePublicKey;
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters,
-    OctetKeyPairType, PublicKeyUse,
-};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use kit::auth::{JwksSource, SigningKey, StaticJwks};
 use secrecy::ExposeSecret;
-use sha2::Digest;
 
 use crate::config::AuthConfig;
 use crate::store::Store;
@@ -97,7 +93,7 @@ pub fn parse_public(text: &str) -> Result<Jwk, String> {
             return Err("bad `x`: expected 32 bytes".into());
         }
         if jwk.common.key_id.is_none() {
-            jwk.common.key_id = Some(thumbprint(&p.x));
+            jwk.common.key_id = Some(kit::auth::ed25519_kid(&p.x));
         }
         jwk.common.key_algorithm = Some(KeyAlgorithm::EdDSA);
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
@@ -105,32 +101,9 @@ pub fn parse_public(text: &str) -> Result<Jwk, String> {
     } else if text.contains("PUBLIC KEY") {
         let key = ed25519_dalek::VerifyingKey::from_public_key_pem(text)
             .map_err(|e| format!("not an Ed25519 SPKI PEM public key: {e}"))?;
-        Ok(public_jwk(&key))
+        Ok(kit::auth::ed25519_public_jwk(&key))
     } else {
         SigningKey::from_pem(text).map(|k| k.public_jwk())
-    }
-}
-
-/// RFC 7638 thumbprint, the same key id `kit::auth::SigningKey` uses.
-fn thumbprint(x: &str) -> String {
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical.as_bytes()))
-}
-
-fn public_jwk(key: &ed25519_dalek::VerifyingKey) -> Jwk {
-    let x = URL_SAFE_NO_PAD.encode(key.to_bytes());
-    Jwk {
-        common: CommonParameters {
-            public_key_use: Some(PublicKeyUse::Signature),
-            key_algorithm: Some(KeyAlgorithm::EdDSA),
-            key_id: Some(thumbprint(&x)),
-            ..Default::default()
-        },
-        algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
-            key_type: OctetKeyPairType::OctetKeyPair,
-            curve: EllipticCurve::Ed25519,
-            x,
-        }),
     }
 }
 

@@ -172,10 +172,7 @@ impl SigningKey {
     }
 
     fn from_dalek(key: ed25519_dalek::SigningKey) -> Self {
-        let x = URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
-        // RFC 7638: SHA-256 over the required members in lexicographic order.
-        let thumb = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-        let kid = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(thumb.as_bytes()));
+        let kid = ed25519_kid(&URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes()));
         let der = key.to_pkcs8_der().expect("Ed25519 keys encode as PKCS#8");
         let encoding = EncodingKey::from_ed_der(der.as_bytes());
         SigningKey { key, kid, encoding }
@@ -187,25 +184,38 @@ impl SigningKey {
 
     /// The public half as a JWK (`kty: OKP`, `crv: Ed25519`, `alg: EdDSA`, `use: sig`).
     pub fn public_jwk(&self) -> Jwk {
-        Jwk {
-            common: CommonParameters {
-                public_key_use: Some(PublicKeyUse::Signature),
-                key_algorithm: Some(KeyAlgorithm::EdDSA),
-                key_id: Some(self.kid.clone()),
-                ..Default::default()
-            },
-            algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
-                key_type: OctetKeyPairType::OctetKeyPair,
-                curve: EllipticCurve::Ed25519,
-                x: URL_SAFE_NO_PAD.encode(self.key.verifying_key().to_bytes()),
-            }),
-        }
+        ed25519_public_jwk(&self.key.verifying_key())
     }
 
     pub fn sign(&self, claims: &Claims) -> String {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).expect("EdDSA signing cannot fail")
+    }
+}
+
+/// The key id of an Ed25519 public key: its RFC 7638 thumbprint (SHA-256 over the required
+/// members in lexicographic order), from the base64url `x` coordinate.
+pub fn ed25519_kid(x: &str) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical.as_bytes()))
+}
+
+/// An Ed25519 public key as a signing JWK with its thumbprint `kid`.
+pub fn ed25519_public_jwk(key: &ed25519_dalek::VerifyingKey) -> Jwk {
+    let x = URL_SAFE_NO_PAD.encode(key.to_bytes());
+    Jwk {
+        common: CommonParameters {
+            public_key_use: Some(PublicKeyUse::Signature),
+            key_algorithm: Some(KeyAlgorithm::EdDSA),
+            key_id: Some(ed25519_kid(&x)),
+            ..Default::default()
+        },
+        algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+            key_type: OctetKeyPairType::OctetKeyPair,
+            curve: EllipticCurve::Ed25519,
+            x,
+        }),
     }
 }
 
