@@ -113,6 +113,16 @@ impl Db {
         }
     }
 
+    /// The statement that opens a transaction which will write: `BEGIN` on PostgreSQL,
+    /// `BEGIN IMMEDIATE` on SQLite (take the write lock first, so two writers queue instead of
+    /// failing with `SQLITE_BUSY` when one upgrades its read lock). Use with `begin_with`.
+    pub fn begin_write_sql(&self) -> &'static str {
+        match self {
+            Db::Postgres(_) => "BEGIN",
+            Db::Sqlite(_) => "BEGIN IMMEDIATE",
+        }
+    }
+
     /// Applies the service's migrations for this backend.
     pub async fn migrate(&self, migrations: &Migrations) -> Result<(), DbError> {
         match self {

@@ -10,6 +10,7 @@
 //! - [`contract`]: names shared by services, gateway and operator (services, ports, env keys).
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod contract;
 pub mod db;
@@ -17,6 +18,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod http;
+pub mod idempotency;
 pub mod metrics;
 pub mod money;
 pub mod pagination;

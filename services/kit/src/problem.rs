@@ -73,6 +73,12 @@ impl ApiError {
         self
     }
 
+    /// Appends several field errors (e.g. copied from another service's problem).
+    pub fn with_errors(mut self, errors: impl IntoIterator<Item = FieldError>) -> Self {
+        self.errors.extend(errors);
+        self
+    }
+
     pub fn header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
