@@ -42,7 +42,7 @@ kit::db_tests! { MIGRATIONS;
             st.store.upsert_contact(&Contact { user_id: u, email: Some(e.into()), name: None, phone: None }).await.unwrap();
         }
         let placed = |u: Uuid| Envelope::new(sources::ORDER, &OrderPlaced {
-            order_id: Uuid::now_v7(), user_id: u, items: vec![], total: Money::new(500, "EUR") }).unwrap();
+            order_id: Uuid::now_v7(), user_id: u, items: vec![], total: Money::new(500, "EUR"), customer_email: None, customer_name: None }).unwrap();
         for _ in 0..3 { st.handle_event(&placed(alice)).await.unwrap(); }
         st.handle_event(&placed(bob)).await.unwrap();
         let low = Envelope::new(sources::INVENTORY, &InventoryLowStock { product_id: Uuid::now_v7(), available: 1, threshold: 3 }).unwrap();

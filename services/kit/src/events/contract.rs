@@ -21,6 +21,8 @@ pub mod types {
     pub const ORDER_CANCELLED: &str = "order.cancelled";
     pub const ORDER_SHIPPED: &str = "order.shipped";
     pub const ORDER_DELIVERED: &str = "order.delivered";
+    /// Every transition of an order's status (the history row, as an event).
+    pub const ORDER_STATUS_CHANGED: &str = "order.status_changed";
     pub const PAYMENT_AUTHORIZED: &str = "payment.authorized";
     pub const PAYMENT_CAPTURED: &str = "payment.captured";
     pub const PAYMENT_FAILED: &str = "payment.failed";
@@ -51,6 +53,7 @@ pub const EVENT_TOPICS: &[(&str, &str)] = &[
     (types::ORDER_CANCELLED, topics::ORDERS),
     (types::ORDER_SHIPPED, topics::ORDERS),
     (types::ORDER_DELIVERED, topics::ORDERS),
+    (types::ORDER_STATUS_CHANGED, topics::ORDERS),
     (types::PAYMENT_AUTHORIZED, topics::PAYMENTS),
     (types::PAYMENT_CAPTURED, topics::PAYMENTS),
     (types::PAYMENT_FAILED, topics::PAYMENTS),

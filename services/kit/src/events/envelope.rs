@@ -189,6 +189,8 @@ mod tests {
             user_id: Uuid::now_v7(),
             items: vec![],
             total: Money::new(1299, "USD"),
+            customer_email: None,
+            customer_name: None,
         }
     }
 

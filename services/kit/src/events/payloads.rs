@@ -40,6 +40,18 @@ payload!(
     /// The order service accepted a checkout; the saga starts (inventory reserves).
     OrderPlaced = types::ORDER_PLACED, key: order_id {
     order_id: Uuid, user_id: Uuid, items: Vec<LineItem>, total: Money,
+    /// The customer's address for notifications (from the access token).
+    #[serde(default, skip_serializing_if = "Option::is_none")] customer_email: Option<String>,
+    /// The shipping address's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")] customer_name: Option<String>,
+});
+payload!(
+    /// One transition of an order's status machine, with who made it and why.
+    OrderStatusChanged = types::ORDER_STATUS_CHANGED, key: order_id {
+    order_id: Uuid, user_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")] from: Option<String>,
+    to: String, actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")] reason: Option<String>,
 });
 payload!(
     /// Stock reserved and payment authorised: the order is confirmed.
@@ -118,6 +130,7 @@ mod tests {
             OrderCancelled::TYPE,
             OrderShipped::TYPE,
             OrderDelivered::TYPE,
+            OrderStatusChanged::TYPE,
             PaymentAuthorized::TYPE,
             PaymentCaptured::TYPE,
             PaymentFailed::TYPE,
@@ -133,7 +146,7 @@ mod tests {
         ] {
             assert!(contract::topic_for(ty).is_some(), "{ty}");
         }
-        assert_eq!(contract::EVENT_TOPICS.len(), 17);
+        assert_eq!(contract::EVENT_TOPICS.len(), 18);
         let p = InventoryLowStock { product_id: Uuid::nil(), available: 2, threshold: 5 };
         let json = serde_json::to_value(&p).unwrap();
         assert!(json.get("productId").is_some(), "{json}");
