@@ -324,10 +324,38 @@ pub async fn release_reservation(
     Path(order_id): Path<Uuid>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Reservation>> {
+    let reason = release_reason(&body)?;
+    transition(st.store.release(order_id, &reason, &origin).await?)
+}
+
+/// Put the units of a committed reservation back into stock (an order cancelled after
+/// payment; services or admin). Idempotent; the body `{reason?}` is optional.
+#[utoipa::path(
+    post, path = "/api/v1/inventory/reservations/{orderId}/return", tag = "inventory",
+    params(("orderId" = Uuid, Path, description = "Order id")),
+    request_body(content = Option<ReleaseRequest>, description = "Optional reason"),
+    security(("bearer" = []), ("internal" = [])),
+    responses(
+        (status = 200, description = "Returned (now or before)", body = Reservation),
+        (status = 404, description = "No reservation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`reservation_not_committed`: nothing left the stock; release instead", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn return_reservation(
+    State(st): State<InventoryState>,
+    ServiceCaller(origin): ServiceCaller,
+    Path(order_id): Path<Uuid>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Reservation>> {
+    let reason = release_reason(&body)?;
+    transition(st.store.restock(order_id, &reason, &origin).await?)
+}
+
+fn release_reason(body: &[u8]) -> ApiResult<String> {
     let body: ReleaseRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReleaseRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::malformed_json(e.to_string()))?
+        serde_json::from_slice(body).map_err(|e| ApiError::malformed_json(e.to_string()))?
     };
     let reason = body.reason.unwrap_or_else(|| "released".to_string());
     if reason.len() > 500 {
@@ -336,7 +364,7 @@ pub async fn release_reservation(
             message: "must be at most 500 bytes".into(),
         }]));
     }
-    transition(st.store.release(order_id, &reason, &origin).await?)
+    Ok(reason)
 }
 
 /// The inventory's `/api/v1/...` routes (no common layers; the composer adds them and the
@@ -348,6 +376,7 @@ pub fn router(state: InventoryState) -> Router {
         .route("/api/v1/inventory/reservations/{order_id}", get(get_reservation))
         .route("/api/v1/inventory/reservations/{order_id}/commit", post(commit_reservation))
         .route("/api/v1/inventory/reservations/{order_id}/release", post(release_reservation))
+        .route("/api/v1/inventory/reservations/{order_id}/return", post(return_reservation))
         .route("/api/v1/inventory/{product_id}", get(get_stock).put(update_stock))
         .route("/api/v1/inventory/{product_id}/adjust", post(adjust_stock))
         .route("/api/v1/inventory/{product_id}/transactions", get(list_transactions))
@@ -376,7 +405,7 @@ impl Modify for Security {
 #[openapi(
     paths(
         list_stock, get_stock, create_stock, update_stock, adjust_stock, list_transactions,
-        create_reservation, get_reservation, commit_reservation, release_reservation,
+        create_reservation, get_reservation, commit_reservation, release_reservation, return_reservation,
     ),
     components(schemas(
         Stock, Availability, StockView, NewStock, StockSettings, TransactionType, StockTransaction,

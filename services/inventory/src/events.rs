@@ -1,5 +1,5 @@
 //! Event consumers: `order.placed` → reserve, `payment.authorized` / `payment.captured` →
-//! commit, `order.cancelled` / `payment.failed` → release. Each claims the event in the inbox
+//! commit, `order.cancelled` → release (or return committed units), `payment.failed` → release. Each claims the event in the inbox
 //! (group [`CONSUMER_GROUP`]) in the transaction of its effect, so a redelivery has no second
 //! effect. Business refusals (no stock, unknown or already-closed reservation) are
 //! acknowledged; only database failures return an error (the bus retries, then dead-letters).
@@ -41,7 +41,10 @@ pub async fn handle(state: &InventoryState, ev: Envelope) -> anyhow::Result<()> 
         }
         types::ORDER_CANCELLED => {
             let p: OrderCancelled = ev.decode()?;
-            store.release(p.order_id, &format!("order cancelled: {}", p.reason), &origin).await.map(|_| ())
+            store
+                .release_or_restock(p.order_id, &format!("order cancelled: {}", p.reason), &origin)
+                .await
+                .map(|_| ())
         }
         types::PAYMENT_FAILED => {
             let p: PaymentFailed = ev.decode()?;

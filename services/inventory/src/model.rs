@@ -369,6 +369,9 @@ pub struct Reservation {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// When the committed units came back to stock (order cancelled after payment).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub returned_at: Option<OffsetDateTime>,
 }
 
 /// A product a reservation could not get enough of.

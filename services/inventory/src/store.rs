@@ -188,6 +188,7 @@ struct ReservationRow {
     expires_at: Timestamp,
     created_at: Timestamp,
     updated_at: Timestamp,
+    returned_at: Option<Timestamp>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -221,6 +222,10 @@ const RELEASE_SQL: &str = "UPDATE stock SET available_quantity = available_quant
      reserved_quantity = reserved_quantity - $1, updated_at = $3 \
      WHERE product_id = $2 AND reserved_quantity >= $1 \
      RETURNING available_quantity, reserved_quantity, total_quantity, reorder_level";
+const RETURN_SQL: &str = "UPDATE stock SET available_quantity = available_quantity + $1, \
+     total_quantity = total_quantity + $1, updated_at = $3 \
+     WHERE product_id = $2 \
+     RETURNING available_quantity, reserved_quantity, total_quantity, reorder_level";
 const ADJUST_SQL: &str = "UPDATE stock SET available_quantity = available_quantity + $1, \
      total_quantity = total_quantity + $1, updated_at = $3 \
      WHERE product_id = $2 AND available_quantity + $1 >= 0 \
@@ -229,7 +234,8 @@ const AUDIT_SQL: &str = "INSERT INTO stock_transactions (id, product_id, type, q
      reserved_after, total_after, reference, reason, actor, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 const RESERVATION_BY_ORDER: &str =
-    "SELECT id, order_id, status, reason, expires_at, created_at, updated_at FROM reservations WHERE order_id = $1";
+    "SELECT id, order_id, status, reason, expires_at, created_at, updated_at, returned_at \
+     FROM reservations WHERE order_id = $1";
 const ITEMS_SQL: &str =
     "SELECT product_id, quantity FROM reservation_items WHERE reservation_id = $1 ORDER BY product_id";
 
@@ -294,6 +300,7 @@ fn reservation_from(row: ReservationRow, items: Vec<(Uuid, i64)>) -> Reservation
         expires_at: row.expires_at.into(),
         created_at: row.created_at.into(),
         updated_at: row.updated_at.into(),
+        returned_at: row.returned_at.map(Into::into),
     }
 }
 
@@ -634,6 +641,7 @@ impl Store {
                 expires_at: expires_at.into(),
                 created_at: now.into(),
                 updated_at: now.into(),
+                returned_at: None,
             }))
         })
     }
@@ -683,6 +691,71 @@ impl Store {
     /// an expiry); 409 `reservation_committed` after a commit.
     pub async fn release(&self, order_id: Uuid, reason: &str, origin: &Origin) -> StoreResult<Transition> {
         self.release_as(order_id, reason, origin, None).await
+    }
+
+    /// An order cancelled after its stock was committed: the committed units go back to
+    /// available (`RETURN` audit rows, `inventory.released` with reason `returned: …`).
+    /// Idempotent (`Unchanged` once returned); 409 `reservation_not_committed` for a
+    /// reservation that was never committed (release it instead).
+    pub async fn restock(&self, order_id: Uuid, reason: &str, origin: &Origin) -> StoreResult<Transition> {
+        let begin = self.begin_sql();
+        let now = Timestamp::now();
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            claim_or_return!(tx, origin, Transition::AlreadyProcessed);
+            let id: Option<Uuid> = sqlx::query_scalar(
+                "UPDATE reservations SET returned_at = $2, updated_at = $2, reason = $3 \
+                 WHERE order_id = $1 AND status = 'COMMITTED' AND returned_at IS NULL RETURNING id")
+                .bind(order_id).bind(now).bind(reason).fetch_optional(&mut *tx).await?;
+            let Some(id) = id else {
+                return match load_reservation!(tx, order_id) {
+                    None => Err(StoreError::NotFound(format!("reservation of order {order_id}"))),
+                    Some(r) if r.returned_at.is_some() => {
+                        tx.commit().await?;
+                        Ok(Transition::Unchanged(r))
+                    }
+                    Some(r) => Err(StoreError::Conflict {
+                        code: "reservation_not_committed",
+                        detail: format!(
+                            "the reservation of order {order_id} is {}; release it instead",
+                            r.status.as_str()
+                        ),
+                    }),
+                };
+            };
+            let items: Vec<(Uuid, i64)> = sqlx::query_as(ITEMS_SQL).bind(id).fetch_all(&mut *tx).await?;
+            let reference = order_id.to_string();
+            for (product_id, quantity) in items {
+                let after: Option<After> = sqlx::query_as(RETURN_SQL)
+                    .bind(quantity).bind(product_id).bind(now).fetch_optional(&mut *tx).await?;
+                let after = after.ok_or(StoreError::Inconsistent(id))?;
+                audit!(&mut *tx, product_id, TransactionType::Return, quantity, after,
+                    Some(&reference), Some(reason), &origin.actor, now)?;
+            }
+            let released =
+                InventoryReleased { order_id, reservation_id: id, reason: format!("returned: {reason}") };
+            outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
+            let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
+            tx.commit().await?;
+            Ok(Transition::Done(r))
+        })
+    }
+
+    /// Releases the reservation of a cancelled order, or returns its units when they were
+    /// already committed: what a cancellation needs, whatever the reservation's state.
+    pub async fn release_or_restock(
+        &self,
+        order_id: Uuid,
+        reason: &str,
+        origin: &Origin,
+    ) -> StoreResult<Transition> {
+        match self.release(order_id, reason, origin).await {
+            Err(StoreError::Conflict { code: "reservation_committed", .. }) => {
+                // The release's transaction rolled back, so the inbox claim did too.
+                self.restock(order_id, reason, origin).await
+            }
+            other => other,
+        }
     }
 
     /// Expires one reservation whose `expires_at <= now` (the sweeper's step).

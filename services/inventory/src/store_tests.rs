@@ -133,6 +133,29 @@ kit::db_tests! { crate::MIGRATIONS;
         assert_eq!(types.iter().filter(|t| *t == "inventory.released").count(), 1, "{types:?}");
     }
 
+    async fn committed_units_return_to_stock_once(db) {
+        let store = Store::new(db.clone(), TTL);
+        let a = product(&store, "R-1", 10, 0).await;
+        let order = Uuid::now_v7();
+        created(store.reserve(order, &[line(a, 3)], &admin()).await.unwrap());
+        // Nothing committed yet: returning is refused, release is the way.
+        let err = store.restock(order, "cancel", &admin()).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { code: "reservation_not_committed", .. }), "{err:?}");
+        store.commit(order, &admin()).await.unwrap();
+        assert_eq!(stock(&store, a).await.total_quantity, 7);
+        // Cancel after payment: release_or_restock returns the units, once.
+        let t = store.release_or_restock(order, "order cancelled: changed mind", &admin()).await.unwrap();
+        assert!(matches!(&t, Transition::Done(r) if r.returned_at.is_some()), "{t:?}");
+        let s = stock(&store, a).await;
+        assert_eq!((s.available_quantity, s.reserved_quantity, s.total_quantity), (10, 0, 10));
+        let again = store.release_or_restock(order, "again", &admin()).await.unwrap();
+        assert!(matches!(again, Transition::Unchanged(_)), "{again:?}");
+        assert_eq!(stock(&store, a).await.total_quantity, 10);
+        check_invariants(&db).await;
+        let (trail, _) = store.transactions(a, PageRequest { page: 1, page_size: 50 }).await.unwrap();
+        assert!(trail.iter().any(|t| t.ty == TransactionType::Return && t.quantity == 3), "{trail:?}");
+    }
+
     async fn reserve_is_all_or_nothing(db) {
         let store = Store::new(db.clone(), TTL);
         let a = product(&store, "A-1", 10, 0).await;
