@@ -1,0 +1,193 @@
+//! `shop-payment`: the Payment Service — payments of orders with manual capture (authorise at
+//! confirmation, capture once the order is confirmed), refunds, `Idempotency-Key`s, signed
+//! webhooks, over Stripe or an embedded simulated provider. See `docs/payments.md` and
+//! ADR 0008.
+//!
+//! The composer runs [`MIGRATIONS`], builds a [`PaymentState`] with an [`OrderLookup`]
+//! ([`http_orders`] or [`router_orders`]), registers [`subscribe`] before starting the bus,
+//! starts [`spawn_simulated_webhooks`] and [`spawn_sweeper`], and mounts [`router`] (only the
+//! `/api/v1/...` routes; it adds the common layers and the token [`kit::auth::Verifier`] as an
+//! `Extension`), merging [`openapi`] into the platform document.
+
+pub mod api;
+pub mod config;
+pub mod events;
+pub mod model;
+pub mod orders;
+pub mod provider;
+pub mod service;
+pub mod store;
+pub mod webhook;
+
+#[cfg(test)]
+mod store_tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue};
+use kit::db::Timestamp;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use api::{openapi, router};
+pub use config::{PaymentConfig, StripeConfig};
+pub use events::{handlers, subscribe, CONSUMER_GROUP};
+pub use model::{Payment, PaymentStatus, ProviderKind};
+pub use orders::{http_orders, router_orders, LookupError, OrderInfo, OrderLookup};
+pub use provider::{simulated::SimulatedProvider, stripe::StripeProvider, PaymentProvider};
+pub use store::Store;
+
+/// The payment service's migrations for both backends.
+pub static MIGRATIONS: kit::db::Migrations = kit::db::Migrations {
+    postgres: sqlx::migrate!("../../migrations/postgres/payment"),
+    sqlite: sqlx::migrate!("../../migrations/sqlite/payment"),
+};
+
+/// Shared state of the handlers, the event consumer and the background tasks. Cheap to clone.
+#[derive(Clone)]
+pub struct PaymentState {
+    pub store: Store,
+    pub config: Arc<PaymentConfig>,
+    pub provider: Arc<dyn PaymentProvider>,
+    pub orders: Arc<dyn OrderLookup>,
+    webhook_secret: Option<Arc<SecretString>>,
+    simulated_wake: Arc<Notify>,
+}
+
+impl PaymentState {
+    /// Builds the state and the configured provider. The simulated provider keeps its state in
+    /// `db`; without `webhook_secret` it gets a random one (its webhooks are signed with it).
+    /// Fails when `provider = "stripe"` has no secret key.
+    pub fn new(db: kit::db::Db, config: PaymentConfig, orders: Arc<dyn OrderLookup>) -> anyhow::Result<Self> {
+        let wake = Arc::new(Notify::new());
+        let mut secret = config.webhook_secret.clone().filter(|s| !s.expose_secret().trim().is_empty());
+        let provider: Arc<dyn PaymentProvider> = match config.provider {
+            ProviderKind::Simulated => {
+                if secret.is_none() {
+                    let mut bytes = [0u8; 24];
+                    rand::thread_rng().fill_bytes(&mut bytes);
+                    secret = Some(SecretString::from(format!("whsec_{}", hex::encode(bytes))));
+                }
+                Arc::new(SimulatedProvider::new(
+                    db.clone(),
+                    Duration::from_millis(config.simulated_webhook_delay_ms),
+                    wake.clone(),
+                ))
+            }
+            ProviderKind::Stripe => {
+                let p = StripeProvider::new(&config.stripe).map_err(anyhow::Error::msg)?;
+                if secret.is_none() {
+                    tracing::warn!(
+                        "SHOP_PAYMENT__WEBHOOK_SECRET is not set: Stripe webhooks will be refused"
+                    );
+                }
+                Arc::new(p)
+            }
+        };
+        Ok(PaymentState {
+            store: Store::new(db),
+            config: Arc::new(config),
+            provider,
+            orders,
+            webhook_secret: secret.map(Arc::new),
+            simulated_wake: wake,
+        })
+    }
+
+    /// Replaces the provider (tests, or another Stripe-compatible implementation).
+    pub fn with_provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// The secret webhooks are verified (and simulated ones signed) with.
+    pub fn webhook_secret(&self) -> Option<&str> {
+        self.webhook_secret.as_deref().map(|s| s.expose_secret())
+    }
+
+    /// Delivers the simulated provider's due webhooks to [`webhook::process`], signed like
+    /// Stripe signs them. Returns how many were accepted.
+    pub async fn deliver_simulated_webhooks(&self) -> Result<usize, sqlx::Error> {
+        let db = self.store.db();
+        let mut delivered = 0;
+        for (id, payload) in SimulatedProvider::due_webhooks(db, Timestamp::now(), 50).await? {
+            let result = match self.webhook_secret() {
+                None => Err("no webhook secret".to_string()),
+                Some(secret) => {
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    let mut headers = HeaderMap::new();
+                    let sig = webhook::sign(secret, now, payload.as_bytes());
+                    headers.insert(
+                        webhook::SIGNATURE_HEADER,
+                        HeaderValue::from_str(&sig).expect("a signature is a valid header value"),
+                    );
+                    webhook::process(self, &headers, payload.as_bytes())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            };
+            if result.is_ok() {
+                delivered += 1;
+            } else if let Err(e) = &result {
+                tracing::warn!(webhook = %id, error = %e, "simulated webhook not accepted; retrying later");
+            }
+            SimulatedProvider::record_delivery(db, id, result, Timestamp::now() + Duration::from_secs(5))
+                .await?;
+        }
+        Ok(delivered)
+    }
+}
+
+/// Delivers the simulated provider's webhooks (after `simulated_webhook_delay_ms`, retried
+/// every few seconds until accepted; they are stored, so a restart delivers what was left).
+/// With the Stripe provider there is nothing to deliver and the task only idles.
+pub fn spawn_simulated_webhooks(
+    state: PaymentState,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let poll = Duration::from_secs(1);
+        loop {
+            if let Err(e) = state.deliver_simulated_webhooks().await {
+                tracing::warn!(error = %e, "simulated webhook delivery failed; retrying");
+            }
+            let wait = match SimulatedProvider::next_webhook_due(state.store.db()).await {
+                Ok(Some(due)) => {
+                    let left = (due.0 - time::OffsetDateTime::now_utc()).whole_milliseconds().max(1);
+                    Duration::from_millis(u64::try_from(left).unwrap_or(1)).min(poll)
+                }
+                _ => poll,
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = state.simulated_wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    })
+}
+
+/// Settles refunds left PENDING for more than a minute (provider unreachable, or a crash
+/// between the provider call and the record), every 30 s, with the refund's original
+/// idempotency key; history source `sweeper`. Stops when `shutdown` is cancelled.
+pub fn spawn_sweeper(state: PaymentState, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match state.settle_stale_refunds(Duration::from_secs(60)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(settled = n, "pending refunds settled"),
+                Err(e) => tracing::warn!(error = %e, "refund sweep failed; retrying next tick"),
+            }
+        }
+    })
+}

@@ -1,0 +1,693 @@
+//! The payment store over PostgreSQL or SQLite: payments, their status history, refunds,
+//! processed webhook events.
+//!
+//! Every status change goes through [`Store::transition`]: in one transaction it claims the
+//! cause (inbox row or webhook event id) when there is one, locks the payment, checks the
+//! transition table ([`PaymentStatus::allowed_from`]), makes the conditional
+//! `UPDATE … WHERE id = $1 AND status IN (<allowed predecessors>)`, writes the history row and
+//! enqueues the outbox event. Racing paths (the API's confirm, a webhook, an event handler)
+//! therefore make exactly one transition and one event; a stale or repeated update is a no-op.
+
+use kit::db::{is_unique_violation, is_unique_violation_on, Backend, Db, Timestamp};
+use kit::events::contract::sources;
+use kit::events::payloads::{PaymentAuthorized, PaymentCaptured, PaymentFailed, PaymentRefunded};
+use kit::events::{inbox, outbox, Envelope, EventError, EventPayload};
+use kit::money::Money;
+use kit::with_db;
+use kit::ApiError;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::model::*;
+
+/// How a write transaction starts: `BEGIN IMMEDIATE` on SQLite (writers queue on the busy
+/// timeout instead of failing when a read lock would have to be upgraded), `BEGIN` on PostgreSQL.
+pub fn begin_write_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => "BEGIN",
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+    }
+}
+
+/// Row lock of a `SELECT` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds the write lock.
+pub fn for_update(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("refund of {requested} exceeds the refundable {available}")]
+    RefundTooLarge { requested: i64, available: i64 },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Events(#[from] EventError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            StoreError::Conflict { code, detail } => ApiError::conflict(code, detail),
+            StoreError::RefundTooLarge { requested, available } => ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "refund_exceeds_captured",
+                "Refund too large",
+            )
+            .detail(format!(
+                "a refund of {requested} exceeds what is left to refund ({available} = captured minus refunded and pending refunds)"
+            ))
+            .field("amount", format!("must be between 1 and {available}")),
+            StoreError::Invalid(detail) => ApiError::validation(detail),
+            StoreError::Events(e) => ApiError::internal(e),
+            StoreError::Db(e) => ApiError::from(e),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A new payment (the provider intent exists already).
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub amount: Money,
+    pub provider: ProviderKind,
+    pub provider_payment_id: String,
+    pub client_secret: Option<String>,
+    pub status: PaymentStatus,
+}
+
+/// Result of [`Store::insert`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted {
+    Created(Payment),
+    /// The order already had a live payment (a concurrent or earlier request made it).
+    Existing(Payment),
+}
+
+/// What a transition does besides changing the status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    RequiresConfirmation,
+    RequiresAction {
+        next_action: Option<Value>,
+    },
+    Authorized,
+    Captured {
+        amount: i64,
+    },
+    Failed {
+        code: String,
+        reason: String,
+    },
+    Cancelled,
+    /// A refund succeeded at the provider: records it (a PENDING row becomes SUCCEEDED) and
+    /// moves to PARTIALLY_REFUNDED or REFUNDED.
+    Refunded {
+        refund_id: Uuid,
+        amount: i64,
+        reason: Option<String>,
+        provider_refund_id: Option<String>,
+    },
+}
+
+/// The cause of a change that must be processed once: claimed in the change's transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// An event of another service (`inbox` row of `group`).
+    Inbox { group: String, event_id: Uuid },
+    /// A provider webhook event (`webhook_events` row).
+    Webhook { event_id: String, event_type: String },
+}
+
+/// One requested status change.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub payment_id: Uuid,
+    pub effect: Effect,
+    pub source: ChangeSource,
+    pub reason: Option<String>,
+    pub claim: Option<Claim>,
+    /// The event that caused it (causation/correlation of the event written).
+    pub cause: Option<Envelope>,
+}
+
+impl Change {
+    pub fn new(payment_id: Uuid, effect: Effect, source: ChangeSource) -> Change {
+        Change { payment_id, effect, source, reason: None, claim: None, cause: None }
+    }
+    pub fn reason(mut self, reason: impl Into<String>) -> Change {
+        self.reason = Some(reason.into());
+        self
+    }
+    pub fn claim(mut self, claim: Option<Claim>) -> Change {
+        self.claim = claim;
+        self
+    }
+    pub fn caused_by(mut self, cause: Option<&Envelope>) -> Change {
+        self.cause = cause.cloned();
+        self
+    }
+}
+
+/// Result of [`Store::transition`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transitioned {
+    /// The payment changed now (it is returned after the change).
+    Done(Payment),
+    /// Not allowed from the current status, or already done: nothing changed.
+    Unchanged(Payment),
+    /// The cause was claimed before (inbox or webhook event): nothing done.
+    AlreadyProcessed,
+    NotFound,
+}
+
+/// Result of [`Store::reserve_refund`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReservedRefund {
+    pub refund: Refund,
+    pub payment: Payment,
+}
+
+const PAYMENT_COLS: &str = "id, order_id, user_id, amount, currency, status, provider, provider_payment_id, \
+     client_secret, captured_amount, refunded_amount, failure_code, failure_reason, next_action, created_at, updated_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct PaymentRow {
+    id: Uuid,
+    order_id: Uuid,
+    user_id: Uuid,
+    amount: i64,
+    currency: String,
+    status: String,
+    provider: String,
+    provider_payment_id: String,
+    client_secret: Option<String>,
+    captured_amount: i64,
+    refunded_amount: i64,
+    failure_code: Option<String>,
+    failure_reason: Option<String>,
+    next_action: Option<String>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl PaymentRow {
+    fn status(&self) -> PaymentStatus {
+        PaymentStatus::parse(&self.status).unwrap_or(PaymentStatus::Failed)
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct HistoryRow {
+    from_status: Option<String>,
+    to_status: String,
+    source: String,
+    reason: Option<String>,
+    at: Timestamp,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct RefundRow {
+    id: Uuid,
+    amount: i64,
+    reason: Option<String>,
+    status: String,
+    created_at: Timestamp,
+}
+
+fn assemble(row: PaymentRow, history: Vec<HistoryRow>, refunds: Vec<RefundRow>) -> Payment {
+    let currency = row.currency.clone();
+    Payment {
+        id: row.id,
+        order_id: row.order_id,
+        user_id: row.user_id,
+        amount: Money { amount: row.amount, currency: row.currency.clone() },
+        status: row.status(),
+        provider: ProviderKind::parse(&row.provider).unwrap_or_default(),
+        provider_payment_id: row.provider_payment_id,
+        client_secret: row.client_secret,
+        captured_amount: row.captured_amount,
+        refunded_amount: row.refunded_amount,
+        failure_code: row.failure_code,
+        failure_reason: row.failure_reason,
+        next_action: row.next_action.as_deref().and_then(|s| serde_json::from_str(s).ok()),
+        created_at: row.created_at.into(),
+        updated_at: row.updated_at.into(),
+        history: history
+            .into_iter()
+            .map(|h| HistoryEntry {
+                from: h.from_status.as_deref().and_then(PaymentStatus::parse),
+                to: PaymentStatus::parse(&h.to_status).unwrap_or(PaymentStatus::Failed),
+                source: ChangeSource::parse(&h.source).unwrap_or(ChangeSource::Api),
+                reason: h.reason,
+                at: h.at.into(),
+            })
+            .collect(),
+        refunds: refunds
+            .into_iter()
+            .map(|r| Refund {
+                id: r.id,
+                amount: Money { amount: r.amount, currency: currency.clone() },
+                reason: r.reason,
+                status: RefundStatus::parse(&r.status).unwrap_or(RefundStatus::Failed),
+                created_at: r.created_at.into(),
+            })
+            .collect(),
+    }
+}
+
+const HISTORY_SQL: &str =
+    "INSERT INTO payment_status_history (id, payment_id, from_status, to_status, source, reason, at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Loads a full payment on `$conn` (a `&mut *tx` or a pool connection).
+macro_rules! load_payment {
+    ($conn:expr, $sql:expr, $bind:expr) => {{
+        let row: Option<PaymentRow> = sqlx::query_as($sql).bind($bind).fetch_optional(&mut *$conn).await?;
+        match row {
+            None => None,
+            Some(row) => {
+                let history: Vec<HistoryRow> = sqlx::query_as(
+                    "SELECT from_status, to_status, source, reason, at FROM payment_status_history \
+                     WHERE payment_id = $1 ORDER BY at, id",
+                )
+                .bind(row.id)
+                .fetch_all(&mut *$conn)
+                .await?;
+                let refunds: Vec<RefundRow> = sqlx::query_as(
+                    "SELECT id, amount, reason, status, created_at FROM refunds WHERE payment_id = $1 \
+                     ORDER BY created_at, id",
+                )
+                .bind(row.id)
+                .fetch_all(&mut *$conn)
+                .await?;
+                Some(assemble(row, history, refunds))
+            }
+        }
+    }};
+}
+
+fn event<P: EventPayload>(payload: &P, cause: Option<&Envelope>) -> Result<Envelope, EventError> {
+    let ev = Envelope::new(sources::PAYMENT, payload)?;
+    Ok(match cause {
+        Some(c) => ev.caused_by(c),
+        None => ev,
+    })
+}
+
+/// The SQL list of the statuses `to` may be reached from, e.g. `'AUTHORIZED', 'CAPTURED'`.
+fn status_list(statuses: &[PaymentStatus]) -> String {
+    statuses.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")
+}
+
+/// The store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    pub fn new(db: Db) -> Store {
+        Store { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn begin_sql(&self) -> &'static str {
+        begin_write_sql(self.db.backend())
+    }
+
+    // ----- reads ------------------------------------------------------------------------
+
+    pub async fn get(&self, id: Uuid) -> StoreResult<Option<Payment>> {
+        let sql = format!("SELECT {PAYMENT_COLS} FROM payments WHERE id = $1");
+        Ok(with_db!(&self.db, pool => {
+            let mut conn = pool.acquire().await?;
+            load_payment!(conn, &sql, id)
+        }))
+    }
+
+    /// The payment of a provider intent (`pi_…`).
+    pub async fn by_provider_id(&self, provider_payment_id: &str) -> StoreResult<Option<Payment>> {
+        let sql = format!("SELECT {PAYMENT_COLS} FROM payments WHERE provider_payment_id = $1");
+        Ok(with_db!(&self.db, pool => {
+            let mut conn = pool.acquire().await?;
+            load_payment!(conn, &sql, provider_payment_id)
+        }))
+    }
+
+    /// Every payment of an order, newest first.
+    pub async fn for_order(&self, order_id: Uuid) -> StoreResult<Vec<Payment>> {
+        let ids: Vec<Uuid> = with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT id FROM payments WHERE order_id = $1 ORDER BY created_at DESC, id DESC")
+            .bind(order_id).fetch_all(pool).await)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(p) = self.get(id).await? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The order's live payment (not FAILED or CANCELLED), if any: at most one exists.
+    pub async fn live_for_order(&self, order_id: Uuid) -> StoreResult<Option<Payment>> {
+        let sql = format!(
+            "SELECT {PAYMENT_COLS} FROM payments WHERE order_id = $1 AND status NOT IN ('FAILED', 'CANCELLED')"
+        );
+        Ok(with_db!(&self.db, pool => {
+            let mut conn = pool.acquire().await?;
+            load_payment!(conn, &sql, order_id)
+        }))
+    }
+
+    /// How many payments of the order died (FAILED/CANCELLED): the next attempt's number.
+    pub async fn dead_payments(&self, order_id: Uuid) -> StoreResult<i64> {
+        Ok(with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM payments WHERE order_id = $1 AND status IN ('FAILED', 'CANCELLED')")
+            .bind(order_id).fetch_one(pool).await)?)
+    }
+
+    // ----- creation ---------------------------------------------------------------------
+
+    /// Inserts a payment with its first history row. The partial unique index
+    /// `payments_one_live_per_order` lets only one live payment per order exist: a concurrent
+    /// second insert gets the first one back.
+    pub async fn insert(&self, new: &NewPayment, source: ChangeSource) -> StoreResult<Inserted> {
+        let id = Uuid::now_v7();
+        let now = Timestamp::now();
+        let sql = format!(
+            "INSERT INTO payments ({PAYMENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, NULL, NULL, NULL, $10, $10)"
+        );
+        let begin = self.begin_sql();
+        let res: Result<(), sqlx::Error> = with_db!(&self.db, pool => async {
+            let mut tx = pool.begin_with(begin).await?;
+            sqlx::query(&sql)
+                .bind(id).bind(new.order_id).bind(new.user_id).bind(new.amount.amount).bind(&new.amount.currency)
+                .bind(new.status.as_str()).bind(new.provider.as_str()).bind(&new.provider_payment_id)
+                .bind(&new.client_secret).bind(now)
+                .execute(&mut *tx).await?;
+            sqlx::query(HISTORY_SQL)
+                .bind(Uuid::now_v7()).bind(id).bind(None::<String>).bind(new.status.as_str())
+                .bind(source.as_str()).bind(Some("payment intent created")).bind(now)
+                .execute(&mut *tx).await?;
+            tx.commit().await
+        }.await);
+        match res {
+            Ok(()) => {
+                let p = self.get(id).await?.ok_or_else(|| StoreError::NotFound(format!("payment {id}")))?;
+                Ok(Inserted::Created(p))
+            }
+            Err(e) if is_unique_violation(&e) => match self.live_for_order(new.order_id).await? {
+                Some(p) => Ok(Inserted::Existing(p)),
+                None if is_unique_violation_on(&e, "provider_payment_id") => Err(StoreError::Conflict {
+                    code: "intent_already_used",
+                    detail: format!("provider intent {} belongs to another payment", new.provider_payment_id),
+                }),
+                None => Err(StoreError::Db(e)),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ----- transitions ------------------------------------------------------------------
+
+    /// The one way a payment's status changes (see the module documentation).
+    pub async fn transition(&self, change: Change) -> StoreResult<Transitioned> {
+        let begin = self.begin_sql();
+        let lock = for_update(self.db.backend());
+        let select = format!("SELECT {PAYMENT_COLS} FROM payments WHERE id = $1{lock}");
+        let reload = format!("SELECT {PAYMENT_COLS} FROM payments WHERE id = $1");
+        let now = Timestamp::now();
+        let Change { payment_id, effect, source, reason, claim, cause } = change;
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            let fresh = match &claim {
+                Some(Claim::Inbox { group, event_id }) => inbox::claim(&mut *tx, group, *event_id).await?,
+                Some(Claim::Webhook { event_id, event_type }) => sqlx::query(
+                    "INSERT INTO webhook_events (event_id, event_type, received_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING")
+                    .bind(event_id).bind(event_type).bind(now)
+                    .execute(&mut *tx).await?.rows_affected() == 1,
+                None => true,
+            };
+            if !fresh {
+                return Ok(Transitioned::AlreadyProcessed);
+            }
+            let row: Option<PaymentRow> = sqlx::query_as(&select).bind(payment_id).fetch_optional(&mut *tx).await?;
+            let Some(row) = row else {
+                tx.commit().await?;
+                return Ok(Transitioned::NotFound);
+            };
+            let from = row.status();
+            // The row after the change, and whether the effect applies at all.
+            let mut next = row.clone();
+            let mut refund_exists: Option<RefundStatus> = None;
+            let to = match &effect {
+                Effect::RequiresConfirmation => PaymentStatus::RequiresConfirmation,
+                Effect::RequiresAction { next_action } => {
+                    next.next_action = next_action.as_ref().map(|v| v.to_string());
+                    PaymentStatus::RequiresAction
+                }
+                Effect::Authorized => {
+                    next.next_action = None;
+                    PaymentStatus::Authorized
+                }
+                Effect::Captured { amount } => {
+                    next.captured_amount = (*amount).clamp(0, row.amount);
+                    PaymentStatus::Captured
+                }
+                Effect::Failed { code, reason } => {
+                    next.failure_code = Some(code.clone());
+                    next.failure_reason = Some(reason.clone());
+                    next.next_action = None;
+                    PaymentStatus::Failed
+                }
+                Effect::Cancelled => {
+                    next.next_action = None;
+                    PaymentStatus::Cancelled
+                }
+                Effect::Refunded { refund_id, amount, provider_refund_id, .. } => {
+                    let known: Option<String> = sqlx::query_scalar(
+                        "SELECT status FROM refunds WHERE id = $1 OR (provider_refund_id IS NOT NULL AND provider_refund_id = $2)")
+                        .bind(refund_id).bind(provider_refund_id).fetch_optional(&mut *tx).await?;
+                    refund_exists = known.as_deref().and_then(RefundStatus::parse);
+                    if refund_exists == Some(RefundStatus::Succeeded) || *amount <= 0
+                        || row.refunded_amount + amount > row.captured_amount
+                    {
+                        // Recorded before, or more than is left: nothing to do.
+                        from
+                    } else {
+                        next.refunded_amount = row.refunded_amount + amount;
+                        if next.refunded_amount >= row.captured_amount {
+                            PaymentStatus::Refunded
+                        } else {
+                            PaymentStatus::PartiallyRefunded
+                        }
+                    }
+                }
+            };
+            let allowed = to.allowed_from();
+            let is_refund = matches!(effect, Effect::Refunded { .. });
+            if !allowed.contains(&from) || (is_refund && next.refunded_amount == row.refunded_amount) {
+                let current = load_payment!(tx, &reload, payment_id);
+                tx.commit().await?;
+                return Ok(current.map(Transitioned::Unchanged).unwrap_or(Transitioned::NotFound));
+            }
+            let update = format!(
+                "UPDATE payments SET status = $2, next_action = $3, failure_code = $4, failure_reason = $5, \
+                 captured_amount = $6, refunded_amount = $7, updated_at = $8 \
+                 WHERE id = $1 AND status IN ({}) AND refunded_amount = $9",
+                status_list(allowed)
+            );
+            let changed = sqlx::query(&update)
+                .bind(payment_id).bind(to.as_str()).bind(&next.next_action).bind(&next.failure_code)
+                .bind(&next.failure_reason).bind(next.captured_amount).bind(next.refunded_amount).bind(now)
+                .bind(row.refunded_amount)
+                .execute(&mut *tx).await?.rows_affected();
+            if changed != 1 {
+                // Only without a row lock could this happen: someone else moved it first.
+                let current = load_payment!(tx, &reload, payment_id);
+                tx.commit().await?;
+                return Ok(current.map(Transitioned::Unchanged).unwrap_or(Transitioned::NotFound));
+            }
+            let history_reason = reason.clone().or_else(|| match &effect {
+                Effect::Failed { reason, .. } => Some(reason.clone()),
+                _ => None,
+            });
+            sqlx::query(HISTORY_SQL)
+                .bind(Uuid::now_v7()).bind(payment_id).bind(Some(from.as_str())).bind(to.as_str())
+                .bind(source.as_str()).bind(&history_reason).bind(now)
+                .execute(&mut *tx).await?;
+            let money = |amount: i64| Money { amount, currency: row.currency.clone() };
+            let cause = cause.as_ref();
+            let ev = match &effect {
+                Effect::Authorized => Some(event(&PaymentAuthorized {
+                    order_id: row.order_id, payment_id, amount: money(row.amount) }, cause)?),
+                Effect::Captured { .. } => Some(event(&PaymentCaptured {
+                    order_id: row.order_id, payment_id, amount: money(next.captured_amount) }, cause)?),
+                Effect::Failed { reason, .. } => Some(event(&PaymentFailed {
+                    order_id: row.order_id, payment_id, amount: money(row.amount), reason: reason.clone() }, cause)?),
+                Effect::Refunded { refund_id, amount, reason: refund_reason, provider_refund_id } => {
+                    if refund_exists.is_some() {
+                        sqlx::query("UPDATE refunds SET status = 'SUCCEEDED', provider_refund_id = COALESCE($2, provider_refund_id), \
+                                     updated_at = $3 WHERE id = $1")
+                            .bind(refund_id).bind(provider_refund_id).bind(now).execute(&mut *tx).await?;
+                    } else {
+                        sqlx::query("INSERT INTO refunds (id, payment_id, amount, reason, status, provider_refund_id, created_at, updated_at) \
+                                     VALUES ($1, $2, $3, $4, 'SUCCEEDED', $5, $6, $6)")
+                            .bind(refund_id).bind(payment_id).bind(amount).bind(refund_reason).bind(provider_refund_id)
+                            .bind(now).execute(&mut *tx).await?;
+                    }
+                    Some(event(&PaymentRefunded {
+                        order_id: row.order_id, payment_id, amount: money(*amount), refund_id: *refund_id }, cause)?)
+                }
+                Effect::RequiresConfirmation | Effect::RequiresAction { .. } | Effect::Cancelled => None,
+            };
+            if let Some(ev) = ev {
+                outbox::enqueue(&mut *tx, &ev).await?;
+            }
+            let after = load_payment!(tx, &reload, payment_id);
+            tx.commit().await?;
+            Ok(after.map(Transitioned::Done).unwrap_or(Transitioned::NotFound))
+        })
+    }
+
+    // ----- refunds ----------------------------------------------------------------------
+
+    /// Reserves a refund before the provider is called: a PENDING row whose amount counts
+    /// against what is left, so concurrent refunds can never exceed the captured amount.
+    /// Idempotent per refund id (a retry finds its row). `amount` `None` = all that is left.
+    pub async fn reserve_refund(
+        &self,
+        payment_id: Uuid,
+        refund_id: Uuid,
+        amount: Option<i64>,
+        reason: Option<&str>,
+    ) -> StoreResult<ReservedRefund> {
+        let begin = self.begin_sql();
+        let lock = for_update(self.db.backend());
+        let select = format!("SELECT {PAYMENT_COLS} FROM payments WHERE id = $1{lock}");
+        let reload = format!("SELECT {PAYMENT_COLS} FROM payments WHERE id = $1");
+        let now = Timestamp::now();
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            let row: Option<PaymentRow> = sqlx::query_as(&select).bind(payment_id).fetch_optional(&mut *tx).await?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound(format!("payment {payment_id}")));
+            };
+            let existing: Option<RefundRow> = sqlx::query_as(
+                "SELECT id, amount, reason, status, created_at FROM refunds WHERE id = $1 AND payment_id = $2")
+                .bind(refund_id).bind(payment_id).fetch_optional(&mut *tx).await?;
+            if existing.is_none() {
+                let status = row.status();
+                if !matches!(status, PaymentStatus::Captured | PaymentStatus::PartiallyRefunded) {
+                    return Err(StoreError::Conflict {
+                        code: "payment_not_refundable",
+                        detail: format!("payment {payment_id} is {status}; only CAPTURED or PARTIALLY_REFUNDED payments can be refunded"),
+                    });
+                }
+                let pending: i64 = sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE payment_id = $1 AND status = 'PENDING'")
+                    .bind(payment_id).fetch_one(&mut *tx).await?;
+                let available = row.captured_amount - row.refunded_amount - pending;
+                let amount = amount.unwrap_or(available);
+                if amount <= 0 || amount > available {
+                    return Err(StoreError::RefundTooLarge { requested: amount, available: available.max(0) });
+                }
+                sqlx::query("INSERT INTO refunds (id, payment_id, amount, reason, status, provider_refund_id, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, 'PENDING', NULL, $5, $5)")
+                    .bind(refund_id).bind(payment_id).bind(amount).bind(reason).bind(now)
+                    .execute(&mut *tx).await?;
+            }
+            let payment = load_payment!(tx, &reload, payment_id)
+                .ok_or_else(|| StoreError::NotFound(format!("payment {payment_id}")))?;
+            tx.commit().await?;
+            let refund = payment.refunds.iter().find(|r| r.id == refund_id).cloned()
+                .ok_or_else(|| StoreError::NotFound(format!("refund {refund_id}")))?;
+            Ok(ReservedRefund { refund, payment })
+        })
+    }
+
+    /// The provider refused a reserved refund: it no longer counts against the payment.
+    pub async fn fail_refund(&self, refund_id: Uuid) -> StoreResult<()> {
+        let now = Timestamp::now();
+        with_db!(&self.db, pool => sqlx::query(
+            "UPDATE refunds SET status = 'FAILED', updated_at = $2 WHERE id = $1 AND status = 'PENDING'")
+            .bind(refund_id).bind(now).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Refunds not yet settled: (refund id, amount) of the payment's PENDING refunds.
+    pub async fn pending_refund_total(&self, payment_id: Uuid) -> StoreResult<i64> {
+        Ok(with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE payment_id = $1 AND status = 'PENDING'")
+            .bind(payment_id).fetch_one(pool).await)?)
+    }
+
+    /// PENDING refunds created before `before`: (refund id, payment id), oldest first.
+    pub async fn stale_pending_refunds(&self, before: Timestamp) -> StoreResult<Vec<(Uuid, Uuid)>> {
+        Ok(with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT id, payment_id FROM refunds WHERE status = 'PENDING' AND created_at < $1 \
+             ORDER BY created_at, id LIMIT 100")
+            .bind(before).fetch_all(pool).await)?)
+    }
+
+    /// The refund with this provider id, if one is recorded.
+    pub async fn refund_by_provider_id(&self, provider_refund_id: &str) -> StoreResult<Option<Uuid>> {
+        Ok(with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT id FROM refunds WHERE provider_refund_id = $1")
+            .bind(provider_refund_id).fetch_optional(pool).await)?)
+    }
+
+    // ----- processed causes -------------------------------------------------------------
+
+    /// True when the webhook event was processed before.
+    pub async fn webhook_seen(&self, event_id: &str) -> StoreResult<bool> {
+        let n: i64 = with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM webhook_events WHERE event_id = $1").bind(event_id).fetch_one(pool).await)?;
+        Ok(n > 0)
+    }
+
+    /// Records a webhook event as processed (for events without a transition). False when it
+    /// was recorded before.
+    pub async fn record_webhook(&self, event_id: &str, event_type: &str) -> StoreResult<bool> {
+        let now = Timestamp::now();
+        let n = with_db!(&self.db, pool => sqlx::query(
+            "INSERT INTO webhook_events (event_id, event_type, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(event_id).bind(event_type).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// True when `group` processed the event before.
+    pub async fn inbox_seen(&self, group: &str, event_id: Uuid) -> StoreResult<bool> {
+        let n: i64 = with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM inbox WHERE consumer_group = $1 AND event_id = $2")
+            .bind(group).bind(event_id).fetch_one(pool).await)?;
+        Ok(n > 0)
+    }
+
+    /// Claims an event that has no effect (nothing to capture, refund or cancel).
+    pub async fn claim_only(&self, group: &str, event_id: Uuid) -> StoreResult<bool> {
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let fresh = inbox::claim(&mut *tx, group, event_id).await?;
+            tx.commit().await?;
+            Ok(fresh)
+        })
+    }
+}
