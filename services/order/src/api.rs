@@ -1,0 +1,452 @@
+//! HTTP handlers, the router and the OpenAPI document of the order service.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use kit::auth::Identity;
+use kit::client::{internal_token_matches, INTERNAL_TOKEN_HEADER};
+use kit::extract::{Json, Path, Query};
+use kit::idempotency;
+use kit::pagination::{Page, PageParams};
+use kit::problem::{FieldError, Problem};
+use kit::{ApiError, ApiResult};
+use serde::Deserialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi};
+use uuid::Uuid;
+
+use crate::config::ShippingMethod;
+use crate::model::*;
+use crate::saga::{PlaceRequest, Saga};
+use crate::store::{Actor, Patch};
+
+/// Who may read an order: another service (internal token) or a signed-in user.
+pub enum Caller {
+    Service,
+    User(Identity),
+}
+
+impl Caller {
+    fn can_see(&self, order: &Order) -> bool {
+        match self {
+            Caller::Service => true,
+            Caller::User(who) => who.can_see(order.user_id),
+        }
+    }
+}
+
+impl FromRequestParts<Saga> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, saga: &Saga) -> Result<Self, Self::Rejection> {
+        if let Some(given) = parts.headers.get(INTERNAL_TOKEN_HEADER) {
+            let ok = match (&saga.config.internal_token, given.to_str()) {
+                (Some(expected), Ok(given)) => internal_token_matches(expected, given),
+                _ => false,
+            };
+            return if ok {
+                Ok(Caller::Service)
+            } else {
+                Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_internal_token",
+                    "Authentication required",
+                )
+                .detail("the internal service credential is not valid"))
+            };
+        }
+        Identity::from_request_parts(parts, saga).await.map(Caller::User)
+    }
+}
+
+fn created(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = (status, axum::Json(body.clone())).into_response();
+    if status == StatusCode::CREATED || status == StatusCode::ACCEPTED {
+        if let Some(id) = body.get("id").and_then(|v| v.as_str()) {
+            if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/orders/{id}")) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+        }
+    }
+    resp
+}
+
+async fn place_idempotently(
+    saga: &Saga,
+    who: &Identity,
+    headers: &HeaderMap,
+    operation: &str,
+    fingerprint: String,
+    lines: Option<Vec<(Uuid, i64)>>,
+    address: Address,
+    shipping_method: Option<String>,
+    notes: Option<String>,
+) -> ApiResult<Response> {
+    let key = idempotency::key_from_headers(headers)?;
+    let scope = format!("{}:{operation}", who.user_id);
+    let authorization = headers.get(header::AUTHORIZATION).cloned();
+    let (status, body) = idempotency::run(saga.store.db(), &scope, &key, &fingerprint, || async {
+        let from_cart = lines.is_none();
+        let lines = match lines {
+            Some(l) => l,
+            None => saga.cart_lines(authorization.as_ref()).await?,
+        };
+        if from_cart && lines.is_empty() {
+            return Err(ApiError::validation("the cart is empty: add items before checking out"));
+        }
+        validate_order_input(&lines, &address, notes.as_deref()).map_err(ApiError::invalid_fields)?;
+        let req = PlaceRequest {
+            lines,
+            address,
+            shipping_method: shipping_method.unwrap_or_else(|| "standard".into()),
+            notes,
+            idempotency_key: Some(format!("{operation}:{key}")),
+        };
+        let (status, order) = saga.place(who, req).await?;
+        if from_cart && status == StatusCode::CREATED {
+            saga.clear_cart(authorization.as_ref()).await;
+        }
+        Ok((status, serde_json::to_value(order).map_err(ApiError::internal)?))
+    })
+    .await?;
+    Ok(created(status, body))
+}
+
+/// Check out the caller's cart: prices from the catalog, stock reserved, cart emptied.
+///
+/// Requires `Idempotency-Key`: the same key and body replay the first answer; the same key
+/// with another body is refused (422).
+#[utoipa::path(
+    post, path = "/api/v1/orders/checkout", tag = "orders",
+    request_body = CheckoutRequest,
+    params(("Idempotency-Key" = String, Header, description = "Unique per checkout attempt; reuse it when retrying")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Order placed, stock reserved: status AWAITING_PAYMENT", body = Order),
+        (status = 200, description = "The order this Idempotency-Key already made", body = Order),
+        (status = 202, description = "Order placed (PENDING); the stock reservation is being retried", body = Order),
+        (status = 400, description = "Missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`insufficient_stock` or `product_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Empty cart, invalid address or shipping method, key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The catalog or the cart cannot be reached", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn checkout(
+    State(saga): State<Saga>,
+    who: Identity,
+    headers: HeaderMap,
+    Json(req): Json<CheckoutRequest>,
+) -> ApiResult<Response> {
+    let fp = idempotency::fingerprint(&req);
+    place_idempotently(
+        &saga,
+        &who,
+        &headers,
+        "checkout",
+        fp,
+        None,
+        req.shipping_address,
+        req.shipping_method,
+        req.notes,
+    )
+    .await
+}
+
+/// Place an order for explicit items (client prices are ignored; the catalog's apply).
+#[utoipa::path(
+    post, path = "/api/v1/orders", tag = "orders",
+    request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = String, Header, description = "Unique per order attempt; reuse it when retrying")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Order placed, stock reserved: status AWAITING_PAYMENT", body = Order),
+        (status = 200, description = "The order this Idempotency-Key already made", body = Order),
+        (status = 202, description = "Order placed (PENDING); the stock reservation is being retried", body = Order),
+        (status = 400, description = "Missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`insufficient_stock` or `product_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid items, address or shipping method; key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The catalog cannot be reached", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_order(
+    State(saga): State<Saga>,
+    who: Identity,
+    headers: HeaderMap,
+    Json(req): Json<CreateOrderRequest>,
+) -> ApiResult<Response> {
+    let fp = idempotency::fingerprint(&req);
+    let lines = merge_lines(req.items.iter().map(|l| (l.product_id, l.quantity)));
+    place_idempotently(
+        &saga,
+        &who,
+        &headers,
+        "order",
+        fp,
+        Some(lines),
+        req.shipping_address,
+        req.shipping_method,
+        req.notes,
+    )
+    .await
+}
+
+/// Filters of `GET /api/v1/orders`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct OrderQuery {
+    /// Only orders in this status.
+    pub status: Option<String>,
+}
+
+/// The caller's orders, newest first (admins: everyone's).
+#[utoipa::path(
+    get, path = "/api/v1/orders", tag = "orders",
+    params(PageParams, OrderQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of orders (without history)", body = Page<Order>),
+        (status = 400, description = "Bad page or status", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_orders(
+    State(saga): State<Saga>,
+    who: Identity,
+    Query(pp): Query<PageParams>,
+    Query(q): Query<OrderQuery>,
+) -> ApiResult<axum::Json<Page<Order>>> {
+    let page = pp.validate()?;
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(OrderStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
+            let known: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(format!("unknown status `{s}` (known: {})", known.join(", ")))
+        })?),
+    };
+    let user = if who.is_admin() { None } else { Some(who.user_id) };
+    let (items, total) = saga.store.list(user, status, page).await?;
+    Ok(axum::Json(Page::new(items, page, total)))
+}
+
+async fn visible(saga: &Saga, caller: &Caller, id: Uuid) -> ApiResult<Order> {
+    match saga.store.get(id).await? {
+        Some(o) if caller.can_see(&o) => Ok(o),
+        // Someone else's order is reported as absent (no IDOR oracle).
+        _ => Err(ApiError::not_found(format!("order {id}"))),
+    }
+}
+
+/// One order: items, totals, address, payment status, history.
+#[utoipa::path(
+    get, path = "/api/v1/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    security(("bearer" = []), ("internal" = [])),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_order(
+    State(saga): State<Saga>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<Order>> {
+    visible(&saga, &caller, id).await.map(axum::Json)
+}
+
+/// Cancel an order: customers before it ships, admins until it is delivered. Reserved stock
+/// is released (or returned, once committed) and a payment is voided or refunded.
+#[utoipa::path(
+    post, path = "/api/v1/orders/{id}/cancel", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    request_body(content = Option<CancelRequest>, description = "Optional reason"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cancelled (now or before)", body = Order),
+        (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`illegal_transition`: too late to cancel", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Reason too long", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel_order(
+    State(saga): State<Saga>,
+    who: Identity,
+    Path(id): Path<Uuid>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<Order>> {
+    let req: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::malformed_json(e.to_string()))?
+    };
+    if req.reason.as_ref().is_some_and(|r| r.len() > 500) {
+        return Err(ApiError::invalid_fields(vec![FieldError {
+            field: "reason".into(),
+            message: "must be at most 500 characters".into(),
+        }]));
+    }
+    let order = visible(&saga, &Caller::User(who.clone()), id).await?;
+    let admin = who.is_admin();
+    if !admin && !order.status.customer_may_cancel() && order.status != OrderStatus::Cancelled {
+        return Err(ApiError::conflict(
+            "illegal_transition",
+            format!("the order is {} and can no longer be cancelled by the customer", order.status),
+        ));
+    }
+    let reason = req
+        .reason
+        .unwrap_or_else(|| if admin { "cancelled by an admin" } else { "cancelled by the customer" }.into());
+    let patch = Patch { failure_reason: Some(reason.clone()), ..Default::default() };
+    let actor = Actor::user(who.user_id, admin);
+    let t = saga.store.transition(id, OrderStatus::Cancelled, None, &actor, Some(&reason), patch).await?;
+    Ok(axum::Json(t.order()))
+}
+
+/// Move an order through fulfilment (admin): `PROCESSING`, `SHIPPED` (carrier and tracking
+/// number required), `DELIVERED`, or `CANCELLED`.
+#[utoipa::path(
+    patch, path = "/api/v1/orders/{id}/status", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    request_body = StatusUpdate,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The order in its new status", body = Order),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`illegal_transition`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing carrier/tracking number, or a status the saga owns", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_status(
+    State(saga): State<Saga>,
+    who: Identity,
+    Path(id): Path<Uuid>,
+    Json(req): Json<StatusUpdate>,
+) -> ApiResult<axum::Json<Order>> {
+    who.require_admin()?;
+    let mut errors = Vec::new();
+    let mut patch = Patch::default();
+    match req.status {
+        OrderStatus::Processing | OrderStatus::Delivered => {}
+        OrderStatus::Cancelled => patch.failure_reason = req.reason.clone().or(Some("cancelled by an admin".into())),
+        OrderStatus::Shipped => {
+            for (field, value) in [("carrier", &req.carrier), ("trackingNumber", &req.tracking_number)] {
+                match value.as_deref().map(str::trim) {
+                    Some(v) if !v.is_empty() && v.len() <= 100 => {}
+                    _ => errors.push(FieldError { field: field.into(), message: "required for SHIPPED (1 to 100 characters)".into() }),
+                }
+            }
+            patch.carrier = req.carrier.as_deref().map(|s| s.trim().to_string());
+            patch.tracking_number = req.tracking_number.as_deref().map(|s| s.trim().to_string());
+        }
+        other => errors.push(FieldError {
+            field: "status".into(),
+            message: format!("{other} is set by the checkout saga, not by hand (allowed: PROCESSING, SHIPPED, DELIVERED, CANCELLED)"),
+        }),
+    }
+    if req.reason.as_ref().is_some_and(|r| r.len() > 500) {
+        errors.push(FieldError { field: "reason".into(), message: "must be at most 500 characters".into() });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
+    if saga.store.get(id).await?.is_none() {
+        return Err(ApiError::not_found(format!("order {id}")));
+    }
+    let actor = Actor::user(who.user_id, true);
+    let reason = req.reason.as_deref().or(patch.failure_reason.as_deref()).map(str::to_string);
+    let t = saga.store.transition(id, req.status, None, &actor, reason.as_deref(), patch).await?;
+    Ok(axum::Json(t.order()))
+}
+
+/// Where the parcel is: carrier, tracking number, shipping and delivery times, history.
+#[utoipa::path(
+    get, path = "/api/v1/orders/{id}/tracking", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Tracking", body = Tracking),
+        (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn tracking(
+    State(saga): State<Saga>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<Tracking>> {
+    let o = visible(&saga, &caller, id).await?;
+    Ok(axum::Json(Tracking {
+        order_id: o.id,
+        status: o.status,
+        carrier: o.carrier,
+        tracking_number: o.tracking_number,
+        shipped_at: o.shipped_at,
+        delivered_at: o.delivered_at,
+        events: o.history.unwrap_or_default(),
+    }))
+}
+
+/// The shipping methods and their rates (public).
+#[utoipa::path(
+    get, path = "/api/v1/orders/shipping-methods", tag = "orders",
+    responses((status = 200, description = "Shipping methods", body = Vec<ShippingMethod>))
+)]
+pub async fn shipping_methods(State(saga): State<Saga>) -> axum::Json<Vec<ShippingMethod>> {
+    axum::Json(saga.config.shipping_methods.clone())
+}
+
+/// The order service's `/api/v1/...` routes (no common layers; the composer adds them and the
+/// token verifier extension).
+pub fn router(saga: Saga) -> Router {
+    Router::new()
+        .route("/api/v1/orders", get(list_orders).post(create_order))
+        .route("/api/v1/orders/checkout", post(checkout))
+        .route("/api/v1/orders/shipping-methods", get(shipping_methods))
+        .route("/api/v1/orders/{id}", get(get_order))
+        .route("/api/v1/orders/{id}/cancel", post(cancel_order))
+        .route("/api/v1/orders/{id}/status", axum::routing::patch(update_status))
+        .route("/api/v1/orders/{id}/tracking", get(tracking))
+        .with_state(saga)
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
+        components.add_security_scheme(
+            "internal",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(INTERNAL_TOKEN_HEADER))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(checkout, create_order, list_orders, get_order, cancel_order, update_status, tracking, shipping_methods),
+    components(schemas(
+        Order, OrderItem, OrderStatus, Address, CheckoutRequest, CreateOrderRequest, OrderLineRequest,
+        CancelRequest, StatusUpdate, Tracking, HistoryEntry, ShippingMethod, Problem, FieldError,
+    )),
+    modifiers(&Security),
+    tags((name = "orders", description = "Checkout, orders, their status machine, cancellation and tracking"))
+)]
+struct OrderApi;
+
+/// The OpenAPI document of the order service's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OrderApi::openapi()
+}

@@ -1,0 +1,398 @@
+//! The order's wire types and its status machine.
+
+use kit::money::Money;
+use kit::problem::FieldError;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Most lines in one order.
+pub const MAX_LINES: usize = 100;
+/// Most units of one product in one order.
+pub const MAX_QUANTITY: i64 = 999;
+
+/// Where an order is in its life. See `docs/orders.md` for the transition table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    /// Accepted; stock not reserved yet.
+    Pending,
+    /// Stock reserved until `reservationExpiresAt`; waiting for the payment.
+    AwaitingPayment,
+    /// Payment authorised and stock committed.
+    Paid,
+    /// Being picked and packed.
+    Processing,
+    /// Handed to the carrier.
+    Shipped,
+    /// Delivered (terminal).
+    Delivered,
+    /// Cancelled by the customer, an admin or the saga (terminal).
+    Cancelled,
+    /// The saga could not complete: no stock, or the payment failed (terminal).
+    Failed,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 8] = [
+        OrderStatus::Pending,
+        OrderStatus::AwaitingPayment,
+        OrderStatus::Paid,
+        OrderStatus::Processing,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::Cancelled,
+        OrderStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::AwaitingPayment => "AWAITING_PAYMENT",
+            OrderStatus::Paid => "PAID",
+            OrderStatus::Processing => "PROCESSING",
+            OrderStatus::Shipped => "SHIPPED",
+            OrderStatus::Delivered => "DELIVERED",
+            OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        OrderStatus::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, OrderStatus::Delivered | OrderStatus::Cancelled | OrderStatus::Failed)
+    }
+
+    /// Whether money was taken (a cancellation must refund).
+    pub fn is_paid(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Paid | OrderStatus::Processing | OrderStatus::Shipped | OrderStatus::Delivered
+        )
+    }
+
+    /// The status machine: every legal transition, whoever asks.
+    pub fn can_become(self, to: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, to),
+            (Pending, AwaitingPayment | Failed | Cancelled)
+                | (AwaitingPayment, Paid | Failed | Cancelled)
+                | (Paid, Processing | Shipped | Cancelled)
+                | (Processing, Shipped | Cancelled)
+                | (Shipped, Delivered | Cancelled)
+        )
+    }
+
+    /// Whether the customer may still cancel (before shipping); admins may until delivery.
+    pub fn customer_may_cancel(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Pending | OrderStatus::AwaitingPayment | OrderStatus::Paid | OrderStatus::Processing
+        )
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A postal address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Address {
+    #[schema(example = "Ada Lovelace")]
+    pub name: String,
+    #[schema(example = "12 Analytical Row")]
+    pub line1: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    #[schema(example = "London")]
+    pub city: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[schema(example = "N1 9GU")]
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2 country code, e.g. `US`, `GB`.
+    #[schema(example = "GB")]
+    pub country: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+fn fe(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError { field: field.into(), message: message.into() }
+}
+
+impl Address {
+    /// Checks lengths and the country code; `prefix` names the field in errors.
+    pub fn validate(&self, prefix: &str, errors: &mut Vec<FieldError>) {
+        let required = [
+            ("name", &self.name, 200),
+            ("line1", &self.line1, 200),
+            ("city", &self.city, 100),
+            ("postalCode", &self.postal_code, 20),
+        ];
+        for (field, value, max) in required {
+            if value.trim().is_empty() || value.len() > max {
+                errors.push(fe(format!("{prefix}.{field}"), format!("must be 1 to {max} characters")));
+            }
+        }
+        for (field, value) in [("line2", &self.line2), ("state", &self.state), ("phone", &self.phone)] {
+            if value.as_ref().is_some_and(|v| v.len() > 200) {
+                errors.push(fe(format!("{prefix}.{field}"), "must be at most 200 characters"));
+            }
+        }
+        if self.country.len() != 2 || !self.country.bytes().all(|b| b.is_ascii_uppercase()) {
+            errors
+                .push(fe(format!("{prefix}.country"), "must be an ISO 3166-1 alpha-2 code such as US or GB"));
+        }
+    }
+}
+
+/// `POST /api/v1/orders/checkout`: order what is in the caller's cart.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckoutRequest {
+    pub shipping_address: Address,
+    /// A shipping method code (see `GET /api/v1/orders/shipping-methods`); default `standard`.
+    #[serde(default)]
+    pub shipping_method: Option<String>,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+/// One requested line of `POST /api/v1/orders`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderLineRequest {
+    pub product_id: Uuid,
+    pub quantity: i64,
+    /// Accepted for compatibility and ignored: prices always come from the catalog.
+    #[serde(default, alias = "price")]
+    pub unit_price: Option<serde_json::Value>,
+}
+
+/// `POST /api/v1/orders`: order explicit items.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateOrderRequest {
+    pub items: Vec<OrderLineRequest>,
+    pub shipping_address: Address,
+    #[serde(default)]
+    pub shipping_method: Option<String>,
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// Accepted for compatibility and ignored: the order belongs to the caller.
+    #[serde(default)]
+    pub user_id: Option<serde_json::Value>,
+}
+
+/// Checks what both order requests share; lines are merged per product by the caller.
+pub fn validate_order_input(
+    lines: &[(Uuid, i64)],
+    address: &Address,
+    notes: Option<&str>,
+) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if lines.is_empty() {
+        errors.push(fe("items", "must hold at least one line"));
+    }
+    if lines.len() > MAX_LINES {
+        errors.push(fe("items", format!("must hold at most {MAX_LINES} lines")));
+    }
+    for (i, (_, q)) in lines.iter().enumerate() {
+        if !(1..=MAX_QUANTITY).contains(q) {
+            errors.push(fe(format!("items[{i}].quantity"), format!("must be between 1 and {MAX_QUANTITY}")));
+        }
+    }
+    address.validate("shippingAddress", &mut errors);
+    if notes.is_some_and(|n| n.len() > 1000) {
+        errors.push(fe("notes", "must be at most 1000 characters"));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Sums quantities per product, keeping the first-seen order.
+pub fn merge_lines(lines: impl IntoIterator<Item = (Uuid, i64)>) -> Vec<(Uuid, i64)> {
+    let mut out: Vec<(Uuid, i64)> = Vec::new();
+    for (id, q) in lines {
+        match out.iter_mut().find(|(p, _)| *p == id) {
+            Some((_, total)) => *total = total.saturating_add(q),
+            None => out.push((id, q)),
+        }
+    }
+    out
+}
+
+/// One line of an order, priced by the catalog when the order was placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItem {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price: Money,
+    pub line_total: Money,
+}
+
+/// One row of an order's status history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<OrderStatus>,
+    pub to: OrderStatus,
+    /// `user:<id>`, `admin:<id>`, `service:<name>` or `system:<task>`.
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// An order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub status: OrderStatus,
+    pub items: Vec<OrderItem>,
+    pub subtotal: Money,
+    pub shipping_cost: Money,
+    pub tax: Money,
+    pub total: Money,
+    pub shipping_method: String,
+    pub shipping_address: Address,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// The payment of the order, once one was authorised.
+    pub payment_id: Option<Uuid>,
+    /// `AUTHORIZED`, `CAPTURED`, `PARTIALLY_REFUNDED`, `REFUNDED` or `FAILED`, as the payment
+    /// service reported it; null before any payment event.
+    pub payment_status: Option<String>,
+    pub refunded_amount: Money,
+    /// Until when the reserved stock is held (status `AWAITING_PAYMENT`).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub reservation_expires_at: Option<OffsetDateTime>,
+    /// Why the order failed or was cancelled.
+    pub failure_reason: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub paid_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub shipped_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub delivered_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub cancelled_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Every status transition, oldest first (single-order reads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryEntry>>,
+}
+
+/// `POST /api/v1/orders/{id}/cancel` (body optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CancelRequest {
+    pub reason: Option<String>,
+}
+
+/// `PATCH /api/v1/orders/{id}/status` (admin).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusUpdate {
+    /// `PROCESSING`, `SHIPPED`, `DELIVERED` or `CANCELLED`.
+    pub status: OrderStatus,
+    /// Required for `SHIPPED`.
+    pub carrier: Option<String>,
+    /// Required for `SHIPPED`.
+    pub tracking_number: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// `GET /api/v1/orders/{id}/tracking`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tracking {
+    pub order_id: Uuid,
+    pub status: OrderStatus,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub shipped_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub delivered_at: Option<OffsetDateTime>,
+    /// The order's status history, oldest first.
+    pub events: Vec<HistoryEntry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_machine() {
+        use OrderStatus::*;
+        assert!(Pending.can_become(AwaitingPayment));
+        assert!(AwaitingPayment.can_become(Paid));
+        assert!(Paid.can_become(Shipped));
+        assert!(Shipped.can_become(Delivered));
+        assert!(!Pending.can_become(Paid), "payment needs reserved stock first");
+        assert!(!Delivered.can_become(Cancelled));
+        assert!(!Cancelled.can_become(Paid));
+        assert!(!Failed.can_become(AwaitingPayment));
+        for s in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
+            if s.is_terminal() {
+                assert!(OrderStatus::ALL.iter().all(|t| !s.can_become(*t)), "{s} is terminal");
+            }
+        }
+        assert!(!Shipped.customer_may_cancel() && Shipped.can_become(Cancelled));
+    }
+
+    #[test]
+    fn lines_merge_per_product() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(merge_lines([(a, 1), (b, 2), (a, 3)]), vec![(a, 4), (b, 2)]);
+    }
+
+    #[test]
+    fn address_rules() {
+        let mut a = Address {
+            name: "A".into(),
+            line1: "1 Road".into(),
+            line2: None,
+            city: "Town".into(),
+            state: None,
+            postal_code: "123".into(),
+            country: "US".into(),
+            phone: None,
+        };
+        let mut errors = Vec::new();
+        a.validate("shippingAddress", &mut errors);
+        assert!(errors.is_empty());
+        a.country = "usa".into();
+        a.city = " ".into();
+        a.validate("shippingAddress", &mut errors);
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["shippingAddress.city", "shippingAddress.country"]);
+    }
+}

@@ -1,0 +1,571 @@
+//! Orders in PostgreSQL or SQLite. Every query is written once (`$N` placeholders) and run
+//! through [`kit::with_db!`]. Every status change goes through [`Store::transition`]: one
+//! transaction that checks the status machine, updates the row conditionally on the status it
+//! read, writes the history row and the events (outbox) — so racing callers make exactly one
+//! transition and one set of events.
+
+use kit::db::{Db, Timestamp};
+use kit::events::contract::sources;
+use kit::events::payloads::{
+    LineItem, OrderCancelled, OrderConfirmed, OrderDelivered, OrderPlaced, OrderShipped, OrderStatusChanged,
+};
+use kit::events::{inbox, outbox, Envelope, EventError, EventPayload};
+use kit::money::Money;
+use kit::pagination::PageRequest;
+use kit::problem::ApiError;
+use kit::with_db;
+use uuid::Uuid;
+
+use crate::model::*;
+
+/// The consumer group of the order service's event handlers (inbox key).
+pub const CONSUMER_GROUP: &str = "order";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("order {0} not found")]
+    NotFound(Uuid),
+    #[error("an order cannot go from {from} to {to}")]
+    Illegal { from: OrderStatus, to: OrderStatus },
+    #[error("stored order {0} is unreadable: {1}")]
+    Corrupt(Uuid, String),
+    #[error(transparent)]
+    Events(#[from] EventError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(id) => ApiError::not_found(format!("order {id}")),
+            StoreError::Illegal { from, to } => ApiError::conflict(
+                "illegal_transition",
+                format!("the order is {from} and cannot become {to}"),
+            ),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Who changed an order, and the event that caused it (if any).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub cause: Option<Envelope>,
+}
+
+impl Actor {
+    pub fn user(id: Uuid, admin: bool) -> Actor {
+        Actor { name: format!("{}:{id}", if admin { "admin" } else { "user" }), cause: None }
+    }
+    pub fn system(what: &str) -> Actor {
+        Actor { name: format!("system:{what}"), cause: None }
+    }
+    pub fn event(ev: &Envelope) -> Actor {
+        Actor { name: format!("event:{}", ev.ty), cause: Some(ev.clone()) }
+    }
+}
+
+/// A priced order ready to be stored (status `PENDING`).
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub items: Vec<OrderItem>,
+    pub subtotal: Money,
+    pub shipping_cost: Money,
+    pub tax: Money,
+    pub total: Money,
+    pub shipping_method: String,
+    pub shipping_address: Address,
+    pub customer_email: Option<String>,
+    pub notes: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Fields a transition may set besides the status.
+#[derive(Debug, Clone, Default)]
+pub struct Patch {
+    pub reservation_expires_at: Option<Timestamp>,
+    pub payment_id: Option<Uuid>,
+    pub payment_status: Option<String>,
+    pub failure_reason: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    /// Forget the Idempotency-Key (a refused checkout may be retried with the same key).
+    pub clear_idempotency_key: bool,
+}
+
+/// Result of [`Store::transition`].
+#[derive(Debug, Clone)]
+pub enum Transitioned {
+    /// The order moved; its new state.
+    Done(Order),
+    /// The order was already in the target status; nothing written.
+    Already(Order),
+}
+
+impl Transitioned {
+    pub fn order(self) -> Order {
+        match self {
+            Transitioned::Done(o) | Transitioned::Already(o) => o,
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct OrderRow {
+    id: Uuid,
+    user_id: Uuid,
+    status: String,
+    currency: String,
+    subtotal: i64,
+    shipping_cost: i64,
+    tax: i64,
+    total: i64,
+    shipping_method: String,
+    shipping_address: String,
+    customer_email: Option<String>,
+    notes: Option<String>,
+    payment_id: Option<Uuid>,
+    payment_status: Option<String>,
+    refunded_amount: i64,
+    reservation_expires_at: Option<Timestamp>,
+    failure_reason: Option<String>,
+    carrier: Option<String>,
+    tracking_number: Option<String>,
+    paid_at: Option<Timestamp>,
+    shipped_at: Option<Timestamp>,
+    delivered_at: Option<Timestamp>,
+    cancelled_at: Option<Timestamp>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+const ORDER_COLUMNS: &str = "id, user_id, status, currency, subtotal, shipping_cost, tax, total, shipping_method, \
+     shipping_address, customer_email, notes, payment_id, payment_status, refunded_amount, reservation_expires_at, \
+     failure_reason, carrier, tracking_number, paid_at, shipped_at, delivered_at, cancelled_at, created_at, updated_at";
+
+type ItemRow = (Uuid, String, String, i64, i64, i64);
+const ITEMS_SQL: &str = "SELECT product_id, sku, name, unit_price, quantity, line_total FROM order_items \
+     WHERE order_id = $1 ORDER BY line_no";
+type HistoryRow = (Option<String>, String, String, Option<String>, Timestamp);
+const HISTORY_SQL: &str =
+    "SELECT from_status, to_status, actor, reason, at FROM order_status_history WHERE order_id = $1 ORDER BY at, id";
+
+fn status_of(id: Uuid, s: &str) -> StoreResult<OrderStatus> {
+    OrderStatus::parse(s).ok_or_else(|| StoreError::Corrupt(id, format!("status {s}")))
+}
+
+fn to_order(row: OrderRow, items: Vec<ItemRow>, history: Option<Vec<HistoryRow>>) -> StoreResult<Order> {
+    let cur = row.currency.clone();
+    let money = |amount: i64| Money::new(amount, &cur);
+    let address: Address = serde_json::from_str(&row.shipping_address)
+        .map_err(|e| StoreError::Corrupt(row.id, format!("address: {e}")))?;
+    let history = match history {
+        None => None,
+        Some(rows) => Some(
+            rows.into_iter()
+                .map(|(from, to, actor, reason, at)| {
+                    Ok(HistoryEntry {
+                        from: from.as_deref().map(|f| status_of(row.id, f)).transpose()?,
+                        to: status_of(row.id, &to)?,
+                        actor,
+                        reason,
+                        at: at.into(),
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?,
+        ),
+    };
+    Ok(Order {
+        id: row.id,
+        user_id: row.user_id,
+        status: status_of(row.id, &row.status)?,
+        items: items
+            .into_iter()
+            .map(|(product_id, sku, name, unit, quantity, line)| OrderItem {
+                product_id,
+                sku,
+                name,
+                quantity,
+                unit_price: money(unit),
+                line_total: money(line),
+            })
+            .collect(),
+        subtotal: money(row.subtotal),
+        shipping_cost: money(row.shipping_cost),
+        tax: money(row.tax),
+        total: money(row.total),
+        shipping_method: row.shipping_method,
+        shipping_address: address,
+        notes: row.notes,
+        payment_id: row.payment_id,
+        payment_status: row.payment_status,
+        refunded_amount: money(row.refunded_amount),
+        reservation_expires_at: row.reservation_expires_at.map(Into::into),
+        failure_reason: row.failure_reason,
+        carrier: row.carrier,
+        tracking_number: row.tracking_number,
+        paid_at: row.paid_at.map(Into::into),
+        shipped_at: row.shipped_at.map(Into::into),
+        delivered_at: row.delivered_at.map(Into::into),
+        cancelled_at: row.cancelled_at.map(Into::into),
+        created_at: row.created_at.into(),
+        updated_at: row.updated_at.into(),
+        history,
+    })
+}
+
+fn event<P: EventPayload>(payload: &P, actor: &Actor) -> Result<Envelope, EventError> {
+    let ev = Envelope::new(sources::ORDER, payload)?;
+    Ok(match &actor.cause {
+        Some(c) => ev.caused_by(c),
+        None => ev,
+    })
+}
+
+fn line_items(order: &Order) -> Vec<LineItem> {
+    order
+        .items
+        .iter()
+        .map(|i| LineItem {
+            product_id: i.product_id,
+            quantity: u32::try_from(i.quantity).unwrap_or(u32::MAX),
+            unit_price: Some(i.unit_price.clone()),
+        })
+        .collect()
+}
+
+/// The events of one transition: `order.status_changed` always, plus the specific one.
+fn transition_events(
+    before: &Order,
+    after: &Order,
+    actor: &Actor,
+    reason: Option<&str>,
+    customer_email: Option<&str>,
+) -> Result<Vec<Envelope>, EventError> {
+    let (order_id, user_id) = (after.id, after.user_id);
+    let mut out = vec![event(
+        &OrderStatusChanged {
+            order_id,
+            user_id,
+            from: Some(before.status.as_str().to_string()),
+            to: after.status.as_str().to_string(),
+            actor: actor.name.clone(),
+            reason: reason.map(str::to_string),
+        },
+        actor,
+    )?];
+    match after.status {
+        // The saga's public start: stock is held and the order can be paid.
+        OrderStatus::AwaitingPayment => out.push(event(
+            &OrderPlaced {
+                order_id,
+                user_id,
+                items: line_items(after),
+                total: after.total.clone(),
+                customer_email: customer_email.map(str::to_string),
+                customer_name: Some(after.shipping_address.name.clone()),
+            },
+            actor,
+        )?),
+        OrderStatus::Paid => {
+            out.push(event(&OrderConfirmed { order_id, user_id, total: after.total.clone() }, actor)?)
+        }
+        OrderStatus::Cancelled => out.push(event(
+            &OrderCancelled {
+                order_id,
+                user_id,
+                reason: reason.unwrap_or("cancelled").to_string(),
+                items: line_items(after),
+                refund: before.status.is_paid(),
+            },
+            actor,
+        )?),
+        OrderStatus::Shipped => out.push(event(
+            &OrderShipped {
+                order_id,
+                user_id,
+                shipment_id: Uuid::now_v7(),
+            },
+            actor,
+        )?),
+        OrderStatus::Delivered => out.push(event(
+            &OrderDelivered {
+                order_id,
+                user_id,
+                delivered_at: after.delivered_at.unwrap_or_else(time::OffsetDateTime::now_utc),
+            },
+            actor,
+        )?),
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// The order service's tables.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+}
+
+macro_rules! load_order {
+    ($conn:expr, $id:expr, $history:expr) => {{
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+        let row: Option<OrderRow> = sqlx::query_as(&sql).bind($id).fetch_optional(&mut *$conn).await?;
+        match row {
+            None => None,
+            Some(row) => {
+                let email = row.customer_email.clone();
+                let items: Vec<ItemRow> = sqlx::query_as(ITEMS_SQL).bind($id).fetch_all(&mut *$conn).await?;
+                let history: Option<Vec<HistoryRow>> = if $history {
+                    Some(sqlx::query_as(HISTORY_SQL).bind($id).fetch_all(&mut *$conn).await?)
+                } else {
+                    None
+                };
+                Some((to_order(row, items, history)?, email))
+            }
+        }
+    }};
+}
+
+impl Store {
+    pub fn new(db: Db) -> Store {
+        Store { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Stores a new `PENDING` order with its first history row. Returns the id of the order
+    /// already made with the same (user, Idempotency-Key) instead, when there is one.
+    pub async fn insert(&self, new: &NewOrder) -> StoreResult<Result<Order, Uuid>> {
+        if let Some(key) = &new.idempotency_key {
+            if let Some(id) = self.by_idempotency_key(new.user_id, key).await? {
+                return Ok(Err(id));
+            }
+        }
+        let now = Timestamp::now();
+        let address = serde_json::to_string(&new.shipping_address)
+            .map_err(|e| StoreError::Corrupt(new.id, e.to_string()))?;
+        let cur = &new.total.currency;
+        let actor = Actor::user(new.user_id, false);
+        let result: Result<(), sqlx::Error> = with_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(self.db.begin_write_sql()).await?;
+            sqlx::query(
+                "INSERT INTO orders (id, user_id, status, currency, subtotal, shipping_cost, tax, total, \
+                 shipping_method, shipping_address, customer_email, notes, idempotency_key, created_at, updated_at) \
+                 VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)")
+                .bind(new.id).bind(new.user_id).bind(cur).bind(new.subtotal.amount)
+                .bind(new.shipping_cost.amount).bind(new.tax.amount).bind(new.total.amount)
+                .bind(&new.shipping_method).bind(&address).bind(&new.customer_email).bind(&new.notes)
+                .bind(&new.idempotency_key).bind(now)
+                .execute(&mut *tx).await?;
+            for (i, item) in new.items.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO order_items (order_id, line_no, product_id, sku, name, unit_price, quantity, line_total) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                    .bind(new.id).bind(i as i32).bind(item.product_id).bind(&item.sku).bind(&item.name)
+                    .bind(item.unit_price.amount).bind(item.quantity).bind(item.line_total.amount)
+                    .execute(&mut *tx).await?;
+            }
+            sqlx::query(
+                "INSERT INTO order_status_history (id, order_id, from_status, to_status, actor, reason, at) \
+                 VALUES ($1, $2, NULL, 'PENDING', $3, 'order placed', $4)")
+                .bind(Uuid::now_v7()).bind(new.id).bind(&actor.name).bind(now)
+                .execute(&mut *tx).await?;
+            tx.commit().await
+        });
+        match result {
+            Ok(()) => {}
+            Err(e) if kit::db::is_unique_violation(&e) && new.idempotency_key.is_some() => {
+                // A concurrent request with the same key won the race.
+                let key = new.idempotency_key.as_deref().unwrap_or_default();
+                if let Some(id) = self.by_idempotency_key(new.user_id, key).await? {
+                    return Ok(Err(id));
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.get(new.id).await?.map(Ok).ok_or(StoreError::NotFound(new.id))
+    }
+
+    async fn by_idempotency_key(&self, user: Uuid, key: &str) -> StoreResult<Option<Uuid>> {
+        Ok(with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT id FROM orders WHERE user_id = $1 AND idempotency_key = $2")
+            .bind(user).bind(key).fetch_optional(pool).await)?)
+    }
+
+    /// One order with its items and history.
+    pub async fn get(&self, id: Uuid) -> StoreResult<Option<Order>> {
+        with_db!(&self.db, pool => {
+            let mut conn = pool.acquire().await?;
+            Ok(load_order!(conn, id, true).map(|(o, _)| o))
+        })
+    }
+
+    /// A page of orders (newest first), of one user or of everyone, optionally by status.
+    pub async fn list(
+        &self,
+        user: Option<Uuid>,
+        status: Option<OrderStatus>,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<Order>, i64)> {
+        let filter = "($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2)";
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        );
+        let count = format!("SELECT COUNT(*) FROM orders WHERE {filter}");
+        let status = status.map(OrderStatus::as_str);
+        with_db!(&self.db, pool => {
+            let mut conn = pool.acquire().await?;
+            let rows: Vec<OrderRow> = sqlx::query_as(&sql).bind(user).bind(status)
+                .bind(page.limit()).bind(page.offset()).fetch_all(&mut *conn).await?;
+            let total: i64 = sqlx::query_scalar(&count).bind(user).bind(status).fetch_one(&mut *conn).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let items: Vec<ItemRow> = sqlx::query_as(ITEMS_SQL).bind(row.id).fetch_all(&mut *conn).await?;
+                out.push(to_order(row, items, None)?);
+            }
+            Ok((out, total))
+        })
+    }
+
+    /// Moves an order to `to` if the status machine allows it from where it is now (read in
+    /// the same transaction), with the history row and the events. Already `to`: nothing
+    /// written ([`Transitioned::Already`]). `allowed_from` narrows the legal predecessors
+    /// further (e.g. a customer's cancel).
+    pub async fn transition(
+        &self,
+        id: Uuid,
+        to: OrderStatus,
+        allowed_from: Option<&[OrderStatus]>,
+        actor: &Actor,
+        reason: Option<&str>,
+        patch: Patch,
+    ) -> StoreResult<Transitioned> {
+        let now = Timestamp::now();
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(self.db.begin_write_sql()).await?;
+            let lock = if matches!(self.db, Db::Postgres(_)) { " FOR UPDATE" } else { "" };
+            let current: Option<String> = sqlx::query_scalar(&format!("SELECT status FROM orders WHERE id = $1{lock}"))
+                .bind(id).fetch_optional(&mut *tx).await?;
+            let Some(current) = current else { return Err(StoreError::NotFound(id)) };
+            let from = status_of(id, &current)?;
+            if from == to {
+                let (order, _) = load_order!(tx, id, true).ok_or(StoreError::NotFound(id))?;
+                tx.commit().await?;
+                return Ok(Transitioned::Already(order));
+            }
+            if !from.can_become(to) || allowed_from.is_some_and(|a| !a.contains(&from)) {
+                return Err(StoreError::Illegal { from, to });
+            }
+            let (before, _) = load_order!(tx, id, false).ok_or(StoreError::NotFound(id))?;
+            let stamp = |s: OrderStatus| (to == s).then_some(now);
+            sqlx::query(
+                "UPDATE orders SET status = $2, updated_at = $3, \
+                 reservation_expires_at = COALESCE($4, reservation_expires_at), \
+                 payment_id = COALESCE($5, payment_id), payment_status = COALESCE($6, payment_status), \
+                 failure_reason = COALESCE($7, failure_reason), carrier = COALESCE($8, carrier), \
+                 tracking_number = COALESCE($9, tracking_number), paid_at = COALESCE($10, paid_at), \
+                 shipped_at = COALESCE($11, shipped_at), delivered_at = COALESCE($12, delivered_at), \
+                 cancelled_at = COALESCE($13, cancelled_at), \
+                 idempotency_key = CASE WHEN $14 THEN NULL ELSE idempotency_key END \
+                 WHERE id = $1 AND status = $15")
+                .bind(id).bind(to.as_str()).bind(now).bind(patch.reservation_expires_at)
+                .bind(patch.payment_id).bind(&patch.payment_status).bind(&patch.failure_reason)
+                .bind(&patch.carrier).bind(&patch.tracking_number).bind(stamp(OrderStatus::Paid))
+                .bind(stamp(OrderStatus::Shipped)).bind(stamp(OrderStatus::Delivered))
+                .bind(stamp(OrderStatus::Cancelled)).bind(patch.clear_idempotency_key).bind(from.as_str())
+                .execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO order_status_history (id, order_id, from_status, to_status, actor, reason, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(Uuid::now_v7()).bind(id).bind(from.as_str()).bind(to.as_str())
+                .bind(&actor.name).bind(reason).bind(now)
+                .execute(&mut *tx).await?;
+            let (after, email) = load_order!(tx, id, true).ok_or(StoreError::NotFound(id))?;
+            for ev in transition_events(&before, &after, actor, reason, email.as_deref())? {
+                outbox::enqueue(&mut *tx, &ev).await?;
+            }
+            tx.commit().await?;
+            metrics::counter!("shop_order_transitions_total", "to" => to.as_str()).increment(1);
+            Ok(Transitioned::Done(after))
+        })
+    }
+
+    /// Records what the payment service reported, without a status change.
+    pub async fn set_payment(&self, id: Uuid, payment_id: Uuid, payment_status: &str) -> StoreResult<()> {
+        with_db!(&self.db, pool => sqlx::query(
+            "UPDATE orders SET payment_id = $2, payment_status = $3, updated_at = $4 WHERE id = $1")
+            .bind(id).bind(payment_id).bind(payment_status).bind(Timestamp::now())
+            .execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Adds a refund (once per event, through the inbox) and derives the payment status.
+    pub async fn record_refund(
+        &self,
+        ev: &Envelope,
+        id: Uuid,
+        payment_id: Uuid,
+        amount: i64,
+    ) -> StoreResult<()> {
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(self.db.begin_write_sql()).await?;
+            if !inbox::claim(&mut *tx, CONSUMER_GROUP, ev.id).await? {
+                return Ok(());
+            }
+            sqlx::query(
+                "UPDATE orders SET refunded_amount = refunded_amount + $2, payment_id = $3, \
+                 payment_status = CASE WHEN refunded_amount + $2 >= total THEN 'REFUNDED' ELSE 'PARTIALLY_REFUNDED' END, \
+                 updated_at = $4 WHERE id = $1")
+                .bind(id).bind(amount).bind(payment_id).bind(Timestamp::now())
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Publishes `order.cancelled` again for an order that is already cancelled (a payment
+    /// was authorised after the cancellation: the payment service must void it).
+    pub async fn republish_cancel(&self, order: &Order, actor: &Actor) -> StoreResult<()> {
+        let ev = event(
+            &OrderCancelled {
+                order_id: order.id,
+                user_id: order.user_id,
+                reason: order.failure_reason.clone().unwrap_or_else(|| "order no longer payable".into()),
+                items: line_items(order),
+                refund: true,
+            },
+            actor,
+        )?;
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            outbox::enqueue(&mut *tx, &ev).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// `PENDING` orders last touched before `before` (the saga stalled: resume them).
+    pub async fn stalled_pending(&self, before: Timestamp, limit: i64) -> StoreResult<Vec<Uuid>> {
+        Ok(with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT id FROM orders WHERE status = 'PENDING' AND updated_at < $1 ORDER BY updated_at LIMIT $2")
+            .bind(before).bind(limit).fetch_all(pool).await)?)
+    }
+
+    /// `AWAITING_PAYMENT` orders whose reservation expired before `now`.
+    pub async fn unpaid_expired(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<Uuid>> {
+        Ok(with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT id FROM orders WHERE status = 'AWAITING_PAYMENT' AND reservation_expires_at < $1 \
+             ORDER BY reservation_expires_at LIMIT $2")
+            .bind(now).bind(limit).fetch_all(pool).await)?)
+    }
+}

@@ -1,0 +1,154 @@
+//! Store contract tests, run on SQLite and PostgreSQL.
+
+use kit::db::Db;
+use kit::money::Money;
+use kit::pagination::PageRequest;
+use kit::with_db;
+use uuid::Uuid;
+
+use crate::model::*;
+use crate::store::{Actor, NewOrder, Patch, Store, StoreError, Transitioned};
+
+fn address() -> Address {
+    Address {
+        name: "Ada".into(),
+        line1: "1 Road".into(),
+        line2: None,
+        city: "Town".into(),
+        state: None,
+        postal_code: "12345".into(),
+        country: "US".into(),
+        phone: None,
+    }
+}
+
+fn new_order(user: Uuid, key: Option<&str>) -> NewOrder {
+    let price = Money::new(1250, "USD");
+    NewOrder {
+        id: Uuid::now_v7(),
+        user_id: user,
+        items: vec![OrderItem {
+            product_id: Uuid::now_v7(),
+            sku: "SKU-1".into(),
+            name: "Thing".into(),
+            quantity: 2,
+            unit_price: price.clone(),
+            line_total: Money::new(2500, "USD"),
+        }],
+        subtotal: Money::new(2500, "USD"),
+        shipping_cost: Money::new(599, "USD"),
+        tax: Money::new(0, "USD"),
+        total: Money::new(3099, "USD"),
+        shipping_method: "standard".into(),
+        shipping_address: address(),
+        customer_email: Some("ada@example.com".into()),
+        notes: None,
+        idempotency_key: key.map(str::to_string),
+    }
+}
+
+async fn outbox_types(db: &Db) -> Vec<String> {
+    with_db!(db, pool => sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY seq").fetch_all(pool).await)
+        .unwrap()
+}
+
+kit::db_tests! { crate::MIGRATIONS;
+
+    async fn lifecycle_history_and_events(db) {
+        let store = Store::new(db.clone());
+        let user = Uuid::now_v7();
+        let o = store.insert(&new_order(user, Some("k1"))).await.unwrap().unwrap();
+        assert_eq!(o.status, OrderStatus::Pending);
+        assert_eq!(o.total, Money::new(3099, "USD"));
+        // Same idempotency key: the same order's id.
+        assert_eq!(store.insert(&new_order(user, Some("k1"))).await.unwrap().unwrap_err(), o.id);
+
+        let sys = Actor::system("test");
+        for to in [OrderStatus::AwaitingPayment, OrderStatus::Paid, OrderStatus::Shipped, OrderStatus::Delivered] {
+            let patch = Patch {
+                carrier: (to == OrderStatus::Shipped).then(|| "UPS".into()),
+                tracking_number: (to == OrderStatus::Shipped).then(|| "1Z999".into()),
+                ..Default::default()
+            };
+            let t = store.transition(o.id, to, None, &sys, Some("step"), patch).await.unwrap();
+            assert!(matches!(&t, Transitioned::Done(x) if x.status == to), "{t:?}");
+        }
+        // Repeating the last step writes nothing.
+        let again = store.transition(o.id, OrderStatus::Delivered, None, &sys, None, Patch::default()).await.unwrap();
+        assert!(matches!(again, Transitioned::Already(_)));
+        // Terminal: cancel refused.
+        let err = store.transition(o.id, OrderStatus::Cancelled, None, &sys, None, Patch::default()).await.unwrap_err();
+        assert!(matches!(err, StoreError::Illegal { from: OrderStatus::Delivered, to: OrderStatus::Cancelled }), "{err:?}");
+
+        let o = store.get(o.id).await.unwrap().unwrap();
+        assert_eq!(o.carrier.as_deref(), Some("UPS"));
+        assert!(o.paid_at.is_some() && o.shipped_at.is_some() && o.delivered_at.is_some());
+        let h = o.history.unwrap();
+        let path: Vec<_> = h.iter().map(|e| e.to).collect();
+        assert_eq!(path, [OrderStatus::Pending, OrderStatus::AwaitingPayment, OrderStatus::Paid, OrderStatus::Shipped, OrderStatus::Delivered]);
+        assert_eq!(h[1].from, Some(OrderStatus::Pending));
+        assert_eq!(h[1].actor, "system:test");
+
+        let types = outbox_types(&db).await;
+        assert_eq!(types.iter().filter(|t| *t == "order.status_changed").count(), 4, "{types:?}");
+        for t in ["order.placed", "order.confirmed", "order.shipped", "order.delivered"] {
+            assert_eq!(types.iter().filter(|x| *x == t).count(), 1, "{t} in {types:?}");
+        }
+
+        // Listing: own orders only, status filter.
+        let other = store.insert(&new_order(Uuid::now_v7(), None)).await.unwrap().unwrap();
+        let page = PageRequest { page: 1, page_size: 10 };
+        let (mine, total) = store.list(Some(user), None, page).await.unwrap();
+        assert_eq!((mine.len(), total), (1, 1));
+        let (all, _) = store.list(None, None, page).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].id, other.id, "newest first");
+        let (pending, _) = store.list(None, Some(OrderStatus::Pending), page).await.unwrap();
+        assert_eq!(pending.iter().map(|o| o.id).collect::<Vec<_>>(), [other.id]);
+    }
+
+    async fn racing_transitions_make_one(db) {
+        let store = Store::new(db.clone());
+        let o = store.insert(&new_order(Uuid::now_v7(), None)).await.unwrap().unwrap();
+        store.transition(o.id, OrderStatus::AwaitingPayment, None, &Actor::system("t"), None, Patch::default()).await.unwrap();
+        // Payment and expiry race: PAID vs CANCELLED, many times each.
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = store.clone();
+            let to = if i % 2 == 0 { OrderStatus::Paid } else { OrderStatus::Cancelled };
+            tasks.push(tokio::spawn(async move {
+                store.transition(o.id, to, Some(&[OrderStatus::AwaitingPayment]), &Actor::system("race"), None, Patch::default()).await
+            }));
+        }
+        let mut done = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(Transitioned::Done(_)) => done += 1,
+                Ok(Transitioned::Already(_)) | Err(StoreError::Illegal { .. }) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(done, 1);
+        let h = store.get(o.id).await.unwrap().unwrap().history.unwrap();
+        assert_eq!(h.len(), 3, "{h:?}");
+        let changed = outbox_types(&db).await.iter().filter(|t| *t == "order.status_changed").count();
+        assert_eq!(changed, 2);
+    }
+
+    async fn refunds_count_once_per_event(db) {
+        let store = Store::new(db.clone());
+        let o = store.insert(&new_order(Uuid::now_v7(), None)).await.unwrap().unwrap();
+        let payment = Uuid::now_v7();
+        let ev = kit::events::Envelope::new(
+            kit::events::contract::sources::PAYMENT,
+            &kit::events::payloads::PaymentRefunded {
+                order_id: o.id, payment_id: payment, amount: Money::new(1000, "USD"), refund_id: Uuid::now_v7(),
+            },
+        ).unwrap();
+        store.record_refund(&ev, o.id, payment, 1000).await.unwrap();
+        store.record_refund(&ev, o.id, payment, 1000).await.unwrap();
+        let o2 = store.get(o.id).await.unwrap().unwrap();
+        assert_eq!(o2.refunded_amount.amount, 1000);
+        assert_eq!(o2.payment_status.as_deref(), Some("PARTIALLY_REFUNDED"));
+    }
+}
