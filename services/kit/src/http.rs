@@ -24,7 +24,10 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Wraps a service's API router with the shared middleware and adds `/healthz`, `/readyz`,
 /// `/metrics`. `service` labels metrics and logs.
 pub fn service_app(service: &'static str, api: Router, readiness: Readiness) -> Router {
-    let routes = api.merge(crate::health::routes(readiness)).merge(crate::metrics::routes());
+    let routes = api
+        .merge(crate::health::routes(readiness))
+        .merge(crate::metrics::routes())
+        .merge(crate::info::routes(service));
     with_common_layers(service, routes)
 }
 

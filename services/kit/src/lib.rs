@@ -19,6 +19,7 @@ pub mod extract;
 pub mod health;
 pub mod http;
 pub mod idempotency;
+pub mod info;
 pub mod metrics;
 pub mod money;
 pub mod pagination;
