@@ -6,15 +6,18 @@
 //! CORS, the request body limit, the request timeout, and turning upstream failures into
 //! 502/503/504 problem documents.
 
+pub mod aggregate;
 pub mod config;
 pub mod edge;
 pub mod openapi;
 pub mod proxy;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use kit::client::{ClientPolicy, ServiceClient};
 use kit::contract::ServiceName;
 use kit::health::Readiness;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -44,10 +47,20 @@ pub fn app(
     let client = proxy::client(Duration::from_secs(config.upstream_timeout_secs));
     let mut api = Router::new();
     let mut readiness = readiness;
+    let (mut clients, mut local) = (HashMap::new(), HashSet::new());
+    let policy =
+        ClientPolicy { timeout: Duration::from_secs(config.upstream_timeout_secs), ..Default::default() };
     for (service, upstream) in upstreams {
         match upstream {
-            Upstream::Local(router) => api = api.merge(router),
+            Upstream::Local(router) => {
+                clients
+                    .insert(service, ServiceClient::router(service.as_str(), router.clone(), policy.clone()));
+                local.insert(service);
+                api = api.merge(router)
+            }
             Upstream::Remote(base) => {
+                let base_str = base.as_str().trim_end_matches('/').to_string();
+                clients.insert(service, ServiceClient::http(service.as_str(), &base_str, policy.clone()));
                 let target = Arc::new(proxy::Target { service, base: base.clone(), client: client.clone() });
                 for prefix in service.public_prefixes() {
                     api = api
@@ -58,7 +71,8 @@ pub fn app(
             }
         }
     }
-    let mut api = api.merge(openapi::routes(docs));
+    let mut api =
+        api.merge(openapi::routes(docs)).merge(aggregate::routes(aggregate::Peers::new(clients, local)));
     // Innermost first: rate limits need the identity that authentication attaches.
     if config.rate_limit.enabled {
         let limits = edge::Limits::new(&config.rate_limit);
