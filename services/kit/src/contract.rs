@@ -11,17 +11,21 @@ pub enum ServiceName {
     Catalog,
     Cart,
     Inventory,
+    Order,
+    Payment,
     Notification,
     Gateway,
 }
 
 impl ServiceName {
-    /// Services implemented in this release (the others in the architecture land later).
-    pub const ALL: [ServiceName; 6] = [
+    /// Every service of the platform, in start-up order.
+    pub const ALL: [ServiceName; 8] = [
         ServiceName::Auth,
         ServiceName::Catalog,
         ServiceName::Cart,
         ServiceName::Inventory,
+        ServiceName::Order,
+        ServiceName::Payment,
         ServiceName::Notification,
         ServiceName::Gateway,
     ];
@@ -32,6 +36,8 @@ impl ServiceName {
             ServiceName::Catalog => "catalog",
             ServiceName::Cart => "cart",
             ServiceName::Inventory => "inventory",
+            ServiceName::Order => "order",
+            ServiceName::Payment => "payment",
             ServiceName::Notification => "notification",
             ServiceName::Gateway => "gateway",
         }
@@ -44,6 +50,8 @@ impl ServiceName {
             ServiceName::Gateway => 3000,
             ServiceName::Auth => 3001,
             ServiceName::Catalog => 3002,
+            ServiceName::Order => 3003,
+            ServiceName::Payment => 3005,
             ServiceName::Cart => 3006,
             ServiceName::Inventory => 3007,
             ServiceName::Notification => 3008,
@@ -69,6 +77,8 @@ impl ServiceName {
             ServiceName::Catalog => &["/api/v1/products", "/api/v1/categories", "/api/v1/brands"],
             ServiceName::Cart => &["/api/v1/cart"],
             ServiceName::Inventory => &["/api/v1/inventory"],
+            ServiceName::Order => &["/api/v1/orders"],
+            ServiceName::Payment => &["/api/v1/payments", "/api/v1/webhooks/stripe"],
             ServiceName::Notification => &["/api/v1/notifications"],
             ServiceName::Gateway => &[],
         }

@@ -68,6 +68,8 @@ pub enum Target {
     Catalog,
     Cart,
     Inventory,
+    Order,
+    Payment,
     Notification,
     Gateway,
 }
@@ -80,6 +82,8 @@ impl Target {
             Target::Catalog => vec![ServiceName::Catalog],
             Target::Cart => vec![ServiceName::Cart],
             Target::Inventory => vec![ServiceName::Inventory],
+            Target::Order => vec![ServiceName::Order],
+            Target::Payment => vec![ServiceName::Payment],
             Target::Notification => vec![ServiceName::Notification],
             Target::Gateway => vec![ServiceName::Gateway],
         }

@@ -7,12 +7,13 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::{Extension, Router};
 use kit::auth::{HttpJwks, Verifier};
+use kit::client::{ClientPolicy, ServiceClient};
 use kit::contract::ServiceName;
 use kit::db::{Db, Migrations, PoolSettings};
 use kit::events::outbox::{Relay, RelayConfig};
 use kit::events::{Consumers, EventBus};
 use kit::health::Readiness;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use shop_gateway::Upstream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,8 @@ pub fn migrations(service: ServiceName) -> Option<&'static Migrations> {
         ServiceName::Cart => Some(&shop_cart::MIGRATIONS),
         ServiceName::Inventory => Some(&shop_inventory::MIGRATIONS),
         ServiceName::Notification => Some(&shop_notification::MIGRATIONS),
+        ServiceName::Order => Some(&shop_order::MIGRATIONS),
+        ServiceName::Payment => Some(&shop_payment::MIGRATIONS),
         ServiceName::Gateway => None,
     }
 }
@@ -155,6 +158,39 @@ fn inventory_config(settings: &Settings) -> shop_inventory::InventoryConfig {
     c
 }
 
+fn order_config(settings: &Settings) -> shop_order::OrderConfig {
+    let mut c = settings.order.clone();
+    if c.internal_token.is_none() {
+        c.internal_token = settings.internal_token.clone();
+    }
+    c
+}
+
+/// In one process the services still present an internal credential to each other; without
+/// a configured one, a random one for this process's lifetime.
+fn embedded_internal_token(settings: &Settings) -> SecretString {
+    settings.internal_token.clone().unwrap_or_else(|| {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        SecretString::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    })
+}
+
+/// Clients of peer services: timeouts, retries of idempotent calls, circuit breakers.
+fn peer_policy() -> ClientPolicy {
+    ClientPolicy::default()
+}
+
+fn order_peers(
+    catalog: ServiceClient,
+    inventory: ServiceClient,
+    cart: ServiceClient,
+    internal_token: Option<SecretString>,
+) -> shop_order::Peers {
+    shop_order::Peers { catalog, inventory: inventory.with_internal_token(internal_token), cart }
+}
+
 async fn cart_store(settings: &Settings, db: Option<&Db>) -> anyhow::Result<Arc<dyn shop_cart::CartStore>> {
     let redis = settings.cart.redis_url.as_ref().or(settings.redis_url.as_ref());
     match (redis, db) {
@@ -169,17 +205,22 @@ async fn cart_store(settings: &Settings, db: Option<&Db>) -> anyhow::Result<Arc<
 /// What `shop up` / `shop serve all` runs: every service behind the gateway in one process,
 /// talking over the in-process event bus (or Kafka when `SHOP_EVENTS__BUS=kafka`).
 pub async fn embedded(settings: &Settings, seed: bool) -> anyhow::Result<Running> {
+    kit::info::set_mode("embedded");
     let mut b = Builder::new();
     let auth_db = open_db(settings, ServiceName::Auth, DbScope::Shared).await?;
     let catalog_db = open_db(settings, ServiceName::Catalog, DbScope::Shared).await?;
     let cart_db = open_db(settings, ServiceName::Cart, DbScope::Shared).await?;
     let inventory_db = open_db(settings, ServiceName::Inventory, DbScope::Shared).await?;
     let notification_db = open_db(settings, ServiceName::Notification, DbScope::Shared).await?;
+    let order_db = open_db(settings, ServiceName::Order, DbScope::Shared).await?;
+    let payment_db = open_db(settings, ServiceName::Payment, DbScope::Shared).await?;
     for (name, db) in [
         ("auth", &auth_db),
         ("catalog", &catalog_db),
         ("cart", &cart_db),
         ("inventory", &inventory_db),
+        ("order", &order_db),
+        ("payment", &payment_db),
         ("notification", &notification_db),
     ] {
         b.db(name, db);
@@ -207,10 +248,41 @@ pub async fn embedded(settings: &Settings, seed: bool) -> anyhow::Result<Running
             .await?;
     b.readiness = std::mem::take(&mut b.readiness).with("cart", cart.readiness_check());
 
-    let inventory = shop_inventory::InventoryState::new(inventory_db.clone(), inventory_config(settings));
+    let token = embedded_internal_token(settings);
+    let mut inventory_cfg = inventory_config(settings);
+    inventory_cfg.internal_token = Some(token.clone());
+    let inventory = shop_inventory::InventoryState::new(inventory_db.clone(), inventory_cfg);
     shop_inventory::subscribe(&*bus, inventory.clone())?;
     b.tasks.push(shop_inventory::spawn_sweeper(inventory.clone(), b.shutdown.clone()));
     b.relay("inventory", &inventory_db, &bus);
+    let inventory = shop_inventory::router(inventory).layer(Extension(verifier.clone()));
+    let cart = shop_cart::router(cart).layer(Extension(verifier.clone()));
+
+    // The order service calls the catalog, the inventory and the cart through their routers.
+    let peers = order_peers(
+        ServiceClient::router("catalog", catalog.clone(), peer_policy()),
+        ServiceClient::router("inventory", inventory.clone(), peer_policy()),
+        ServiceClient::router("cart", cart.clone(), peer_policy()),
+        Some(token.clone()),
+    );
+    let mut order_cfg = order_config(settings);
+    order_cfg.internal_token = Some(token.clone());
+    let saga = shop_order::Saga::new(shop_order::Store::new(order_db.clone()), peers, order_cfg);
+    shop_order::subscribe(&*bus, saga.clone())?;
+    b.tasks.push(shop_order::spawn_worker(saga.clone(), b.shutdown.clone()));
+    b.relay("order", &order_db, &bus);
+    let order = shop_order::router(saga).layer(Extension(verifier.clone()));
+
+    let payment = shop_payment::PaymentState::new(
+        payment_db.clone(),
+        settings.payment.clone(),
+        shop_payment::router_orders(order.clone(), Some(token.clone())),
+    )?;
+    shop_payment::subscribe(&*bus, payment.clone())?;
+    b.tasks.push(shop_payment::spawn_simulated_webhooks(payment.clone(), b.shutdown.clone()));
+    b.tasks.push(shop_payment::spawn_sweeper(payment.clone(), b.shutdown.clone()));
+    b.relay("payment", &payment_db, &bus);
+    let payment = shop_payment::router(payment).layer(Extension(verifier.clone()));
 
     let notification =
         shop_notification::NotificationState::new(notification_db, settings.notification.clone()).await?;
@@ -220,11 +292,10 @@ pub async fn embedded(settings: &Settings, seed: bool) -> anyhow::Result<Running
     let upstreams = vec![
         (ServiceName::Auth, Upstream::Local(shop_auth::router(auth).layer(Extension(verifier.clone())))),
         (ServiceName::Catalog, Upstream::Local(catalog)),
-        (ServiceName::Cart, Upstream::Local(shop_cart::router(cart).layer(Extension(verifier.clone())))),
-        (
-            ServiceName::Inventory,
-            Upstream::Local(shop_inventory::router(inventory).layer(Extension(verifier.clone()))),
-        ),
+        (ServiceName::Cart, Upstream::Local(cart)),
+        (ServiceName::Inventory, Upstream::Local(inventory)),
+        (ServiceName::Order, Upstream::Local(order)),
+        (ServiceName::Payment, Upstream::Local(payment)),
         (
             ServiceName::Notification,
             Upstream::Local(shop_notification::router(notification).layer(Extension(verifier.clone()))),
@@ -245,7 +316,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         shop_catalog::openapi(),
         shop_cart::openapi(),
         shop_inventory::openapi(),
+        shop_order::openapi(),
+        shop_payment::openapi(),
         shop_notification::openapi(),
+        shop_gateway::aggregate::openapi(),
     ])
 }
 
@@ -322,6 +396,41 @@ pub async fn single(settings: &Settings, service: ServiceName) -> anyhow::Result
             b.tasks.push(shop_inventory::spawn_sweeper(state.clone(), b.shutdown.clone()));
             b.relay("", &db, &bus);
             let api = shop_inventory::router(state).layer(Extension(http_verifier(settings)));
+            b.finish(api_app(api), Some(&bus)).await
+        }
+        ServiceName::Order => {
+            let db = open_db(settings, service, DbScope::Single).await?;
+            b.db("", &db);
+            let bus = kit::events::connect(&settings.events).await.context("connecting the event bus")?;
+            let url = |s: ServiceName| settings.service_url(s).as_str().trim_end_matches('/').to_string();
+            let peers = order_peers(
+                ServiceClient::http("catalog", &url(ServiceName::Catalog), peer_policy()),
+                ServiceClient::http("inventory", &url(ServiceName::Inventory), peer_policy()),
+                ServiceClient::http("cart", &url(ServiceName::Cart), peer_policy()),
+                settings.internal_token.clone(),
+            );
+            let saga =
+                shop_order::Saga::new(shop_order::Store::new(db.clone()), peers, order_config(settings));
+            shop_order::subscribe(&*bus, saga.clone())?;
+            b.tasks.push(shop_order::spawn_worker(saga.clone(), b.shutdown.clone()));
+            b.relay("", &db, &bus);
+            let api = shop_order::router(saga).layer(Extension(http_verifier(settings)));
+            b.finish(api_app(api), Some(&bus)).await
+        }
+        ServiceName::Payment => {
+            let db = open_db(settings, service, DbScope::Single).await?;
+            b.db("", &db);
+            let bus = kit::events::connect(&settings.events).await.context("connecting the event bus")?;
+            let orders = shop_payment::http_orders(
+                settings.service_url(ServiceName::Order).as_str().trim_end_matches('/'),
+                settings.internal_token.clone(),
+            );
+            let state = shop_payment::PaymentState::new(db.clone(), settings.payment.clone(), orders)?;
+            shop_payment::subscribe(&*bus, state.clone())?;
+            b.tasks.push(shop_payment::spawn_simulated_webhooks(state.clone(), b.shutdown.clone()));
+            b.tasks.push(shop_payment::spawn_sweeper(state.clone(), b.shutdown.clone()));
+            b.relay("", &db, &bus);
+            let api = shop_payment::router(state).layer(Extension(http_verifier(settings)));
             b.finish(api_app(api), Some(&bus)).await
         }
         ServiceName::Notification => {

@@ -35,6 +35,8 @@ pub struct Settings {
     pub catalog_url: Option<url::Url>,
     pub cart_url: Option<url::Url>,
     pub inventory_url: Option<url::Url>,
+    pub order_url: Option<url::Url>,
+    pub payment_url: Option<url::Url>,
     pub notification_url: Option<url::Url>,
     /// `SHOP_REDIS_URL`: Redis for the cart (when unset, carts live in the cart's SQL database).
     pub redis_url: Option<SecretString>,
@@ -48,6 +50,9 @@ pub struct Settings {
     pub cart: shop_cart::CartConfig,
     pub inventory: shop_inventory::InventoryConfig,
     pub notification: shop_notification::NotificationConfig,
+    /// `SHOP_ORDER__*`, `SHOP_PAYMENT__*`: the order and payment services' settings.
+    pub order: shop_order::OrderConfig,
+    pub payment: shop_payment::PaymentConfig,
     /// `SHOP_GATEWAY__*`: the gateway's settings.
     pub gateway: shop_gateway::GatewayConfig,
 }
@@ -67,6 +72,8 @@ impl Default for Settings {
             catalog_url: None,
             cart_url: None,
             inventory_url: None,
+            order_url: None,
+            payment_url: None,
             notification_url: None,
             redis_url: None,
             internal_token: None,
@@ -75,6 +82,8 @@ impl Default for Settings {
             cart: shop_cart::CartConfig::default(),
             inventory: shop_inventory::InventoryConfig::default(),
             notification: shop_notification::NotificationConfig::default(),
+            order: shop_order::OrderConfig::default(),
+            payment: shop_payment::PaymentConfig::default(),
             gateway: shop_gateway::GatewayConfig::default(),
         }
     }
@@ -116,6 +125,8 @@ impl Settings {
             ServiceName::Catalog => self.catalog_url.clone(),
             ServiceName::Cart => self.cart_url.clone(),
             ServiceName::Inventory => self.inventory_url.clone(),
+            ServiceName::Order => self.order_url.clone(),
+            ServiceName::Payment => self.payment_url.clone(),
             ServiceName::Notification => self.notification_url.clone(),
             ServiceName::Gateway => None,
         };

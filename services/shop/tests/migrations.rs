@@ -11,7 +11,7 @@ fn migration(backend: &str, service: &str) -> String {
 
 #[test]
 fn event_services_carry_the_kits_outbox_and_inbox_schema() {
-    for service in ["inventory", "notification"] {
+    for service in ["inventory", "order", "payment", "notification"] {
         assert!(
             migration("postgres", service).contains(OUTBOX_POSTGRES_SQL.trim()),
             "migrations/postgres/{service}/0001_init.sql must contain the kit's outbox/inbox SQL verbatim"

@@ -1,0 +1,364 @@
+//! The checkout flow as a black-box user of the public API drives it, against any base URL
+//! (one process or services apart).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// How long the flow waits for an asynchronous step (events crossing services).
+const WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    c: reqwest::Client,
+    /// Logins are throttled per account: the admin logs in once.
+    admin: std::sync::Arc<tokio::sync::OnceCell<String>>,
+}
+
+pub fn address() -> Value {
+    json!({
+        "name": "Ada Lovelace", "line1": "12 Analytical Row", "city": "Springfield",
+        "postalCode": "12345", "country": "US"
+    })
+}
+
+impl Api {
+    pub fn new(base: impl Into<String>) -> Api {
+        Api { base: base.into(), c: reqwest::Client::new(), admin: Default::default() }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn read(res: reqwest::Response) -> (u16, Value) {
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        let mut req = self.c.get(self.url(path));
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        Self::read(req.send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        let mut req = self.c.post(self.url(path)).json(body);
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        Self::read(req.send().await.unwrap()).await
+    }
+
+    pub async fn patch(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        Self::read(self.c.patch(self.url(path)).bearer_auth(token).json(body).send().await.unwrap()).await
+    }
+
+    pub async fn post_idem(&self, token: &str, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let req = self.c.post(self.url(path)).bearer_auth(token).header("Idempotency-Key", key).json(body);
+        Self::read(req.send().await.unwrap()).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let (status, v) = Self::read(
+            self.c
+                .post(self.url("/api/v1/auth/login"))
+                .json(&json!({ "email": email, "password": password }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "login as {email}: {v}");
+        v["accessToken"].as_str().unwrap().to_string()
+    }
+
+    /// A new customer: (access token, email).
+    pub async fn register(&self) -> (String, String) {
+        let email = format!("buyer-{}@example.com", Uuid::now_v7().simple());
+        let body = json!({ "email": email, "password": "Buyer12345", "firstName": "Bea" });
+        let (status, v) =
+            Self::read(self.c.post(self.url("/api/v1/auth/register")).json(&body).send().await.unwrap())
+                .await;
+        assert!(status == 201 || status == 200, "register: {status} {v}");
+        (self.login(&email, "Buyer12345").await, email)
+    }
+
+    pub async fn admin(&self) -> String {
+        self.admin.get_or_init(|| self.login("admin@example.com", "Admin123!")).await.clone()
+    }
+
+    pub async fn stock(&self, product: Uuid) -> Value {
+        let admin = self.admin().await;
+        let (status, v) = self.get(&admin, &format!("/api/v1/inventory/{product}")).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// A seeded, active product with at least `min` units available.
+    pub async fn product_with_stock(&self, min: i64) -> Uuid {
+        let admin = self.admin().await;
+        let (_, page) = self.get(&admin, "/api/v1/inventory?pageSize=100").await;
+        for s in page["items"].as_array().unwrap() {
+            if s["availableQuantity"].as_i64().unwrap() < min + 10 {
+                continue;
+            }
+            let id: Uuid = s["productId"].as_str().unwrap().parse().unwrap();
+            let (status, p) = self.get(&admin, &format!("/api/v1/products/{id}")).await;
+            if status == 200 && p["active"] == true {
+                return id;
+            }
+        }
+        panic!("no seeded product with stock: {page}");
+    }
+
+    /// A new product (admin) with exactly `quantity` units.
+    pub async fn new_product_with_stock(&self, quantity: i64) -> Uuid {
+        let admin = self.admin().await;
+        let (_, page) = self.get(&admin, "/api/v1/products?pageSize=1").await;
+        let category = page["items"][0]["category"]["id"].clone();
+        let sku = format!("RACE-{}", Uuid::now_v7().simple());
+        let (status, p) = self
+            .post(
+                &admin,
+                "/api/v1/products",
+                &json!({ "name": format!("Last One {sku}"), "sku": sku, "price": {"amount": 1999, "currency": "USD"}, "categoryId": category }),
+            )
+            .await;
+        assert_eq!(status, 201, "{p}");
+        let id: Uuid = p["id"].as_str().unwrap().parse().unwrap();
+        let (status, s) = self
+            .post(&admin, "/api/v1/inventory", &json!({ "productId": id, "sku": sku, "quantity": quantity }))
+            .await;
+        assert_eq!(status, 201, "{s}");
+        id
+    }
+
+    pub async fn add_to_cart(&self, token: &str, product: Uuid, quantity: i64) {
+        let (status, v) = self
+            .post(token, "/api/v1/cart/items", &json!({ "productId": product, "quantity": quantity }))
+            .await;
+        assert!(status == 200 || status == 201, "add to cart: {status} {v}");
+    }
+
+    pub async fn checkout(&self, token: &str, key: &str) -> (u16, Value) {
+        self.post_idem(
+            token,
+            "/api/v1/orders/checkout",
+            key,
+            &json!({ "shippingAddress": address(), "shippingMethod": "standard" }),
+        )
+        .await
+    }
+
+    pub async fn order_items(&self, token: &str, product: Uuid, quantity: i64) -> (u16, Value) {
+        let body = json!({ "items": [{ "productId": product, "quantity": quantity }], "shippingAddress": address() });
+        self.post_idem(token, "/api/v1/orders", &Uuid::now_v7().to_string(), &body).await
+    }
+
+    /// Creates the payment intent of an order and confirms it with `card`.
+    pub async fn pay(&self, token: &str, order: &str, card: &str) -> (Value, (u16, Value)) {
+        let (status, intent) = self
+            .post_idem(
+                token,
+                "/api/v1/payments/intent",
+                &Uuid::now_v7().to_string(),
+                &json!({ "orderId": order }),
+            )
+            .await;
+        assert!(status == 201 || status == 200, "intent: {status} {intent}");
+        assert!(intent["clientSecret"].is_string(), "{intent}");
+        let id = intent["id"].as_str().unwrap();
+        let confirmed = self
+            .post(token, &format!("/api/v1/payments/{id}/confirm"), &json!({ "paymentMethod": card }))
+            .await;
+        (intent, confirmed)
+    }
+
+    pub async fn wait_order(&self, token: &str, id: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (code, o) = self.get(token, &format!("/api/v1/orders/{id}")).await;
+            assert_eq!(code, 200, "{o}");
+            if o["status"] == status {
+                return o;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "order never became {status}: {o}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_payment(&self, token: &str, id: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (code, p) = self.get(token, &format!("/api/v1/payments/{id}")).await;
+            assert_eq!(code, 200, "{p}");
+            if p["status"] == status {
+                return p;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "payment never became {status}: {p}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_stock(&self, product: Uuid, available: i64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let s = self.stock(product).await;
+            if s["availableQuantity"] == available {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "stock never became {available}: {s}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// register → cart → checkout → intent → confirm → PAID and stock committed → captured →
+/// shipped → delivered; a declined card → FAILED and stock released; cancel a paid order →
+/// refund recorded, stock back.
+pub async fn full_flow(api: &Api) {
+    let admin = api.admin().await;
+    let (user, _email) = api.register().await;
+    let product = api.product_with_stock(5).await;
+    let before = api.stock(product).await;
+    let (avail, total) =
+        (before["availableQuantity"].as_i64().unwrap(), before["totalQuantity"].as_i64().unwrap());
+
+    // Checkout from the cart.
+    api.add_to_cart(&user, product, 2).await;
+    let (status, order) = api.checkout(&user, &Uuid::now_v7().to_string()).await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "AWAITING_PAYMENT", "{order}");
+    let id = order["id"].as_str().unwrap().to_string();
+    let unit = order["items"][0]["unitPrice"]["amount"].as_i64().unwrap();
+    assert_eq!(order["subtotal"]["amount"].as_i64().unwrap(), unit * 2);
+    assert_eq!(
+        order["total"]["amount"].as_i64().unwrap(),
+        order["subtotal"]["amount"].as_i64().unwrap()
+            + order["shippingCost"]["amount"].as_i64().unwrap()
+            + order["tax"]["amount"].as_i64().unwrap()
+    );
+    let (_, cart) = api.get(&user, "/api/v1/cart").await;
+    assert_eq!(cart["items"].as_array().unwrap().len(), 0, "checkout empties the cart: {cart}");
+    assert_eq!(api.stock(product).await["availableQuantity"].as_i64().unwrap(), avail - 2, "reserved");
+    // Someone else cannot see it.
+    let (other, _) = api.register().await;
+    assert_eq!(api.get(&other, &format!("/api/v1/orders/{id}")).await.0, 404);
+
+    // Pay with a good card.
+    let (intent, (status, confirmed)) = api.pay(&user, &id, "pm_card_visa").await;
+    assert_eq!(status, 200, "{confirmed}");
+    assert_eq!(intent["amount"], order["total"], "the amount comes from the order");
+    let payment = intent["id"].as_str().unwrap().to_string();
+    let paid = api.wait_order(&user, &id, "PAID").await;
+    assert_eq!(paid["paymentId"].as_str(), Some(payment.as_str()));
+    let s = api.stock(product).await;
+    assert_eq!(
+        (s["availableQuantity"].as_i64().unwrap(), s["totalQuantity"].as_i64().unwrap()),
+        (avail - 2, total - 2),
+        "committed"
+    );
+    // The order confirmed: the payment service captures.
+    api.wait_payment(&user, &payment, "CAPTURED").await;
+    let (_, by_order) = api.get(&user, &format!("/api/v1/payments/order/{id}")).await;
+    assert_eq!(by_order.as_array().map(|a| a.len()), Some(1), "{by_order}");
+
+    // Admin ships and delivers; illegal moves are refused.
+    let (status, body) =
+        api.patch(&user, &format!("/api/v1/orders/{id}/status"), &json!({ "status": "SHIPPED" })).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) =
+        api.patch(&admin, &format!("/api/v1/orders/{id}/status"), &json!({ "status": "SHIPPED" })).await;
+    assert_eq!(status, 422, "carrier and tracking number required: {body}");
+    let (status, body) =
+        api.patch(&admin, &format!("/api/v1/orders/{id}/status"), &json!({ "status": "DELIVERED" })).await;
+    assert_eq!(status, 409, "not shipped yet: {body}");
+    let (status, shipped) = api
+        .patch(
+            &admin,
+            &format!("/api/v1/orders/{id}/status"),
+            &json!({ "status": "SHIPPED", "carrier": "UPS", "trackingNumber": "1Z999AA10123456784" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{shipped}");
+    let (status, body) = api.post(&user, &format!("/api/v1/orders/{id}/cancel"), &json!({})).await;
+    assert_eq!(status, 409, "a customer cannot cancel a shipped order: {body}");
+    let (status, delivered) =
+        api.patch(&admin, &format!("/api/v1/orders/{id}/status"), &json!({ "status": "DELIVERED" })).await;
+    assert_eq!(status, 200, "{delivered}");
+    let (status, tracking) = api.get(&user, &format!("/api/v1/orders/{id}/tracking")).await;
+    assert_eq!(status, 200, "{tracking}");
+    assert_eq!(tracking["carrier"], "UPS");
+    assert_eq!(tracking["status"], "DELIVERED");
+    let path: Vec<&str> =
+        tracking["events"].as_array().unwrap().iter().map(|e| e["to"].as_str().unwrap()).collect();
+    assert_eq!(path, ["PENDING", "AWAITING_PAYMENT", "PAID", "SHIPPED", "DELIVERED"]);
+
+    // The gateway's aggregate: the order, its products and its payment status in one call.
+    let (status, view) = api.get(&user, &format!("/api/v1/bff/orders/{id}")).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["order"]["status"], "DELIVERED");
+    assert_eq!(view["paymentStatus"], "CAPTURED", "{view}");
+    assert_eq!(view["products"][0]["id"], json!(product), "{view}");
+    assert_eq!(view["degraded"], json!([]));
+    assert_eq!(api.get(&other, &format!("/api/v1/bff/orders/{id}")).await.0, 404);
+
+    // A declined card: the order fails and the stock comes back.
+    let avail = api.stock(product).await["availableQuantity"].as_i64().unwrap();
+    let (status, order) = api.order_items(&user, product, 1).await;
+    assert_eq!(status, 201, "{order}");
+    let id = order["id"].as_str().unwrap().to_string();
+    let (_, (status, declined)) = api.pay(&user, &id, "pm_card_chargeDeclined").await;
+    assert_eq!(status, 402, "{declined}");
+    let failed = api.wait_order(&user, &id, "FAILED").await;
+    assert!(failed["failureReason"].as_str().unwrap().contains("payment failed"), "{failed}");
+    api.wait_stock(product, avail).await;
+
+    // Cancel a paid order: refund recorded, stock back.
+    let (status, order) = api.order_items(&user, product, 3).await;
+    assert_eq!(status, 201, "{order}");
+    let id = order["id"].as_str().unwrap().to_string();
+    let (intent, (status, _)) = api.pay(&user, &id, "4242424242424242").await;
+    assert_eq!(status, 200);
+    let payment = intent["id"].as_str().unwrap().to_string();
+    api.wait_order(&user, &id, "PAID").await;
+    api.wait_payment(&user, &payment, "CAPTURED").await;
+    let (status, cancelled) = api
+        .post(&user, &format!("/api/v1/orders/{id}/cancel"), &json!({ "reason": "changed my mind" }))
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "CANCELLED");
+    let refunded = api.wait_payment(&user, &payment, "REFUNDED").await;
+    assert_eq!(refunded["refundedAmount"], order["total"]["amount"], "{refunded}");
+    assert_eq!(refunded["refunds"].as_array().unwrap().len(), 1, "{refunded}");
+    api.wait_stock(product, avail).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, o) = api.get(&user, &format!("/api/v1/orders/{id}")).await;
+        if o["paymentStatus"] == "REFUNDED" {
+            assert_eq!(o["refundedAmount"], order["total"]);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "order never learnt of the refund: {o}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `GET /api/v1/info` lists every service, up, with its build.
+pub async fn every_service_reports_its_info(api: &Api) {
+    let (status, rows) = api.get("", "/api/v1/info").await;
+    assert_eq!(status, 200, "{rows}");
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), kit::contract::ServiceName::ALL.len(), "{rows:?}");
+    for r in rows {
+        assert_eq!(r["status"], "up", "{r}");
+        assert!(r["info"]["version"].is_string() && r["info"]["gitRevision"].is_string(), "{r}");
+    }
+}
