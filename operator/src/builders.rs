@@ -67,10 +67,14 @@ pub fn service_config(sp: &ShopPlatform, service: ServiceName) -> BTreeMap<Strin
             format!("{}/.well-known/jwks.json", service_url(sp, ServiceName::Auth)),
         );
     }
-    if service == ServiceName::Gateway {
-        for other in enabled.iter().filter(|s| **s != ServiceName::Gateway) {
-            data.insert(other.url_env_key(), service_url(sp, *other));
-        }
+    // The peers the service calls over HTTP (the gateway: every other service), when enabled.
+    for peer in names::http_peers(service).into_iter().filter(|p| enabled.contains(p)) {
+        data.insert(peer.url_env_key(), service_url(sp, peer));
+    }
+    if service == ServiceName::Payment {
+        // Stripe when the spec names its Secret (the keys come from it, see `secret_env`).
+        let provider = if sp.spec.stripe.is_some() { "stripe" } else { "simulated" };
+        data.insert(ENV_PAYMENT_PROVIDER.to_string(), provider.to_string());
     }
     // The event bus (kit::events::EventsConfig): Kafka, with the platform's topic prefix.
     data.insert(events_env::BUS.to_string(), "kafka".to_string());
@@ -96,8 +100,9 @@ pub fn config_map(sp: &ShopPlatform, service: ServiceName) -> ConfigMap {
     }
 }
 
-/// Environment variables that come from Secrets.
-fn secret_env(sp: &ShopPlatform, service: ServiceName) -> Vec<Value> {
+/// Environment variables that come from Secrets. `serving`: the Deployment's container (the
+/// migration Job's container does not get the Stripe credentials).
+fn secret_env(sp: &ShopPlatform, service: ServiceName, serving: bool) -> Vec<Value> {
     let secret = |name: &str, secret: String, key: &str| json!({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}});
     let mut out = Vec::new();
     if service.has_database() {
@@ -110,7 +115,16 @@ fn secret_env(sp: &ShopPlatform, service: ServiceName) -> Vec<Value> {
     if let (RedisMode::External, Some(r)) = (sp.spec.redis.mode, &sp.spec.redis.url_secret_ref) {
         out.push(secret(ENV_REDIS_URL, r.name.clone(), &r.key));
     }
-    for var in sp.spec.service(service).env {
+    if let (ServiceName::Payment, true, Some(stripe)) = (service, serving, &sp.spec.stripe) {
+        out.push(secret(ENV_STRIPE_SECRET_KEY, stripe.secret_name.clone(), STRIPE_API_KEY_KEY));
+        out.push(secret(ENV_PAYMENT_WEBHOOK_SECRET, stripe.secret_name.clone(), STRIPE_WEBHOOK_SECRET_KEY));
+    }
+    // The spec's extra env overrides the operator's: a variable it names (by value or from a
+    // Secret) replaces the operator's secret reference (which would shadow a ConfigMap value,
+    // and a name twice in `env` is refused by server-side apply).
+    let extra = sp.spec.service(service).env;
+    out.retain(|e| !extra.iter().any(|v| e["name"] == v.name.as_str()));
+    for var in extra {
         if let Some(r) = var.secret_key_ref {
             out.push(secret(&var.name, r.name, &r.key));
         }
@@ -155,7 +169,8 @@ fn pod_security_context(uid: i64) -> Value {
     })
 }
 
-/// The container running `shop <args…>`.
+/// The container running `shop <args…>`; `probes`: the serving container of a Deployment (ports,
+/// probes, every secret of the service), otherwise a migration Job's.
 fn shop_container(sp: &ShopPlatform, service: ServiceName, name: &str, args: Value, probes: bool) -> Value {
     let mut c = json!({
         "name": name,
@@ -163,7 +178,7 @@ fn shop_container(sp: &ShopPlatform, service: ServiceName, name: &str, args: Val
         "imagePullPolicy": sp.spec.image_pull_policy.as_str(),
         "args": args,
         "envFrom": [{"configMapRef": {"name": names::config_map(sp, service)}}],
-        "env": secret_env(sp, service),
+        "env": secret_env(sp, service, probes),
         "resources": resources(sp, service),
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
@@ -909,6 +924,103 @@ mod tests {
         );
     }
 
+    /// The `SHOP_<SERVICE>_URL` keys of a service's ConfigMap.
+    fn peer_urls(p: &ShopPlatform, service: ServiceName) -> Vec<String> {
+        let c = service_config(p, service);
+        ServiceName::ALL.into_iter().map(|s| s.url_env_key()).filter(|k| c.contains_key(k)).collect()
+    }
+
+    fn env_of(c: &k8s_openapi::api::core::v1::Container) -> Value {
+        serde_json::to_value(c.env.clone().unwrap_or_default()).unwrap()
+    }
+
+    #[test]
+    fn services_get_the_urls_of_the_peers_they_call() {
+        let p = sp(json!({"version": "1"}));
+        let keys = |names: &[&str]| names.iter().map(|n| format!("SHOP_{n}_URL")).collect::<Vec<_>>();
+        assert_eq!(peer_urls(&p, ServiceName::Order), keys(&["CATALOG", "CART", "INVENTORY"]));
+        assert_eq!(peer_urls(&p, ServiceName::Payment), keys(&["ORDER"]));
+        assert_eq!(peer_urls(&p, ServiceName::Cart), keys(&["CATALOG"]));
+        for s in [ServiceName::Auth, ServiceName::Catalog, ServiceName::Inventory, ServiceName::Notification]
+        {
+            assert!(peer_urls(&p, s).is_empty(), "{s}");
+        }
+        assert_eq!(
+            peer_urls(&p, ServiceName::Gateway),
+            keys(&["AUTH", "CATALOG", "CART", "INVENTORY", "ORDER", "PAYMENT", "NOTIFICATION"])
+        );
+        let order = service_config(&p, ServiceName::Order);
+        assert_eq!(order["SHOP_INVENTORY_URL"], "http://shop-inventory.ns.svc");
+        assert_eq!(service_config(&p, ServiceName::Payment)["SHOP_ORDER_URL"], "http://shop-order.ns.svc");
+        // A disabled peer is not named (it has no Service).
+        let no_inventory = sp(json!({"version": "1", "services": {"inventory": {"enabled": false}}}));
+        assert_eq!(peer_urls(&no_inventory, ServiceName::Order), keys(&["CATALOG", "CART"]));
+        // Callers present the internal credential: every service gets it from its Secret.
+        for s in ServiceName::ALL {
+            let env = env_of(&deployment(&p, s).spec.template.spec.unwrap().containers[0]);
+            assert!(
+                env.as_array().unwrap().iter().any(|e| e["name"] == env::INTERNAL_TOKEN
+                    && e["valueFrom"]["secretKeyRef"]
+                        == json!({"name": "shop-internal-credential", "key": "credential"})),
+                "{s}: {env}"
+            );
+        }
+    }
+
+    #[test]
+    fn stripe_credentials_come_from_the_referenced_secret() {
+        let simulated = sp(json!({"version": "1"}));
+        assert_eq!(service_config(&simulated, ServiceName::Payment)[ENV_PAYMENT_PROVIDER], "simulated");
+        let text = render_yaml(&simulated);
+        assert!(!text.contains("SHOP_PAYMENT__STRIPE") && !text.contains(ENV_PAYMENT_WEBHOOK_SECRET));
+
+        let p = sp(json!({"version": "1", "stripe": {"secretName": "stripe-creds"}}));
+        let config = service_config(&p, ServiceName::Payment);
+        assert_eq!(config[ENV_PAYMENT_PROVIDER], "stripe");
+        assert!(
+            !config.contains_key(ENV_STRIPE_SECRET_KEY) && !config.contains_key(ENV_PAYMENT_WEBHOOK_SECRET)
+        );
+        let pod = deployment(&p, ServiceName::Payment).spec.template.spec.unwrap();
+        let env = env_of(&pod.containers[0]);
+        let from = |name: &str| env.as_array().unwrap().iter().find(|e| e["name"] == name).cloned();
+        assert_eq!(
+            from(ENV_STRIPE_SECRET_KEY).unwrap(),
+            json!({"name": ENV_STRIPE_SECRET_KEY, "valueFrom": {"secretKeyRef": {"name": "stripe-creds", "key": "apiKey"}}})
+        );
+        assert_eq!(
+            from(ENV_PAYMENT_WEBHOOK_SECRET).unwrap(),
+            json!({"name": ENV_PAYMENT_WEBHOOK_SECRET, "valueFrom": {"secretKeyRef": {"name": "stripe-creds", "key": "webhookSecret"}}})
+        );
+        // Only the payment service's pods, and not its migration Job.
+        let job = migration_job(&p, ServiceName::Payment).unwrap().spec.unwrap().template.spec.unwrap();
+        assert!(!env_of(&job.containers[0]).to_string().contains("stripe-creds"));
+        for s in ServiceName::ALL.into_iter().filter(|s| *s != ServiceName::Payment) {
+            let c = deployment(&p, s).spec.template.spec.unwrap().containers[0].clone();
+            assert!(!env_of(&c).to_string().contains("stripe-creds"), "{s}");
+            assert!(!service_config(&p, s).contains_key(ENV_PAYMENT_PROVIDER), "{s}");
+        }
+    }
+
+    #[test]
+    fn extra_env_overrides_the_operators_secret_references() {
+        let p = sp(
+            json!({"version": "1", "stripe": {"secretName": "stripe-creds"}, "services": {"payment": {"env": [
+                {"name": ENV_STRIPE_SECRET_KEY, "secretKeyRef": {"name": "other", "key": "restricted"}},
+                {"name": ENV_PAYMENT_WEBHOOK_SECRET, "value": "whsec_test"},
+            ]}}}),
+        );
+        let env = secret_env(&p, ServiceName::Payment, true);
+        let named = |n: &str| env.iter().filter(|e| e["name"] == n).cloned().collect::<Vec<_>>();
+        assert_eq!(
+            named(ENV_STRIPE_SECRET_KEY),
+            vec![
+                json!({"name": ENV_STRIPE_SECRET_KEY, "valueFrom": {"secretKeyRef": {"name": "other", "key": "restricted"}}})
+            ]
+        );
+        assert!(named(ENV_PAYMENT_WEBHOOK_SECRET).is_empty());
+        assert_eq!(service_config(&p, ServiceName::Payment)[ENV_PAYMENT_WEBHOOK_SECRET], "whsec_test");
+    }
+
     #[test]
     fn a_config_change_changes_the_pod_template() {
         let a = deployment(&sp(json!({"version": "1"})), ServiceName::Auth);
@@ -980,7 +1092,7 @@ mod tests {
         );
         assert!(redis_deployment(&ext).is_none());
         assert!(!service_config(&ext, ServiceName::Catalog).contains_key(ENV_REDIS_URL));
-        let env = serde_json::to_value(secret_env(&ext, ServiceName::Catalog)).unwrap();
+        let env = serde_json::to_value(secret_env(&ext, ServiceName::Catalog, true)).unwrap();
         assert!(env.as_array().unwrap().iter().any(|e| e["name"] == ENV_REDIS_URL
             && e["valueFrom"]["secretKeyRef"] == json!({"name": "r", "key": "url"})));
     }

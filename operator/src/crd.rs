@@ -55,7 +55,8 @@ pub struct ShopPlatformSpec {
     /// The Redis cache (cart storage).
     #[serde(default)]
     pub redis: RedisSpec,
-    /// Stripe credentials; without them the payment service uses its simulated provider.
+    /// Stripe credentials: when set, the payment service uses Stripe with the keys of this
+    /// Secret; without them it uses its simulated provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe: Option<StripeSpec>,
     /// SMTP relay for outgoing email; without it email is captured by the notification service.
@@ -460,12 +461,15 @@ pub enum RedisMode {
     Embedded,
 }
 
-/// Stripe credentials.
+/// Stripe credentials of the payment service: it runs with `SHOP_PAYMENT__PROVIDER=stripe` and
+/// reads both keys from the Secret (`secretKeyRef`, never copied into the ConfigMap).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StripeSpec {
-    /// Secret with the keys `apiKey` (secret API key) and `webhookSecret` (endpoint signing
-    /// secret).
+    /// Secret in the platform's namespace with the keys `apiKey` (secret API key, `sk_live_…`;
+    /// becomes `SHOP_PAYMENT__STRIPE__SECRET_KEY`) and `webhookSecret` (the webhook endpoint's
+    /// signing secret, `whsec_…`; becomes `SHOP_PAYMENT__WEBHOOK_SECRET`). The payment pods do
+    /// not start while the Secret or a key is missing.
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: String,
 }

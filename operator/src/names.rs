@@ -25,16 +25,48 @@ pub const ENV_JWT_SIGNING_KEY: &str = kit::contract::env::JWT_SIGNING_KEY;
 pub const ENV_INTERNAL_CREDENTIAL: &str = kit::contract::env::INTERNAL_TOKEN;
 /// The URL of Redis (`redis://host:6379`), the cart's store (`SHOP_REDIS_URL`).
 pub const ENV_REDIS_URL: &str = kit::contract::env::REDIS_URL;
-/// Not in the kit contract yet: which consumer group reads which logical topic (the "consumers"
-/// column of docs/events.md; groups are named after the consuming service). The operator creates
-/// one dead-letter topic per pair (`kit::events::contract::dead_letter_topic`).
+/// Not in the kit contract yet: which consumer group reads which logical topic (groups are named
+/// after the consuming service). For the services that exist these are their subscriptions
+/// (`services/<service>/src/events.rs`: the order service reads `payments` and calls the
+/// inventory over HTTP; the payment service reads `orders`); `shipment` is the planned service of
+/// docs/events.md. The operator creates one dead-letter topic per pair
+/// (`kit::events::contract::dead_letter_topic`), and a consumer can dead-letter only into a topic
+/// that exists: a service that subscribes to another topic must be added here.
 pub const CONSUMER_GROUPS: &[(&str, &[&str])] = &[
-    ("order", &[topics::PAYMENTS, topics::INVENTORY, topics::SHIPMENTS]),
+    ("order", &[topics::PAYMENTS]),
     ("inventory", &[topics::ORDERS, topics::PAYMENTS]),
     ("payment", &[topics::ORDERS]),
     ("notification", &[topics::ORDERS, topics::PAYMENTS, topics::INVENTORY, topics::SHIPMENTS]),
     ("shipment", &[topics::ORDERS]),
 ];
+
+/// Not in the kit contract yet: the services each service calls over HTTP (besides the auth
+/// service's JWKS, which every service gets as `SHOP_JWKS_URL`). Each peer that is enabled is
+/// given to the caller as `SHOP_<PEER>_URL` (`ServiceName::url_env_key`); the gateway gets every
+/// other enabled service. The callers present `SHOP_INTERNAL_TOKEN`, which every service gets.
+pub fn http_peers(service: ServiceName) -> Vec<ServiceName> {
+    match service {
+        ServiceName::Gateway => ServiceName::ALL.into_iter().filter(|s| *s != ServiceName::Gateway).collect(),
+        // Product snapshots and prices of cart lines.
+        ServiceName::Cart => vec![ServiceName::Catalog],
+        // Checkout: products and prices, stock reservations, the buyer's cart.
+        ServiceName::Order => vec![ServiceName::Catalog, ServiceName::Inventory, ServiceName::Cart],
+        // The order a payment is for (amount, owner, status).
+        ServiceName::Payment => vec![ServiceName::Order],
+        ServiceName::Auth | ServiceName::Catalog | ServiceName::Inventory | ServiceName::Notification => {
+            Vec::new()
+        }
+    }
+}
+
+/// Not in the kit contract yet: the payment service's provider (`simulated` or `stripe`), its
+/// Stripe secret API key and its webhook signing secret (`shop_payment::PaymentConfig`).
+pub const ENV_PAYMENT_PROVIDER: &str = "SHOP_PAYMENT__PROVIDER";
+pub const ENV_STRIPE_SECRET_KEY: &str = "SHOP_PAYMENT__STRIPE__SECRET_KEY";
+pub const ENV_PAYMENT_WEBHOOK_SECRET: &str = "SHOP_PAYMENT__WEBHOOK_SECRET";
+/// Keys of the Secret named by `spec.stripe.secretName`.
+pub const STRIPE_API_KEY_KEY: &str = "apiKey";
+pub const STRIPE_WEBHOOK_SECRET_KEY: &str = "webhookSecret";
 
 /// The platform prefix of every topic name (`kit::events::EventsConfig::topic_prefix`):
 /// `<platform>-`, so `shop` gets `shop-orders`.
@@ -203,6 +235,26 @@ mod tests {
         let long = db_identifier(&sp(&"x".repeat(80), "1"), ServiceName::Catalog);
         assert_eq!(long.len(), 63);
         assert_ne!(long, db_identifier(&sp(&"x".repeat(81), "1"), ServiceName::Catalog));
+    }
+
+    #[test]
+    fn http_peers_are_other_services_and_the_gateway_reaches_all() {
+        for s in ServiceName::ALL {
+            let peers = http_peers(s);
+            assert!(!peers.contains(&s) && !peers.contains(&ServiceName::Gateway), "{s}: {peers:?}");
+        }
+        assert_eq!(http_peers(ServiceName::Gateway).len(), ServiceName::ALL.len() - 1);
+        assert_eq!(http_peers(ServiceName::Payment), vec![ServiceName::Order]);
+    }
+
+    #[test]
+    fn consumer_groups_are_named_after_services_or_planned_ones() {
+        for (group, _) in CONSUMER_GROUPS {
+            assert!(group.parse::<ServiceName>().is_ok() || *group == "shipment", "{group}");
+        }
+        let reads = |g: &str| CONSUMER_GROUPS.iter().find(|(n, _)| *n == g).map(|(_, t)| t.to_vec());
+        assert_eq!(reads("order"), Some(vec![topics::PAYMENTS]));
+        assert_eq!(reads("payment"), Some(vec![topics::ORDERS]));
     }
 
     #[test]

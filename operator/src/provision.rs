@@ -457,7 +457,7 @@ mod tests {
             "shop-shipments",
             "shop-orders.dlq.payment",
             "shop-payments.dlq.inventory",
-            "shop-shipments.dlq.order",
+            "shop-payments.dlq.order",
             "shop-shipments.dlq.notification",
         ] {
             assert!(names.contains(&name.to_string()), "{name} in {names:?}");

@@ -64,6 +64,7 @@ async fn creates_the_platform_topics_and_is_idempotent() {
     assert_eq!(topics.len(), kit::events::contract::topics::ALL.len() + dead_letters);
     assert!(topics.iter().any(|t| t.name == format!("{prefix}orders")));
     assert!(topics.iter().any(|t| t.name == format!("{prefix}orders.dlq.payment")));
+    assert!(topics.iter().any(|t| t.name == format!("{prefix}payments.dlq.order")));
     assert!(topics.iter().any(|t| t.name == format!("{prefix}shipments.dlq.notification")));
     let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
 
