@@ -43,7 +43,10 @@ fn placed(order_id: Uuid, product: Uuid, quantity: u32) -> Envelope {
             order_id,
             user_id: Uuid::now_v7(),
             items: vec![LineItem { product_id: product, quantity, unit_price: None }],
-            total: Money::new(1000, "USD"), customer_email: None, customer_name: None },
+            total: Money::new(1000, "USD"),
+            customer_email: None,
+            customer_name: None,
+        },
     )
     .unwrap()
 }

@@ -49,7 +49,10 @@ fn placed(user: Uuid) -> Envelope {
             order_id: Uuid::now_v7(),
             user_id: user,
             items: vec![],
-            total: Money::new(12999, "USD"), customer_email: None, customer_name: None },
+            total: Money::new(12999, "USD"),
+            customer_email: None,
+            customer_name: None,
+        },
     )
     .unwrap()
 }

@@ -42,7 +42,10 @@ fn placed(user: Uuid) -> Envelope {
             quantity: 1,
             unit_price: Some(Money::new(12999, "USD")),
         }],
-        total: Money::new(12999, "USD"), customer_email: None, customer_name: None };
+        total: Money::new(12999, "USD"),
+        customer_email: None,
+        customer_name: None,
+    };
     Envelope::new(sources::ORDER, &order).unwrap()
 }
 

@@ -74,17 +74,23 @@ fn created(status: StatusCode, body: serde_json::Value) -> Response {
     resp
 }
 
-async fn place_idempotently(
-    saga: &Saga,
-    who: &Identity,
-    headers: &HeaderMap,
-    operation: &str,
+/// What an order-creating request asks for; `lines: None` means "the caller's cart".
+struct Placement {
+    operation: &'static str,
     fingerprint: String,
     lines: Option<Vec<(Uuid, i64)>>,
     address: Address,
     shipping_method: Option<String>,
     notes: Option<String>,
+}
+
+async fn place_idempotently(
+    saga: &Saga,
+    who: &Identity,
+    headers: &HeaderMap,
+    p: Placement,
 ) -> ApiResult<Response> {
+    let Placement { operation, fingerprint, lines, address, shipping_method, notes } = p;
     let key = idempotency::key_from_headers(headers)?;
     let scope = format!("{}:{operation}", who.user_id);
     let authorization = headers.get(header::AUTHORIZATION).cloned();
@@ -141,19 +147,15 @@ pub async fn checkout(
     headers: HeaderMap,
     Json(req): Json<CheckoutRequest>,
 ) -> ApiResult<Response> {
-    let fp = idempotency::fingerprint(&req);
-    place_idempotently(
-        &saga,
-        &who,
-        &headers,
-        "checkout",
-        fp,
-        None,
-        req.shipping_address,
-        req.shipping_method,
-        req.notes,
-    )
-    .await
+    let p = Placement {
+        operation: "checkout",
+        fingerprint: idempotency::fingerprint(&req),
+        lines: None,
+        address: req.shipping_address,
+        shipping_method: req.shipping_method,
+        notes: req.notes,
+    };
+    place_idempotently(&saga, &who, &headers, p).await
 }
 
 /// Place an order for explicit items (client prices are ignored; the catalog's apply).
@@ -179,20 +181,15 @@ pub async fn create_order(
     headers: HeaderMap,
     Json(req): Json<CreateOrderRequest>,
 ) -> ApiResult<Response> {
-    let fp = idempotency::fingerprint(&req);
-    let lines = merge_lines(req.items.iter().map(|l| (l.product_id, l.quantity)));
-    place_idempotently(
-        &saga,
-        &who,
-        &headers,
-        "order",
-        fp,
-        Some(lines),
-        req.shipping_address,
-        req.shipping_method,
-        req.notes,
-    )
-    .await
+    let p = Placement {
+        operation: "order",
+        fingerprint: idempotency::fingerprint(&req),
+        lines: Some(merge_lines(req.items.iter().map(|l| (l.product_id, l.quantity)))),
+        address: req.shipping_address,
+        shipping_method: req.shipping_method,
+        notes: req.notes,
+    };
+    place_idempotently(&saga, &who, &headers, p).await
 }
 
 /// Filters of `GET /api/v1/orders`.

@@ -286,14 +286,9 @@ fn transition_events(
             },
             actor,
         )?),
-        OrderStatus::Shipped => out.push(event(
-            &OrderShipped {
-                order_id,
-                user_id,
-                shipment_id: Uuid::now_v7(),
-            },
-            actor,
-        )?),
+        OrderStatus::Shipped => {
+            out.push(event(&OrderShipped { order_id, user_id, shipment_id: Uuid::now_v7() }, actor)?)
+        }
         OrderStatus::Delivered => out.push(event(
             &OrderDelivered {
                 order_id,
