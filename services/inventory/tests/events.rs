@@ -79,7 +79,7 @@ kit::db_tests! { shop_inventory::MIGRATIONS;
         // Redelivery of the same event, then payment.authorized (same key: processed after it).
         bus.publish(&ev).await.unwrap();
         let auth = Envelope::new(sources::PAYMENT, &PaymentAuthorized {
-            order_id: order, payment_id: Uuid::now_v7(), amount: Money::new(1000, "USD") }).unwrap();
+            order_id: order, payment_id: Uuid::now_v7(), amount: Money::new(1000, "USD"), charge_id: None }).unwrap();
         bus.publish(&auth).await.unwrap();
         wait_for("the commit", || async {
             store.reservation(order).await.unwrap().unwrap().status == ReservationStatus::Committed

@@ -84,8 +84,12 @@ pub async fn handle(saga: &Saga, ev: Envelope) -> anyhow::Result<()> {
             let Some(order) = saga.store.get(p.order_id).await? else { return Ok(()) };
             if order.status == OrderStatus::AwaitingPayment {
                 // Captured without a separate authorisation event: the same step.
-                let auth =
-                    PaymentAuthorized { order_id: p.order_id, payment_id: p.payment_id, amount: p.amount };
+                let auth = PaymentAuthorized {
+                    order_id: p.order_id,
+                    payment_id: p.payment_id,
+                    amount: p.amount,
+                    charge_id: p.charge_id,
+                };
                 on_authorized(saga, &ev, auth).await?;
             }
             saga.store.set_payment(p.order_id, p.payment_id, "CAPTURED").await?;

@@ -537,9 +537,9 @@ impl Store {
             let cause = cause.as_ref();
             let ev = match &effect {
                 Effect::Authorized => Some(event(&PaymentAuthorized {
-                    order_id: row.order_id, payment_id, amount: money(row.amount) }, cause)?),
+                    order_id: row.order_id, payment_id, amount: money(row.amount), charge_id: None }, cause)?),
                 Effect::Captured { .. } => Some(event(&PaymentCaptured {
-                    order_id: row.order_id, payment_id, amount: money(next.captured_amount) }, cause)?),
+                    order_id: row.order_id, payment_id, amount: money(next.captured_amount), charge_id: None }, cause)?),
                 Effect::Failed { reason, .. } => Some(event(&PaymentFailed {
                     order_id: row.order_id, payment_id, amount: money(row.amount), reason: reason.clone() }, cause)?),
                 Effect::Refunded { refund_id, amount, reason: refund_reason, provider_refund_id } => {

@@ -70,9 +70,16 @@ payload!(
     order_id: Uuid, user_id: Uuid, #[serde(with = "time::serde::rfc3339")] delivered_at: OffsetDateTime,
 });
 payload!(
-    PaymentAuthorized = types::PAYMENT_AUTHORIZED, key: order_id { order_id: Uuid, payment_id: Uuid, amount: Money });
+    PaymentAuthorized = types::PAYMENT_AUTHORIZED, key: order_id {
+    order_id: Uuid, payment_id: Uuid, amount: Money,
+    /// The provider's charge id (Stripe `ch_…`), when it is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")] charge_id: Option<String>,
+});
 payload!(
-    PaymentCaptured = types::PAYMENT_CAPTURED, key: order_id { order_id: Uuid, payment_id: Uuid, amount: Money });
+    PaymentCaptured = types::PAYMENT_CAPTURED, key: order_id {
+    order_id: Uuid, payment_id: Uuid, amount: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")] charge_id: Option<String>,
+});
 payload!(
     PaymentFailed = types::PAYMENT_FAILED, key: order_id {
     order_id: Uuid, payment_id: Uuid, amount: Money, reason: String,
