@@ -161,7 +161,7 @@ kit::db_tests! { MIGRATIONS;
         // Let the shipment event land first (different topics are not ordered).
         let st2 = st.clone();
         until(|| { let st = st2.clone(); async move { st.store.shipment(shipment).await.unwrap().is_some() } }).await;
-        let ev = Envelope::new(sources::ORDER, &OrderShipped { order_id: order, user_id: user, shipment_id: shipment })
+        let ev = Envelope::new(sources::ORDER, &OrderShipped { order_id: order, user_id: user, shipment_id: shipment, carrier: None, tracking_number: None })
             .unwrap();
         bus.publish(&ev).await.unwrap();
 

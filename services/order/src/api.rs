@@ -18,7 +18,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{IntoParams, Modify, OpenApi};
 use uuid::Uuid;
 
-use crate::config::ShippingMethod;
+use crate::config::{RateBand, ShippingMethod};
 use crate::model::*;
 use crate::saga::{PlaceRequest, Saga};
 use crate::store::{Actor, Patch};
@@ -327,6 +327,15 @@ pub async fn update_status(
     Path(id): Path<Uuid>,
     Json(req): Json<StatusUpdate>,
 ) -> ApiResult<axum::Json<Order>> {
+    apply_status(&saga, &who, id, req).await
+}
+
+async fn apply_status(
+    saga: &Saga,
+    who: &Identity,
+    id: Uuid,
+    req: StatusUpdate,
+) -> ApiResult<axum::Json<Order>> {
     who.require_admin()?;
     let mut errors = Vec::new();
     let mut patch = Patch::default();
@@ -379,15 +388,88 @@ pub async fn tracking(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<Tracking>> {
     let o = visible(&saga, &caller, id).await?;
+    let s = o.shipment.clone();
     Ok(axum::Json(Tracking {
         order_id: o.id,
         status: o.status,
-        carrier: o.carrier,
-        tracking_number: o.tracking_number,
-        shipped_at: o.shipped_at,
-        delivered_at: o.delivered_at,
+        shipment_id: s.as_ref().map(|s| s.id),
+        shipment_status: s.as_ref().map(|s| s.status),
+        carrier: s.as_ref().and_then(|s| s.carrier.clone()).or(o.carrier),
+        tracking_number: s.as_ref().and_then(|s| s.tracking_number.clone()).or(o.tracking_number),
+        shipped_at: s.as_ref().and_then(|s| s.shipped_at).or(o.shipped_at),
+        delivered_at: s.as_ref().and_then(|s| s.delivered_at).or(o.delivered_at),
         events: o.history.unwrap_or_default(),
     }))
+}
+
+/// The shipment of an order: a draft until paid, then ready, shipped, delivered (or cancelled).
+#[utoipa::path(
+    get, path = "/api/v1/orders/{id}/shipment", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The shipment", body = Shipment),
+        (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_shipment(
+    State(saga): State<Saga>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<Shipment>> {
+    let o = visible(&saga, &caller, id).await?;
+    o.shipment.map(axum::Json).ok_or_else(|| ApiError::not_found(format!("shipment of order {id}")))
+}
+
+/// Hand the order's shipment to the carrier (admin): the order becomes `SHIPPED`.
+#[utoipa::path(
+    post, path = "/api/v1/orders/{id}/shipment/ship", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    request_body = ShipRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The order, shipped", body = Order),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`illegal_transition`: not paid, or already closed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing carrier or tracking number", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ship(
+    State(saga): State<Saga>,
+    who: Identity,
+    Path(id): Path<Uuid>,
+    Json(req): Json<ShipRequest>,
+) -> ApiResult<axum::Json<Order>> {
+    let update = StatusUpdate {
+        status: OrderStatus::Shipped,
+        carrier: Some(req.carrier),
+        tracking_number: Some(req.tracking_number),
+        reason: None,
+    };
+    apply_status(&saga, &who, id, update).await
+}
+
+/// Record the delivery (admin): the order becomes `DELIVERED`.
+#[utoipa::path(
+    post, path = "/api/v1/orders/{id}/shipment/deliver", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The order, delivered", body = Order),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`illegal_transition`: not shipped", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn deliver(
+    State(saga): State<Saga>,
+    who: Identity,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<Order>> {
+    let update =
+        StatusUpdate { status: OrderStatus::Delivered, carrier: None, tracking_number: None, reason: None };
+    apply_status(&saga, &who, id, update).await
 }
 
 /// The shipping methods and their rates (public).
@@ -410,6 +492,9 @@ pub fn router(saga: Saga) -> Router {
         .route("/api/v1/orders/{id}/cancel", post(cancel_order))
         .route("/api/v1/orders/{id}/status", axum::routing::patch(update_status))
         .route("/api/v1/orders/{id}/tracking", get(tracking))
+        .route("/api/v1/orders/{id}/shipment", get(get_shipment))
+        .route("/api/v1/orders/{id}/shipment/ship", post(ship))
+        .route("/api/v1/orders/{id}/shipment/deliver", post(deliver))
         .with_state(saga)
 }
 
@@ -433,10 +518,14 @@ impl Modify for Security {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(checkout, create_order, list_orders, get_order, cancel_order, update_status, tracking, shipping_methods),
+    paths(
+        checkout, create_order, list_orders, get_order, cancel_order, update_status, tracking, get_shipment, ship,
+        deliver, shipping_methods,
+    ),
     components(schemas(
         Order, OrderItem, OrderStatus, Address, CheckoutRequest, CreateOrderRequest, OrderLineRequest,
-        CancelRequest, StatusUpdate, Tracking, HistoryEntry, ShippingMethod, Problem, FieldError,
+        CancelRequest, StatusUpdate, Tracking, HistoryEntry, ShippingMethod, Shipment, ShipmentStatus, ShipRequest,
+        RateBand, Problem, FieldError,
     )),
     modifiers(&Security),
     tags((name = "orders", description = "Checkout, orders, their status machine, cancellation and tracking"))

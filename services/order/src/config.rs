@@ -8,6 +8,14 @@ use utoipa::ToSchema;
 
 use crate::model::Address;
 
+/// One price band of a shipping method: subtotals below `up_to` (minor units) pay `price`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateBand {
+    pub up_to: i64,
+    pub price: i64,
+}
+
 /// A shipping method and its rate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -18,6 +26,10 @@ pub struct ShippingMethod {
     pub carrier: String,
     /// The flat rate, in the currency's minor units.
     pub price: Money,
+    /// Prices by order subtotal, checked in order: the first band whose `upTo` exceeds the
+    /// subtotal gives the price; above every band, `price` applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bands: Vec<RateBand>,
     /// Orders whose subtotal reaches this amount (same currency) ship free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free_over: Option<i64>,
@@ -42,7 +54,8 @@ impl ShippingMethod {
             return None;
         }
         let free = self.free_over.is_some_and(|t| subtotal.amount >= t);
-        Some(Money::new(if free { 0 } else { self.price.amount }, &subtotal.currency))
+        let banded = self.bands.iter().find(|b| subtotal.amount < b.up_to).map(|b| b.price);
+        Some(Money::new(if free { 0 } else { banded.unwrap_or(self.price.amount) }, &subtotal.currency))
     }
 }
 
@@ -60,13 +73,18 @@ pub fn default_shipping_methods() -> Vec<ShippingMethod> {
             name: name.into(),
             carrier: carrier.into(),
             price: Money::new(price, "USD"),
+            bands: Vec::new(),
             free_over,
             countries: countries.iter().map(|c| c.to_string()).collect(),
             estimated_days: Some(days.into()),
         }
     };
+    let mut economy = m("economy", "Economy", "USPS", 899, Some(5000), &["US"], "5-8");
+    // Small orders ship cheaper.
+    economy.bands = vec![RateBand { up_to: 1000, price: 399 }, RateBand { up_to: 2500, price: 599 }];
     vec![
         m("standard", "Standard", "UPS", 599, Some(5000), &[], "3-5"),
+        economy,
         m("express", "Express", "FedEx", 1499, None, &[], "1-2"),
         m("overnight", "Overnight", "FedEx", 2999, None, &["US"], "1"),
     ]
@@ -171,7 +189,12 @@ mod tests {
         assert_eq!(standard.cost(&Money::new(4999, "USD")), Some(Money::new(599, "USD")));
         assert_eq!(standard.cost(&Money::new(5000, "USD")), Some(Money::new(0, "USD")));
         assert_eq!(standard.cost(&Money::new(5000, "EUR")), None);
-        let overnight = &methods[2];
+        let overnight = &methods[3];
+        let economy = &methods[1];
+        assert_eq!(economy.cost(&Money::new(999, "USD")), Some(Money::new(399, "USD")));
+        assert_eq!(economy.cost(&Money::new(1000, "USD")), Some(Money::new(599, "USD")));
+        assert_eq!(economy.cost(&Money::new(4999, "USD")), Some(Money::new(899, "USD")));
+        assert_eq!(economy.cost(&Money::new(5000, "USD")), Some(Money::new(0, "USD")));
         assert!(overnight.serves(&address("US")) && !overnight.serves(&address("GB")));
         assert!(standard.serves(&address("GB")));
     }

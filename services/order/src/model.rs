@@ -262,6 +262,67 @@ pub struct HistoryEntry {
     pub at: OffsetDateTime,
 }
 
+/// Where an order's parcel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ShipmentStatus {
+    /// A draft: the order is not paid yet.
+    PendingPayment,
+    /// Paid: to be picked, packed and handed to the carrier.
+    Ready,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+impl ShipmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShipmentStatus::PendingPayment => "PENDING_PAYMENT",
+            ShipmentStatus::Ready => "READY",
+            ShipmentStatus::Shipped => "SHIPPED",
+            ShipmentStatus::Delivered => "DELIVERED",
+            ShipmentStatus::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ShipmentStatus> {
+        [
+            ShipmentStatus::PendingPayment,
+            ShipmentStatus::Ready,
+            ShipmentStatus::Shipped,
+            ShipmentStatus::Delivered,
+            ShipmentStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+/// The shipment of an order (one per order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Shipment {
+    pub id: Uuid,
+    pub status: ShipmentStatus,
+    /// The shipping method's code.
+    pub method: String,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub shipped_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub delivered_at: Option<OffsetDateTime>,
+}
+
+/// `POST /api/v1/orders/{id}/shipment/ship` (admin).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShipRequest {
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
 /// An order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -303,6 +364,8 @@ pub struct Order {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// The order's shipment.
+    pub shipment: Option<Shipment>,
     /// Every status transition, oldest first (single-order reads only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryEntry>>,
@@ -334,6 +397,8 @@ pub struct StatusUpdate {
 pub struct Tracking {
     pub order_id: Uuid,
     pub status: OrderStatus,
+    pub shipment_id: Option<Uuid>,
+    pub shipment_status: Option<ShipmentStatus>,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]

@@ -8,6 +8,7 @@ use kit::db::{Db, Timestamp};
 use kit::events::contract::sources;
 use kit::events::payloads::{
     LineItem, OrderCancelled, OrderConfirmed, OrderDelivered, OrderPlaced, OrderShipped, OrderStatusChanged,
+    ShipmentDelivered, ShipmentShipped,
 };
 use kit::events::{inbox, outbox, Envelope, EventError, EventPayload};
 use kit::money::Money;
@@ -153,6 +154,44 @@ type ItemRow = (Uuid, String, String, i64, i64, i64);
 const ITEMS_SQL: &str = "SELECT product_id, sku, name, unit_price, quantity, line_total FROM order_items \
      WHERE order_id = $1 ORDER BY line_no";
 type HistoryRow = (Option<String>, String, String, Option<String>, Timestamp);
+type ShipmentRow =
+    (Uuid, String, String, Option<String>, Option<String>, Option<Timestamp>, Option<Timestamp>);
+const SHIPMENT_SQL: &str = "SELECT id, status, method, carrier, tracking_number, shipped_at, delivered_at \
+     FROM shipments WHERE order_id = $1";
+
+fn to_shipment(row: ShipmentRow) -> Shipment {
+    let (id, status, method, carrier, tracking_number, shipped_at, delivered_at) = row;
+    Shipment {
+        id,
+        status: ShipmentStatus::parse(&status).unwrap_or(ShipmentStatus::PendingPayment),
+        method,
+        carrier,
+        tracking_number,
+        shipped_at: shipped_at.map(Into::into),
+        delivered_at: delivered_at.map(Into::into),
+    }
+}
+
+/// The shipment status that goes with an order status (None: unchanged).
+fn shipment_status_for(to: OrderStatus) -> Option<ShipmentStatus> {
+    match to {
+        OrderStatus::Pending | OrderStatus::AwaitingPayment => Some(ShipmentStatus::PendingPayment),
+        OrderStatus::Paid | OrderStatus::Processing => Some(ShipmentStatus::Ready),
+        OrderStatus::Shipped => Some(ShipmentStatus::Shipped),
+        OrderStatus::Delivered => Some(ShipmentStatus::Delivered),
+        OrderStatus::Cancelled | OrderStatus::Failed => Some(ShipmentStatus::Cancelled),
+    }
+}
+
+/// Creates or moves the order's shipment (an upsert, so orders from before shipments existed
+/// get theirs on their next transition).
+const UPSERT_SHIPMENT_SQL: &str = "INSERT INTO shipments (id, order_id, status, method, carrier, tracking_number, \
+     shipped_at, delivered_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+     ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
+     carrier = COALESCE(excluded.carrier, shipments.carrier), \
+     tracking_number = COALESCE(excluded.tracking_number, shipments.tracking_number), \
+     shipped_at = COALESCE(excluded.shipped_at, shipments.shipped_at), \
+     delivered_at = COALESCE(excluded.delivered_at, shipments.delivered_at), updated_at = excluded.updated_at";
 const HISTORY_SQL: &str =
     "SELECT from_status, to_status, actor, reason, at FROM order_status_history WHERE order_id = $1 ORDER BY at, id";
 
@@ -160,7 +199,12 @@ fn status_of(id: Uuid, s: &str) -> StoreResult<OrderStatus> {
     OrderStatus::parse(s).ok_or_else(|| StoreError::Corrupt(id, format!("status {s}")))
 }
 
-fn to_order(row: OrderRow, items: Vec<ItemRow>, history: Option<Vec<HistoryRow>>) -> StoreResult<Order> {
+fn to_order(
+    row: OrderRow,
+    items: Vec<ItemRow>,
+    history: Option<Vec<HistoryRow>>,
+    shipment: Option<ShipmentRow>,
+) -> StoreResult<Order> {
     let cur = row.currency.clone();
     let money = |amount: i64| Money::new(amount, &cur);
     let address: Address = serde_json::from_str(&row.shipping_address)
@@ -216,6 +260,7 @@ fn to_order(row: OrderRow, items: Vec<ItemRow>, history: Option<Vec<HistoryRow>>
         cancelled_at: row.cancelled_at.map(Into::into),
         created_at: row.created_at.into(),
         updated_at: row.updated_at.into(),
+        shipment: shipment.map(to_shipment),
         history,
     })
 }
@@ -287,16 +332,40 @@ fn transition_events(
             actor,
         )?),
         OrderStatus::Shipped => {
-            out.push(event(&OrderShipped { order_id, user_id, shipment_id: Uuid::now_v7() }, actor)?)
+            let shipment = after.shipment.as_ref();
+            let shipment_id = shipment.map(|s| s.id).unwrap_or_else(Uuid::now_v7);
+            let carrier = after.carrier.clone().unwrap_or_default();
+            let tracking_number = after.tracking_number.clone().unwrap_or_default();
+            out.push(event(
+                &ShipmentShipped {
+                    order_id,
+                    shipment_id,
+                    carrier: carrier.clone(),
+                    tracking_number: tracking_number.clone(),
+                },
+                actor,
+            )?);
+            out.push(event(
+                &OrderShipped {
+                    order_id,
+                    user_id,
+                    shipment_id,
+                    carrier: Some(carrier),
+                    tracking_number: Some(tracking_number),
+                },
+                actor,
+            )?)
         }
-        OrderStatus::Delivered => out.push(event(
-            &OrderDelivered {
-                order_id,
-                user_id,
-                delivered_at: after.delivered_at.unwrap_or_else(time::OffsetDateTime::now_utc),
-            },
-            actor,
-        )?),
+        OrderStatus::Delivered => {
+            let delivered_at = after.delivered_at.unwrap_or_else(time::OffsetDateTime::now_utc);
+            if let Some(shipment) = &after.shipment {
+                out.push(event(
+                    &ShipmentDelivered { order_id, shipment_id: shipment.id, delivered_at },
+                    actor,
+                )?);
+            }
+            out.push(event(&OrderDelivered { order_id, user_id, delivered_at }, actor)?)
+        }
         _ => {}
     }
     Ok(out)
@@ -322,7 +391,9 @@ macro_rules! load_order {
                 } else {
                     None
                 };
-                Some((to_order(row, items, history)?, email))
+                let shipment: Option<ShipmentRow> =
+                    sqlx::query_as(SHIPMENT_SQL).bind($id).fetch_optional(&mut *$conn).await?;
+                Some((to_order(row, items, history, shipment)?, email))
             }
         }
     }};
@@ -373,6 +444,11 @@ impl Store {
                 "INSERT INTO order_status_history (id, order_id, from_status, to_status, actor, reason, at) \
                  VALUES ($1, $2, NULL, 'PENDING', $3, 'order placed', $4)")
                 .bind(Uuid::now_v7()).bind(new.id).bind(&actor.name).bind(now)
+                .execute(&mut *tx).await?;
+            sqlx::query(UPSERT_SHIPMENT_SQL)
+                .bind(Uuid::now_v7()).bind(new.id).bind(ShipmentStatus::PendingPayment.as_str())
+                .bind(&new.shipping_method).bind(None::<String>).bind(None::<String>)
+                .bind(None::<Timestamp>).bind(None::<Timestamp>).bind(now)
                 .execute(&mut *tx).await?;
             tx.commit().await
         });
@@ -426,7 +502,9 @@ impl Store {
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 let items: Vec<ItemRow> = sqlx::query_as(ITEMS_SQL).bind(row.id).fetch_all(&mut *conn).await?;
-                out.push(to_order(row, items, None)?);
+                let shipment: Option<ShipmentRow> =
+                    sqlx::query_as(SHIPMENT_SQL).bind(row.id).fetch_optional(&mut *conn).await?;
+                out.push(to_order(row, items, None, shipment)?);
             }
             Ok((out, total))
         })
@@ -485,6 +563,13 @@ impl Store {
                 .bind(Uuid::now_v7()).bind(id).bind(from.as_str()).bind(to.as_str())
                 .bind(&actor.name).bind(reason).bind(now)
                 .execute(&mut *tx).await?;
+            if let Some(ship) = shipment_status_for(to) {
+                sqlx::query(UPSERT_SHIPMENT_SQL)
+                    .bind(Uuid::now_v7()).bind(id).bind(ship.as_str()).bind(&before.shipping_method)
+                    .bind(&patch.carrier).bind(&patch.tracking_number)
+                    .bind(stamp(OrderStatus::Shipped)).bind(stamp(OrderStatus::Delivered)).bind(now)
+                    .execute(&mut *tx).await?;
+            }
             let (after, email) = load_order!(tx, id, true).ok_or(StoreError::NotFound(id))?;
             for ev in transition_events(&before, &after, actor, reason, email.as_deref())? {
                 outbox::enqueue(&mut *tx, &ev).await?;

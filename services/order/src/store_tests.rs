@@ -59,6 +59,7 @@ kit::db_tests! { crate::MIGRATIONS;
         let user = Uuid::now_v7();
         let o = store.insert(&new_order(user, Some("k1"))).await.unwrap().unwrap();
         assert_eq!(o.status, OrderStatus::Pending);
+        assert_eq!(o.shipment.as_ref().map(|s| s.status), Some(ShipmentStatus::PendingPayment), "a draft shipment");
         assert_eq!(o.total, Money::new(3099, "USD"));
         // Same idempotency key: the same order's id.
         assert_eq!(store.insert(&new_order(user, Some("k1"))).await.unwrap().unwrap_err(), o.id);
@@ -82,6 +83,10 @@ kit::db_tests! { crate::MIGRATIONS;
 
         let o = store.get(o.id).await.unwrap().unwrap();
         assert_eq!(o.carrier.as_deref(), Some("UPS"));
+        let shipment = o.shipment.clone().unwrap();
+        assert_eq!(shipment.status, ShipmentStatus::Delivered);
+        assert_eq!((shipment.carrier.as_deref(), shipment.tracking_number.as_deref()), (Some("UPS"), Some("1Z999")));
+        assert!(shipment.shipped_at.is_some() && shipment.delivered_at.is_some());
         assert!(o.paid_at.is_some() && o.shipped_at.is_some() && o.delivered_at.is_some());
         let h = o.history.unwrap();
         let path: Vec<_> = h.iter().map(|e| e.to).collect();
@@ -91,7 +96,7 @@ kit::db_tests! { crate::MIGRATIONS;
 
         let types = outbox_types(&db).await;
         assert_eq!(types.iter().filter(|t| *t == "order.status_changed").count(), 4, "{types:?}");
-        for t in ["order.placed", "order.confirmed", "order.shipped", "order.delivered"] {
+        for t in ["order.placed", "order.confirmed", "order.shipped", "order.delivered", "shipment.shipped", "shipment.delivered"] {
             assert_eq!(types.iter().filter(|x| *x == t).count(), 1, "{t} in {types:?}");
         }
 
@@ -129,6 +134,9 @@ kit::db_tests! { crate::MIGRATIONS;
             }
         }
         assert_eq!(done, 1);
+        let after = store.get(o.id).await.unwrap().unwrap();
+        let expected = if after.status == OrderStatus::Paid { ShipmentStatus::Ready } else { ShipmentStatus::Cancelled };
+        assert_eq!(after.shipment.unwrap().status, expected);
         let h = store.get(o.id).await.unwrap().unwrap().history.unwrap();
         assert_eq!(h.len(), 3, "{h:?}");
         let changed = outbox_types(&db).await.iter().filter(|t| *t == "order.status_changed").count();

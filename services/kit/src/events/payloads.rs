@@ -64,7 +64,11 @@ payload!(
     refund: bool,
 });
 payload!(
-    OrderShipped = types::ORDER_SHIPPED, key: order_id { order_id: Uuid, user_id: Uuid, shipment_id: Uuid });
+    OrderShipped = types::ORDER_SHIPPED, key: order_id {
+    order_id: Uuid, user_id: Uuid, shipment_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")] carrier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")] tracking_number: Option<String>,
+});
 payload!(
     OrderDelivered = types::ORDER_DELIVERED, key: order_id {
     order_id: Uuid, user_id: Uuid, #[serde(with = "time::serde::rfc3339")] delivered_at: OffsetDateTime,

@@ -297,6 +297,8 @@ pub async fn full_flow(api: &Api) {
     assert_eq!(status, 200, "{tracking}");
     assert_eq!(tracking["carrier"], "UPS");
     assert_eq!(tracking["status"], "DELIVERED");
+    assert_eq!(tracking["shipmentStatus"], "DELIVERED");
+    assert!(tracking["deliveredAt"].is_string(), "{tracking}");
     let path: Vec<&str> =
         tracking["events"].as_array().unwrap().iter().map(|e| e["to"].as_str().unwrap()).collect();
     assert_eq!(path, ["PENDING", "AWAITING_PAYMENT", "PAID", "SHIPPED", "DELIVERED"]);
