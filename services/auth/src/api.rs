@@ -10,12 +10,12 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use kit::auth::{Identity, MaybeIdentity};
 use kit::extract::{Json, Path, Query};
+use kit::openapi::BearerSecurity;
 use kit::pagination::{Page, PageParams};
 use kit::problem::{ApiError, ApiResult, Problem};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::service::{AuthState, Issued, KNOWN_ROLES};
@@ -418,29 +418,11 @@ pub fn router(state: AuthState) -> Router {
         .with_state(state)
 }
 
-struct BearerScheme;
-
-impl Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                Http::builder()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some("EdDSA access token from /api/v1/auth/login"))
-                    .build(),
-            ),
-        );
-    }
-}
-
 #[derive(OpenApi)]
 #[openapi(
     paths(register, login, refresh, logout, me, list_users, get_user, set_roles, disable_user, enable_user, jwks),
     components(schemas(User, RegisterRequest, LoginRequest, RefreshRequest, TokenResponse, RolesRequest, UserPage, Jwks, Problem)),
-    modifiers(&BearerScheme),
+    modifiers(&BearerSecurity),
     tags((name = "auth", description = "Accounts, sign-in, tokens and signing keys"))
 )]
 struct ApiDoc;

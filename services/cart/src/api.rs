@@ -17,11 +17,11 @@ use base64::Engine;
 use kit::auth::{Identity, MaybeIdentity};
 use kit::extract::{Json, Path};
 use kit::money::Money;
+use kit::openapi::BearerSecurity;
 use kit::problem::{FieldError, Problem};
 use kit::{ApiError, ApiResult};
 use rand::RngCore;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use uuid::Uuid;
 
 use crate::model::*;
@@ -467,20 +467,6 @@ pub fn router(state: CartState) -> Router {
         .route("/api/v1/cart/items/{productId}", put(update_item).delete(remove_item))
         .route("/api/v1/cart/merge", post(merge_cart))
         .with_state(state)
-}
-
-struct BearerSecurity;
-
-impl Modify for BearerSecurity {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
-            ),
-        );
-    }
 }
 
 #[derive(OpenApi)]

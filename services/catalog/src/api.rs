@@ -8,12 +8,12 @@ use axum::Router;
 use kit::auth::{Identity, MaybeIdentity};
 use kit::extract::{Json, Path, Query};
 use kit::money::{validate_currency, Money};
+use kit::openapi::BearerSecurity;
 use kit::pagination::{Page, PageParams};
 use kit::problem::{FieldError, Problem};
 use kit::{ApiError, ApiResult};
 use serde::Deserialize;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa::{IntoParams, OpenApi};
 use uuid::Uuid;
 
 use crate::model::*;
@@ -447,20 +447,6 @@ pub fn router(state: CatalogState) -> Router {
         .route("/api/v1/brands", get(list_brands).post(create_brand))
         .route("/api/v1/brands/{id}", get(get_brand))
         .with_state(state)
-}
-
-struct BearerSecurity;
-
-impl Modify for BearerSecurity {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
-            ),
-        );
-    }
 }
 
 #[derive(OpenApi)]

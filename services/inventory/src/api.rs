@@ -8,14 +8,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use kit::auth::{Identity, MaybeIdentity};
 use kit::extract::{Json, Path, Query};
+use kit::openapi::ServiceSecurity;
 use kit::pagination::{Page, PageParams};
 use kit::problem::{FieldError, Problem};
 use kit::{ApiError, ApiResult};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa::{IntoParams, OpenApi};
 use uuid::Uuid;
 
 use crate::model::*;
@@ -23,13 +21,7 @@ use crate::store::{insufficient_stock, Origin, ReserveOutcome, Transition};
 use crate::InventoryState;
 
 /// Header carrying the internal service credential.
-pub const INTERNAL_TOKEN_HEADER: &str = "x-internal-token";
-
-/// Constant-time equality of two secrets (compares SHA-256 digests, so length leaks nothing).
-fn secrets_equal(a: &str, b: &str) -> bool {
-    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
-}
+pub use kit::client::INTERNAL_TOKEN_HEADER;
 
 /// A caller of the reservation endpoints: another service (internal token) or an admin.
 #[derive(Debug, Clone)]
@@ -41,7 +33,7 @@ impl FromRequestParts<InventoryState> for ServiceCaller {
     async fn from_request_parts(parts: &mut Parts, state: &InventoryState) -> Result<Self, Self::Rejection> {
         if let Some(given) = parts.headers.get(INTERNAL_TOKEN_HEADER) {
             let ok = match (&state.config.internal_token, given.to_str()) {
-                (Some(expected), Ok(given)) => secrets_equal(expected.expose_secret(), given),
+                (Some(expected), Ok(given)) => kit::client::internal_token_matches(expected, given),
                 _ => false,
             };
             return if ok {
@@ -383,24 +375,6 @@ pub fn router(state: InventoryState) -> Router {
         .with_state(state)
 }
 
-struct Security;
-
-impl Modify for Security {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
-            ),
-        );
-        components.add_security_scheme(
-            "internal",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(INTERNAL_TOKEN_HEADER))),
-        );
-    }
-}
-
 #[derive(OpenApi)]
 #[openapi(
     paths(
@@ -412,7 +386,7 @@ impl Modify for Security {
         AdjustRequest, ReservationLine, ReserveRequest, ReservationStatus, Reservation, Shortage,
         ReleaseRequest, Problem, FieldError,
     )),
-    modifiers(&Security),
+    modifiers(&ServiceSecurity),
     tags((name = "inventory", description = "Stock levels, reservations and the stock audit trail"))
 )]
 struct InventoryApi;

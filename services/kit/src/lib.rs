@@ -22,6 +22,7 @@ pub mod idempotency;
 pub mod info;
 pub mod metrics;
 pub mod money;
+pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod telemetry;

@@ -5,12 +5,12 @@ use axum::routing::get;
 use axum::Router;
 use kit::auth::Identity;
 use kit::extract::{Json, Path, Query};
+use kit::openapi::BearerSecurity;
 use kit::pagination::{Page, PageParams};
 use kit::problem::{FieldError, Problem};
 use kit::{ApiError, ApiResult};
 use serde::Deserialize;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa::{IntoParams, OpenApi};
 use uuid::Uuid;
 
 use crate::model::*;
@@ -151,25 +151,11 @@ pub fn router(state: NotificationState) -> Router {
         .with_state(state)
 }
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
-            ),
-        );
-    }
-}
-
 #[derive(OpenApi)]
 #[openapi(
     paths(list_own, get_one, list_all),
     components(schemas(Notification, NotificationType, ChannelKind, Status, Page<Notification>, Problem, FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerSecurity),
     tags((name = "notifications", description = "Email/SMS/push notification history"))
 )]
 struct ApiDoc;

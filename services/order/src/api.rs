@@ -10,12 +10,12 @@ use kit::auth::Identity;
 use kit::client::{internal_token_matches, INTERNAL_TOKEN_HEADER};
 use kit::extract::{Json, Path, Query};
 use kit::idempotency;
+use kit::openapi::ServiceSecurity;
 use kit::pagination::{Page, PageParams};
 use kit::problem::{FieldError, Problem};
 use kit::{ApiError, ApiResult};
 use serde::Deserialize;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa::{IntoParams, OpenApi};
 use uuid::Uuid;
 
 use crate::config::{RateBand, ShippingMethod};
@@ -498,24 +498,6 @@ pub fn router(saga: Saga) -> Router {
         .with_state(saga)
 }
 
-struct Security;
-
-impl Modify for Security {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
-            ),
-        );
-        components.add_security_scheme(
-            "internal",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(INTERNAL_TOKEN_HEADER))),
-        );
-    }
-}
-
 #[derive(OpenApi)]
 #[openapi(
     paths(
@@ -527,7 +509,7 @@ impl Modify for Security {
         CancelRequest, StatusUpdate, Tracking, HistoryEntry, ShippingMethod, Shipment, ShipmentStatus, ShipRequest,
         RateBand, Problem, FieldError,
     )),
-    modifiers(&Security),
+    modifiers(&ServiceSecurity),
     tags((name = "orders", description = "Checkout, orders, their status machine, cancellation and tracking"))
 )]
 struct OrderApi;
