@@ -35,6 +35,7 @@ async fn bench() {
     let dir = temp_dir();
     let mut settings = test_settings(&dir);
     settings.gateway.rate_limit.enabled = false;
+    settings.auth.login_max_attempts_per_ip = 100_000;
     settings.db_max_connections = 10;
     let mut dbs = Vec::new();
     for s in ServiceName::ALL.into_iter().filter(|s| s.has_database()) {

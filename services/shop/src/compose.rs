@@ -204,7 +204,14 @@ async fn cart_store(settings: &Settings, db: Option<&Db>) -> anyhow::Result<Arc<
 
 /// What `shop up` / `shop serve all` runs: every service behind the gateway in one process,
 /// talking over the in-process event bus (or Kafka when `SHOP_EVENTS__BUS=kafka`).
+/// Hands the build's revision and time (from `build.rs`) to `kit::info` for `GET /info`.
+fn record_build() {
+    let epoch = env!("SHOP_BUILD_EPOCH").parse::<i64>().unwrap_or(0);
+    kit::info::set_build(env!("SHOP_GIT_REVISION"), epoch);
+}
+
 pub async fn embedded(settings: &Settings, seed: bool) -> anyhow::Result<Running> {
+    record_build();
     kit::info::set_mode("embedded");
     let mut b = Builder::new();
     let auth_db = open_db(settings, ServiceName::Auth, DbScope::Shared).await?;
@@ -346,6 +353,7 @@ pub async fn seed_all(
 
 /// One service running in its own process (`shop serve <service>`).
 pub async fn single(settings: &Settings, service: ServiceName) -> anyhow::Result<Running> {
+    record_build();
     let mut b = Builder::new();
     let name = service.as_str();
     let api_app = move |api: Router| move |readiness: Readiness| kit::http::service_app(name, api, readiness);

@@ -80,6 +80,7 @@ async fn unpaid_orders_are_cancelled_when_the_reservation_expires_and_sagas_resu
     settings.inventory.reservation_ttl_secs = 2;
     settings.inventory.sweep_interval_secs = 1;
     settings.order.saga_interval_secs = 1;
+    settings.order.resume_after_secs = 1;
     let running = compose::embedded(&settings, true).await.unwrap();
     let shop = spawn(running.app.clone()).await;
     let api = Api::new(shop.url(""));
@@ -119,16 +120,57 @@ async fn unpaid_orders_are_cancelled_when_the_reservation_expires_and_sagas_resu
     let (status, order) = api.order_items(&user, product, 1).await;
     assert_eq!(status, 201, "{order}");
     let id = order["id"].as_str().unwrap().to_string();
+    let customer_id: uuid::Uuid = order["userId"].as_str().unwrap().parse().unwrap();
+    let price = order["items"][0]["unitPrice"].clone();
     shop.stop().await;
     running.stop().await;
-    // Down for longer than the reservation: on restart the sweepers expire it and the order
-    // is cancelled.
+
+    // A crash right after an order was stored, before its stock was reserved: the order is
+    // PENDING in the database and nothing else knows of it.
+    let db = compose::open_db(&settings, kit::contract::ServiceName::Order, shop::settings::DbScope::Shared)
+        .await
+        .unwrap();
+    let store = shop_order::Store::new(db.clone());
+    let unit: kit::money::Money = serde_json::from_value(price).unwrap();
+    let stalled = store
+        .insert(&shop_order::store::NewOrder {
+            id: uuid::Uuid::now_v7(),
+            user_id: customer_id,
+            items: vec![shop_order::model::OrderItem {
+                product_id: product,
+                sku: "SKU".into(),
+                name: "stalled".into(),
+                quantity: 1,
+                line_total: unit.clone(),
+                unit_price: unit.clone(),
+            }],
+            subtotal: unit.clone(),
+            shipping_cost: kit::money::Money::new(0, &unit.currency),
+            tax: kit::money::Money::new(0, &unit.currency),
+            total: unit.clone(),
+            shipping_method: "standard".into(),
+            shipping_address: serde_json::from_value(flow::address()).unwrap(),
+            customer_email: None,
+            notes: None,
+            idempotency_key: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    db.close().await;
+
+    // Down for longer than the reservation: on restart the sweepers expire the unpaid order's
+    // reservation and the saga cancels it; the stalled order is resumed (its stock reserved).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let running = compose::embedded(&settings, true).await.unwrap();
     let shop = spawn(running.app.clone()).await;
     let api = Api::new(shop.url(""));
     let user = api.login("customer@example.com", "Customer123!").await;
     api.wait_order(&user, &id, "CANCELLED").await;
+    let resumed = api.wait_order(&user, &stalled.id.to_string(), "AWAITING_PAYMENT").await;
+    assert_eq!(resumed["history"][1]["actor"], "system:saga", "{resumed}");
+    // Nobody pays for that one either: cancelled in turn, and all the stock is back.
+    api.wait_order(&user, &stalled.id.to_string(), "CANCELLED").await;
     api.wait_stock(product, before).await;
     shop.stop().await;
     running.stop().await;

@@ -362,5 +362,6 @@ pub async fn every_service_reports_its_info(api: &Api) {
     for r in rows {
         assert_eq!(r["status"], "up", "{r}");
         assert!(r["info"]["version"].is_string() && r["info"]["gitRevision"].is_string(), "{r}");
+        assert_ne!(r["info"]["buildTime"], "1970-01-01T00:00:00Z", "{r}");
     }
 }

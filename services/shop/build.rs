@@ -1,6 +1,8 @@
-//! Build metadata for `GET /info`: the git revision and the build time. Both can be given
-//! from outside (`SHOP_GIT_REVISION`, `SOURCE_DATE_EPOCH`, e.g. by an image build without the
-//! `.git` directory); otherwise git is asked, and "unknown" is used when it cannot answer.
+//! Build metadata for `GET /info`: the git revision and the build time, compiled into the
+//! `shop` binary (a leaf crate, so a new commit rebuilds only the binary) and handed to
+//! `kit::info` at start. Both can be given from outside (`SHOP_GIT_REVISION`,
+//! `SOURCE_DATE_EPOCH`, e.g. by an image build without the `.git` directory); otherwise git is
+//! asked, and "unknown" is used when it cannot answer.
 
 use std::process::Command;
 
@@ -8,7 +10,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SHOP_GIT_REVISION");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for f in [".git/HEAD", ".git/index"] {
+    for f in [".git/HEAD", ".git/refs/heads"] {
         let p = root.join(f);
         if p.exists() {
             println!("cargo:rerun-if-changed={}", p.display());
