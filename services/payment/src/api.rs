@@ -9,14 +9,16 @@ use axum::Router;
 use kit::auth::Identity;
 use kit::extract::{Json, Path};
 use kit::idempotency;
+use kit::openapi::BearerSecurity;
 use kit::problem::{FieldError, Problem};
 use kit::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+
+use utoipa::OpenApi;
 use uuid::Uuid;
 
+use crate::hosted;
 use crate::model::*;
 use crate::service::{declined_response, OpError};
 use crate::webhook::{self, ID_NAMESPACE};
@@ -84,6 +86,48 @@ pub async fn create_intent(
     let (status, body) = idempotency::run(st.store.db(), &scope, &key, &fp, || async {
         let (status, payment) = st.create_intent(&who, req.order_id).await?;
         Ok((status, to_value(&payment)?))
+    })
+    .await?;
+    Ok((status, Json(body)).into_response())
+}
+
+/// Create (or fetch) the hosted checkout session of an order (owner or admin).
+///
+/// The customer pays on the provider's hosted page (`url`): Stripe Checkout, or with the
+/// simulated provider this API's own `/api/v1/payments/hosted/{sessionId}`. The amount is the
+/// order's total (manual capture: authorised when the customer pays, captured when the order is
+/// confirmed). `successUrl` and `cancelUrl` must be absolute `http(s)` URLs whose origin is in
+/// `SHOP_PAYMENT__REDIRECT_ORIGINS`; the provider adds `session_id=<cs_…>` to them. An order
+/// with a live session gets that one back (200); one whose live payment is a plain intent gets
+/// 409 `order_has_payment`. Requires an `Idempotency-Key`.
+#[utoipa::path(
+    post, path = "/api/v1/payments/checkout-session", tag = "payments",
+    request_body = CreateCheckoutSessionRequest,
+    params(("Idempotency-Key" = String, Header, description = "Unique per intended payment; reuse it when retrying")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Session created", body = CheckoutSessionResponse),
+        (status = 200, description = "The order's live session (or a replay)", body = CheckoutSessionResponse),
+        (status = 400, description = "Malformed JSON or no `Idempotency-Key`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order, or someone else's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`order_not_awaiting_payment`, `order_not_payable`, `order_has_payment`, or the key's first request is still running", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body (`successUrl` / `cancelUrl` not allowed), or the key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The order service or the payment provider is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_checkout_session(
+    State(st): State<PaymentState>,
+    who: Identity,
+    headers: HeaderMap,
+    Json(req): Json<CreateCheckoutSessionRequest>,
+) -> ApiResult<Response> {
+    let key = idempotency::key_from_headers(&headers)?;
+    let scope = format!("{}:checkout-session", who.user_id);
+    let fp = idempotency::fingerprint(&req);
+    let (status, body) = idempotency::run(st.store.db(), &scope, &key, &fp, || async {
+        let (status, answer) = st.create_checkout_session(&who, &req).await?;
+        Ok((status, to_value(&answer)?))
     })
     .await?;
     Ok((status, Json(body)).into_response())
@@ -290,6 +334,10 @@ pub async fn stripe_webhook(
 pub fn router(state: PaymentState) -> Router {
     Router::new()
         .route("/api/v1/payments/intent", post(create_intent))
+        .route("/api/v1/payments/checkout-session", post(create_checkout_session))
+        .route("/api/v1/payments/hosted/{sessionId}", get(hosted::page))
+        .route("/api/v1/payments/hosted/{sessionId}/pay", post(hosted::pay))
+        .route("/api/v1/payments/hosted/{sessionId}/cancel", post(hosted::cancel))
         .route("/api/v1/payments/order/{orderId}", get(order_payments))
         .route("/api/v1/payments/{id}", get(get_payment))
         .route("/api/v1/payments/{id}/confirm", post(confirm))
@@ -299,29 +347,19 @@ pub fn router(state: PaymentState) -> Router {
         .with_state(state)
 }
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
-            ),
-        );
-    }
-}
-
 #[derive(OpenApi)]
 #[openapi(
-    paths(create_intent, confirm, capture, refund, get_payment, order_payments, stripe_webhook),
+    paths(
+        create_intent, create_checkout_session, confirm, capture, refund, get_payment, order_payments,
+        stripe_webhook, hosted::page, hosted::pay, hosted::cancel
+    ),
     components(schemas(
         Payment, PaymentStatus, ProviderKind, ChangeSource, HistoryEntry, Refund, RefundStatus,
-        CreateIntentRequest, ConfirmRequest, CaptureRequest, RefundRequest, kit::money::Money, Problem, FieldError
+        CreateIntentRequest, CreateCheckoutSessionRequest, CheckoutSessionResponse, ConfirmRequest,
+        CaptureRequest, RefundRequest, kit::money::Money, Problem, FieldError
     )),
-    modifiers(&BearerAuth),
-    tags((name = "payments", description = "Payments of orders: intents, confirmation, capture, refunds, webhooks"))
+    modifiers(&BearerSecurity),
+    tags((name = "payments", description = "Payments of orders: intents, hosted checkout, confirmation, capture, refunds, webhooks"))
 )]
 struct ApiDoc;
 
@@ -339,6 +377,10 @@ mod tests {
         let doc = openapi();
         for path in [
             "/api/v1/payments/intent",
+            "/api/v1/payments/checkout-session",
+            "/api/v1/payments/hosted/{sessionId}",
+            "/api/v1/payments/hosted/{sessionId}/pay",
+            "/api/v1/payments/hosted/{sessionId}/cancel",
             "/api/v1/payments/{id}/confirm",
             "/api/v1/payments/{id}/capture",
             "/api/v1/payments/{id}/refund",
@@ -348,7 +390,10 @@ mod tests {
         ] {
             assert!(doc.paths.paths.contains_key(path), "{path} missing from the OpenAPI document");
         }
-        assert!(doc.components.unwrap().schemas.contains_key("Payment"));
+        let schemas = doc.components.unwrap().schemas;
+        for schema in ["Payment", "CreateCheckoutSessionRequest", "CheckoutSessionResponse"] {
+            assert!(schemas.contains_key(schema), "{schema} missing");
+        }
     }
 
     #[test]

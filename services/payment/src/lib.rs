@@ -1,5 +1,6 @@
 //! `shop-payment`: the Payment Service — payments of orders with manual capture (authorise at
-//! confirmation, capture once the order is confirmed), refunds, `Idempotency-Key`s, signed
+//! confirmation, capture once the order is confirmed), hosted checkout (Stripe Checkout
+//! Sessions, or the simulated provider's own page), refunds, `Idempotency-Key`s, signed
 //! webhooks, over Stripe or an embedded simulated provider. See `docs/payments.md` and
 //! ADR 0008.
 //!
@@ -12,6 +13,7 @@
 pub mod api;
 pub mod config;
 pub mod events;
+pub mod hosted;
 pub mod model;
 pub mod orders;
 pub mod provider;
@@ -33,7 +35,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use api::{openapi, router};
-pub use config::{PaymentConfig, StripeConfig};
+pub use config::{PaymentConfig, RedirectPolicy, StripeConfig};
 pub use events::{handlers, subscribe, CONSUMER_GROUP};
 pub use model::{Payment, PaymentStatus, ProviderKind};
 pub use orders::{http_orders, router_orders, LookupError, OrderInfo, OrderLookup};
@@ -53,6 +55,10 @@ pub struct PaymentState {
     pub config: Arc<PaymentConfig>,
     pub provider: Arc<dyn PaymentProvider>,
     pub orders: Arc<dyn OrderLookup>,
+    /// Where hosted checkout may send the customer back to (`redirect_origins`).
+    pub redirects: Arc<RedirectPolicy>,
+    /// The simulated provider, whose hosted checkout page this service serves.
+    simulated: Option<SimulatedProvider>,
     webhook_secret: Option<Arc<SecretString>>,
     simulated_wake: Arc<Notify>,
 }
@@ -60,10 +66,12 @@ pub struct PaymentState {
 impl PaymentState {
     /// Builds the state and the configured provider. The simulated provider keeps its state in
     /// `db`; without `webhook_secret` it gets a random one (its webhooks are signed with it).
-    /// Fails when `provider = "stripe"` has no secret key.
+    /// Fails when `provider = "stripe"` has no secret key, or a redirect origin is not one.
     pub fn new(db: kit::db::Db, config: PaymentConfig, orders: Arc<dyn OrderLookup>) -> anyhow::Result<Self> {
         let wake = Arc::new(Notify::new());
+        let redirects = RedirectPolicy::new(&config.redirect_origins).map_err(anyhow::Error::msg)?;
         let mut secret = config.webhook_secret.clone().filter(|s| !s.expose_secret().trim().is_empty());
+        let mut simulated = None;
         let provider: Arc<dyn PaymentProvider> = match config.provider {
             ProviderKind::Simulated => {
                 if secret.is_none() {
@@ -71,11 +79,13 @@ impl PaymentState {
                     rand::thread_rng().fill_bytes(&mut bytes);
                     secret = Some(SecretString::from(format!("whsec_{}", hex::encode(bytes))));
                 }
-                Arc::new(SimulatedProvider::new(
+                let p = SimulatedProvider::new(
                     db.clone(),
                     Duration::from_millis(config.simulated_webhook_delay_ms),
                     wake.clone(),
-                ))
+                );
+                simulated = Some(p.clone());
+                Arc::new(p)
             }
             ProviderKind::Stripe => {
                 let p = StripeProvider::new(&config.stripe).map_err(anyhow::Error::msg)?;
@@ -92,6 +102,8 @@ impl PaymentState {
             config: Arc::new(config),
             provider,
             orders,
+            redirects: Arc::new(redirects),
+            simulated,
             webhook_secret: secret.map(Arc::new),
             simulated_wake: wake,
         })
@@ -101,6 +113,21 @@ impl PaymentState {
     pub fn with_provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
         self.provider = provider;
         self
+    }
+
+    /// The simulated provider when it is the one in use: its hosted checkout page is served by
+    /// this service ([`hosted`]). `None` with Stripe (Stripe hosts its own page).
+    pub fn hosted_provider(&self) -> Option<&SimulatedProvider> {
+        self.simulated.as_ref().filter(|_| self.provider.kind() == ProviderKind::Simulated)
+    }
+
+    /// Expires the simulated provider's checkout sessions whose time is up (their
+    /// `checkout.session.expired` webhooks then cancel the payments). Nothing with Stripe.
+    pub async fn expire_due_checkout_sessions(&self) -> Result<usize, provider::ProviderError> {
+        match self.hosted_provider() {
+            Some(p) => p.expire_due_sessions().await,
+            None => Ok(0),
+        }
     }
 
     /// The secret webhooks are verified (and simulated ones signed) with.
@@ -173,7 +200,8 @@ pub fn spawn_simulated_webhooks(
 
 /// Settles refunds left PENDING for more than a minute (provider unreachable, or a crash
 /// between the provider call and the record), every 30 s, with the refund's original
-/// idempotency key; history source `sweeper`. Stops when `shutdown` is cancelled.
+/// idempotency key; history source `sweeper`. With the simulated provider it also expires
+/// checkout sessions past their expiry. Stops when `shutdown` is cancelled.
 pub fn spawn_sweeper(state: PaymentState, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -187,6 +215,11 @@ pub fn spawn_sweeper(state: PaymentState, shutdown: CancellationToken) -> tokio:
                 Ok(0) => {}
                 Ok(n) => tracing::info!(settled = n, "pending refunds settled"),
                 Err(e) => tracing::warn!(error = %e, "refund sweep failed; retrying next tick"),
+            }
+            match state.expire_due_checkout_sessions().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "simulated checkout sessions expired"),
+                Err(e) => tracing::warn!(error = %e, "checkout session sweep failed; retrying next tick"),
             }
         }
     })

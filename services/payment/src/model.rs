@@ -235,7 +235,9 @@ pub struct Payment {
     pub amount: Money,
     pub status: PaymentStatus,
     pub provider: ProviderKind,
-    /// The provider's payment intent id (`pi_…`).
+    /// The provider's payment intent id (`pi_…`). A payment made through hosted checkout has
+    /// its session id (`cs_…`) here until the session completes: the provider creates the
+    /// intent only when the customer pays.
     pub provider_payment_id: String,
     /// For the client to confirm the intent with the provider's SDK.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -253,6 +255,15 @@ pub struct Payment {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub next_action: Option<serde_json::Value>,
+    /// The hosted checkout session (`cs_…`) the payment is made through, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_session_id: Option<String>,
+    /// The provider's charge (`ch_…`), once the card was authorised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge_id: Option<String>,
+    /// When the amount was authorised (the customer paid; capture follows the order).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub authorized_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -269,6 +280,38 @@ pub struct Payment {
 pub struct CreateIntentRequest {
     /// The order to pay. Amount and currency come from the order, never from the client.
     pub order_id: Uuid,
+}
+
+/// Body of `POST /api/v1/payments/checkout-session`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateCheckoutSessionRequest {
+    /// The order to pay. Amount and currency come from the order, never from the client.
+    pub order_id: Uuid,
+    /// Where the customer goes after paying: an absolute `http(s)` URL whose origin is in
+    /// `SHOP_PAYMENT__REDIRECT_ORIGINS`; `session_id=<cs_…>` is added to its query.
+    #[schema(example = "http://localhost:3000/checkout/success")]
+    pub success_url: String,
+    /// Where the customer goes after cancelling (or, with the simulated provider, a decline):
+    /// same rules; `session_id` (and `error`) are added to its query.
+    #[schema(example = "http://localhost:3000/checkout/cancelled")]
+    pub cancel_url: String,
+}
+
+/// Answer of `POST /api/v1/payments/checkout-session`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckoutSessionResponse {
+    pub payment_id: Uuid,
+    /// The provider's checkout session (`cs_…`).
+    pub session_id: String,
+    /// The hosted payment page to send the customer to: Stripe's page, or with the simulated
+    /// provider this API's own `/api/v1/payments/hosted/{sessionId}` (a path on this API).
+    pub url: String,
+    /// When the session stops accepting payment.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    pub payment: Payment,
 }
 
 /// Body of `POST /api/v1/payments/{id}/confirm`.

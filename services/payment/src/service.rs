@@ -1,20 +1,83 @@
 //! The payment operations shared by the HTTP API, the event handlers and the background tasks:
-//! create an intent for an order, confirm, capture, refund, cancel. Each calls the provider
+//! create an intent or a hosted checkout session for an order, confirm, capture, refund,
+//! cancel, and what a checkout session's outcome means for its payment. Each calls the provider
 //! with an idempotency key derived from the order ([`crate::provider::keys`]) and records the
 //! outcome through the one transition function of the store.
 
 use axum::http::StatusCode;
 use kit::auth::Identity;
+use kit::db::Timestamp;
 use kit::events::Envelope;
-use kit::problem::PROBLEM_BASE;
+use kit::problem::{FieldError, PROBLEM_BASE};
 use kit::ApiError;
 use uuid::Uuid;
 
 use crate::model::*;
-use crate::orders::{LookupError, AWAITING_PAYMENT};
-use crate::provider::{keys, Intent, IntentStatus, NewIntent, NewRefund, ProviderError};
-use crate::store::{Change, Claim, Effect, Inserted, NewPayment, StoreError, Transitioned};
+use crate::orders::{LookupError, OrderInfo, AWAITING_PAYMENT};
+use crate::provider::{
+    keys, Intent, IntentStatus, NewCheckoutSession, NewIntent, NewRefund, PaymentError, ProviderError,
+    SessionStatus,
+};
+use crate::store::{Change, CheckoutLink, Claim, Effect, Inserted, NewPayment, StoreError, Transitioned};
 use crate::PaymentState;
+
+/// Stripe's placeholder in `success_url` / `cancel_url`, replaced by the session id.
+pub const SESSION_ID_PLACEHOLDER: &str = "{CHECKOUT_SESSION_ID}";
+
+/// `url` with `name=value` added to its query (before any fragment); `value` is inserted as it
+/// is (callers pass URL-safe values, or Stripe's placeholder, which must stay unencoded).
+pub fn append_query(url: &str, name: &str, value: &str) -> String {
+    let (base, fragment) = match url.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (url, None),
+    };
+    let sep = match base.split_once('?') {
+        None => "?",
+        Some((_, q)) if q.is_empty() || q.ends_with('&') => "",
+        Some(_) => "&",
+    };
+    let mut out = format!("{base}{sep}{name}={value}");
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+/// What the session's intent says (from the provider, or from a webhook's expanded object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentFacts {
+    pub id: String,
+    pub status: Option<IntentStatus>,
+    pub charge_id: Option<String>,
+    pub last_error: Option<PaymentError>,
+}
+
+impl From<Intent> for IntentFacts {
+    fn from(i: Intent) -> Self {
+        IntentFacts { id: i.id, status: Some(i.status), charge_id: i.charge_id, last_error: i.last_error }
+    }
+}
+
+/// What a checkout session's state means for its payment: complete with an authorised
+/// (uncaptured) intent → AUTHORIZED; expired after a declined attempt → FAILED (with the
+/// decline); expired otherwise → CANCELLED; open, or complete without an authorised intent →
+/// nothing.
+pub fn session_effect(status: SessionStatus, intent: Option<&IntentFacts>) -> Option<Effect> {
+    match status {
+        SessionStatus::Open => None,
+        SessionStatus::Complete => match intent {
+            Some(i) if matches!(i.status, Some(IntentStatus::RequiresCapture | IntentStatus::Succeeded)) => {
+                Some(Effect::Authorized { charge_id: i.charge_id.clone() })
+            }
+            _ => None,
+        },
+        SessionStatus::Expired => match intent.and_then(|i| i.last_error.clone()) {
+            Some(err) => Some(Effect::Failed { code: err.code, reason: err.message }),
+            None => Some(Effect::Cancelled),
+        },
+    }
+}
 
 /// The problem code (and last segment of the problem type) of a declined card.
 pub const CARD_DECLINED: &str = "card-declined";
@@ -98,6 +161,17 @@ fn status_of(intent: &Intent) -> PaymentStatus {
     }
 }
 
+/// The answer of `POST /payments/checkout-session`.
+fn checkout_response(payment: Payment, link: CheckoutLink) -> CheckoutSessionResponse {
+    CheckoutSessionResponse {
+        payment_id: payment.id,
+        session_id: link.session_id,
+        url: link.url,
+        expires_at: link.expires_at.into(),
+        payment,
+    }
+}
+
 /// What a transition returned, as the payment now.
 fn settle(t: Transitioned, id: Uuid) -> Result<Payment, ApiError> {
     match t {
@@ -116,24 +190,21 @@ impl PaymentState {
         }
     }
 
-    /// Creates the payment of an order, or returns the order's live payment (then `200`).
-    /// Amount and currency come from the order service.
-    pub async fn create_intent(
-        &self,
-        who: &Identity,
-        order_id: Uuid,
-    ) -> Result<(StatusCode, Payment), ApiError> {
-        let missing = || ApiError::not_found(format!("order `{order_id}` not found"));
-        let order = match self.orders.order(order_id).await {
-            Ok(Some(o)) if who.can_see(o.user_id) => o,
-            Ok(_) => return Err(missing()),
+    /// The order, if the caller may see it (owner or admin); others get the same 404 as for an
+    /// order that does not exist.
+    async fn visible_order(&self, who: &Identity, order_id: Uuid) -> Result<OrderInfo, ApiError> {
+        match self.orders.order(order_id).await {
+            Ok(Some(o)) if who.can_see(o.user_id) => Ok(o),
+            Ok(_) => Err(ApiError::not_found(format!("order `{order_id}` not found"))),
             Err(LookupError::Unavailable(e)) => {
-                return Err(ApiError::unavailable(format!("the order service cannot be asked: {e}")))
+                Err(ApiError::unavailable(format!("the order service cannot be asked: {e}")))
             }
-        };
-        if let Some(existing) = self.store.live_for_order(order_id).await? {
-            return Ok((StatusCode::OK, existing));
         }
+    }
+
+    /// A payment can be created only for an order awaiting payment with a payable total.
+    fn check_payable(order: &OrderInfo) -> Result<(), ApiError> {
+        let order_id = order.id;
         if order.status != AWAITING_PAYMENT {
             return Err(ApiError::conflict(
                 "order_not_awaiting_payment",
@@ -152,6 +223,21 @@ impl PaymentState {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Creates the payment of an order, or returns the order's live payment (then `200`).
+    /// Amount and currency come from the order service.
+    pub async fn create_intent(
+        &self,
+        who: &Identity,
+        order_id: Uuid,
+    ) -> Result<(StatusCode, Payment), ApiError> {
+        let order = self.visible_order(who, order_id).await?;
+        if let Some(existing) = self.store.live_for_order(order_id).await? {
+            return Ok((StatusCode::OK, existing));
+        }
+        Self::check_payable(&order)?;
         // Concurrent creators of the same attempt use the same provider key, hence one intent;
         // the partial unique index then keeps one payment row.
         let attempt = self.store.dead_payments(order_id).await? + 1;
@@ -176,6 +262,7 @@ impl PaymentState {
             provider_payment_id: intent.id.clone(),
             client_secret: intent.client_secret.clone(),
             status: status_of(&intent),
+            checkout: None,
         };
         Ok(match self.store.insert(&row, ChangeSource::Api).await? {
             Inserted::Created(p) => (StatusCode::CREATED, p),
@@ -187,6 +274,16 @@ impl PaymentState {
     /// ([`OpError::Declined`]). An authorised or later payment is returned unchanged.
     pub async fn confirm(&self, payment: Payment, payment_method: &str) -> Result<Payment, OpError> {
         let id = payment.id;
+        if let Some(session) = payment.checkout_session_id.as_deref().filter(|_| payment.status.is_pending())
+        {
+            return Err(ApiError::conflict(
+                "payment_not_confirmable",
+                format!(
+                    "payment `{id}` is paid on the hosted page of its checkout session `{session}`, not confirmed through the API"
+                ),
+            )
+            .into());
+        }
         match payment.status {
             s if s.is_pending() => {}
             PaymentStatus::Failed | PaymentStatus::Cancelled => {
@@ -202,7 +299,9 @@ impl PaymentState {
         let result = self.provider.confirm(&payment.provider_payment_id, payment_method, &key).await;
         let effect = match result {
             Ok(intent) => match intent.status {
-                IntentStatus::RequiresCapture | IntentStatus::Succeeded => Effect::Authorized,
+                IntentStatus::RequiresCapture | IntentStatus::Succeeded => {
+                    Effect::Authorized { charge_id: intent.charge_id }
+                }
                 IntentStatus::RequiresAction => Effect::RequiresAction { next_action: intent.next_action },
                 IntentStatus::RequiresConfirmation => Effect::RequiresConfirmation,
                 IntentStatus::Canceled => Effect::Cancelled,
@@ -277,19 +376,20 @@ impl PaymentState {
             .field("amountToCapture", format!("must be between 1 and {}", payment.amount.amount)));
         }
         let key = keys::capture(payment.order_id, id);
-        let captured = match self.provider.capture(&payment.provider_payment_id, Some(amount), &key).await {
-            Ok(intent) if intent.amount_received > 0 => intent.amount_received,
-            Ok(_) => amount,
-            Err(e @ ProviderError::Unavailable(_)) => return Err(provider_unavailable(&e)),
-            Err(e) => {
-                let now = self.store.get(id).await?.ok_or_else(|| not_found(id))?;
-                if now.status.is_captured() {
-                    return self.finish_without_change(now, claim).await;
+        let (captured, charge_id) =
+            match self.provider.capture(&payment.provider_payment_id, Some(amount), &key).await {
+                Ok(intent) if intent.amount_received > 0 => (intent.amount_received, intent.charge_id),
+                Ok(intent) => (amount, intent.charge_id),
+                Err(e @ ProviderError::Unavailable(_)) => return Err(provider_unavailable(&e)),
+                Err(e) => {
+                    let now = self.store.get(id).await?.ok_or_else(|| not_found(id))?;
+                    if now.status.is_captured() {
+                        return self.finish_without_change(now, claim).await;
+                    }
+                    return Err(ApiError::conflict("capture_refused", e.to_string()));
                 }
-                return Err(ApiError::conflict("capture_refused", e.to_string()));
-            }
-        };
-        let change = Change::new(id, Effect::Captured { amount: captured }, source)
+            };
+        let change = Change::new(id, Effect::Captured { amount: captured, charge_id }, source)
             .reason("captured")
             .claim(claim)
             .caused_by(cause);
@@ -315,24 +415,238 @@ impl PaymentState {
                 ),
             ));
         }
-        let key = keys::cancel(payment.order_id, id);
-        match self.provider.cancel(&payment.provider_payment_id, &key).await {
-            Ok(_) => {}
-            Err(e @ ProviderError::Unavailable(_)) => return Err(provider_unavailable(&e)),
-            Err(e) => {
-                // Already cancelled at the provider (e.g. an earlier attempt of this handler)?
-                match self.provider.retrieve(&payment.provider_payment_id).await {
-                    Ok(i) if i.status == IntentStatus::Canceled => {}
-                    Ok(_) => return Err(ApiError::conflict("cancel_refused", e.to_string())),
-                    Err(e2) => return Err(provider_unavailable(&e2)),
+        let mut learnt_intent = None;
+        match payment.checkout_session_id.as_deref().filter(|s| *s == payment.provider_payment_id) {
+            // A hosted checkout payment whose intent is not known: expire the session so that it
+            // can no longer be paid; if the customer paid meanwhile, void that authorisation.
+            Some(session_id) => {
+                let key = keys::expire_session(payment.order_id, id);
+                let session = match self.provider.expire_checkout_session(session_id, &key).await {
+                    Ok(s) => s,
+                    Err(e @ ProviderError::Unavailable(_)) => return Err(provider_unavailable(&e)),
+                    // Not open any more (expired or paid): what is it now?
+                    Err(e) => match self.provider.retrieve_checkout_session(session_id).await {
+                        Ok(s) => s,
+                        Err(e2 @ ProviderError::Unavailable(_)) => return Err(provider_unavailable(&e2)),
+                        Err(_) => return Err(ApiError::conflict("cancel_refused", e.to_string())),
+                    },
+                };
+                match (session.status, session.payment_intent) {
+                    (SessionStatus::Expired, _) => {}
+                    (SessionStatus::Complete, Some(intent)) => {
+                        self.void_intent(&intent, payment.order_id, id).await?;
+                        learnt_intent = Some(intent);
+                    }
+                    (status, _) => {
+                        return Err(ApiError::conflict(
+                            "cancel_refused",
+                            format!("checkout session `{session_id}` is {}", status.as_str()),
+                        ))
+                    }
                 }
             }
+            None => self.void_intent(&payment.provider_payment_id, payment.order_id, id).await?,
         }
         let change = Change::new(id, Effect::Cancelled, source)
             .reason(reason.to_string())
             .claim(claim)
-            .caused_by(cause);
+            .caused_by(cause)
+            .intent(learnt_intent);
         settle(self.store.transition(change).await?, id)
+    }
+
+    /// Cancels (voids) an intent that was not captured; an intent cancelled before is fine.
+    async fn void_intent(&self, intent_id: &str, order_id: Uuid, payment_id: Uuid) -> Result<(), ApiError> {
+        let key = keys::cancel(order_id, payment_id);
+        match self.provider.cancel(intent_id, &key).await {
+            Ok(_) => Ok(()),
+            Err(e @ ProviderError::Unavailable(_)) => Err(provider_unavailable(&e)),
+            Err(e) => {
+                // Already cancelled at the provider (e.g. an earlier attempt of this handler)?
+                match self.provider.retrieve(intent_id).await {
+                    Ok(i) if i.status == IntentStatus::Canceled => Ok(()),
+                    Ok(_) => Err(ApiError::conflict("cancel_refused", e.to_string())),
+                    Err(e2) => Err(provider_unavailable(&e2)),
+                }
+            }
+        }
+    }
+
+    // ----- hosted checkout --------------------------------------------------------------
+
+    /// Creates a hosted checkout session for an order (201), or returns the order's live one
+    /// (200). `successUrl` / `cancelUrl` must pass the redirect allow-list (422 naming the
+    /// field). An order whose live payment is a plain intent answers 409 `order_has_payment`.
+    pub async fn create_checkout_session(
+        &self,
+        who: &Identity,
+        req: &CreateCheckoutSessionRequest,
+    ) -> Result<(StatusCode, CheckoutSessionResponse), ApiError> {
+        let mut invalid = Vec::new();
+        for (field, value) in [("successUrl", &req.success_url), ("cancelUrl", &req.cancel_url)] {
+            if let Err(message) = self.redirects.check(value) {
+                invalid.push(FieldError { field: field.into(), message });
+            }
+        }
+        if !invalid.is_empty() {
+            return Err(ApiError::invalid_fields(invalid));
+        }
+        let order_id = req.order_id;
+        let order = self.visible_order(who, order_id).await?;
+        if let Some(live) = self.store.live_for_order(order_id).await? {
+            if let Some(answer) = self.live_checkout(live).await? {
+                return Ok((StatusCode::OK, answer));
+            }
+        }
+        Self::check_payable(&order)?;
+        let attempt = self.store.dead_payments(order_id).await? + 1;
+        let key = keys::session(order_id, attempt);
+        let with_id = |url: &str| {
+            if url.contains(SESSION_ID_PLACEHOLDER) {
+                url.to_string()
+            } else {
+                append_query(url, "session_id", SESSION_ID_PLACEHOLDER)
+            }
+        };
+        let new = NewCheckoutSession {
+            amount: order.total.clone(),
+            order_id,
+            success_url: with_id(&req.success_url),
+            cancel_url: with_id(&req.cancel_url),
+        };
+        let session = match self.provider.create_checkout_session(&new, &key).await {
+            Ok(s) => s,
+            Err(e @ ProviderError::Unavailable(_)) => return Err(provider_unavailable(&e)),
+            Err(e) => {
+                // A concurrent request of this attempt with other URLs made the session first
+                // (the provider refuses the key with other parameters): that one is the order's.
+                if let Some(live) = self.store.live_for_order(order_id).await? {
+                    if let Some(answer) = self.live_checkout(live).await? {
+                        return Ok((StatusCode::OK, answer));
+                    }
+                }
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "payment_not_possible",
+                    "Payment not possible",
+                )
+                .detail(e.to_string()));
+            }
+        };
+        let url = session.url.clone().ok_or_else(|| {
+            provider_unavailable(&ProviderError::Unavailable(format!(
+                "checkout session {} has no hosted page (it is {})",
+                session.id,
+                session.status.as_str()
+            )))
+        })?;
+        let expires_at = time::OffsetDateTime::from_unix_timestamp(session.expires_at).map_err(|e| {
+            provider_unavailable(&ProviderError::Unavailable(format!("checkout session expiry: {e}")))
+        })?;
+        let link =
+            CheckoutLink { session_id: session.id.clone(), url, expires_at: Timestamp::from(expires_at) };
+        let row = NewPayment {
+            order_id,
+            user_id: order.user_id,
+            amount: order.total,
+            provider: self.provider.kind(),
+            provider_payment_id: session.id.clone(),
+            client_secret: None,
+            status: PaymentStatus::RequiresPaymentMethod,
+            checkout: Some(link.clone()),
+        };
+        match self.store.insert(&row, ChangeSource::Api).await? {
+            Inserted::Created(p) => Ok((StatusCode::CREATED, checkout_response(p, link))),
+            Inserted::Existing(p) => {
+                if p.checkout_session_id.as_deref() != Some(session.id.as_str()) {
+                    // Another payment won (a plain intent, or another attempt's session): this
+                    // session belongs to nothing, so it must not stay payable.
+                    let orphan = format!("{key}:orphan");
+                    if let Err(e) = self.provider.expire_checkout_session(&session.id, &orphan).await {
+                        tracing::warn!(session = %session.id, error = %e, "orphaned checkout session not expired");
+                    }
+                }
+                match self.live_checkout(p).await? {
+                    Some(answer) => Ok((StatusCode::OK, answer)),
+                    None => Err(ApiError::conflict(
+                        "order_has_payment",
+                        format!("order `{order_id}` already has a payment without hosted checkout"),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The answer for an order's live payment when a session is asked for: its session
+    /// (`Some`), or `None` when that session is past its expiry and unpaid (it is then
+    /// cancelled, so that a new one can be made). A live payment without a session is a 409.
+    async fn live_checkout(&self, live: Payment) -> Result<Option<CheckoutSessionResponse>, ApiError> {
+        let Some(link) = self.store.checkout_link(live.id).await? else {
+            return Err(ApiError::conflict(
+                "order_has_payment",
+                format!(
+                    "order `{}` already has payment `{}` ({}) without hosted checkout; confirm it, or ask for a session once it failed or was cancelled",
+                    live.order_id, live.id, live.status
+                ),
+            ));
+        };
+        if !live.status.is_pending() || time::OffsetDateTime::now_utc() < link.expires_at.0 {
+            return Ok(Some(checkout_response(live, link)));
+        }
+        // Past its expiry but not settled here yet (its webhook may be on its way): the
+        // provider says what happened.
+        let synced = self.sync_checkout(&live, &link.session_id, ChangeSource::Api).await?;
+        if !synced.status.is_pending() && !synced.status.is_dead() {
+            return Ok(Some(checkout_response(synced, link)));
+        }
+        if synced.status.is_pending() {
+            self.cancel(synced, "checkout session expired", ChangeSource::Api, None, None).await?;
+        }
+        Ok(None)
+    }
+
+    /// Reads a payment's checkout session (and its intent) at the provider and applies what it
+    /// says through the transition function, as its webhook would.
+    pub async fn sync_checkout(
+        &self,
+        payment: &Payment,
+        session_id: &str,
+        source: ChangeSource,
+    ) -> Result<Payment, ApiError> {
+        let session = self
+            .provider
+            .retrieve_checkout_session(session_id)
+            .await
+            .map_err(|e| provider_unavailable(&e))?;
+        let intent = match &session.payment_intent {
+            Some(pi) => Some(self.provider.retrieve(pi).await.map_err(|e| provider_unavailable(&e))?.into()),
+            None => None,
+        };
+        let reason = format!("checkout session {}", session.status.as_str());
+        match self.apply_checkout(payment, session.status, intent, source, reason, None).await? {
+            Some(t) => settle(t, payment.id),
+            None => Ok(payment.clone()),
+        }
+    }
+
+    /// Moves a checkout payment as its session's state says ([`session_effect`]), recording the
+    /// session's intent, through the one transition function. `None`: the state means nothing
+    /// (yet).
+    pub async fn apply_checkout(
+        &self,
+        payment: &Payment,
+        status: SessionStatus,
+        intent: Option<IntentFacts>,
+        source: ChangeSource,
+        reason: String,
+        claim: Option<Claim>,
+    ) -> Result<Option<Transitioned>, ApiError> {
+        let Some(effect) = session_effect(status, intent.as_ref()) else {
+            return Ok(None);
+        };
+        let change =
+            Change::new(payment.id, effect, source).reason(reason).claim(claim).intent(intent.map(|i| i.id));
+        Ok(Some(self.store.transition(change).await?))
     }
 
     /// Refunds `amount` (default: all that is left) of a CAPTURED or PARTIALLY_REFUNDED payment.

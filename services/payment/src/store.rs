@@ -76,16 +76,27 @@ impl From<StoreError> for ApiError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A new payment (the provider intent exists already).
+/// A new payment (the provider intent, or the hosted checkout session, exists already).
 #[derive(Debug, Clone)]
 pub struct NewPayment {
     pub order_id: Uuid,
     pub user_id: Uuid,
     pub amount: Money,
     pub provider: ProviderKind,
+    /// The intent (`pi_…`), or for hosted checkout the session id until the intent is known.
     pub provider_payment_id: String,
     pub client_secret: Option<String>,
     pub status: PaymentStatus,
+    /// The hosted checkout session the payment is made through.
+    pub checkout: Option<CheckoutLink>,
+}
+
+/// A payment's hosted checkout session: its id, page and expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutLink {
+    pub session_id: String,
+    pub url: String,
+    pub expires_at: Timestamp,
 }
 
 /// Result of [`Store::insert`].
@@ -103,9 +114,13 @@ pub enum Effect {
     RequiresAction {
         next_action: Option<Value>,
     },
-    Authorized,
+    /// Authorised; `charge_id` is the provider's charge when it reports one.
+    Authorized {
+        charge_id: Option<String>,
+    },
     Captured {
         amount: i64,
+        charge_id: Option<String>,
     },
     Failed {
         code: String,
@@ -141,11 +156,18 @@ pub struct Change {
     pub claim: Option<Claim>,
     /// The event that caused it (causation/correlation of the event written).
     pub cause: Option<Envelope>,
+    /// The provider intent learnt with this change (a hosted checkout session's intent):
+    /// recorded as `provider_payment_id` when the payment did not know its intent yet.
+    pub intent_id: Option<String>,
 }
 
 impl Change {
     pub fn new(payment_id: Uuid, effect: Effect, source: ChangeSource) -> Change {
-        Change { payment_id, effect, source, reason: None, claim: None, cause: None }
+        Change { payment_id, effect, source, reason: None, claim: None, cause: None, intent_id: None }
+    }
+    pub fn intent(mut self, intent_id: Option<String>) -> Change {
+        self.intent_id = intent_id;
+        self
     }
     pub fn reason(mut self, reason: impl Into<String>) -> Change {
         self.reason = Some(reason.into());
@@ -181,7 +203,8 @@ pub struct ReservedRefund {
 }
 
 const PAYMENT_COLS: &str = "id, order_id, user_id, amount, currency, status, provider, provider_payment_id, \
-     client_secret, captured_amount, refunded_amount, failure_code, failure_reason, next_action, created_at, updated_at";
+     client_secret, captured_amount, refunded_amount, failure_code, failure_reason, next_action, created_at, updated_at, \
+     checkout_session_id, charge_id, authorized_at";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct PaymentRow {
@@ -201,11 +224,19 @@ struct PaymentRow {
     next_action: Option<String>,
     created_at: Timestamp,
     updated_at: Timestamp,
+    checkout_session_id: Option<String>,
+    charge_id: Option<String>,
+    authorized_at: Option<Timestamp>,
 }
 
 impl PaymentRow {
     fn status(&self) -> PaymentStatus {
         PaymentStatus::parse(&self.status).unwrap_or(PaymentStatus::Failed)
+    }
+
+    /// A hosted checkout payment whose intent is not known yet (it holds the session id).
+    fn awaits_intent(&self) -> bool {
+        self.checkout_session_id.as_deref() == Some(self.provider_payment_id.as_str())
     }
 }
 
@@ -243,6 +274,9 @@ fn assemble(row: PaymentRow, history: Vec<HistoryRow>, refunds: Vec<RefundRow>) 
         failure_code: row.failure_code,
         failure_reason: row.failure_reason,
         next_action: row.next_action.as_deref().and_then(|s| serde_json::from_str(s).ok()),
+        checkout_session_id: row.checkout_session_id,
+        charge_id: row.charge_id,
+        authorized_at: row.authorized_at.map(Into::into),
         created_at: row.created_at.into(),
         updated_at: row.updated_at.into(),
         history: history
@@ -350,6 +384,29 @@ impl Store {
         }))
     }
 
+    /// The payment made through a hosted checkout session (`cs_…`).
+    pub async fn by_checkout_session(&self, session_id: &str) -> StoreResult<Option<Payment>> {
+        let sql = format!("SELECT {PAYMENT_COLS} FROM payments WHERE checkout_session_id = $1");
+        Ok(with_db!(&self.db, pool => {
+            let mut conn = pool.acquire().await?;
+            load_payment!(conn, &sql, session_id)
+        }))
+    }
+
+    /// The hosted checkout session of a payment, if it is made through one.
+    pub async fn checkout_link(&self, payment_id: Uuid) -> StoreResult<Option<CheckoutLink>> {
+        type Link = (Option<String>, Option<String>, Option<Timestamp>);
+        let row: Option<Link> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT checkout_session_id, checkout_url, checkout_expires_at FROM payments WHERE id = $1")
+            .bind(payment_id).fetch_optional(pool).await)?;
+        Ok(match row {
+            Some((Some(session_id), Some(url), Some(expires_at))) => {
+                Some(CheckoutLink { session_id, url, expires_at })
+            }
+            _ => None,
+        })
+    }
+
     /// Every payment of an order, newest first.
     pub async fn for_order(&self, order_id: Uuid) -> StoreResult<Vec<Payment>> {
         let ids: Vec<Uuid> = with_db!(&self.db, pool => sqlx::query_scalar(
@@ -391,19 +448,23 @@ impl Store {
         let id = Uuid::now_v7();
         let now = Timestamp::now();
         let sql = format!(
-            "INSERT INTO payments ({PAYMENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, NULL, NULL, NULL, $10, $10)"
+            "INSERT INTO payments ({PAYMENT_COLS}, checkout_url, checkout_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, NULL, NULL, NULL, $10, $10, $11, NULL, NULL, $12, $13)"
         );
         let begin = self.begin_sql();
+        let checkout = new.checkout.as_ref();
+        let created = if checkout.is_some() { "checkout session created" } else { "payment intent created" };
         let res: Result<(), sqlx::Error> = with_db!(&self.db, pool => async {
             let mut tx = pool.begin_with(begin).await?;
             sqlx::query(&sql)
                 .bind(id).bind(new.order_id).bind(new.user_id).bind(new.amount.amount).bind(&new.amount.currency)
                 .bind(new.status.as_str()).bind(new.provider.as_str()).bind(&new.provider_payment_id)
                 .bind(&new.client_secret).bind(now)
+                .bind(checkout.map(|c| c.session_id.as_str())).bind(checkout.map(|c| c.url.as_str())).bind(checkout.map(|c| c.expires_at))
                 .execute(&mut *tx).await?;
             sqlx::query(HISTORY_SQL)
                 .bind(Uuid::now_v7()).bind(id).bind(None::<String>).bind(new.status.as_str())
-                .bind(source.as_str()).bind(Some("payment intent created")).bind(now)
+                .bind(source.as_str()).bind(Some(created)).bind(now)
                 .execute(&mut *tx).await?;
             tx.commit().await
         }.await);
@@ -433,7 +494,7 @@ impl Store {
         let select = format!("SELECT {PAYMENT_COLS} FROM payments WHERE id = $1{lock}");
         let reload = format!("SELECT {PAYMENT_COLS} FROM payments WHERE id = $1");
         let now = Timestamp::now();
-        let Change { payment_id, effect, source, reason, claim, cause } = change;
+        let Change { payment_id, effect, source, reason, claim, cause, intent_id } = change;
         with_db!(&self.db, pool => {
             let mut tx = pool.begin_with(begin).await?;
             let fresh = match &claim {
@@ -456,6 +517,9 @@ impl Store {
             let from = row.status();
             // The row after the change, and whether the effect applies at all.
             let mut next = row.clone();
+            if let Some(intent) = intent_id.filter(|_| row.awaits_intent()) {
+                next.provider_payment_id = intent;
+            }
             let mut refund_exists: Option<RefundStatus> = None;
             let to = match &effect {
                 Effect::RequiresConfirmation => PaymentStatus::RequiresConfirmation,
@@ -463,12 +527,15 @@ impl Store {
                     next.next_action = next_action.as_ref().map(|v| v.to_string());
                     PaymentStatus::RequiresAction
                 }
-                Effect::Authorized => {
+                Effect::Authorized { charge_id } => {
                     next.next_action = None;
+                    next.charge_id = charge_id.clone().or(row.charge_id.clone());
+                    next.authorized_at = Some(now);
                     PaymentStatus::Authorized
                 }
-                Effect::Captured { amount } => {
+                Effect::Captured { amount, charge_id } => {
                     next.captured_amount = (*amount).clamp(0, row.amount);
+                    next.charge_id = charge_id.clone().or(row.charge_id.clone());
                     PaymentStatus::Captured
                 }
                 Effect::Failed { code, reason } => {
@@ -510,14 +577,16 @@ impl Store {
             }
             let update = format!(
                 "UPDATE payments SET status = $2, next_action = $3, failure_code = $4, failure_reason = $5, \
-                 captured_amount = $6, refunded_amount = $7, updated_at = $8 \
+                 captured_amount = $6, refunded_amount = $7, updated_at = $8, provider_payment_id = $10, \
+                 charge_id = $11, authorized_at = $12 \
                  WHERE id = $1 AND status IN ({}) AND refunded_amount = $9",
                 status_list(allowed)
             );
             let changed = sqlx::query(&update)
                 .bind(payment_id).bind(to.as_str()).bind(&next.next_action).bind(&next.failure_code)
                 .bind(&next.failure_reason).bind(next.captured_amount).bind(next.refunded_amount).bind(now)
-                .bind(row.refunded_amount)
+                .bind(row.refunded_amount).bind(&next.provider_payment_id).bind(&next.charge_id)
+                .bind(next.authorized_at)
                 .execute(&mut *tx).await?.rows_affected();
             if changed != 1 {
                 // Only without a row lock could this happen: someone else moved it first.
@@ -536,10 +605,10 @@ impl Store {
             let money = |amount: i64| Money { amount, currency: row.currency.clone() };
             let cause = cause.as_ref();
             let ev = match &effect {
-                Effect::Authorized => Some(event(&PaymentAuthorized {
-                    order_id: row.order_id, payment_id, amount: money(row.amount), charge_id: None }, cause)?),
+                Effect::Authorized { .. } => Some(event(&PaymentAuthorized {
+                    order_id: row.order_id, payment_id, amount: money(row.amount), charge_id: next.charge_id.clone() }, cause)?),
                 Effect::Captured { .. } => Some(event(&PaymentCaptured {
-                    order_id: row.order_id, payment_id, amount: money(next.captured_amount), charge_id: None }, cause)?),
+                    order_id: row.order_id, payment_id, amount: money(next.captured_amount), charge_id: next.charge_id.clone() }, cause)?),
                 Effect::Failed { reason, .. } => Some(event(&PaymentFailed {
                     order_id: row.order_id, payment_id, amount: money(row.amount), reason: reason.clone() }, cause)?),
                 Effect::Refunded { refund_id, amount, reason: refund_reason, provider_refund_id } => {

@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use crate::model::*;
 use crate::provider::simulated::SimulatedProvider;
-use crate::provider::{IntentStatus, NewIntent, NewRefund, PaymentProvider, ProviderError};
+use crate::provider::{
+    IntentStatus, NewCheckoutSession, NewIntent, NewRefund, PaymentProvider, ProviderError, SessionStatus,
+};
 use crate::store::{Change, Claim, Effect, Inserted, NewPayment, Store, StoreError, Transitioned};
 
 fn new_payment(order_id: Uuid, intent: &str) -> NewPayment {
@@ -26,6 +28,7 @@ fn new_payment(order_id: Uuid, intent: &str) -> NewPayment {
         provider_payment_id: intent.to_string(),
         client_secret: Some(format!("{intent}_secret")),
         status: PaymentStatus::RequiresPaymentMethod,
+        checkout: None,
     }
 }
 
@@ -108,15 +111,15 @@ kit::db_tests! { crate::MIGRATIONS;
         let p1 = done(store.transition(Change::new(p.id,
             Effect::RequiresAction { next_action: Some(action.clone()) }, ChangeSource::Api)).await.unwrap());
         assert_eq!((p1.status, p1.next_action.clone()), (PaymentStatus::RequiresAction, Some(action)));
-        let p2 = done(store.transition(Change::new(p.id, Effect::Authorized, ChangeSource::Webhook)).await.unwrap());
+        let p2 = done(store.transition(Change::new(p.id, Effect::Authorized { charge_id: None }, ChangeSource::Webhook)).await.unwrap());
         assert_eq!((p2.status, p2.next_action.clone()), (PaymentStatus::Authorized, None));
         // Duplicate and stale updates are no-ops.
-        unchanged(store.transition(Change::new(p.id, Effect::Authorized, ChangeSource::Api)).await.unwrap());
+        unchanged(store.transition(Change::new(p.id, Effect::Authorized { charge_id: None }, ChangeSource::Api)).await.unwrap());
         unchanged(store.transition(Change::new(p.id, Effect::RequiresAction { next_action: None }, ChangeSource::Webhook)).await.unwrap());
         unchanged(store.transition(Change::new(p.id, Effect::Failed { code: "x".into(), reason: "late".into() }, ChangeSource::Webhook)).await.unwrap());
         // Nothing to refund before the capture.
         unchanged(store.transition(Change::new(p.id, refund(Uuid::now_v7(), 10), ChangeSource::Api)).await.unwrap());
-        let p3 = done(store.transition(Change::new(p.id, Effect::Captured { amount: 4000 }, ChangeSource::Event)).await.unwrap());
+        let p3 = done(store.transition(Change::new(p.id, Effect::Captured { amount: 4000, charge_id: None }, ChangeSource::Event)).await.unwrap());
         assert_eq!((p3.status, p3.captured_amount), (PaymentStatus::Captured, 4000));
         unchanged(store.transition(Change::new(p.id, Effect::Cancelled, ChangeSource::Event)).await.unwrap());
         let r1 = Uuid::now_v7();
@@ -170,19 +173,19 @@ kit::db_tests! { crate::MIGRATIONS;
 
         // An event's claim: processed once, and the caused event carries its ids.
         let q = created(&store, Uuid::now_v7()).await;
-        done(store.transition(Change::new(q.id, Effect::Authorized, ChangeSource::Api)).await.unwrap());
+        done(store.transition(Change::new(q.id, Effect::Authorized { charge_id: None }, ChangeSource::Api)).await.unwrap());
         let cause = Envelope::new(sources::ORDER, &OrderCancelled {
             order_id: q.order_id, user_id: q.user_id, reason: "x".into(), items: vec![], refund: false }).unwrap();
         let claim = Some(Claim::Inbox { group: "payment".into(), event_id: cause.id });
-        done(store.transition(Change::new(q.id, Effect::Captured { amount: 5000 }, ChangeSource::Event)
+        done(store.transition(Change::new(q.id, Effect::Captured { amount: 5000, charge_id: None }, ChangeSource::Event)
             .claim(claim.clone()).caused_by(Some(&cause))).await.unwrap());
         assert!(store.inbox_seen("payment", cause.id).await.unwrap());
-        assert_eq!(store.transition(Change::new(q.id, Effect::Captured { amount: 5000 }, ChangeSource::Event)
+        assert_eq!(store.transition(Change::new(q.id, Effect::Captured { amount: 5000, charge_id: None }, ChangeSource::Event)
             .claim(claim)).await.unwrap(), Transitioned::AlreadyProcessed);
         let captured = outbox(&db, "payment.captured").await;
         assert_eq!(captured[0].causationid.as_deref(), Some(cause.id.to_string().as_str()));
         assert_eq!(captured[0].correlationid, cause.correlationid);
-        assert_eq!(store.transition(Change::new(Uuid::now_v7(), Effect::Authorized, ChangeSource::Api)).await.unwrap(),
+        assert_eq!(store.transition(Change::new(Uuid::now_v7(), Effect::Authorized { charge_id: None }, ChangeSource::Api)).await.unwrap(),
             Transitioned::NotFound);
     }
 
@@ -196,7 +199,7 @@ kit::db_tests! { crate::MIGRATIONS;
             let effect = if i % 3 == 0 {
                 Effect::Failed { code: "card_declined".into(), reason: "race".into() }
             } else {
-                Effect::Authorized
+                Effect::Authorized { charge_id: None }
             };
             tasks.push(tokio::spawn(async move { store.transition(Change::new(p.id, effect, source)).await.unwrap() }));
         }
@@ -218,8 +221,8 @@ kit::db_tests! { crate::MIGRATIONS;
         let p = created(&store, Uuid::now_v7()).await;
         let err = store.reserve_refund(p.id, Uuid::now_v7(), None, None).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict { code: "payment_not_refundable", .. }), "{err:?}");
-        done(store.transition(Change::new(p.id, Effect::Authorized, ChangeSource::Api)).await.unwrap());
-        done(store.transition(Change::new(p.id, Effect::Captured { amount: 5000 }, ChangeSource::Api)).await.unwrap());
+        done(store.transition(Change::new(p.id, Effect::Authorized { charge_id: None }, ChangeSource::Api)).await.unwrap());
+        done(store.transition(Change::new(p.id, Effect::Captured { amount: 5000, charge_id: None }, ChangeSource::Api)).await.unwrap());
         // 10 concurrent reservations of 1000 against 5000 captured: exactly 5 succeed.
         let mut tasks = Vec::new();
         for _ in 0..10 {
@@ -326,5 +329,76 @@ kit::db_tests! { crate::MIGRATIONS;
         assert_eq!(last_refund["data"]["object"]["amount_refunded"], 2000);
         assert_eq!(last_refund["data"]["object"]["refunds"]["data"].as_array().unwrap().len(), 2);
         assert_eq!(last_refund["data"]["object"]["payment_intent"], i.id.as_str());
+    }
+
+    async fn simulated_checkout_sessions_behave_like_stripe_and_survive_restarts(db) {
+        let sim = simulated(&db);
+        let order = Uuid::now_v7();
+        let new = NewCheckoutSession {
+            amount: Money::new(2500, "EUR"),
+            order_id: order,
+            success_url: "http://localhost/ok?session_id={CHECKOUT_SESSION_ID}".into(),
+            cancel_url: "http://localhost/no".into(),
+        };
+        let s = sim.create_checkout_session(&new, "k-s").await.unwrap();
+        assert!(s.id.starts_with("cs_test_"));
+        assert_eq!((s.status, s.payment_intent.as_deref()), (SessionStatus::Open, None));
+        assert_eq!(s.url.as_deref(), Some(format!("/api/v1/payments/hosted/{}", s.id).as_str()));
+        let in_a_day = time::OffsetDateTime::now_utc().unix_timestamp() + 24 * 3600;
+        assert!((in_a_day - 5..=in_a_day).contains(&s.expires_at), "{}", s.expires_at);
+        // Idempotent replay; the key with other parameters is refused; no webhook for a creation.
+        assert_eq!(sim.create_checkout_session(&new, "k-s").await.unwrap(), s);
+        let other = NewCheckoutSession { success_url: "http://localhost/other".into(), ..new.clone() };
+        assert!(matches!(sim.create_checkout_session(&other, "k-s").await, Err(ProviderError::Refused(_))));
+        assert!(queued_webhooks(&db).await.is_empty());
+
+        // A restart keeps the session; paying it creates its intent, authorised (manual capture).
+        let sim = simulated(&db);
+        assert_eq!(sim.retrieve_checkout_session(&s.id).await.unwrap(), s);
+        assert!(matches!(sim.pay_checkout_session(&s.id, "pm_card_authenticationRequired", "k-p0").await,
+            Err(ProviderError::Refused(_))), "3-D Secure cannot be completed on the page");
+        let (paid, intent) = sim.pay_checkout_session(&s.id, "pm_card_visa", "k-p1").await.unwrap();
+        let intent = intent.unwrap();
+        assert_eq!((paid.status, paid.url.as_deref()), (SessionStatus::Complete, None));
+        assert_eq!(paid.payment_intent.as_deref(), Some(intent.id.as_str()));
+        assert_eq!((intent.status, intent.amount_capturable, intent.amount), (IntentStatus::RequiresCapture, 2500, 2500));
+        assert_eq!(intent.charge_id, Some(format!("ch_{}", intent.id.trim_start_matches("pi_"))));
+        // The same key and card replay; the session cannot be paid again nor expired.
+        assert_eq!(sim.pay_checkout_session(&s.id, "pm_card_visa", "k-p1").await.unwrap().0, paid);
+        assert!(matches!(sim.pay_checkout_session(&s.id, "pm_card_visa", "k-p2").await, Err(ProviderError::Refused(_))));
+        assert!(matches!(sim.expire_checkout_session(&s.id, "k-e0").await, Err(ProviderError::Refused(_))));
+        assert_eq!(sim.capture(&intent.id, None, "k-cap").await.unwrap().amount_received, 2500);
+        assert_eq!(queued_webhooks(&db).await,
+            ["payment_intent.created", "payment_intent.amount_capturable_updated", "checkout.session.completed",
+             "payment_intent.succeeded"]);
+        let due = SimulatedProvider::due_webhooks(&db, kit::db::Timestamp::now() + Duration::from_secs(1), 100).await.unwrap();
+        let completed: serde_json::Value = due.iter().map(|(_, p)| serde_json::from_str::<serde_json::Value>(p).unwrap())
+            .find(|e| e["type"] == "checkout.session.completed").unwrap();
+        let object = &completed["data"]["object"];
+        assert_eq!((object["id"].as_str(), object["payment_intent"].as_str()), (Some(s.id.as_str()), Some(intent.id.as_str())));
+        assert_eq!((object["status"].as_str(), object["payment_status"].as_str()), (Some("complete"), Some("unpaid")));
+        assert_eq!((object["amount_total"].as_i64(), object["client_reference_id"].as_str()), (Some(2500), Some(order.to_string().as_str())));
+        // The simulated session object parses as Stripe's.
+        let parsed: ::stripe::CheckoutSession = serde_json::from_value(object.clone()).unwrap();
+        assert_eq!(parsed.id.as_str(), s.id);
+
+        // A declined card ends the session (one attempt per session); the intent keeps the decline.
+        let d = sim.create_checkout_session(&NewCheckoutSession { order_id: Uuid::now_v7(), ..new.clone() }, "k-ds").await.unwrap();
+        let (after, intent) = sim.pay_checkout_session(&d.id, "4000000000000002", "k-dp").await.unwrap();
+        let intent = intent.unwrap();
+        assert_eq!(after.status, SessionStatus::Expired);
+        assert_eq!(intent.status, IntentStatus::RequiresPaymentMethod);
+        assert_eq!(intent.last_error.unwrap().code, "card_declined");
+        // Expiring: once; then it cannot be paid.
+        let e = sim.create_checkout_session(&NewCheckoutSession { order_id: Uuid::now_v7(), ..new.clone() }, "k-es").await.unwrap();
+        assert_eq!(sim.expire_checkout_session(&e.id, "k-e1").await.unwrap().status, SessionStatus::Expired);
+        assert_eq!(sim.expire_checkout_session(&e.id, "k-e1").await.unwrap().status, SessionStatus::Expired, "replayed");
+        assert!(matches!(sim.expire_checkout_session(&e.id, "k-e2").await, Err(ProviderError::Refused(_))));
+        assert!(matches!(sim.pay_checkout_session(&e.id, "pm_card_visa", "k-e3").await, Err(ProviderError::Refused(_))));
+        assert!(matches!(sim.retrieve_checkout_session("cs_test_nope").await, Err(ProviderError::Refused(_))));
+        let hooks = queued_webhooks(&db).await;
+        assert_eq!(hooks.iter().filter(|h| *h == "checkout.session.expired").count(), 2);
+        assert_eq!(hooks.iter().filter(|h| *h == "payment_intent.payment_failed").count(), 1);
+        assert_eq!(sim.expire_due_sessions().await.unwrap(), 0, "nothing is due yet");
     }
 }

@@ -13,6 +13,8 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::model::ChangeSource;
+use crate::provider::{IntentStatus, PaymentError, ProviderError, SessionStatus};
+use crate::service::IntentFacts;
 use crate::store::{Change, Claim, Effect, Transitioned};
 use crate::PaymentState;
 
@@ -134,6 +136,30 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
+/// An expandable field: the id, or the expanded object's `id`.
+fn id_field(v: &Value, key: &str) -> Option<String> {
+    match v.get(key) {
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(o @ Value::Object(_)) => str_field(o, "id").map(str::to_string),
+        _ => None,
+    }
+}
+
+/// What a `payment_intent` object in an event says.
+fn intent_facts(object: &Value) -> Option<IntentFacts> {
+    let id = str_field(object, "id")?.to_string();
+    let last_error = object.get("last_payment_error").filter(|e| e.is_object()).map(|e| PaymentError {
+        code: str_field(e, "code").unwrap_or("payment_failed").to_string(),
+        message: str_field(e, "message").unwrap_or("the payment failed").to_string(),
+    });
+    Some(IntentFacts {
+        id,
+        status: str_field(object, "status").and_then(IntentStatus::parse),
+        charge_id: id_field(object, "latest_charge"),
+        last_error,
+    })
+}
+
 /// Verifies and processes one webhook delivery (the HTTP endpoint and the simulated provider's
 /// deliveries both come through here).
 pub async fn process(state: &PaymentState, headers: &HeaderMap, body: &[u8]) -> Result<Processed, ApiError> {
@@ -160,10 +186,11 @@ pub async fn handle_event(state: &PaymentState, event: &WebhookEvent) -> Result<
         "payment_intent.amount_capturable_updated"
             if str_field(object, "status") == Some("requires_capture") =>
         {
-            Some(Effect::Authorized)
+            Some(Effect::Authorized { charge_id: id_field(object, "latest_charge") })
         }
         "payment_intent.succeeded" => Some(Effect::Captured {
             amount: object.get("amount_received").and_then(Value::as_i64).unwrap_or_default(),
+            charge_id: id_field(object, "latest_charge"),
         }),
         "payment_intent.payment_failed" => {
             let err = object.get("last_payment_error").cloned().unwrap_or(Value::Null);
@@ -177,6 +204,8 @@ pub async fn handle_event(state: &PaymentState, event: &WebhookEvent) -> Result<
             next_action: object.get("next_action").cloned().filter(|v| !v.is_null()),
         }),
         "charge.refunded" => return charge_refunded(state, event).await,
+        "checkout.session.completed" => return checkout_session(state, event, SessionStatus::Complete).await,
+        "checkout.session.expired" => return checkout_session(state, event, SessionStatus::Expired).await,
         _ => None,
     };
     let payment = match (effect.is_some(), str_field(object, "id")) {
@@ -198,6 +227,62 @@ pub async fn handle_event(state: &PaymentState, event: &WebhookEvent) -> Result<
         }
         Transitioned::AlreadyProcessed => Processed::Duplicate,
         Transitioned::Unchanged(_) | Transitioned::NotFound => Processed::Ignored,
+    })
+}
+
+/// `checkout.session.completed` / `checkout.session.expired`: the payment of the session
+/// moves as [`crate::service::session_effect`] says — AUTHORIZED when the session's intent is
+/// authorised (its id and charge are recorded), FAILED when an expired session's intent was
+/// declined, CANCELLED when it expired unpaid — through the one transition function, so a
+/// `payment_intent.amount_capturable_updated` for the same intent, before or after, makes no
+/// second transition. The intent is read from the provider unless the event expands it; a
+/// provider outage answers 503 and the provider retries the delivery.
+async fn checkout_session(
+    state: &PaymentState,
+    event: &WebhookEvent,
+    status: SessionStatus,
+) -> Result<Processed, ApiError> {
+    let store = &state.store;
+    let session = &event.data.object;
+    let ty = event.event_type.as_str();
+    let payment = match str_field(session, "id") {
+        Some(id) => store.by_checkout_session(id).await?,
+        None => None,
+    };
+    let Some(payment) = payment else {
+        store.record_webhook(&event.id, ty).await?;
+        tracing::debug!(event_id = %event.id, event_type = ty, "webhook for an unknown checkout session ignored");
+        return Ok(Processed::Ignored);
+    };
+    let intent = match session.get("payment_intent") {
+        Some(Value::String(id)) => match state.provider.retrieve(id).await {
+            Ok(i) => Some(IntentFacts::from(i)),
+            Err(e @ ProviderError::Unavailable(_)) => {
+                return Err(ApiError::unavailable(format!("the session's intent cannot be read: {e}")))
+            }
+            Err(e) => {
+                tracing::warn!(event_id = %event.id, intent = %id, error = %e, "the session's intent is unknown to the provider");
+                None
+            }
+        },
+        Some(o @ Value::Object(_)) => intent_facts(o),
+        _ => None,
+    };
+    let claim = Some(Claim::Webhook { event_id: event.id.clone(), event_type: ty.to_string() });
+    let applied = state
+        .apply_checkout(&payment, status, intent, ChangeSource::Webhook, format!("webhook {ty}"), claim)
+        .await?;
+    Ok(match applied {
+        Some(Transitioned::Done(p)) => {
+            tracing::info!(payment_id = %p.id, status = %p.status, event_type = ty, "payment changed by webhook");
+            Processed::Applied
+        }
+        Some(Transitioned::AlreadyProcessed) => Processed::Duplicate,
+        Some(Transitioned::Unchanged(_) | Transitioned::NotFound) => Processed::Ignored,
+        None => {
+            store.record_webhook(&event.id, ty).await?;
+            Processed::Ignored
+        }
     })
 }
 

@@ -1,5 +1,6 @@
 //! Payment providers: what the service asks of a card processor. Two implementations with
-//! Stripe's semantics (payment intents with manual capture, refunds, idempotency keys):
+//! Stripe's semantics (payment intents with manual capture, hosted checkout sessions, refunds,
+//! idempotency keys):
 //! [`stripe::StripeProvider`] (over HTTP with `async-stripe`) and
 //! [`simulated::SimulatedProvider`] (embedded, state in the payment database).
 //!
@@ -68,6 +69,62 @@ pub struct Intent {
     pub client_secret: Option<String>,
     pub next_action: Option<serde_json::Value>,
     pub last_error: Option<PaymentError>,
+    /// The intent's latest charge (`ch_…`, Stripe's `latest_charge`), once there is one.
+    #[serde(default)]
+    pub charge_id: Option<String>,
+}
+
+/// Status of a hosted checkout session (Stripe's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// The customer may still pay.
+    Open,
+    /// The customer paid: the session's intent is authorised (manual capture).
+    Complete,
+    /// Expired or cancelled: it can no longer be paid.
+    Expired,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Open => "open",
+            SessionStatus::Complete => "complete",
+            SessionStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SessionStatus> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
+/// What hosted checkout session to create: one line, the order's total, manual capture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCheckoutSession {
+    pub amount: Money,
+    /// `client_reference_id`, `metadata[order_id]` and the line's name (`Order <id>`).
+    pub order_id: uuid::Uuid,
+    /// May contain Stripe's `{CHECKOUT_SESSION_ID}` placeholder, replaced by the session id.
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+/// A provider checkout session, as far as the service needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderSession {
+    /// `cs_…`
+    pub id: String,
+    pub status: SessionStatus,
+    /// The hosted page (absent once the session is complete or expired, as with Stripe).
+    pub url: Option<String>,
+    /// Unix time after which the session cannot be paid.
+    pub expires_at: i64,
+    /// The intent the customer paid (or tried to pay) with, once there is one.
+    pub payment_intent: Option<String>,
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
 }
 
 /// A provider refund.
@@ -148,6 +205,24 @@ pub trait PaymentProvider: Send + Sync {
 
     /// Reads an intent.
     async fn retrieve(&self, intent_id: &str) -> Result<Intent, ProviderError>;
+
+    /// Creates a hosted checkout session (mode `payment`, one line with the order's total,
+    /// card payments, manual capture). Its intent exists only once the customer pays.
+    async fn create_checkout_session(
+        &self,
+        new: &NewCheckoutSession,
+        idempotency_key: &str,
+    ) -> Result<ProviderSession, ProviderError>;
+
+    /// Expires an open session: it can no longer be paid. Refused when it is not open.
+    async fn expire_checkout_session(
+        &self,
+        session_id: &str,
+        idempotency_key: &str,
+    ) -> Result<ProviderSession, ProviderError>;
+
+    /// Reads a checkout session.
+    async fn retrieve_checkout_session(&self, session_id: &str) -> Result<ProviderSession, ProviderError>;
 }
 
 /// Idempotency keys of provider calls, derived from the order and the operation: a retried
@@ -171,5 +246,17 @@ pub mod keys {
     }
     pub fn refund(order_id: Uuid, refund_id: Uuid) -> String {
         format!("order:{order_id}:refund:{refund_id}")
+    }
+    /// Creating the `attempt`-th hosted checkout session of an order (numbered like intents).
+    pub fn session(order_id: Uuid, attempt: i64) -> String {
+        format!("order:{order_id}:session:{attempt}")
+    }
+    /// Expiring the checkout session of a payment (cancelling it before it was paid).
+    pub fn expire_session(order_id: Uuid, payment_id: Uuid) -> String {
+        format!("order:{order_id}:expire:{payment_id}")
+    }
+    /// Paying a simulated checkout session on its hosted page (one attempt per session).
+    pub fn hosted_pay(session_id: &str) -> String {
+        format!("checkout:{session_id}:pay")
     }
 }

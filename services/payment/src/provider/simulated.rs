@@ -8,6 +8,11 @@
 //!   (`card_declined`), `pm_card_authenticationRequired` / `4000002500003155` need 3-D Secure.
 //! - Idempotency per key: a repeated key with the same operation replays the stored answer
 //!   (also a decline); a key reused for something else is refused, as Stripe does.
+//! - Hosted checkout sessions (`simulated_checkout_sessions`): created `open` with a page served
+//!   by this service (`/api/v1/payments/hosted/{id}`, see [`crate::hosted`]); paying on it
+//!   creates the session's intent and confirms it (manual capture) → `complete`; a decline or a
+//!   cancellation → `expired` (the simulator allows one attempt per session); sessions expire
+//!   after 24 hours ([`SimulatedProvider::expire_due_sessions`]).
 //! - Every state change queues a Stripe-format event (`simulated_webhooks`, written in the
 //!   change's transaction); [`crate::spawn_simulated_webhooks`] signs and delivers them to the
 //!   service's own webhook processing, so the webhook path runs in the embedded shop too.
@@ -30,6 +35,12 @@ use crate::store::{begin_write_sql, for_update};
 
 /// The Stripe API version the simulated events claim (the one `async-stripe` 0.41 speaks).
 pub const API_VERSION: &str = "2023-10-16";
+
+/// Where this service serves a simulated session's hosted page (followed by the session id).
+pub const HOSTED_PATH: &str = "/api/v1/payments/hosted/";
+
+/// How long a simulated checkout session can be paid (Stripe's default: 24 hours).
+pub const SESSION_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// What a test payment method does when an intent is confirmed with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +72,11 @@ pub fn card_behaviour(payment_method: &str) -> Option<CardBehaviour> {
 }
 
 fn random_id(prefix: &str) -> String {
-    let tail: String = rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect();
+    random_token(prefix, 24)
+}
+
+fn random_token(prefix: &str, len: usize) -> String {
+    let tail: String = rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect();
     format!("{prefix}{tail}")
 }
 
@@ -110,26 +125,108 @@ struct RefundRow {
 const INTENT_COLS: &str = "id, order_id, amount, currency, status, client_secret, payment_method, \
      amount_capturable, amount_received, amount_refunded, last_error_code, last_error_message, next_action, created_at";
 
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    order_id: String,
+    amount: i64,
+    currency: String,
+    status: String,
+    payment_status: String,
+    success_url: String,
+    cancel_url: String,
+    url: String,
+    payment_intent: Option<String>,
+    expires_at: Timestamp,
+    created_at: Timestamp,
+}
+
+const SESSION_COLS: &str =
+    "id, order_id, amount, currency, status, payment_status, success_url, cancel_url, url, \
+     payment_intent, expires_at, created_at";
+
+/// A simulated checkout session, for its hosted page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulatedSession {
+    pub id: String,
+    pub order_id: String,
+    pub amount: Money,
+    pub status: SessionStatus,
+    pub expires_at: time::OffsetDateTime,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub payment_intent: Option<String>,
+}
+
+impl SimulatedSession {
+    /// Open and not past its expiry.
+    pub fn is_payable(&self, now: time::OffsetDateTime) -> bool {
+        self.status == SessionStatus::Open && now < self.expires_at
+    }
+}
 /// One provider operation.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
-    Create { amount: i64, currency: String, order_id: uuid::Uuid },
-    Confirm { intent: String, payment_method: String },
-    Capture { intent: String, amount: Option<i64> },
-    Cancel { intent: String },
-    Refund { intent: String, amount: i64, refund_id: uuid::Uuid, reason: Option<String> },
+    Create {
+        amount: i64,
+        currency: String,
+        order_id: uuid::Uuid,
+    },
+    Confirm {
+        intent: String,
+        payment_method: String,
+    },
+    Capture {
+        intent: String,
+        amount: Option<i64>,
+    },
+    Cancel {
+        intent: String,
+    },
+    Refund {
+        intent: String,
+        amount: i64,
+        refund_id: uuid::Uuid,
+        reason: Option<String>,
+    },
+    CreateSession {
+        amount: i64,
+        currency: String,
+        order_id: uuid::Uuid,
+        success_url: String,
+        cancel_url: String,
+    },
+    ExpireSession {
+        session: String,
+    },
+    /// The customer pays on the hosted page: the session's intent is created and confirmed.
+    PaySession {
+        session: String,
+        payment_method: String,
+    },
 }
 
 impl Op {
     fn intent(&self) -> Option<&str> {
         match self {
-            Op::Create { .. } => None,
             Op::Confirm { intent, .. }
             | Op::Capture { intent, .. }
             | Op::Cancel { intent }
             | Op::Refund { intent, .. } => Some(intent),
+            _ => None,
         }
+    }
+
+    fn session(&self) -> Option<&str> {
+        match self {
+            Op::ExpireSession { session } | Op::PaySession { session, .. } => Some(session),
+            _ => None,
+        }
+    }
+
+    fn is_session_op(&self) -> bool {
+        matches!(self, Op::CreateSession { .. } | Op::ExpireSession { .. } | Op::PaySession { .. })
     }
 }
 
@@ -139,6 +236,7 @@ impl Op {
 enum Answer {
     Intent(Intent),
     Refund(ProviderRefund),
+    Session(ProviderSession),
     Error(StoredError),
 }
 
@@ -158,11 +256,14 @@ impl From<StoredError> for ProviderError {
     }
 }
 
-/// What an operation changes: the intent after it, a new refund, the events it emits.
+/// What an operation changes: the intent and the session after it, a new refund, the events
+/// it emits.
 struct Outcome {
     answer: Answer,
     intent: Option<IntentRow>,
     new_intent: bool,
+    session: Option<SessionRow>,
+    new_session: bool,
     refund: Option<RefundRow>,
     events: Vec<&'static str>,
 }
@@ -173,10 +274,20 @@ impl Outcome {
             answer: Answer::Error(StoredError::Refused { message: message.into() }),
             intent: None,
             new_intent: false,
+            session: None,
+            new_session: false,
             refund: None,
             events: vec![],
         }
     }
+}
+
+/// A charge exists once a card was authorised or declined on the intent (Stripe's
+/// `latest_charge`); its id is derived from the intent's.
+fn has_charge(row: &IntentRow) -> bool {
+    matches!(row.status.as_str(), "requires_capture" | "succeeded")
+        || row.last_error_code.is_some()
+        || (row.status == "canceled" && row.payment_method.is_some())
 }
 
 fn intent_view(row: &IntentRow) -> Intent {
@@ -189,12 +300,15 @@ fn intent_view(row: &IntentRow) -> Intent {
         currency: row.currency.clone(),
         client_secret: Some(row.client_secret.clone()),
         next_action: row.next_action.as_deref().and_then(|s| serde_json::from_str(s).ok()),
+        // Stripe's `last_payment_error.code` of a decline is `card_declined` (the stored code is
+        // the `decline_code`).
         last_error: match (&row.last_error_code, &row.last_error_message) {
-            (Some(code), Some(message)) => {
-                Some(PaymentError { code: code.clone(), message: message.clone() })
+            (Some(_), Some(message)) => {
+                Some(PaymentError { code: "card_declined".into(), message: message.clone() })
             }
             _ => None,
         },
+        charge_id: has_charge(row).then(|| charge_id(&row.id)),
     }
 }
 
@@ -215,7 +329,7 @@ fn intent_json(row: &IntentRow) -> Value {
         "confirmation_method": "automatic",
         "created": row.created_at.0.unix_timestamp(),
         "currency": row.currency.to_ascii_lowercase(),
-        "latest_charge": charge_id(&row.id),
+        "latest_charge": has_charge(row).then(|| charge_id(&row.id)),
         "last_payment_error": last_error,
         "livemode": false,
         "metadata": {"order_id": row.order_id},
@@ -269,6 +383,84 @@ fn charge_json(intent: &IntentRow, refunds: &[RefundRow]) -> Value {
     })
 }
 
+fn session_view(row: &SessionRow) -> ProviderSession {
+    let status = SessionStatus::parse(&row.status).unwrap_or(SessionStatus::Expired);
+    ProviderSession {
+        id: row.id.clone(),
+        status,
+        url: (status == SessionStatus::Open).then(|| row.url.clone()),
+        expires_at: row.expires_at.0.unix_timestamp(),
+        payment_intent: row.payment_intent.clone(),
+        success_url: Some(row.success_url.clone()),
+        cancel_url: Some(row.cancel_url.clone()),
+    }
+}
+
+/// The session as a Stripe `checkout.session` object (webhook payloads); it has the fields
+/// `async-stripe` requires, so it also parses as one.
+fn session_json(row: &SessionRow) -> Value {
+    let open = row.status == SessionStatus::Open.as_str();
+    json!({
+        "id": row.id,
+        "object": "checkout.session",
+        "amount_subtotal": row.amount,
+        "amount_total": row.amount,
+        "automatic_tax": {"enabled": false, "liability": null, "status": null},
+        "cancel_url": row.cancel_url,
+        "client_reference_id": row.order_id,
+        "created": row.created_at.0.unix_timestamp(),
+        "currency": row.currency.to_ascii_lowercase(),
+        "custom_fields": [],
+        "custom_text": {"after_submit": null, "shipping_address": null, "submit": null,
+                        "terms_of_service_acceptance": null},
+        "expires_at": row.expires_at.0.unix_timestamp(),
+        "livemode": false,
+        "metadata": {"order_id": row.order_id},
+        "mode": "payment",
+        "payment_intent": row.payment_intent,
+        "payment_method_types": ["card"],
+        "payment_status": row.payment_status,
+        "shipping_options": [],
+        "status": row.status,
+        "success_url": row.success_url,
+        "url": if open { Value::String(row.url.clone()) } else { Value::Null },
+    })
+}
+
+fn session_public(row: &SessionRow) -> SimulatedSession {
+    SimulatedSession {
+        id: row.id.clone(),
+        order_id: row.order_id.clone(),
+        amount: Money { amount: row.amount, currency: row.currency.clone() },
+        status: SessionStatus::parse(&row.status).unwrap_or(SessionStatus::Expired),
+        expires_at: row.expires_at.0,
+        success_url: row.success_url.clone(),
+        cancel_url: row.cancel_url.clone(),
+        payment_intent: row.payment_intent.clone(),
+    }
+}
+
+/// A new intent (manual capture) waiting for a payment method.
+fn new_intent_row(amount: i64, currency: &str, order_id: &str, now: Timestamp) -> IntentRow {
+    let id = random_id("pi_");
+    IntentRow {
+        client_secret: format!("{id}_secret_{}", random_id("")),
+        id,
+        order_id: order_id.to_string(),
+        amount,
+        currency: currency.to_string(),
+        status: IntentStatus::RequiresPaymentMethod.as_str().into(),
+        payment_method: None,
+        amount_capturable: 0,
+        amount_received: 0,
+        amount_refunded: 0,
+        last_error_code: None,
+        last_error_message: None,
+        next_action: None,
+        created_at: now,
+    }
+}
+
 /// A Stripe `event` around `object`.
 pub fn event_json(event_type: &str, object: Value) -> Value {
     json!({
@@ -293,27 +485,13 @@ fn apply(op: &Op, current: Option<IntentRow>) -> Outcome {
                 if *amount <= 0 {
                     return Outcome::refused("amount must be a positive integer");
                 }
-                let id = random_id("pi_");
-                let row = IntentRow {
-                    client_secret: format!("{id}_secret_{}", random_id("")),
-                    id,
-                    order_id: order_id.to_string(),
-                    amount: *amount,
-                    currency: currency.clone(),
-                    status: IntentStatus::RequiresPaymentMethod.as_str().into(),
-                    payment_method: None,
-                    amount_capturable: 0,
-                    amount_received: 0,
-                    amount_refunded: 0,
-                    last_error_code: None,
-                    last_error_message: None,
-                    next_action: None,
-                    created_at: now,
-                };
+                let row = new_intent_row(*amount, currency, &order_id.to_string(), now);
                 Outcome {
                     answer: Answer::Intent(intent_view(&row)),
                     intent: Some(row),
                     new_intent: true,
+                    session: None,
+                    new_session: false,
                     refund: None,
                     events: vec!["payment_intent.created"],
                 }
@@ -333,7 +511,9 @@ fn apply(op: &Op, current: Option<IntentRow>) -> Outcome {
     let mut events = Vec::new();
     let mut refund = None;
     let answer = match op {
-        Op::Create { .. } => return Outcome::refused("the intent exists"),
+        Op::Create { .. } | Op::CreateSession { .. } | Op::ExpireSession { .. } | Op::PaySession { .. } => {
+            return Outcome::refused("not an operation on an existing intent")
+        }
         Op::Confirm { payment_method, .. } => {
             if !matches!(
                 status,
@@ -439,7 +619,119 @@ fn apply(op: &Op, current: Option<IntentRow>) -> Outcome {
             answer
         }
     };
-    Outcome { answer, intent: Some(intent), new_intent: false, refund, events }
+    Outcome {
+        answer,
+        intent: Some(intent),
+        new_intent: false,
+        session: None,
+        new_session: false,
+        refund,
+        events,
+    }
+}
+
+/// Applies a checkout-session operation to the session (`None` for a create). Pure, like
+/// [`apply`].
+fn apply_session(op: &Op, current: Option<SessionRow>) -> Outcome {
+    let now = Timestamp::now();
+    let session_outcome = |answer: Answer, session: SessionRow, events: Vec<&'static str>| Outcome {
+        answer,
+        intent: None,
+        new_intent: false,
+        session: Some(session),
+        new_session: false,
+        refund: None,
+        events,
+    };
+    match op {
+        Op::CreateSession { amount, currency, order_id, success_url, cancel_url } => {
+            if *amount <= 0 {
+                return Outcome::refused("amount must be a positive integer");
+            }
+            // The id is the capability to pay on the hosted page: long and random, as Stripe's.
+            let id = random_token("cs_test_", 48);
+            let row = SessionRow {
+                url: format!("{HOSTED_PATH}{id}"),
+                id,
+                order_id: order_id.to_string(),
+                amount: *amount,
+                currency: currency.clone(),
+                status: SessionStatus::Open.as_str().into(),
+                payment_status: "unpaid".into(),
+                success_url: success_url.clone(),
+                cancel_url: cancel_url.clone(),
+                payment_intent: None,
+                expires_at: now + SESSION_TTL,
+                created_at: now,
+            };
+            Outcome { new_session: true, ..session_outcome(Answer::Session(session_view(&row)), row, vec![]) }
+        }
+        Op::ExpireSession { session } | Op::PaySession { session, .. } => {
+            let Some(mut s) = current else {
+                return Outcome::refused(format!("No such checkout.session: '{session}'"));
+            };
+            if s.status != SessionStatus::Open.as_str() {
+                return Outcome::refused(format!(
+                    "This Checkout Session is not open (its status is {}).",
+                    s.status
+                ));
+            }
+            let Op::PaySession { payment_method, .. } = op else {
+                s.status = SessionStatus::Expired.as_str().into();
+                return session_outcome(
+                    Answer::Session(session_view(&s)),
+                    s,
+                    vec!["checkout.session.expired"],
+                );
+            };
+            if now.0 >= s.expires_at.0 {
+                s.status = SessionStatus::Expired.as_str().into();
+                let refused = Answer::Error(StoredError::Refused {
+                    message: "This Checkout Session has expired.".into(),
+                });
+                return session_outcome(refused, s, vec!["checkout.session.expired"]);
+            }
+            match card_behaviour(payment_method) {
+                None => return Outcome::refused(format!("No such PaymentMethod: '{payment_method}'")),
+                Some(CardBehaviour::RequireAction) => {
+                    return Outcome::refused(
+                        "3-D Secure cannot be completed on the simulated checkout page; use another card",
+                    )
+                }
+                Some(_) => {}
+            }
+            // What Stripe's page does: the session's intent (manual capture), confirmed with
+            // the card.
+            let intent = new_intent_row(s.amount, &s.currency, &s.order_id, now);
+            let confirm = Op::Confirm { intent: intent.id.clone(), payment_method: payment_method.clone() };
+            let confirmed = apply(&confirm, Some(intent));
+            let Some(intent) = confirmed.intent else {
+                return confirmed; // refused before any change (cannot happen for a new intent)
+            };
+            let mut events = vec!["payment_intent.created"];
+            events.extend(confirmed.events);
+            s.payment_intent = Some(intent.id.clone());
+            if intent.status == IntentStatus::RequiresCapture.as_str() {
+                // Authorised, not captured: the session is complete, its payment still unpaid.
+                s.status = SessionStatus::Complete.as_str().into();
+                events.push("checkout.session.completed");
+            } else {
+                // The simulator allows one attempt per session: a decline ends it.
+                s.status = SessionStatus::Expired.as_str().into();
+                events.push("checkout.session.expired");
+            }
+            Outcome {
+                answer: Answer::Session(session_view(&s)),
+                intent: Some(intent),
+                new_intent: true,
+                session: Some(s),
+                new_session: false,
+                refund: None,
+                events,
+            }
+        }
+        _ => Outcome::refused("not a checkout session operation"),
+    }
 }
 
 impl SimulatedProvider {
@@ -502,13 +794,19 @@ impl SimulatedProvider {
                 Some(id) => sqlx::query_as(&format!("SELECT {INTENT_COLS} FROM simulated_intents WHERE id = $1{lock}"))
                     .bind(id).fetch_optional(&mut *tx).await?,
             };
+            let current_session: Option<SessionRow> = match op.session() {
+                None => None,
+                Some(id) => sqlx::query_as(&format!(
+                    "SELECT {SESSION_COLS} FROM simulated_checkout_sessions WHERE id = $1{lock}"))
+                    .bind(id).fetch_optional(&mut *tx).await?,
+            };
             let refunds: Vec<RefundRow> = match &current {
                 Some(i) => sqlx::query_as(
                     "SELECT id, amount, metadata, created_at FROM simulated_refunds WHERE intent_id = $1 ORDER BY created_at, id")
                     .bind(&i.id).fetch_all(&mut *tx).await?,
                 None => vec![],
             };
-            let mut out = apply(op, current);
+            let mut out = if op.is_session_op() { apply_session(op, current_session) } else { apply(op, current) };
             if let Some(i) = &out.intent {
                 if out.new_intent {
                     sqlx::query(&format!(
@@ -530,6 +828,23 @@ impl SimulatedProvider {
                         .execute(&mut *tx).await?;
                 }
             }
+            if let Some(s) = &out.session {
+                if out.new_session {
+                    sqlx::query(&format!(
+                        "INSERT INTO simulated_checkout_sessions ({SESSION_COLS}, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)"))
+                        .bind(&s.id).bind(&s.order_id).bind(s.amount).bind(&s.currency).bind(&s.status)
+                        .bind(&s.payment_status).bind(&s.success_url).bind(&s.cancel_url).bind(&s.url)
+                        .bind(&s.payment_intent).bind(s.expires_at).bind(s.created_at)
+                        .execute(&mut *tx).await?;
+                } else {
+                    sqlx::query(
+                        "UPDATE simulated_checkout_sessions SET status = $2, payment_status = $3, payment_intent = $4, \
+                         updated_at = $5 WHERE id = $1")
+                        .bind(&s.id).bind(&s.status).bind(&s.payment_status).bind(&s.payment_intent).bind(now)
+                        .execute(&mut *tx).await?;
+                }
+            }
             let mut all_refunds = refunds;
             if let (Some(r), Some(i)) = (&out.refund, &out.intent) {
                 sqlx::query("INSERT INTO simulated_refunds (id, intent_id, amount, metadata, created_at) VALUES ($1, $2, $3, $4, $5)")
@@ -539,8 +854,13 @@ impl SimulatedProvider {
             }
             let events = std::mem::take(&mut out.events);
             for ty in &events {
-                let Some(i) = &out.intent else { break };
-                let object = if *ty == "charge.refunded" { charge_json(i, &all_refunds) } else { intent_json(i) };
+                let object = if ty.starts_with("checkout.session.") {
+                    let Some(s) = &out.session else { continue };
+                    session_json(s)
+                } else {
+                    let Some(i) = &out.intent else { continue };
+                    if *ty == "charge.refunded" { charge_json(i, &all_refunds) } else { intent_json(i) }
+                };
                 let event = event_json(ty, object);
                 sqlx::query(
                     "INSERT INTO simulated_webhooks (id, event_id, event_type, payload, attempts, next_attempt_at, created_at) \
@@ -566,10 +886,70 @@ impl SimulatedProvider {
         match answer {
             Answer::Intent(i) => Ok(i),
             Answer::Error(e) => Err(e.into()),
-            Answer::Refund(_) => {
-                Err(ProviderError::Refused("the idempotency key belongs to a refund".into()))
+            Answer::Refund(_) | Answer::Session(_) => {
+                Err(ProviderError::Refused("the idempotency key belongs to another kind of request".into()))
             }
         }
+    }
+
+    fn session(answer: Answer) -> Result<ProviderSession, ProviderError> {
+        match answer {
+            Answer::Session(s) => Ok(s),
+            Answer::Error(e) => Err(e.into()),
+            Answer::Intent(_) | Answer::Refund(_) => {
+                Err(ProviderError::Refused("the idempotency key belongs to another kind of request".into()))
+            }
+        }
+    }
+
+    /// A checkout session, for its hosted page (`None` when there is no such session).
+    pub async fn checkout_session(&self, id: &str) -> Result<Option<SimulatedSession>, ProviderError> {
+        let row: Option<SessionRow> = with_db!(&self.db, pool => sqlx::query_as(
+            &format!("SELECT {SESSION_COLS} FROM simulated_checkout_sessions WHERE id = $1"))
+            .bind(id).fetch_optional(pool).await)
+        .map_err(|e| ProviderError::Unavailable(format!("simulated provider database: {e}")))?;
+        Ok(row.as_ref().map(session_public))
+    }
+
+    /// The customer pays an open session on its hosted page with a test payment method: the
+    /// session's intent is created and confirmed. A good card completes the session (intent
+    /// `requires_capture`); a declined one expires it (the intent keeps the decline in
+    /// `last_error`). Returns the session after it and its intent. The same `idempotency_key`
+    /// and card replay the first answer; another card with that key is refused.
+    pub async fn pay_checkout_session(
+        &self,
+        session_id: &str,
+        payment_method: &str,
+        idempotency_key: &str,
+    ) -> Result<(ProviderSession, Option<Intent>), ProviderError> {
+        let op = Op::PaySession { session: session_id.into(), payment_method: payment_method.into() };
+        let session = Self::session(self.run(idempotency_key, op).await?)?;
+        let intent = match &session.payment_intent {
+            Some(id) => Some(self.retrieve(id).await?),
+            None => None,
+        };
+        Ok((session, intent))
+    }
+
+    /// Expires the open sessions whose time is up (as Stripe does after `expires_at`), each with
+    /// its `checkout.session.expired` webhook. Returns how many expired.
+    pub async fn expire_due_sessions(&self) -> Result<usize, ProviderError> {
+        let now = Timestamp::now();
+        let due: Vec<String> = with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT id FROM simulated_checkout_sessions WHERE status = 'open' AND expires_at <= $1 \
+             ORDER BY expires_at LIMIT 100")
+            .bind(now).fetch_all(pool).await)
+        .map_err(|e| ProviderError::Unavailable(format!("simulated provider database: {e}")))?;
+        let mut expired = 0;
+        for id in due {
+            let key = format!("checkout:{id}:expired");
+            match self.run(&key, Op::ExpireSession { session: id.clone() }).await? {
+                Answer::Session(_) => expired += 1,
+                // Paid or expired meanwhile: nothing to do.
+                _ => tracing::debug!(session = %id, "checkout session no longer open"),
+            }
+        }
+        Ok(expired)
     }
 
     /// Webhooks due for delivery: (row id, payload).
@@ -658,8 +1038,8 @@ impl PaymentProvider for SimulatedProvider {
         match self.run(idempotency_key, op).await? {
             Answer::Refund(r) => Ok(r),
             Answer::Error(e) => Err(e.into()),
-            Answer::Intent(_) => {
-                Err(ProviderError::Refused("the idempotency key belongs to an intent".into()))
+            Answer::Intent(_) | Answer::Session(_) => {
+                Err(ProviderError::Refused("the idempotency key belongs to another kind of request".into()))
             }
         }
     }
@@ -671,5 +1051,37 @@ impl PaymentProvider for SimulatedProvider {
         .map_err(|e| ProviderError::Unavailable(format!("simulated provider database: {e}")))?;
         row.map(|r| intent_view(&r))
             .ok_or_else(|| ProviderError::Refused(format!("No such payment_intent: '{intent_id}'")))
+    }
+
+    async fn create_checkout_session(
+        &self,
+        new: &NewCheckoutSession,
+        idempotency_key: &str,
+    ) -> Result<ProviderSession, ProviderError> {
+        let op = Op::CreateSession {
+            amount: new.amount.amount,
+            currency: new.amount.currency.clone(),
+            order_id: new.order_id,
+            success_url: new.success_url.clone(),
+            cancel_url: new.cancel_url.clone(),
+        };
+        Self::session(self.run(idempotency_key, op).await?)
+    }
+
+    async fn expire_checkout_session(
+        &self,
+        session_id: &str,
+        idempotency_key: &str,
+    ) -> Result<ProviderSession, ProviderError> {
+        Self::session(self.run(idempotency_key, Op::ExpireSession { session: session_id.into() }).await?)
+    }
+
+    async fn retrieve_checkout_session(&self, session_id: &str) -> Result<ProviderSession, ProviderError> {
+        let row: Option<SessionRow> = with_db!(&self.db, pool => sqlx::query_as(
+            &format!("SELECT {SESSION_COLS} FROM simulated_checkout_sessions WHERE id = $1"))
+            .bind(session_id).fetch_optional(pool).await)
+        .map_err(|e| ProviderError::Unavailable(format!("simulated provider database: {e}")))?;
+        row.map(|r| session_view(&r))
+            .ok_or_else(|| ProviderError::Refused(format!("No such checkout.session: '{session_id}'")))
     }
 }

@@ -1,14 +1,19 @@
 //! Stripe through `async-stripe` (API version pinned by the crate): payment intents with
-//! `capture_method=manual`, confirm with a payment method, capture, cancel, refunds. Each
-//! state-changing call carries an `Idempotency-Key` (`RequestStrategy::Idempotent`).
+//! `capture_method=manual`, confirm with a payment method, capture, cancel, refunds, and hosted
+//! Checkout Sessions (mode `payment`, the intent with manual capture). Each state-changing call
+//! carries an `Idempotency-Key` (`RequestStrategy::Idempotent`).
 
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
 use ::stripe::{
-    CancelPaymentIntent, CapturePaymentIntent, Client, CreatePaymentIntent, CreateRefund, Currency,
-    ErrorType, Metadata, PaymentIntent, PaymentIntentCaptureMethod, PaymentIntentId, PaymentIntentStatus,
+    CancelPaymentIntent, CapturePaymentIntent, CheckoutSession, CheckoutSessionId, CheckoutSessionMode,
+    CheckoutSessionStatus, Client, CreateCheckoutSession, CreateCheckoutSessionLineItems,
+    CreateCheckoutSessionLineItemsPriceData, CreateCheckoutSessionLineItemsPriceDataProductData,
+    CreateCheckoutSessionPaymentIntentData, CreateCheckoutSessionPaymentIntentDataCaptureMethod,
+    CreateCheckoutSessionPaymentMethodTypes, CreatePaymentIntent, CreateRefund, Currency, ErrorType,
+    Metadata, PaymentIntent, PaymentIntentCaptureMethod, PaymentIntentId, PaymentIntentStatus,
     RequestStrategy, StripeError,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -106,6 +111,32 @@ fn intent_id(id: &str) -> Result<PaymentIntentId, ProviderError> {
         .map_err(|e| ProviderError::Refused(format!("`{id}` is not a payment intent id: {e}")))
 }
 
+fn session_id(id: &str) -> Result<CheckoutSessionId, ProviderError> {
+    CheckoutSessionId::from_str(id)
+        .map_err(|e| ProviderError::Refused(format!("`{id}` is not a checkout session id: {e}")))
+}
+
+fn currency(code: &str) -> Result<Currency, ProviderError> {
+    Currency::from_str(&code.to_ascii_lowercase())
+        .map_err(|_| ProviderError::Refused(format!("currency {code} is not supported")))
+}
+
+fn to_session(s: CheckoutSession) -> ProviderSession {
+    ProviderSession {
+        id: s.id.to_string(),
+        status: match s.status {
+            Some(CheckoutSessionStatus::Complete) => SessionStatus::Complete,
+            Some(CheckoutSessionStatus::Expired) => SessionStatus::Expired,
+            Some(CheckoutSessionStatus::Open) | None => SessionStatus::Open,
+        },
+        url: s.url,
+        expires_at: s.expires_at,
+        payment_intent: s.payment_intent.map(|pi| pi.id().to_string()),
+        success_url: s.success_url,
+        cancel_url: s.cancel_url,
+    }
+}
+
 fn status(s: PaymentIntentStatus) -> IntentStatus {
     match s {
         PaymentIntentStatus::Canceled => IntentStatus::Canceled,
@@ -138,6 +169,7 @@ fn to_intent(pi: PaymentIntent) -> Intent {
         client_secret: pi.client_secret,
         next_action: pi.next_action.and_then(|a| serde_json::to_value(a).ok()),
         last_error,
+        charge_id: pi.latest_charge.map(|c| c.id().to_string()),
     }
 }
 
@@ -148,9 +180,7 @@ impl PaymentProvider for StripeProvider {
     }
 
     async fn create_intent(&self, new: &NewIntent, idempotency_key: &str) -> Result<Intent, ProviderError> {
-        let currency = Currency::from_str(&new.amount.currency.to_ascii_lowercase()).map_err(|_| {
-            ProviderError::Refused(format!("currency {} is not supported", new.amount.currency))
-        })?;
+        let currency = self::currency(&new.amount.currency)?;
         let mut params = CreatePaymentIntent::new(new.amount.amount, currency);
         params.capture_method = Some(PaymentIntentCaptureMethod::Manual);
         params.payment_method_types = Some(vec!["card".to_string()]);
@@ -246,6 +276,72 @@ impl PaymentProvider for StripeProvider {
         self.call("retrieve payment intent", PaymentIntent::retrieve(&self.client, &id, &[]))
             .await
             .map(to_intent)
+    }
+
+    async fn create_checkout_session(
+        &self,
+        new: &NewCheckoutSession,
+        idempotency_key: &str,
+    ) -> Result<ProviderSession, ProviderError> {
+        let currency = self::currency(&new.amount.currency)?;
+        let order = new.order_id.to_string();
+        let order_metadata = || Metadata::from([("order_id".to_string(), order.clone())]);
+        let mut params = CreateCheckoutSession::new();
+        params.mode = Some(CheckoutSessionMode::Payment);
+        params.success_url = Some(&new.success_url);
+        params.cancel_url = Some(&new.cancel_url);
+        params.client_reference_id = Some(&order);
+        params.metadata = Some(order_metadata());
+        params.payment_method_types = Some(vec![CreateCheckoutSessionPaymentMethodTypes::Card]);
+        params.line_items = Some(vec![CreateCheckoutSessionLineItems {
+            price_data: Some(CreateCheckoutSessionLineItemsPriceData {
+                currency,
+                unit_amount: Some(new.amount.amount),
+                product_data: Some(CreateCheckoutSessionLineItemsPriceDataProductData {
+                    name: format!("Order {}", new.order_id),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            quantity: Some(1),
+            ..Default::default()
+        }]);
+        // The intent the session creates when the customer pays: authorise only; the service
+        // captures once the order is confirmed.
+        params.payment_intent_data = Some(CreateCheckoutSessionPaymentIntentData {
+            capture_method: Some(CreateCheckoutSessionPaymentIntentDataCaptureMethod::Manual),
+            metadata: Some(order_metadata()),
+            ..Default::default()
+        });
+        let client = self.idempotent(idempotency_key);
+        let session = self
+            .call("create checkout session", CheckoutSession::create(&client, params))
+            .await
+            .map(to_session)?;
+        if session.url.is_none() {
+            return Err(ProviderError::Unavailable(format!(
+                "create checkout session: session {} has no hosted page URL",
+                session.id
+            )));
+        }
+        Ok(session)
+    }
+
+    async fn expire_checkout_session(
+        &self,
+        session_id: &str,
+        idempotency_key: &str,
+    ) -> Result<ProviderSession, ProviderError> {
+        let id = self::session_id(session_id)?;
+        let client = self.idempotent(idempotency_key);
+        self.call("expire checkout session", CheckoutSession::expire(&client, &id)).await.map(to_session)
+    }
+
+    async fn retrieve_checkout_session(&self, session_id: &str) -> Result<ProviderSession, ProviderError> {
+        let id = self::session_id(session_id)?;
+        self.call("retrieve checkout session", CheckoutSession::retrieve(&self.client, &id, &[]))
+            .await
+            .map(to_session)
     }
 }
 

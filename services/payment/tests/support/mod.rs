@@ -24,6 +24,9 @@ use uuid::Uuid;
 
 pub const HOUR: Duration = Duration::from_secs(3600);
 pub const SECRET: &str = "whsec_test_payments";
+/// Redirect targets of hosted checkout in the default allow-list (`http://localhost`, any port).
+pub const SUCCESS_URL: &str = "http://localhost:3000/checkout/success";
+pub const CANCEL_URL: &str = "http://localhost:3000/checkout/cancelled";
 
 /// The order service as a map (tests set orders and can make it unavailable).
 #[derive(Default)]
@@ -67,6 +70,24 @@ impl Res {
     pub fn ok(&self, status: StatusCode) -> &Value {
         assert_eq!(self.status, status, "{}", self.body);
         &self.body
+    }
+}
+
+/// A response whose body is not parsed (HTML pages, redirects).
+pub struct RawRes {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl RawRes {
+    /// The `Location` of a 303.
+    pub fn see_other(&self) -> &str {
+        assert_eq!(self.status, StatusCode::SEE_OTHER, "{}", self.body);
+        self.headers[header::LOCATION].to_str().unwrap()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
     }
 }
 
@@ -157,6 +178,33 @@ impl App {
         Res { status: parts.status, headers: parts.headers, body }
     }
 
+    /// A request without a token whose answer is kept as text; `form` is sent
+    /// `application/x-www-form-urlencoded`.
+    pub async fn raw(&self, method: Method, uri: &str, form: Option<&str>) -> RawRes {
+        let req = Request::builder().method(method).uri(uri);
+        let req = match form {
+            Some(f) => req
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(f.to_string())),
+            None => req.body(Body::empty()),
+        };
+        let res = self.router.clone().oneshot(req.unwrap()).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        RawRes {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+    }
+
+    /// `POST /payments/checkout-session` as `user` with a fresh Idempotency-Key.
+    pub async fn checkout(&self, user: &User, order: Uuid) -> Res {
+        let key = Uuid::new_v4().to_string();
+        let body = serde_json::json!({"orderId": order, "successUrl": SUCCESS_URL, "cancelUrl": CANCEL_URL});
+        self.call(user, Method::POST, "/api/v1/payments/checkout-session", Some(&key), Some(body)).await
+    }
+
     /// A call as `user` (bearer token), with an optional Idempotency-Key and JSON body.
     pub async fn call(
         &self,
@@ -237,6 +285,22 @@ pub fn intent_event(event_id: &str, event_type: &str, intent: &str, status: &str
 pub async fn outbox_count(db: &Db, event_type: &str) -> i64 {
     with_db!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE event_type = $1")
         .bind(event_type).fetch_one(pool).await)
+    .unwrap()
+}
+
+/// The data of the outbox events of a type, oldest first.
+pub async fn outbox_data(db: &Db, event_type: &str) -> Vec<Value> {
+    let rows: Vec<String> = with_db!(db, pool => sqlx::query_scalar(
+        "SELECT envelope FROM outbox WHERE event_type = $1 ORDER BY seq").bind(event_type).fetch_all(pool).await)
+    .unwrap();
+    rows.iter().map(|r| serde_json::from_str::<Value>(r).unwrap()["data"].clone()).collect()
+}
+
+/// The payloads the simulated provider queued for a webhook type, oldest first.
+pub async fn simulated_webhooks(db: &Db, event_type: &str) -> Vec<String> {
+    with_db!(db, pool => sqlx::query_scalar(
+        "SELECT payload FROM simulated_webhooks WHERE event_type = $1 ORDER BY created_at, id")
+        .bind(event_type).fetch_all(pool).await)
     .unwrap()
 }
 

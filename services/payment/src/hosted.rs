@@ -1,0 +1,403 @@
+//! The simulated provider's hosted checkout page, served by this service (with Stripe, Stripe
+//! hosts the page and these routes answer 404). No bearer token: the session id — long, random,
+//! known only to the customer who asked for the session — is the capability.
+//!
+//! - `GET /api/v1/payments/hosted/{sessionId}`: a minimal, self-contained HTML page with the
+//!   amount, the order and a form to pay with one of the test cards, or to cancel.
+//! - `POST …/pay` (`application/x-www-form-urlencoded`, `paymentMethod=pm_card_visa`): the
+//!   simulated provider creates the session's intent and confirms it (manual capture). Paid →
+//!   the session completes and the provider queues its signed `checkout.session.completed`
+//!   webhook (which makes the payment AUTHORIZED, like Stripe's) → 303 to the success URL.
+//!   Declined → the session expires and the payment is FAILED at once → 303 to the cancel URL
+//!   with `error=card_declined`.
+//! - `POST …/cancel`: the session expires and the payment is CANCELLED → 303 to the cancel URL.
+//!
+//! Both redirect targets were checked against the allow-list when the session was created; the
+//! provider replaces `{CHECKOUT_SESSION_ID}` in them, as Stripe does. A session that is unknown
+//! answers a 404 problem, one that is no longer open a 409 problem.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use kit::extract::Path;
+use kit::money::Money;
+use kit::problem::FieldError;
+use kit::{ApiError, ApiResult};
+
+use crate::model::{ChangeSource, Payment};
+use crate::provider::simulated::{card_behaviour, CardBehaviour, SimulatedProvider, SimulatedSession};
+use crate::provider::{keys, PaymentProvider, ProviderError, ProviderSession, SessionStatus};
+use crate::service::{append_query, IntentFacts, SESSION_ID_PLACEHOLDER};
+use crate::PaymentState;
+
+/// The test cards the page offers: (payment method, label).
+pub const TEST_CARDS: [(&str, &str); 2] = [
+    ("pm_card_visa", "Visa 4242 4242 4242 4242 (authorised)"),
+    ("pm_card_chargeDeclined", "Visa 4000 0000 0000 0002 (declined)"),
+];
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `USD 129.99` for `{12999, USD}` (the currency's minor-unit exponent; JPY has none).
+pub fn format_amount(m: &Money) -> String {
+    let exp = u32::from(kit::money::minor_units(&m.currency).unwrap_or(2));
+    if exp == 0 {
+        return format!("{} {}", m.currency, m.amount);
+    }
+    let unit = 10u64.pow(exp);
+    let sign = if m.amount < 0 { "-" } else { "" };
+    let abs = m.amount.unsigned_abs();
+    format!("{} {sign}{}.{:0width$}", m.currency, abs / unit, abs % unit, width = exp as usize)
+}
+
+/// The page of an open session.
+pub fn render_page(session: &SimulatedSession) -> String {
+    let id = escape_html(&session.id);
+    let amount = escape_html(&format_amount(&session.amount));
+    let order = escape_html(&session.order_id);
+    let expires =
+        session.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let expires = escape_html(&expires);
+    let options: String = TEST_CARDS
+        .iter()
+        .map(|(pm, label)| format!(r#"<option value="{}">{}</option>"#, escape_html(pm), escape_html(label)))
+        .collect::<Vec<_>>()
+        .join("\n          ");
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta name="robots" content="noindex">
+  <title>Pay {amount} - test checkout</title>
+  <style>
+    body {{ font-family: system-ui, sans-serif; background: #f4f5f7; margin: 0; }}
+    main {{ max-width: 26rem; margin: 3rem auto; background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 4px rgba(0,0,0,.1); }}
+    .amount {{ font-size: 2rem; font-weight: 600; margin: .5rem 0 1rem; }}
+    .note {{ color: #666; font-size: .9rem; }}
+    label, select, button {{ display: block; width: 100%; box-sizing: border-box; }}
+    select, button {{ font-size: 1rem; padding: .6rem; margin: .4rem 0 1rem; }}
+    button {{ background: #635bff; color: #fff; border: 0; border-radius: 6px; cursor: pointer; }}
+    button.secondary {{ background: #fff; color: #333; border: 1px solid #ccc; }}
+  </style>
+</head>
+<body>
+  <main>
+    <h1>Test checkout</h1>
+    <p class="amount" id="amount">{amount}</p>
+    <p>Order <code id="order">{order}</code></p>
+    <p class="note">Simulated payment provider: no card is charged. The amount is authorised
+      now and captured when the order is confirmed.</p>
+    <form method="post" action="/api/v1/payments/hosted/{id}/pay">
+      <label for="paymentMethod">Test card</label>
+      <select id="paymentMethod" name="paymentMethod">
+          {options}
+      </select>
+      <button type="submit">Pay {amount}</button>
+    </form>
+    <form method="post" action="/api/v1/payments/hosted/{id}/cancel">
+      <button type="submit" class="secondary">Cancel and return to the shop</button>
+    </form>
+    <p class="note">This page expires at <time datetime="{expires}">{expires}</time>.</p>
+  </main>
+</body>
+</html>
+"#
+    )
+}
+
+fn hosted_provider(st: &PaymentState) -> Result<&SimulatedProvider, ApiError> {
+    st.hosted_provider().ok_or_else(|| {
+        ApiError::not_found("hosted checkout pages are served here only with the simulated provider")
+    })
+}
+
+fn unknown(session_id: &str) -> ApiError {
+    ApiError::not_found(format!("checkout session `{session_id}` not found"))
+}
+
+fn not_open(session_id: &str, status: SessionStatus) -> ApiError {
+    ApiError::conflict(
+        "checkout_session_not_open",
+        format!(
+            "checkout session `{session_id}` is {}; it can no longer be paid or cancelled",
+            status.as_str()
+        ),
+    )
+}
+
+fn unavailable(e: &ProviderError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "payment_provider_unavailable", "Service unavailable")
+        .detail(e.to_string())
+}
+
+/// The session and its payment; anything that is not a session of this service's is a 404.
+async fn load(
+    st: &PaymentState,
+    provider: &SimulatedProvider,
+    session_id: &str,
+) -> Result<(SimulatedSession, Payment), ApiError> {
+    let well_formed = session_id.starts_with("cs_")
+        && session_id.len() <= 255
+        && session_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !well_formed {
+        return Err(unknown(session_id));
+    }
+    let session = provider.checkout_session(session_id).await.map_err(|e| unavailable(&e))?;
+    let payment = st.store.by_checkout_session(session_id).await?;
+    match (session, payment) {
+        (Some(s), Some(p)) => Ok((s, p)),
+        _ => Err(unknown(session_id)),
+    }
+}
+
+/// Refuses a session that cannot be paid; one past its expiry is expired now (its payment is
+/// cancelled).
+async fn require_payable(
+    st: &PaymentState,
+    provider: &SimulatedProvider,
+    session: &SimulatedSession,
+    payment: &Payment,
+) -> Result<(), ApiError> {
+    if session.status != SessionStatus::Open {
+        return Err(not_open(&session.id, session.status));
+    }
+    if !session.is_payable(time::OffsetDateTime::now_utc()) {
+        let key = keys::expire_session(payment.order_id, payment.id);
+        let expired = provider.expire_checkout_session(&session.id, &key).await;
+        if let Err(e @ ProviderError::Unavailable(_)) = &expired {
+            return Err(unavailable(e));
+        }
+        st.sync_checkout(payment, &session.id, ChangeSource::Api).await?;
+        return Err(not_open(&session.id, SessionStatus::Expired));
+    }
+    Ok(())
+}
+
+/// Where the provider sends the customer: the URL with the session id filled in.
+fn target(url: &str, session_id: &str) -> String {
+    url.replace(SESSION_ID_PLACEHOLDER, session_id)
+}
+
+fn see_other(url: &str) -> Response {
+    let mut res = Redirect::to(url).into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    res
+}
+
+/// The intent of a session, as facts for [`crate::service::session_effect`].
+async fn session_intent(
+    provider: &SimulatedProvider,
+    session: &ProviderSession,
+) -> Result<Option<IntentFacts>, ApiError> {
+    match &session.payment_intent {
+        Some(pi) => Ok(Some(provider.retrieve(pi).await.map_err(|e| unavailable(&e))?.into())),
+        None => Ok(None),
+    }
+}
+
+/// The hosted payment page of a simulated checkout session (HTML; no token: the session id is
+/// the capability).
+#[utoipa::path(
+    get, path = "/api/v1/payments/hosted/{sessionId}", tag = "payments",
+    params(("sessionId" = String, Path, description = "Checkout session id (`cs_…`)")),
+    responses(
+        (status = 200, description = "The page: amount, order, a form to pay with a test card or to cancel", content_type = "text/html", body = String),
+        (status = 404, description = "No such session, or the provider is Stripe (Stripe hosts its page)", body = kit::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`checkout_session_not_open`: paid, cancelled or expired", body = kit::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn page(State(st): State<PaymentState>, Path(session_id): Path<String>) -> ApiResult<Response> {
+    let provider = hosted_provider(&st)?;
+    let (session, payment) = load(&st, provider, &session_id).await?;
+    require_payable(&st, provider, &session, &payment).await?;
+    let mut res = render_page(&session).into_response();
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    Ok(res)
+}
+
+/// Pay a simulated checkout session with a test card (the page's form).
+///
+/// Paid → 303 to the success URL (`session_id=…`); the payment becomes AUTHORIZED when the
+/// provider's signed `checkout.session.completed` webhook arrives. Declined → the payment is
+/// FAILED → 303 to the cancel URL with `session_id=…&error=card_declined`.
+#[utoipa::path(
+    post, path = "/api/v1/payments/hosted/{sessionId}/pay", tag = "payments",
+    params(("sessionId" = String, Path, description = "Checkout session id (`cs_…`)")),
+    request_body(content = String, description = "`paymentMethod=pm_card_visa` (or `pm_card_chargeDeclined`, …)", content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "To the success URL (paid) or the cancel URL with `error` (declined)"),
+        (status = 404, description = "No such session, or the provider is Stripe", body = kit::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`checkout_session_not_open`", body = kit::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`paymentMethod` missing or not a test card the page can use", body = kit::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn pay(
+    State(st): State<PaymentState>,
+    Path(session_id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let provider = hosted_provider(&st)?;
+    let payment_method = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "paymentMethod")
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    let usable =
+        matches!(card_behaviour(&payment_method), Some(CardBehaviour::Succeed | CardBehaviour::Decline(..)));
+    if payment_method.is_empty() || !usable {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "payment_method_invalid",
+            "Payment method not accepted",
+        )
+        .detail("the hosted page takes a test card that is authorised or declined (e.g. pm_card_visa)")
+        .with_errors([FieldError {
+            field: "paymentMethod".into(),
+            message: "not a usable test card".into(),
+        }]));
+    }
+    let (session, payment) = load(&st, provider, &session_id).await?;
+    // Once an attempt was made, a repeated identical submission (a double click) replays its
+    // answer (same key, same card); another card is refused by the provider (409).
+    if session.payment_intent.is_none() {
+        require_payable(&st, provider, &session, &payment).await?;
+    }
+    let key = keys::hosted_pay(&session_id);
+    let (after, intent) = match provider.pay_checkout_session(&session_id, &payment_method, &key).await {
+        Ok(r) => r,
+        Err(e @ ProviderError::Unavailable(_)) => return Err(unavailable(&e)),
+        Err(e) => {
+            let now = provider.checkout_session(&session_id).await.map_err(|e| unavailable(&e))?;
+            return Err(match now {
+                Some(s) if s.status != SessionStatus::Open => not_open(&session_id, s.status),
+                _ => ApiError::conflict("checkout_payment_refused", e.to_string()),
+            });
+        }
+    };
+    match after.status {
+        // The payment follows with the provider's `checkout.session.completed` webhook.
+        SessionStatus::Complete => Ok(see_other(&target(&session.success_url, &session_id))),
+        SessionStatus::Expired => {
+            let facts = intent.map(IntentFacts::from);
+            let code = facts
+                .as_ref()
+                .and_then(|f| f.last_error.as_ref())
+                .map(|e| e.code.clone())
+                .unwrap_or_else(|| "card_declined".into());
+            let reason = "declined on the hosted checkout page".to_string();
+            st.apply_checkout(&payment, SessionStatus::Expired, facts, ChangeSource::Api, reason, None)
+                .await?;
+            let code: String = url::form_urlencoded::byte_serialize(code.as_bytes()).collect();
+            Ok(see_other(&append_query(&target(&session.cancel_url, &session_id), "error", &code)))
+        }
+        SessionStatus::Open => Err(ApiError::conflict(
+            "checkout_payment_refused",
+            format!("checkout session `{session_id}` is still open after the payment attempt"),
+        )),
+    }
+}
+
+/// Cancel a simulated checkout session (the page's cancel button): it expires, its payment is
+/// CANCELLED → 303 to the cancel URL (`session_id=…`).
+#[utoipa::path(
+    post, path = "/api/v1/payments/hosted/{sessionId}/cancel", tag = "payments",
+    params(("sessionId" = String, Path, description = "Checkout session id (`cs_…`)")),
+    responses(
+        (status = 303, description = "To the cancel URL"),
+        (status = 404, description = "No such session, or the provider is Stripe", body = kit::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`checkout_session_not_open`: paid, cancelled or expired", body = kit::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel(State(st): State<PaymentState>, Path(session_id): Path<String>) -> ApiResult<Response> {
+    let provider = hosted_provider(&st)?;
+    let (session, payment) = load(&st, provider, &session_id).await?;
+    require_payable(&st, provider, &session, &payment).await?;
+    let key = keys::expire_session(payment.order_id, payment.id);
+    let after = match provider.expire_checkout_session(&session_id, &key).await {
+        Ok(s) => s,
+        Err(e @ ProviderError::Unavailable(_)) => return Err(unavailable(&e)),
+        Err(_) => {
+            let now = provider.checkout_session(&session_id).await.map_err(|e| unavailable(&e))?;
+            return Err(not_open(&session_id, now.map(|s| s.status).unwrap_or(SessionStatus::Expired)));
+        }
+    };
+    let facts = session_intent(provider, &after).await?;
+    let reason = "cancelled on the hosted checkout page".to_string();
+    st.apply_checkout(&payment, after.status, facts, ChangeSource::Api, reason, None).await?;
+    Ok(see_other(&target(&session.cancel_url, &session_id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_formats() {
+        assert_eq!(
+            escape_html(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(format_amount(&Money::new(12999, "USD")), "USD 129.99");
+        assert_eq!(format_amount(&Money::new(5, "EUR")), "EUR 0.05");
+        assert_eq!(format_amount(&Money::new(1200, "JPY")), "JPY 1200");
+        let session = SimulatedSession {
+            id: "cs_test_<script>".into(),
+            order_id: "\"><img src=x onerror=alert(1)>".into(),
+            amount: Money::new(12999, "USD"),
+            status: SessionStatus::Open,
+            expires_at: time::OffsetDateTime::UNIX_EPOCH,
+            success_url: "http://localhost/ok".into(),
+            cancel_url: "http://localhost/no".into(),
+            payment_intent: None,
+        };
+        let html = render_page(&session);
+        assert!(html.contains("USD 129.99"), "{html}");
+        assert!(!html.contains("<script>") && !html.contains("<img"), "{html}");
+        assert!(html.contains("cs_test_&lt;script&gt;/pay"), "{html}");
+        assert!(html.contains(r#"<option value="pm_card_visa">"#), "{html}");
+        assert!(html
+            .contains(r#"<form method="post" action="/api/v1/payments/hosted/cs_test_&lt;script&gt;/pay">"#));
+    }
+
+    #[test]
+    fn redirect_targets() {
+        assert_eq!(
+            target("http://localhost/ok?session_id={CHECKOUT_SESSION_ID}", "cs_1"),
+            "http://localhost/ok?session_id=cs_1"
+        );
+        assert_eq!(
+            append_query("http://localhost/ok#x", "error", "card_declined"),
+            "http://localhost/ok?error=card_declined#x"
+        );
+        assert_eq!(append_query("http://localhost/ok?a=1", "b", "2"), "http://localhost/ok?a=1&b=2");
+        assert_eq!(append_query("http://localhost/ok?", "b", "2"), "http://localhost/ok?b=2");
+    }
+}
