@@ -52,6 +52,7 @@ async fn on_authorized(saga: &Saga, ev: &Envelope, p: PaymentAuthorized) -> anyh
     let patch = Patch {
         payment_id: Some(p.payment_id),
         payment_status: Some("AUTHORIZED".into()),
+        charge_id: p.charge_id.clone(),
         ..Default::default()
     };
     match saga
@@ -88,11 +89,11 @@ pub async fn handle(saga: &Saga, ev: Envelope) -> anyhow::Result<()> {
                     order_id: p.order_id,
                     payment_id: p.payment_id,
                     amount: p.amount,
-                    charge_id: p.charge_id,
+                    charge_id: p.charge_id.clone(),
                 };
                 on_authorized(saga, &ev, auth).await?;
             }
-            saga.store.set_payment(p.order_id, p.payment_id, "CAPTURED").await?;
+            saga.store.set_payment(p.order_id, p.payment_id, "CAPTURED", p.charge_id.as_deref()).await?;
             Ok(())
         }
         types::PAYMENT_FAILED => {

@@ -344,6 +344,8 @@ pub struct Order {
     /// `AUTHORIZED`, `CAPTURED`, `PARTIALLY_REFUNDED`, `REFUNDED` or `FAILED`, as the payment
     /// service reported it; null before any payment event.
     pub payment_status: Option<String>,
+    /// The provider's charge id (Stripe `ch_…`), once the payment service reported one.
+    pub charge_id: Option<String>,
     pub refunded_amount: Money,
     /// Until when the reserved stock is held (status `AWAITING_PAYMENT`).
     #[serde(with = "time::serde::rfc3339::option")]

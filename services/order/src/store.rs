@@ -93,6 +93,7 @@ pub struct Patch {
     pub reservation_expires_at: Option<Timestamp>,
     pub payment_id: Option<Uuid>,
     pub payment_status: Option<String>,
+    pub charge_id: Option<String>,
     pub failure_reason: Option<String>,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
@@ -133,6 +134,7 @@ struct OrderRow {
     notes: Option<String>,
     payment_id: Option<Uuid>,
     payment_status: Option<String>,
+    charge_id: Option<String>,
     refunded_amount: i64,
     reservation_expires_at: Option<Timestamp>,
     failure_reason: Option<String>,
@@ -147,7 +149,7 @@ struct OrderRow {
 }
 
 const ORDER_COLUMNS: &str = "id, user_id, status, currency, subtotal, shipping_cost, tax, total, shipping_method, \
-     shipping_address, customer_email, notes, payment_id, payment_status, refunded_amount, reservation_expires_at, \
+     shipping_address, customer_email, notes, payment_id, payment_status, charge_id, refunded_amount, reservation_expires_at, \
      failure_reason, carrier, tracking_number, paid_at, shipped_at, delivered_at, cancelled_at, created_at, updated_at";
 
 type ItemRow = (Uuid, String, String, i64, i64, i64);
@@ -249,6 +251,7 @@ fn to_order(
         notes: row.notes,
         payment_id: row.payment_id,
         payment_status: row.payment_status,
+        charge_id: row.charge_id,
         refunded_amount: money(row.refunded_amount),
         reservation_expires_at: row.reservation_expires_at.map(Into::into),
         failure_reason: row.failure_reason,
@@ -549,13 +552,15 @@ impl Store {
                  tracking_number = COALESCE($9, tracking_number), paid_at = COALESCE($10, paid_at), \
                  shipped_at = COALESCE($11, shipped_at), delivered_at = COALESCE($12, delivered_at), \
                  cancelled_at = COALESCE($13, cancelled_at), \
-                 idempotency_key = CASE WHEN $14 THEN NULL ELSE idempotency_key END \
+                 idempotency_key = CASE WHEN $14 THEN NULL ELSE idempotency_key END, \
+                 charge_id = COALESCE($16, charge_id) \
                  WHERE id = $1 AND status = $15")
                 .bind(id).bind(to.as_str()).bind(now).bind(patch.reservation_expires_at)
                 .bind(patch.payment_id).bind(&patch.payment_status).bind(&patch.failure_reason)
                 .bind(&patch.carrier).bind(&patch.tracking_number).bind(stamp(OrderStatus::Paid))
                 .bind(stamp(OrderStatus::Shipped)).bind(stamp(OrderStatus::Delivered))
                 .bind(stamp(OrderStatus::Cancelled)).bind(patch.clear_idempotency_key).bind(from.as_str())
+                .bind(&patch.charge_id)
                 .execute(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO order_status_history (id, order_id, from_status, to_status, actor, reason, at) \
@@ -581,10 +586,17 @@ impl Store {
     }
 
     /// Records what the payment service reported, without a status change.
-    pub async fn set_payment(&self, id: Uuid, payment_id: Uuid, payment_status: &str) -> StoreResult<()> {
+    pub async fn set_payment(
+        &self,
+        id: Uuid,
+        payment_id: Uuid,
+        payment_status: &str,
+        charge_id: Option<&str>,
+    ) -> StoreResult<()> {
         with_db!(&self.db, pool => sqlx::query(
-            "UPDATE orders SET payment_id = $2, payment_status = $3, updated_at = $4 WHERE id = $1")
-            .bind(id).bind(payment_id).bind(payment_status).bind(Timestamp::now())
+            "UPDATE orders SET payment_id = $2, payment_status = $3, updated_at = $4, \
+             charge_id = COALESCE($5, charge_id) WHERE id = $1")
+            .bind(id).bind(payment_id).bind(payment_status).bind(Timestamp::now()).bind(charge_id)
             .execute(pool).await.map(|_| ()))?;
         Ok(())
     }

@@ -162,6 +162,32 @@ impl Api {
         self.post_idem(token, "/api/v1/orders", &Uuid::now_v7().to_string(), &body).await
     }
 
+    /// Pays an order on the hosted payment page (the simulated provider's own page): create a
+    /// checkout session, open its page, submit the form. Returns the redirect target.
+    pub async fn pay_hosted(&self, token: &str, order: &str, card: &str) -> String {
+        let body = json!({ "orderId": order, "successUrl": "http://localhost:8080/thanks", "cancelUrl": "http://localhost:8080/cart" });
+        let (status, session) = self
+            .post_idem(token, "/api/v1/payments/checkout-session", &Uuid::now_v7().to_string(), &body)
+            .await;
+        assert_eq!(status, 201, "{session}");
+        let page_url = self.url(session["url"].as_str().unwrap());
+        let page = self.c.get(&page_url).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        let html = page.text().await.unwrap();
+        assert!(html.contains("pm_card_visa") && html.contains("<form"), "{html}");
+        let no_redirect =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let res = no_redirect
+            .post(format!("{page_url}/pay"))
+            .form(&[("paymentMethod", card)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "{:?}", res.text().await);
+        res.headers()["location"].to_str().unwrap().to_string()
+    }
+
     /// Creates the payment intent of an order and confirms it with `card`.
     pub async fn pay(&self, token: &str, order: &str, card: &str) -> (Value, (u16, Value)) {
         let (status, intent) = self
@@ -302,6 +328,18 @@ pub async fn full_flow(api: &Api) {
     let path: Vec<&str> =
         tracking["events"].as_array().unwrap().iter().map(|e| e["to"].as_str().unwrap()).collect();
     assert_eq!(path, ["PENDING", "AWAITING_PAYMENT", "PAID", "SHIPPED", "DELIVERED"]);
+
+    // Hosted checkout: the platform's own payment page, paid with a test card.
+    let (status, order) = api.order_items(&user, product, 1).await;
+    assert_eq!(status, 201, "{order}");
+    let hosted = order["id"].as_str().unwrap().to_string();
+    let back = api.pay_hosted(&user, &hosted, "pm_card_visa").await;
+    assert!(back.starts_with("http://localhost:8080/thanks"), "{back}");
+    let paid = api.wait_order(&user, &hosted, "PAID").await;
+    assert!(
+        paid["paidAt"].is_string() && paid["chargeId"].is_string(),
+        "charge id and paid time on the order: {paid}"
+    );
 
     // The gateway's aggregate: the order, its products and its payment status in one call.
     let (status, view) = api.get(&user, &format!("/api/v1/bff/orders/{id}")).await;
