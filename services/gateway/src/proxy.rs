@@ -28,6 +28,9 @@ pub struct Target {
 /// The HTTP client used for upstream calls.
 pub fn client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
+        // A redirect is the upstream's answer for the client (e.g. the hosted payment page's
+        // 303 to the shop's success URL), never something the gateway follows itself.
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(2))
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(60))

@@ -187,6 +187,7 @@ impl ServiceClient {
     /// A client calling `base` (e.g. `http://catalog:8080`) over HTTP.
     pub fn http(service: &'static str, base: &str, policy: ClientPolicy) -> ServiceClient {
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(policy.timeout)
             .connect_timeout(policy.timeout.min(Duration::from_secs(2)))
             .build()
