@@ -31,21 +31,10 @@ impl FromRequestParts<InventoryState> for ServiceCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &InventoryState) -> Result<Self, Self::Rejection> {
-        if let Some(given) = parts.headers.get(INTERNAL_TOKEN_HEADER) {
-            let ok = match (&state.config.internal_token, given.to_str()) {
-                (Some(expected), Ok(given)) => kit::client::internal_token_matches(expected, given),
-                _ => false,
-            };
-            return if ok {
-                Ok(ServiceCaller(Origin::service()))
-            } else {
-                Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_internal_token",
-                    "Authentication required",
-                )
-                .detail("the internal service credential is not valid"))
-            };
+        if let Some(verdict) =
+            kit::client::verify_internal(&parts.headers, state.config.internal_token.as_ref())
+        {
+            return verdict.map(|()| ServiceCaller(Origin::service()));
         }
         let who = Identity::from_request_parts(parts, state).await?;
         who.require_admin()?;
@@ -344,11 +333,7 @@ pub async fn return_reservation(
 }
 
 fn release_reason(body: &[u8]) -> ApiResult<String> {
-    let body: ReleaseRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReleaseRequest::default()
-    } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::malformed_json(e.to_string()))?
-    };
+    let body: ReleaseRequest = kit::extract::optional_json(body)?;
     let reason = body.reason.unwrap_or_else(|| "released".to_string());
     if reason.len() > 500 {
         return Err(ApiError::invalid_fields(vec![FieldError {

@@ -32,6 +32,30 @@ pub fn internal_token_matches(expected: &SecretString, given: &str) -> bool {
     x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
 }
 
+/// Checks the internal credential of a request, if it presents one: `None` without the header
+/// (the caller is a user: check its bearer token instead), `Some(Ok(()))` for the right
+/// credential, `Some(Err(401 problem))` for a wrong one or when none is configured here.
+pub fn verify_internal(
+    headers: &HeaderMap,
+    expected: Option<&SecretString>,
+) -> Option<Result<(), crate::ApiError>> {
+    let given = headers.get(INTERNAL_TOKEN_HEADER)?;
+    let ok = match (expected, given.to_str()) {
+        (Some(expected), Ok(given)) => internal_token_matches(expected, given),
+        _ => false,
+    };
+    Some(if ok {
+        Ok(())
+    } else {
+        Err(crate::ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_internal_token",
+            "Authentication required",
+        )
+        .detail("the internal service credential is not valid"))
+    })
+}
+
 /// Why a call got no usable answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {

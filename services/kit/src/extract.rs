@@ -85,3 +85,13 @@ impl From<PathRejection> for ApiError {
         }
     }
 }
+
+/// Parses an optional JSON body: empty (or only whitespace) gives `T::default()`, anything
+/// else must be valid JSON for `T` (400 problem otherwise). For endpoints such as
+/// `POST …/cancel` whose body is a courtesy (`{reason?}`).
+pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::malformed_json(e.to_string()))
+}

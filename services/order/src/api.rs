@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use kit::auth::Identity;
-use kit::client::{internal_token_matches, INTERNAL_TOKEN_HEADER};
-use kit::extract::{Json, Path, Query};
+use kit::client::verify_internal;
+use kit::extract::{optional_json, Json, Path, Query};
 use kit::idempotency;
 use kit::openapi::ServiceSecurity;
 use kit::pagination::{Page, PageParams};
@@ -42,21 +42,8 @@ impl FromRequestParts<Saga> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, saga: &Saga) -> Result<Self, Self::Rejection> {
-        if let Some(given) = parts.headers.get(INTERNAL_TOKEN_HEADER) {
-            let ok = match (&saga.config.internal_token, given.to_str()) {
-                (Some(expected), Ok(given)) => internal_token_matches(expected, given),
-                _ => false,
-            };
-            return if ok {
-                Ok(Caller::Service)
-            } else {
-                Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_internal_token",
-                    "Authentication required",
-                )
-                .detail("the internal service credential is not valid"))
-            };
+        if let Some(verdict) = verify_internal(&parts.headers, saga.config.internal_token.as_ref()) {
+            return verdict.map(|()| Caller::Service);
         }
         Identity::from_request_parts(parts, saga).await.map(Caller::User)
     }
@@ -278,11 +265,7 @@ pub async fn cancel_order(
     Path(id): Path<Uuid>,
     body: axum::body::Bytes,
 ) -> ApiResult<axum::Json<Order>> {
-    let req: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        CancelRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::malformed_json(e.to_string()))?
-    };
+    let req: CancelRequest = optional_json(&body)?;
     if req.reason.as_ref().is_some_and(|r| r.len() > 500) {
         return Err(ApiError::invalid_fields(vec![FieldError {
             field: "reason".into(),
