@@ -27,3 +27,19 @@ pub static MIGRATIONS: kit::db::Migrations = kit::db::Migrations {
     postgres: sqlx::migrate!("../../migrations/postgres/auth"),
     sqlite: sqlx::migrate!("../../migrations/sqlite/auth"),
 };
+
+/// The auth service as the composer sees it (`kit::component`).
+pub fn service(config: AuthConfig) -> kit::component::Service {
+    kit::component::Service::new(kit::contract::ServiceName::Auth, Some(&MIGRATIONS), openapi, |cx| {
+        component(cx, config)
+    })
+}
+
+async fn component(
+    cx: kit::component::Context,
+    config: AuthConfig,
+) -> anyhow::Result<kit::component::Component> {
+    let state = AuthState::new(cx.db()?, config).await?;
+    let jwks = state.jwks_source();
+    Ok(kit::component::Component::new(router(state)).with_jwks(jwks))
+}

@@ -115,7 +115,7 @@ fn catalog_unavailable(e: LookupError) -> ApiError {
 
 async fn lookup(st: &CartState, ids: &[Uuid]) -> Result<HashMap<Uuid, ProductInfo>, LookupError> {
     // The transports time out on their own; this bounds a misbehaving implementation too.
-    match tokio::time::timeout(CATALOG_TIMEOUT * 2, st.products.lookup(ids)).await {
+    match tokio::time::timeout(CATALOG_TIMEOUT * 3, st.products.lookup(ids)).await {
         Ok(r) => r,
         Err(_) => Err(LookupError::Unavailable("no answer in time".into())),
     }

@@ -2,11 +2,9 @@
 //! SQL (embedded; PostgreSQL or SQLite), priced and checked against the catalog over its
 //! public API. See `docs/cart.md`.
 //!
-//! The composer builds a store ([`redis_store`] or [`sql_store`], running [`MIGRATIONS`] for
-//! the latter and starting [`spawn_sweeper`]), a product lookup ([`http_products`] or
-//! [`router_products`] over the catalog's router), a [`CartState`], then mounts [`router`]
-//! (only the `/api/v1/cart...` routes; it adds the common layers and the token
-//! [`kit::auth::Verifier`] as an `Extension`) and merges [`openapi`].
+//! [`service`] describes it to the composer (`kit::component`): a store ([`redis_store`] or
+//! [`sql_store`] with its sweeper), the catalog through the kit's service client
+//! ([`catalog_products`]), a [`CartState`] and [`router`].
 
 pub mod api;
 pub mod model;
@@ -22,7 +20,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 pub use api::{openapi, router};
-pub use products::{http_products, router_products, LookupError, ProductInfo, ProductLookup, ProductStatus};
+pub use products::{
+    catalog_policy, catalog_products, LookupError, ProductInfo, ProductLookup, ProductStatus,
+};
 pub use store::{AddOutcome, CartStore, Limits, LineSnapshot, MergeOutcome, StoreError, StoredLine};
 
 /// The cart's migrations for both backends (SQL store only).
@@ -48,8 +48,6 @@ pub struct CartConfig {
     pub max_quantity_per_line: i64,
     /// Most lines in one cart. Default 50.
     pub max_lines: usize,
-    /// Base URL of the catalog (`http://catalog:8080`) when it runs in another process.
-    pub catalog_url: Option<String>,
     /// Interval of the SQL store's sweep of expired carts. Default 300 s.
     pub sweep_interval_secs: u64,
 }
@@ -71,7 +69,6 @@ impl Default for CartConfig {
             guest_ttl_secs: 2 * 24 * 3600,
             max_quantity_per_line: 99,
             max_lines: 50,
-            catalog_url: None,
             sweep_interval_secs: 300,
         }
     }
@@ -170,18 +167,44 @@ pub fn spawn_sweeper(
     interval: Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => match store.purge_expired().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(rows = n, "expired carts swept"),
-                    Err(e) => tracing::warn!(error = %e, "cart sweep failed"),
-                },
-            }
-        }
+    kit::component::every("expired carts swept", interval, shutdown, move || {
+        let store = store.clone();
+        async move { store.purge_expired().await }
     })
+}
+
+/// The cart as the composer sees it (`kit::component`): carts in Redis when `redis_url` is set
+/// (no database is opened then), in its SQL database otherwise.
+pub fn service(config: CartConfig) -> kit::component::Service {
+    let redis = config.redis_url.is_some();
+    let service =
+        kit::component::Service::new(kit::contract::ServiceName::Cart, Some(&MIGRATIONS), openapi, |cx| {
+            component(cx, config)
+        });
+    if redis {
+        service.without_db()
+    } else {
+        service
+    }
+}
+
+async fn component(
+    cx: kit::component::Context,
+    config: CartConfig,
+) -> anyhow::Result<kit::component::Component> {
+    let store = match (&config.redis_url, cx.optional_db()) {
+        (Some(url), _) => redis_store(url.expose_secret(), &config.redis_prefix)
+            .await
+            .map_err(|e| e.context("connecting the cart to Redis"))?,
+        (None, Some(db)) => sql_store(db),
+        (None, None) => {
+            anyhow::bail!("the cart needs SHOP_REDIS_URL (or SHOP_CART__REDIS_URL) or a database")
+        }
+    };
+    let sweeper =
+        spawn_sweeper(store.clone(), Duration::from_secs(config.sweep_interval_secs), cx.shutdown.clone());
+    let products = catalog_products(cx.client_with(kit::contract::ServiceName::Catalog, catalog_policy())?);
+    let state = CartState::new(store, products, config).await?;
+    let check = state.readiness_check();
+    Ok(kit::component::Component::new(router(state)).task(sweeper).check(check))
 }

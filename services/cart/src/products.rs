@@ -1,18 +1,16 @@
 //! What the cart asks the catalog: the current state and price of products, through the
 //! catalog's public `POST /api/v1/products/validate` (and `POST /api/v1/products/batch` for
-//! images). Two transports: HTTP ([`http_products`]) and an in-process call of the catalog's
-//! router ([`router_products`]) — the cart never reads the catalog's tables.
+//! images), through the kit's service client — over HTTP or into the catalog's router in the
+//! same process; the cart never reads the catalog's tables.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, Request};
+use kit::client::{Call, ClientPolicy, ServiceClient};
 use kit::money::Money;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Most ids per catalog request (the catalog's batch limit).
@@ -117,21 +115,31 @@ struct BatchResponse {
     products: Vec<BatchProduct>,
 }
 
-/// A way to POST JSON to the catalog and read a JSON answer.
-#[async_trait::async_trait]
-trait Transport: Send + Sync {
-    async fn post(&self, path: &str, body: serde_json::Value) -> Result<Vec<u8>, LookupError>;
-}
-
 fn decode<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, LookupError> {
     serde_json::from_slice(bytes)
         .map_err(|e| LookupError::Unavailable(format!("{path}: unreadable answer: {e}")))
 }
 
-struct Catalog<T>(T);
+/// The catalog through the kit's service client (in-process router or HTTP, with its timeout,
+/// retries and circuit breaker). Both catalog calls are reads, so they are retried.
+struct Catalog(ServiceClient);
+
+impl Catalog {
+    async fn post<T: Serialize>(&self, path: &str, body: &T) -> Result<Vec<u8>, LookupError> {
+        let reply = self
+            .0
+            .send(Call::post(path, body).idempotent())
+            .await
+            .map_err(|e| LookupError::Unavailable(format!("POST {path}: {e}")))?;
+        if !reply.status.is_success() {
+            return Err(LookupError::Unavailable(format!("POST {path}: status {}", reply.status)));
+        }
+        Ok(reply.body.to_vec())
+    }
+}
 
 #[async_trait::async_trait]
-impl<T: Transport> ProductLookup for Catalog<T> {
+impl ProductLookup for Catalog {
     async fn lookup(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, ProductInfo>, LookupError> {
         let mut ids = ids.to_vec();
         ids.sort();
@@ -142,7 +150,7 @@ impl<T: Transport> ProductLookup for Catalog<T> {
                 items: chunk.iter().map(|&product_id| ValidateItem { product_id, quantity: 1 }).collect(),
             };
             let path = "/api/v1/products/validate";
-            let body = self.0.post(path, serde_json::to_value(req).expect("serialisable")).await?;
+            let body = self.post(path, &req).await?;
             let res: ValidateResponse = decode(path, &body)?;
             for v in res.items {
                 let status = match (v.found, v.active, v.error.as_deref()) {
@@ -180,7 +188,7 @@ impl<T: Transport> ProductLookup for Catalog<T> {
         for chunk in ids.chunks(CATALOG_BATCH) {
             let path = "/api/v1/products/batch";
             let req = BatchRequest { ids: chunk.to_vec() };
-            let body = self.0.post(path, serde_json::to_value(req).expect("serialisable")).await?;
+            let body = self.post(path, &req).await?;
             let res: BatchResponse = decode(path, &body)?;
             for p in res.products {
                 if let Some(img) = p.images.into_iter().next() {
@@ -192,68 +200,15 @@ impl<T: Transport> ProductLookup for Catalog<T> {
     }
 }
 
-struct HttpTransport {
-    base: String,
-    client: reqwest::Client,
+/// The catalog as the cart sees it, through `client` (made by the composer: the catalog's
+/// router in one process, its URL apart). Give the client a short timeout: a slow catalog
+/// makes the cart answer from its snapshot (`stale: true`).
+pub fn catalog_products(client: ServiceClient) -> Arc<dyn ProductLookup> {
+    Arc::new(Catalog(client))
 }
 
-#[async_trait::async_trait]
-impl Transport for HttpTransport {
-    async fn post(&self, path: &str, body: serde_json::Value) -> Result<Vec<u8>, LookupError> {
-        let url = format!("{}{path}", self.base);
-        let res = self
-            .client
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| LookupError::Unavailable(format!("POST {url}: {e}")))?;
-        let status = res.status();
-        if !status.is_success() {
-            return Err(LookupError::Unavailable(format!("POST {url}: status {status}")));
-        }
-        let bytes = res.bytes().await.map_err(|e| LookupError::Unavailable(format!("POST {url}: {e}")))?;
-        Ok(bytes.to_vec())
-    }
-}
-
-struct RouterTransport(axum::Router);
-
-#[async_trait::async_trait]
-impl Transport for RouterTransport {
-    async fn post(&self, path: &str, body: serde_json::Value) -> Result<Vec<u8>, LookupError> {
-        let req = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .map_err(|e| LookupError::Unavailable(e.to_string()))?;
-        let call = self.0.clone().oneshot(req);
-        let res = tokio::time::timeout(CATALOG_TIMEOUT, call)
-            .await
-            .map_err(|_| LookupError::Unavailable(format!("POST {path}: no answer within 2s")))?
-            .map_err(|e| LookupError::Unavailable(format!("POST {path}: {e}")))?;
-        let status = res.status();
-        if !status.is_success() {
-            return Err(LookupError::Unavailable(format!("POST {path}: status {status}")));
-        }
-        let bytes = axum::body::to_bytes(res.into_body(), 16 * 1024 * 1024)
-            .await
-            .map_err(|e| LookupError::Unavailable(format!("POST {path}: {e}")))?;
-        Ok(bytes.to_vec())
-    }
-}
-
-/// The catalog over HTTP at `base_url` (e.g. `http://catalog:8080`), 2 s per call.
-pub fn http_products(base_url: &str) -> Arc<dyn ProductLookup> {
-    let client = reqwest::Client::builder()
-        .timeout(CATALOG_TIMEOUT)
-        .connect_timeout(CATALOG_TIMEOUT)
-        .build()
-        .expect("a reqwest client builds");
-    Arc::new(Catalog(HttpTransport { base: base_url.trim_end_matches('/').to_string(), client }))
-}
-
-/// The catalog in the same process: requests go through `router` (the catalog's router)
-/// with `tower::ServiceExt::oneshot`, exactly as they would over HTTP.
-pub fn router_products(router: axum::Router) -> Arc<dyn ProductLookup> {
-    Arc::new(Catalog(RouterTransport(router)))
+/// The client policy of the cart's catalog calls: [`CATALOG_TIMEOUT`] per attempt, two
+/// attempts.
+pub fn catalog_policy() -> ClientPolicy {
+    ClientPolicy { timeout: CATALOG_TIMEOUT, attempts: 2, ..ClientPolicy::default() }
 }

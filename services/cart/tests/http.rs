@@ -1,5 +1,5 @@
 //! HTTP tests through the real router and the shared middleware, with the REAL catalog (its
-//! router on a seeded SQLite database, called in-process through `router_products`).
+//! router on a seeded SQLite database, called in-process through the kit's service client).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +82,13 @@ async fn app_with(
         .layer(Extension(verifier.clone()));
     let cart_db = kit::testing::sqlite(&shop_cart::MIGRATIONS).await;
     let store = store.unwrap_or_else(|| shop_cart::sql_store(cart_db.db.clone()));
-    let lookup = lookup.unwrap_or_else(|| shop_cart::router_products(catalog.clone()));
+    let lookup = lookup.unwrap_or_else(|| {
+        shop_cart::catalog_products(kit::client::ServiceClient::router(
+            "catalog",
+            catalog.clone(),
+            shop_cart::catalog_policy(),
+        ))
+    });
     let state = CartState::new(store, lookup, config).await.unwrap();
     let api = router(state).layer(Extension(verifier));
     App {
@@ -308,7 +314,11 @@ async fn price_changes_and_deleted_products_are_flagged() {
 async fn catalog_unreachable_degrades_gracefully() {
     // A port with nothing listening: bind, note the port, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dead = shop_cart::http_products(&format!("http://127.0.0.1:{port}"));
+    let dead = shop_cart::catalog_products(kit::client::ServiceClient::http(
+        "catalog",
+        &format!("http://127.0.0.1:{port}"),
+        shop_cart::catalog_policy(),
+    ));
     let cart_db = kit::testing::sqlite(&shop_cart::MIGRATIONS).await;
     let store = shop_cart::sql_store(cart_db.db.clone());
     let p = products();

@@ -34,3 +34,13 @@ impl CatalogState {
         CatalogState { store: Store::new(db) }
     }
 }
+
+/// The catalog as the composer sees it (`kit::component`).
+pub fn service() -> kit::component::Service {
+    kit::component::Service::new(
+        kit::contract::ServiceName::Catalog,
+        Some(&MIGRATIONS),
+        openapi,
+        |cx| async move { Ok(kit::component::Component::new(router(CatalogState::new(cx.db()?)))) },
+    )
+}

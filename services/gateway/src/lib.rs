@@ -35,7 +35,7 @@ pub enum Upstream {
 }
 
 /// Builds the gateway app over `upstreams`. `readiness` is what `/readyz` reports (the
-/// in-process services' own checks, or the upstreams' `/readyz` in remote mode). With a
+/// in-process services' own checks, plus the upstreams' `/readyz` in remote mode). With a
 /// `verifier`, bearer tokens are checked at the edge (see [`edge`]).
 pub fn app(
     config: &GatewayConfig,
@@ -44,9 +44,22 @@ pub fn app(
     readiness: Readiness,
     verifier: Option<kit::auth::Verifier>,
 ) -> Router {
+    let (api, checks) = api(config, upstreams, docs, verifier);
+    let readiness = checks.into_iter().fold(readiness, |r, c| r.with("", c));
+    kit::http::service_app("gateway", api, readiness)
+}
+
+/// The gateway's routes over `upstreams` (without health, metrics and the common layers,
+/// which [`app`] or the composer add) and the readiness checks of its remote upstreams.
+pub fn api(
+    config: &GatewayConfig,
+    upstreams: Vec<(ServiceName, Upstream)>,
+    docs: utoipa::openapi::OpenApi,
+    verifier: Option<kit::auth::Verifier>,
+) -> (Router, Vec<Arc<dyn kit::health::Check>>) {
     let client = proxy::client(Duration::from_secs(config.upstream_timeout_secs));
     let mut api = Router::new();
-    let mut readiness = readiness;
+    let mut checks: Vec<Arc<dyn kit::health::Check>> = Vec::new();
     let (mut clients, mut local) = (HashMap::new(), HashSet::new());
     let policy =
         ClientPolicy { timeout: Duration::from_secs(config.upstream_timeout_secs), ..Default::default() };
@@ -67,7 +80,7 @@ pub fn app(
                         .route(prefix, proxy::any(target.clone()))
                         .route(&format!("{prefix}/{{*rest}}"), proxy::any(target.clone()));
                 }
-                readiness = readiness.with("", Arc::new(proxy::UpstreamReady { target }));
+                checks.push(Arc::new(proxy::UpstreamReady { target }));
             }
         }
     }
@@ -91,7 +104,26 @@ pub fn app(
             Duration::from_secs(config.request_timeout_secs),
         ))
         .layer(cors(config));
-    kit::http::service_app("gateway", api, readiness)
+    (api, checks)
+}
+
+/// The gateway as the composer sees it (`kit::component`): every other service is its peer
+/// (their routers in one process, their URLs apart); the composer hands it the assembled
+/// OpenAPI document and the token verifier.
+pub fn service(config: GatewayConfig) -> kit::component::Service {
+    kit::component::Service::new(ServiceName::Gateway, None, aggregate::openapi, |cx| async move {
+        let mut upstreams = Vec::new();
+        for peer in ServiceName::Gateway.peers() {
+            let upstream = match cx.peer(*peer)? {
+                kit::component::Peer::Local(router) => Upstream::Local(router),
+                kit::component::Peer::Remote(url) => Upstream::Remote(url),
+            };
+            upstreams.push((*peer, upstream));
+        }
+        let docs = cx.openapi.clone().unwrap_or_else(aggregate::openapi);
+        let (api, checks) = api(&config, upstreams, docs, cx.verifier.clone());
+        Ok(checks.into_iter().fold(kit::component::Component::new(api), |c, check| c.check(check)))
+    })
 }
 
 fn cors(config: &GatewayConfig) -> CorsLayer {

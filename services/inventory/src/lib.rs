@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use api::{openapi, router};
 pub use events::{handlers, subscribe};
-pub use seed::{seed, SeedReport};
+pub use seed::{seed, SeedProduct, SeedReport};
 pub use store::{Origin, ReserveOutcome, Store, StoreError, Transition};
 
 /// The inventory's migrations for both backends.
@@ -71,19 +71,31 @@ impl InventoryState {
 /// (ACTIVE → EXPIRED, units back to available). It stops when `shutdown` is cancelled.
 pub fn spawn_sweeper(state: InventoryState, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     let every = Duration::from_secs(state.config.sweep_interval_secs.max(1));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match state.store.sweep_expired(kit::db::Timestamp::now()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(expired = n, "reservations expired"),
-                Err(e) => tracing::warn!(error = %e, "reservation sweep failed; retrying next tick"),
-            }
-        }
+    kit::component::every("reservations expired", every, shutdown, move || {
+        let state = state.clone();
+        async move { state.store.sweep_expired(kit::db::Timestamp::now()).await.map(|n| n as u64) }
     })
+}
+
+/// The inventory as the composer sees it (`kit::component`). It accepts the platform's internal
+/// credential, unless it runs apart with an `internal_token` of its own.
+pub fn service(config: InventoryConfig) -> kit::component::Service {
+    kit::component::Service::new(kit::contract::ServiceName::Inventory, Some(&MIGRATIONS), openapi, |cx| {
+        component(cx, config)
+    })
+}
+
+async fn component(
+    cx: kit::component::Context,
+    mut config: InventoryConfig,
+) -> anyhow::Result<kit::component::Component> {
+    if cx.embedded || config.internal_token.is_none() {
+        config.internal_token = cx.internal_token.clone();
+    }
+    let state = InventoryState::new(cx.db()?, config);
+    let sweeper = spawn_sweeper(state.clone(), cx.shutdown.clone());
+    Ok(kit::component::Component::new(router(state.clone()))
+        .subscribe(handlers(state))
+        .task(sweeper)
+        .with_outbox())
 }

@@ -1,5 +1,6 @@
-//! Seed stock for every catalog seed product (ids from `shop_catalog::seed::dataset()`, which
-//! is pure; the catalog's tables are never read).
+//! Seed stock for the catalog's seed products. The composition hands over their ids and SKUs
+//! (the catalog's seed dataset is pure); the inventory never reads the catalog's tables and does
+//! not link its crate.
 
 use kit::db::{Db, Timestamp};
 use kit::with_db;
@@ -28,9 +29,16 @@ pub fn seed_quantities(i: usize) -> (i64, i64, i64) {
     (on_hand, level, reorder)
 }
 
-/// Gives every catalog seed product a stock row (idempotent; one transaction).
-pub async fn seed(db: &Db) -> anyhow::Result<SeedReport> {
-    let (_, _, products) = shop_catalog::seed::dataset();
+/// One product to stock: its id and SKU.
+#[derive(Debug, Clone)]
+pub struct SeedProduct {
+    pub id: Uuid,
+    pub sku: String,
+}
+
+/// Gives every product a stock row with [`seed_quantities`] of its position (idempotent; one
+/// transaction).
+pub async fn seed(db: &Db, products: &[SeedProduct]) -> anyhow::Result<SeedReport> {
     let now = Timestamp::now();
     let begin = begin_write_sql(db.backend());
     let report = with_db!(db, pool => {

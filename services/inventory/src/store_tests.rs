@@ -327,9 +327,12 @@ kit::db_tests! { crate::MIGRATIONS;
     }
 
     async fn seed_is_idempotent(db) {
-        let r = crate::seed(&db).await.unwrap();
-        assert_eq!(r.stock, shop_catalog::seed::PRODUCT_COUNT as u64);
-        assert_eq!(crate::seed(&db).await.unwrap().stock, 0);
+        let products: Vec<crate::seed::SeedProduct> = (0..600)
+            .map(|i| crate::seed::SeedProduct { id: Uuid::now_v7(), sku: format!("SKU-{i:04}") })
+            .collect();
+        let r = crate::seed(&db, &products).await.unwrap();
+        assert_eq!(r.stock, 600);
+        assert_eq!(crate::seed(&db, &products).await.unwrap().stock, 0);
         let store = Store::new(db.clone(), TTL);
         let (_, low) = store.list(true, PageRequest { page: 1, page_size: 10 }).await.unwrap();
         let (_, all) = store.list(false, PageRequest { page: 1, page_size: 10 }).await.unwrap();
@@ -338,7 +341,7 @@ kit::db_tests! { crate::MIGRATIONS;
         let zero: i64 = with_db!(&db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM stock WHERE available_quantity = 0")
             .fetch_one(pool).await).unwrap();
         assert!(zero > 5 && zero < 60, "a few sold out: {zero}");
-        let first = shop_catalog::seed::dataset().2[0].id;
+        let first = products[0].id;
         assert!(store.get(first).await.unwrap().is_some());
         check_invariants(&db).await;
     }

@@ -134,6 +134,9 @@ impl Default for BreakerConfig {
 struct BreakerState {
     consecutive_failures: u32,
     open_until: Option<Instant>,
+    /// Half-open: one probe is in flight until it reports back (or, should its caller give up
+    /// without a verdict, until this instant, when another caller may probe).
+    probe_until: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -282,12 +285,15 @@ impl ServiceClient {
 
     fn check_breaker(&self) -> Result<(), CallError> {
         let mut b = self.breaker.lock().expect("breaker lock");
+        let now = Instant::now();
         match b.open_until {
-            Some(until) if Instant::now() < until => Err(CallError::CircuitOpen { service: self.service }),
+            Some(until) if now < until => Err(CallError::CircuitOpen { service: self.service }),
+            // Half-open: exactly one caller probes; the others are refused until it reports.
+            Some(_) if b.probe_until.is_some_and(|p| now < p) => {
+                Err(CallError::CircuitOpen { service: self.service })
+            }
             Some(_) => {
-                // Half-open: let this call probe; a failure re-opens at once.
-                b.open_until = None;
-                b.consecutive_failures = self.policy.breaker.failures.saturating_sub(1);
+                b.probe_until = Some(now + self.policy.breaker.open_for);
                 Ok(())
             }
             None => Ok(()),
@@ -296,13 +302,15 @@ impl ServiceClient {
 
     fn record(&self, ok: bool) {
         let mut b = self.breaker.lock().expect("breaker lock");
+        b.probe_until = None;
         if ok {
             b.consecutive_failures = 0;
             b.open_until = None;
             return;
         }
         b.consecutive_failures += 1;
-        if b.consecutive_failures >= self.policy.breaker.failures {
+        // A failed probe re-opens at once; otherwise the threshold opens the circuit.
+        if b.open_until.is_some() || b.consecutive_failures >= self.policy.breaker.failures {
             b.open_until = Some(Instant::now() + self.policy.breaker.open_for);
             tracing::warn!(service = self.service, "circuit opened after repeated failures");
         }
@@ -402,6 +410,41 @@ mod tests {
         // Half-open probe fails: open again at once.
         assert!(matches!(c.send(Call::post("/x", &1)).await, Err(CallError::Unavailable { .. })));
         assert!(matches!(c.send(Call::post("/x", &1)).await, Err(CallError::CircuitOpen { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_half_open_circuit_lets_one_probe_through() {
+        let hits = Arc::new(AtomicU32::new(0));
+        let h = hits.clone();
+        let router = Router::new().route(
+            "/slow",
+            get(move || {
+                let h = h.clone();
+                async move {
+                    if h.fetch_add(1, Ordering::SeqCst) < 2 {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    StatusCode::OK
+                }
+            }),
+        );
+        let p = ClientPolicy { attempts: 1, ..policy() };
+        let c = ServiceClient::router("slow", router, p);
+        assert!(c.send(Call::get("/slow")).await.is_err());
+        assert!(c.send(Call::get("/slow")).await.is_err());
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        // Ten concurrent callers after the open period: one probe reaches the service.
+        let calls = (0..10).map(|_| c.send(Call::get("/slow")));
+        let results = futures::future::join_all(calls).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 3, "one probe, not ten");
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| matches!(r, Err(CallError::CircuitOpen { .. }))));
+        // The probe succeeded: closed again.
+        assert_eq!(c.send(Call::get("/slow")).await.unwrap().status, StatusCode::OK);
     }
 
     #[tokio::test]

@@ -70,6 +70,41 @@ impl ServiceName {
         format!("SHOP_{}_URL", self.as_str().to_ascii_uppercase())
     }
 
+    /// The services this one calls over HTTP (the gateway calls every other one).
+    pub fn peers(self) -> &'static [ServiceName] {
+        use ServiceName::*;
+        match self {
+            Gateway => &[Auth, Catalog, Cart, Inventory, Order, Payment, Notification],
+            Cart => &[Catalog],
+            Order => &[Catalog, Inventory, Cart],
+            Payment => &[Order],
+            Auth | Catalog | Inventory | Notification => &[],
+        }
+    }
+
+    /// The logical topics this service's consumer group (named after the service) reads.
+    pub fn subscriptions(self) -> &'static [&'static str] {
+        use crate::events::contract::topics::*;
+        match self {
+            ServiceName::Order => &[PAYMENTS],
+            ServiceName::Inventory => &[ORDERS, PAYMENTS],
+            ServiceName::Payment => &[ORDERS],
+            ServiceName::Notification => &[ORDERS, PAYMENTS, INVENTORY, SHIPMENTS],
+            _ => &[],
+        }
+    }
+
+    /// The logical topics this service publishes to (through the outbox in its database).
+    pub fn publishes(self) -> &'static [&'static str] {
+        use crate::events::contract::topics::*;
+        match self {
+            ServiceName::Order => &[ORDERS, SHIPMENTS],
+            ServiceName::Inventory => &[INVENTORY],
+            ServiceName::Payment => &[PAYMENTS],
+            _ => &[],
+        }
+    }
+
     /// The public API path prefixes (below `/api/v1`) this service answers.
     pub fn public_prefixes(self) -> &'static [&'static str] {
         match self {

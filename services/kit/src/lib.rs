@@ -7,10 +7,12 @@
 //! - [`db`]: one store contract over PostgreSQL and SQLite, pools and migrations.
 //! - [`auth`]: bearer-token (JWT) verification against public keys only.
 //! - [`http`]: the common middleware stack, health endpoints, metrics, graceful shutdown.
+//! - [`component`]: how a service describes itself to the composer (one description per service).
 //! - [`contract`]: names shared by services, gateway and operator (services, ports, env keys).
 
 pub mod auth;
 pub mod client;
+pub mod component;
 pub mod config;
 pub mod contract;
 pub mod db;

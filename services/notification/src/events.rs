@@ -28,6 +28,15 @@ pub fn handler(state: NotificationState) -> Arc<dyn Handler> {
     })
 }
 
+/// The notification service's subscription: group [`CONSUMER_GROUP`] on [`TOPICS`].
+pub fn handlers(state: NotificationState) -> Vec<kit::events::Subscription> {
+    vec![kit::events::Subscription {
+        group: CONSUMER_GROUP.to_string(),
+        topics: TOPICS.iter().map(|t| t.to_string()).collect(),
+        handler: handler(state),
+    }]
+}
+
 /// Subscribes the handler on `bus` for [`TOPICS`] in group [`CONSUMER_GROUP`].
 pub fn subscribe(bus: &dyn EventBus, state: NotificationState) -> Result<(), EventError> {
     bus.subscribe(CONSUMER_GROUP, &TOPICS, handler(state))

@@ -1,10 +1,9 @@
 //! `shop-notification`: the Notification Service — templated email over SMTP (plus SMS/push
 //! webhooks), a notification history with retries, and admin alerts. See `docs/notifications.md`.
 //!
-//! The composer runs [`MIGRATIONS`], builds a [`NotificationState`], registers the event
-//! handler ([`events::subscribe`]) before starting the bus, starts [`spawn_dispatcher`] and
-//! mounts [`router`] (only the `/api/v1/...` routes; it adds the common layers and the token
-//! [`kit::auth::Verifier`] as an `Extension`), merging [`openapi`] into the platform document.
+//! [`service`] describes it to the composer (`kit::component`): a [`NotificationState`],
+//! [`router`], the event handler ([`events::handlers`]) and the dispatcher
+//! ([`spawn_dispatcher`]).
 
 pub mod api;
 pub mod channel;
@@ -24,7 +23,7 @@ pub use api::{openapi, router};
 pub use channel::{Channel, Channels, EmailChannel, LogChannel, OutgoingMessage, SendError, WebhookChannel};
 pub use config::{NotificationConfig, SmtpConfig, TlsMode};
 pub use dispatcher::spawn_dispatcher;
-pub use events::{handler, subscribe, CONSUMER_GROUP, TOPICS};
+pub use events::{handler, handlers, subscribe, CONSUMER_GROUP, TOPICS};
 pub use store::Store;
 
 /// The notification service's migrations for both backends.
@@ -91,4 +90,20 @@ impl NotificationState {
     pub fn wake_dispatcher(&self) {
         self.wake.notify_one();
     }
+}
+
+/// The notification service as the composer sees it (`kit::component`).
+pub fn service(config: NotificationConfig) -> kit::component::Service {
+    kit::component::Service::new(kit::contract::ServiceName::Notification, Some(&MIGRATIONS), openapi, |cx| {
+        component(cx, config)
+    })
+}
+
+async fn component(
+    cx: kit::component::Context,
+    config: NotificationConfig,
+) -> anyhow::Result<kit::component::Component> {
+    let state = NotificationState::new(cx.db()?, config).await?;
+    let dispatcher = spawn_dispatcher(state.clone(), cx.shutdown.clone());
+    Ok(kit::component::Component::new(router(state.clone())).subscribe(handlers(state)).task(dispatcher))
 }

@@ -2,11 +2,9 @@
 //! orchestrated checkout saga with its status machine and history, cancellation with
 //! compensation, fulfilment and tracking. See `docs/orders.md`.
 //!
-//! The composer runs [`MIGRATIONS`], builds a [`Saga`] with [`Peers`] (clients of the catalog,
-//! the inventory and the cart, over HTTP or in-process), mounts [`router`] (only the
-//! `/api/v1/...` routes; it adds the common layers and the token verifier as an `Extension`),
-//! merges [`openapi`], registers [`handlers`] on the event bus, starts the outbox relay and
-//! [`spawn_worker`].
+//! [`service`] describes it to the composer (`kit::component`): a [`Saga`] with [`Peers`]
+//! (clients of the catalog, the inventory and the cart, over HTTP or in-process), [`router`],
+//! the event [`handlers`], the outbox and the saga worker ([`spawn_worker`]).
 
 pub mod api;
 pub mod config;
@@ -29,3 +27,32 @@ pub static MIGRATIONS: kit::db::Migrations = kit::db::Migrations {
     postgres: sqlx::migrate!("../../migrations/postgres/order"),
     sqlite: sqlx::migrate!("../../migrations/sqlite/order"),
 };
+
+/// The order service as the composer sees it (`kit::component`). It accepts the platform's
+/// internal credential, unless it runs apart with an `internal_token` of its own.
+pub fn service(config: OrderConfig) -> kit::component::Service {
+    kit::component::Service::new(kit::contract::ServiceName::Order, Some(&MIGRATIONS), openapi, |cx| {
+        component(cx, config)
+    })
+}
+
+async fn component(
+    cx: kit::component::Context,
+    mut config: OrderConfig,
+) -> anyhow::Result<kit::component::Component> {
+    use kit::contract::ServiceName;
+    if cx.embedded || config.internal_token.is_none() {
+        config.internal_token = cx.internal_token.clone();
+    }
+    let peers = Peers {
+        catalog: cx.client(ServiceName::Catalog)?,
+        inventory: cx.client(ServiceName::Inventory)?,
+        cart: cx.client(ServiceName::Cart)?,
+    };
+    let saga = Saga::new(Store::new(cx.db()?), peers, config);
+    let worker = spawn_worker(saga.clone(), cx.shutdown.clone());
+    Ok(kit::component::Component::new(router(saga.clone()))
+        .subscribe(handlers(saga))
+        .task(worker)
+        .with_outbox())
+}

@@ -420,19 +420,8 @@ impl Saga {
 /// `saga_interval_secs`, until `shutdown`.
 pub fn spawn_worker(saga: Saga, shutdown: CancellationToken) -> JoinHandle<()> {
     let every = Duration::from_secs(saga.config.saga_interval_secs.max(1));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match saga.tick().await {
-                Ok((0, 0)) => {}
-                Ok((resumed, cancelled)) => tracing::info!(resumed, cancelled, "order saga worker round"),
-                Err(e) => tracing::warn!(error = %e, "order saga worker round failed; retrying next tick"),
-            }
-        }
+    kit::component::every("order saga worker round", every, shutdown, move || {
+        let saga = saga.clone();
+        async move { saga.tick().await.map(|(resumed, cancelled)| (resumed + cancelled) as u64) }
     })
 }

@@ -4,11 +4,9 @@
 //! webhooks, over Stripe or an embedded simulated provider. See `docs/payments.md` and
 //! ADR 0008.
 //!
-//! The composer runs [`MIGRATIONS`], builds a [`PaymentState`] with an [`OrderLookup`]
-//! ([`http_orders`] or [`router_orders`]), registers [`subscribe`] before starting the bus,
-//! starts [`spawn_simulated_webhooks`] and [`spawn_sweeper`], and mounts [`router`] (only the
-//! `/api/v1/...` routes; it adds the common layers and the token [`kit::auth::Verifier`] as an
-//! `Extension`), merging [`openapi`] into the platform document.
+//! [`service`] describes it to the composer (`kit::component`): a [`PaymentState`] with an
+//! [`OrderLookup`] over the kit's service client, [`router`], the event [`handlers`], the outbox,
+//! [`spawn_simulated_webhooks`] and [`spawn_sweeper`].
 
 pub mod api;
 pub mod config;
@@ -38,7 +36,7 @@ pub use api::{openapi, router};
 pub use config::{PaymentConfig, RedirectPolicy, StripeConfig};
 pub use events::{handlers, subscribe, CONSUMER_GROUP};
 pub use model::{Payment, PaymentStatus, ProviderKind};
-pub use orders::{http_orders, router_orders, LookupError, OrderInfo, OrderLookup};
+pub use orders::{LookupError, OrderInfo, OrderLookup};
 pub use provider::{simulated::SimulatedProvider, stripe::StripeProvider, PaymentProvider};
 pub use store::Store;
 
@@ -203,24 +201,40 @@ pub fn spawn_simulated_webhooks(
 /// idempotency key; history source `sweeper`. With the simulated provider it also expires
 /// checkout sessions past their expiry. Stops when `shutdown` is cancelled.
 pub fn spawn_sweeper(state: PaymentState, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
+    kit::component::every(
+        "payment sweep (stale refunds settled, checkout sessions expired)",
+        Duration::from_secs(30),
+        shutdown,
+        move || {
+            let state = state.clone();
+            async move {
+                let settled =
+                    state.settle_stale_refunds(Duration::from_secs(60)).await.map_err(|e| e.to_string())?;
+                let expired = state.expire_due_checkout_sessions().await.map_err(|e| e.to_string())?;
+                Ok::<u64, String>((settled + expired) as u64)
             }
-            match state.settle_stale_refunds(Duration::from_secs(60)).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(settled = n, "pending refunds settled"),
-                Err(e) => tracing::warn!(error = %e, "refund sweep failed; retrying next tick"),
-            }
-            match state.expire_due_checkout_sessions().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(expired = n, "simulated checkout sessions expired"),
-                Err(e) => tracing::warn!(error = %e, "checkout session sweep failed; retrying next tick"),
-            }
-        }
+        },
+    )
+}
+
+/// The payment service as the composer sees it (`kit::component`).
+pub fn service(config: PaymentConfig) -> kit::component::Service {
+    kit::component::Service::new(kit::contract::ServiceName::Payment, Some(&MIGRATIONS), openapi, |cx| {
+        component(cx, config)
     })
+}
+
+async fn component(
+    cx: kit::component::Context,
+    config: PaymentConfig,
+) -> anyhow::Result<kit::component::Component> {
+    let orders = orders::lookup(cx.client_with(kit::contract::ServiceName::Order, orders::policy())?);
+    let state = PaymentState::new(cx.db()?, config, orders)?;
+    let webhooks = spawn_simulated_webhooks(state.clone(), cx.shutdown.clone());
+    let sweeper = spawn_sweeper(state.clone(), cx.shutdown.clone());
+    Ok(kit::component::Component::new(router(state.clone()))
+        .subscribe(handlers(state))
+        .task(webhooks)
+        .task(sweeper)
+        .with_outbox())
 }

@@ -1,7 +1,7 @@
 //! What the payment service asks the order service: an order's owner, status and total, through
-//! `GET /api/v1/orders/{id}` with the internal credential (`x-internal-token`). Two transports,
-//! like the cart's catalog client: HTTP ([`http_orders`]) and an in-process call of the order
-//! service's router ([`router_orders`]). The payment service never reads the order tables.
+//! `GET /api/v1/orders/{id}` with the internal credential (`x-internal-token`), through the kit's
+//! service client ([`lookup`]) — over HTTP or into the order service's router in the same
+//! process. The payment service never reads the order tables.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,6 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use kit::client::{Call, CallError, ClientPolicy, ServiceClient};
 use kit::money::Money;
-use secrecy::SecretString;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -72,20 +71,15 @@ impl OrderLookup for Orders {
     }
 }
 
-fn policy() -> ClientPolicy {
+/// The client policy of the payment service's order lookups: 2 s per call.
+pub fn policy() -> ClientPolicy {
     ClientPolicy { timeout: ORDERS_TIMEOUT, ..ClientPolicy::default() }
 }
 
-/// The order service over HTTP at `base_url` (e.g. `http://order:8080`), 2 s per call,
-/// sending `internal_token` as `x-internal-token`.
-pub fn http_orders(base_url: &str, internal_token: Option<SecretString>) -> Arc<dyn OrderLookup> {
-    Arc::new(Orders(ServiceClient::http("order", base_url, policy()).with_internal_token(internal_token)))
-}
-
-/// The order service in the same process: the same request through its `router`
-/// (`tower::ServiceExt::oneshot`), as it would go over HTTP.
-pub fn router_orders(router: axum::Router, internal_token: Option<SecretString>) -> Arc<dyn OrderLookup> {
-    Arc::new(Orders(ServiceClient::router("order", router, policy()).with_internal_token(internal_token)))
+/// The order service through `client` (made by the composer: the order service's router in one
+/// process, its URL apart, presenting the internal credential).
+pub fn lookup(client: ServiceClient) -> Arc<dyn OrderLookup> {
+    Arc::new(Orders(client))
 }
 
 #[cfg(test)]
@@ -97,6 +91,7 @@ mod tests {
     use axum::routing::get;
     use axum::Json;
     use secrecy::ExposeSecret;
+    use secrecy::SecretString;
 
     fn order_service(token: &'static str) -> axum::Router {
         axum::Router::new().route(
@@ -127,7 +122,10 @@ mod tests {
     async fn reads_orders_through_the_router_with_the_internal_token() {
         let token = SecretString::from("internal-secret".to_string());
         assert_eq!(token.expose_secret(), "internal-secret");
-        let orders = router_orders(order_service("internal-secret"), Some(token));
+        let orders = lookup(
+            ServiceClient::router("order", order_service("internal-secret"), policy())
+                .with_internal_token(Some(token)),
+        );
         let id = Uuid::now_v7();
         let o = orders.order(id).await.unwrap().unwrap();
         assert_eq!((o.id, o.user_id, o.status.as_str()), (id, id, AWAITING_PAYMENT));
@@ -135,7 +133,7 @@ mod tests {
         assert_eq!(orders.order(Uuid::nil()).await.unwrap(), None);
         assert!(matches!(orders.order(Uuid::new_v4()).await, Err(LookupError::Unavailable(_))));
         // A wrong credential is not "no such order".
-        let wrong = router_orders(order_service("internal-secret"), None);
+        let wrong = lookup(ServiceClient::router("order", order_service("internal-secret"), policy()));
         assert!(matches!(wrong.order(id).await, Err(LookupError::Unavailable(_))));
     }
 
@@ -144,13 +142,16 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, order_service("t")).await });
-        let orders = http_orders(&format!("http://{addr}/"), Some(SecretString::from("t".to_string())));
+        let orders = lookup(
+            ServiceClient::http("order", &format!("http://{addr}/"), policy())
+                .with_internal_token(Some(SecretString::from("t".to_string()))),
+        );
         let id = Uuid::now_v7();
         assert_eq!(orders.order(id).await.unwrap().unwrap().total.amount, 2599);
         assert_eq!(orders.order(Uuid::nil()).await.unwrap(), None);
         server.abort();
         // Nothing listens on port 9: unavailable, not "not found".
-        let down = http_orders("http://127.0.0.1:9", None);
+        let down = lookup(ServiceClient::http("order", "http://127.0.0.1:9", policy()));
         assert!(matches!(down.order(id).await, Err(LookupError::Unavailable(_))));
     }
 }

@@ -137,7 +137,7 @@ pub fn main() -> ExitCode {
                 let auth = compose::open_db(&settings, ServiceName::Auth, DbScope::Shared).await?;
                 let catalog = compose::open_db(&settings, ServiceName::Catalog, DbScope::Shared).await?;
                 let inventory = compose::open_db(&settings, ServiceName::Inventory, DbScope::Shared).await?;
-                compose::seed_all(&settings, &auth, &catalog, &inventory).await?;
+                crate::seed::all(&settings, &auth, &catalog, &inventory).await?;
                 println!("seed data in place");
                 Ok(())
             }

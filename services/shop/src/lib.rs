@@ -1,5 +1,7 @@
-//! The `shop` binary's library half: configuration and composition, shared with its tests.
+//! The `shop` binary's library half: configuration, composition and cross-service seed data,
+//! shared with its tests.
 
 pub mod cli;
 pub mod compose;
+pub mod seed;
 pub mod settings;

@@ -58,7 +58,7 @@ async fn checkout_saga_with_services_apart_on_postgres_redis_and_kafka() {
         let a = compose::open_db(&s, ServiceName::Auth, DbScope::Shared).await.unwrap();
         let k = compose::open_db(&s, ServiceName::Catalog, DbScope::Shared).await.unwrap();
         let i = compose::open_db(&s, ServiceName::Inventory, DbScope::Shared).await.unwrap();
-        compose::seed_all(&s, &a, &k, &i).await.unwrap();
+        shop::seed::all(&s, &a, &k, &i).await.unwrap();
         for db in [a, k, i] {
             db.close().await;
         }
