@@ -41,7 +41,7 @@ impl ServiceName {
         ServiceName::Gateway,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ServiceName::Auth => "auth",
             ServiceName::Catalog => "catalog",
@@ -118,7 +118,7 @@ impl ServiceName {
     /// group (and inbox group) is the service's name ([`consumer_group`](Self::consumer_group));
     /// every pair has a dead-letter topic ([`events::dead_letter_topic`]), which must exist
     /// before the consumer can dead-letter into it (the operator creates them from this table).
-    pub fn subscriptions(self) -> &'static [&'static str] {
+    pub const fn subscriptions(self) -> &'static [&'static str] {
         use events::topics::*;
         match self {
             // The saga's reactions to payments.
@@ -140,7 +140,7 @@ impl ServiceName {
 
     /// The logical topics this service publishes to, through its transactional outbox (a
     /// service with any owns an `outbox` table and runs a relay).
-    pub fn publishes(self) -> &'static [&'static str] {
+    pub const fn publishes(self) -> &'static [&'static str] {
         use events::topics::*;
         match self {
             // Order lifecycle and the shipments the order service records.
