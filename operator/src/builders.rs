@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use contract::events::env as events_env;
+use contract::{env, ServiceName, KUBERNETES_PORT};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -11,8 +13,6 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::ByteString;
-use kit::contract::{env, ServiceName, KUBERNETES_PORT};
-use kit::events::contract::env as events_env;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -56,9 +56,9 @@ fn meta(sp: &ShopPlatform, name: String, app: &str, component: &str) -> ObjectMe
 pub fn service_config(sp: &ShopPlatform, service: ServiceName) -> BTreeMap<String, String> {
     let mut data = BTreeMap::new();
     data.insert(env::HTTP_ADDR.to_string(), format!("0.0.0.0:{KUBERNETES_PORT}"));
-    data.insert(env::LOG_FORMAT.to_string(), "json".to_string());
+    data.insert(env::LOG_FORMAT.to_string(), env::LOG_FORMAT_JSON.to_string());
     if service.has_database() {
-        data.insert(ENV_MIGRATE_ON_START.to_string(), "false".to_string());
+        data.insert(env::MIGRATE_ON_START.to_string(), "false".to_string());
     }
     let enabled = sp.spec.enabled_services();
     if enabled.contains(&ServiceName::Auth) {
@@ -68,20 +68,24 @@ pub fn service_config(sp: &ShopPlatform, service: ServiceName) -> BTreeMap<Strin
         );
     }
     // The peers the service calls over HTTP (the gateway: every other service), when enabled.
-    for peer in names::http_peers(service).into_iter().filter(|p| enabled.contains(p)) {
-        data.insert(peer.url_env_key(), service_url(sp, peer));
+    for peer in service.peers().iter().filter(|p| enabled.contains(p)) {
+        data.insert(peer.url_env_key(), service_url(sp, *peer));
     }
     if service == ServiceName::Payment {
         // Stripe when the spec names its Secret (the keys come from it, see `secret_env`).
-        let provider = if sp.spec.stripe.is_some() { "stripe" } else { "simulated" };
-        data.insert(ENV_PAYMENT_PROVIDER.to_string(), provider.to_string());
+        let provider = if sp.spec.stripe.is_some() {
+            env::PAYMENT_PROVIDER_STRIPE
+        } else {
+            env::PAYMENT_PROVIDER_SIMULATED
+        };
+        data.insert(env::PAYMENT_PROVIDER.to_string(), provider.to_string());
     }
-    // The event bus (kit::events::EventsConfig): Kafka, with the platform's topic prefix.
-    data.insert(events_env::BUS.to_string(), "kafka".to_string());
+    // The event bus (`kit::events::EventsConfig`): Kafka, with the platform's topic prefix.
+    data.insert(events_env::BUS.to_string(), events_env::BUS_KAFKA.to_string());
     data.insert(events_env::BROKERS.to_string(), kafka_bootstrap_servers(sp));
     data.insert(events_env::TOPIC_PREFIX.to_string(), names::topic_prefix(sp));
     if sp.spec.redis.mode == RedisMode::Embedded {
-        data.insert(ENV_REDIS_URL.to_string(), redis_url(sp));
+        data.insert(env::REDIS_URL.to_string(), redis_url(sp));
     }
     for var in sp.spec.service(service).env {
         if let Some(value) = var.value {
@@ -109,15 +113,15 @@ fn secret_env(sp: &ShopPlatform, service: ServiceName, serving: bool) -> Vec<Val
         out.push(secret(env::DATABASE_URL, db_connection_secret(sp, service), DATABASE_URL_KEY));
     }
     if service == ServiceName::Auth {
-        out.push(secret(ENV_JWT_SIGNING_KEY, signing_key_secret(sp), SIGNING_KEY_KEY));
+        out.push(secret(env::JWT_SIGNING_KEY, signing_key_secret(sp), SIGNING_KEY_KEY));
     }
-    out.push(secret(ENV_INTERNAL_CREDENTIAL, internal_credential_secret(sp), INTERNAL_CREDENTIAL_KEY));
+    out.push(secret(env::INTERNAL_TOKEN, internal_credential_secret(sp), INTERNAL_CREDENTIAL_KEY));
     if let (RedisMode::External, Some(r)) = (sp.spec.redis.mode, &sp.spec.redis.url_secret_ref) {
-        out.push(secret(ENV_REDIS_URL, r.name.clone(), &r.key));
+        out.push(secret(env::REDIS_URL, r.name.clone(), &r.key));
     }
     if let (ServiceName::Payment, true, Some(stripe)) = (service, serving, &sp.spec.stripe) {
-        out.push(secret(ENV_STRIPE_SECRET_KEY, stripe.secret_name.clone(), STRIPE_API_KEY_KEY));
-        out.push(secret(ENV_PAYMENT_WEBHOOK_SECRET, stripe.secret_name.clone(), STRIPE_WEBHOOK_SECRET_KEY));
+        out.push(secret(env::STRIPE_SECRET_KEY, stripe.secret_name.clone(), STRIPE_API_KEY_KEY));
+        out.push(secret(env::PAYMENT_WEBHOOK_SECRET, stripe.secret_name.clone(), STRIPE_WEBHOOK_SECRET_KEY));
     }
     // The spec's extra env overrides the operator's: a variable it names (by value or from a
     // Secret) replaces the operator's secret reference (which would shadow a ConfigMap value,
@@ -970,26 +974,26 @@ mod tests {
     #[test]
     fn stripe_credentials_come_from_the_referenced_secret() {
         let simulated = sp(json!({"version": "1"}));
-        assert_eq!(service_config(&simulated, ServiceName::Payment)[ENV_PAYMENT_PROVIDER], "simulated");
+        assert_eq!(service_config(&simulated, ServiceName::Payment)[env::PAYMENT_PROVIDER], "simulated");
         let text = render_yaml(&simulated);
-        assert!(!text.contains("SHOP_PAYMENT__STRIPE") && !text.contains(ENV_PAYMENT_WEBHOOK_SECRET));
+        assert!(!text.contains("SHOP_PAYMENT__STRIPE") && !text.contains(env::PAYMENT_WEBHOOK_SECRET));
 
         let p = sp(json!({"version": "1", "stripe": {"secretName": "stripe-creds"}}));
         let config = service_config(&p, ServiceName::Payment);
-        assert_eq!(config[ENV_PAYMENT_PROVIDER], "stripe");
+        assert_eq!(config[env::PAYMENT_PROVIDER], "stripe");
         assert!(
-            !config.contains_key(ENV_STRIPE_SECRET_KEY) && !config.contains_key(ENV_PAYMENT_WEBHOOK_SECRET)
+            !config.contains_key(env::STRIPE_SECRET_KEY) && !config.contains_key(env::PAYMENT_WEBHOOK_SECRET)
         );
         let pod = deployment(&p, ServiceName::Payment).spec.template.spec.unwrap();
         let env = env_of(&pod.containers[0]);
         let from = |name: &str| env.as_array().unwrap().iter().find(|e| e["name"] == name).cloned();
         assert_eq!(
-            from(ENV_STRIPE_SECRET_KEY).unwrap(),
-            json!({"name": ENV_STRIPE_SECRET_KEY, "valueFrom": {"secretKeyRef": {"name": "stripe-creds", "key": "apiKey"}}})
+            from(env::STRIPE_SECRET_KEY).unwrap(),
+            json!({"name": env::STRIPE_SECRET_KEY, "valueFrom": {"secretKeyRef": {"name": "stripe-creds", "key": "apiKey"}}})
         );
         assert_eq!(
-            from(ENV_PAYMENT_WEBHOOK_SECRET).unwrap(),
-            json!({"name": ENV_PAYMENT_WEBHOOK_SECRET, "valueFrom": {"secretKeyRef": {"name": "stripe-creds", "key": "webhookSecret"}}})
+            from(env::PAYMENT_WEBHOOK_SECRET).unwrap(),
+            json!({"name": env::PAYMENT_WEBHOOK_SECRET, "valueFrom": {"secretKeyRef": {"name": "stripe-creds", "key": "webhookSecret"}}})
         );
         // Only the payment service's pods, and not its migration Job.
         let job = migration_job(&p, ServiceName::Payment).unwrap().spec.unwrap().template.spec.unwrap();
@@ -997,7 +1001,7 @@ mod tests {
         for s in ServiceName::ALL.into_iter().filter(|s| *s != ServiceName::Payment) {
             let c = deployment(&p, s).spec.template.spec.unwrap().containers[0].clone();
             assert!(!env_of(&c).to_string().contains("stripe-creds"), "{s}");
-            assert!(!service_config(&p, s).contains_key(ENV_PAYMENT_PROVIDER), "{s}");
+            assert!(!service_config(&p, s).contains_key(env::PAYMENT_PROVIDER), "{s}");
         }
     }
 
@@ -1005,20 +1009,20 @@ mod tests {
     fn extra_env_overrides_the_operators_secret_references() {
         let p = sp(
             json!({"version": "1", "stripe": {"secretName": "stripe-creds"}, "services": {"payment": {"env": [
-                {"name": ENV_STRIPE_SECRET_KEY, "secretKeyRef": {"name": "other", "key": "restricted"}},
-                {"name": ENV_PAYMENT_WEBHOOK_SECRET, "value": "whsec_test"},
+                {"name": env::STRIPE_SECRET_KEY, "secretKeyRef": {"name": "other", "key": "restricted"}},
+                {"name": env::PAYMENT_WEBHOOK_SECRET, "value": "whsec_test"},
             ]}}}),
         );
         let env = secret_env(&p, ServiceName::Payment, true);
         let named = |n: &str| env.iter().filter(|e| e["name"] == n).cloned().collect::<Vec<_>>();
         assert_eq!(
-            named(ENV_STRIPE_SECRET_KEY),
+            named(env::STRIPE_SECRET_KEY),
             vec![
-                json!({"name": ENV_STRIPE_SECRET_KEY, "valueFrom": {"secretKeyRef": {"name": "other", "key": "restricted"}}})
+                json!({"name": env::STRIPE_SECRET_KEY, "valueFrom": {"secretKeyRef": {"name": "other", "key": "restricted"}}})
             ]
         );
-        assert!(named(ENV_PAYMENT_WEBHOOK_SECRET).is_empty());
-        assert_eq!(service_config(&p, ServiceName::Payment)[ENV_PAYMENT_WEBHOOK_SECRET], "whsec_test");
+        assert!(named(env::PAYMENT_WEBHOOK_SECRET).is_empty());
+        assert_eq!(service_config(&p, ServiceName::Payment)[env::PAYMENT_WEBHOOK_SECRET], "whsec_test");
     }
 
     #[test]
@@ -1038,7 +1042,7 @@ mod tests {
 
     #[test]
     fn every_service_gets_the_event_bus_from_the_kit_contract() {
-        use kit::events::contract::env as ev;
+        use contract::events::env as ev;
         for (kafka, brokers) in [
             (json!({}), "shop-kafka.ns.svc:9092"),
             (json!({"mode": "external", "bootstrapServers": "k1:9092,k2:9092"}), "k1:9092,k2:9092"),
@@ -1086,14 +1090,17 @@ mod tests {
         assert_eq!(c.image.as_deref(), Some("redis:7-alpine"));
         assert_eq!(c.security_context.clone().unwrap().read_only_root_filesystem, Some(true));
         assert_eq!(c.args, Some(vec!["redis-server".into(), "--save".into(), String::new()]));
-        assert_eq!(service_config(&p, ServiceName::Catalog)[ENV_REDIS_URL], "redis://shop-redis.ns.svc:6379");
+        assert_eq!(
+            service_config(&p, ServiceName::Catalog)[env::REDIS_URL],
+            "redis://shop-redis.ns.svc:6379"
+        );
         let ext = sp(
             json!({"version": "1", "redis": {"mode": "external", "urlSecretRef": {"name": "r", "key": "url"}}}),
         );
         assert!(redis_deployment(&ext).is_none());
-        assert!(!service_config(&ext, ServiceName::Catalog).contains_key(ENV_REDIS_URL));
+        assert!(!service_config(&ext, ServiceName::Catalog).contains_key(env::REDIS_URL));
         let env = serde_json::to_value(secret_env(&ext, ServiceName::Catalog, true)).unwrap();
-        assert!(env.as_array().unwrap().iter().any(|e| e["name"] == ENV_REDIS_URL
+        assert!(env.as_array().unwrap().iter().any(|e| e["name"] == env::REDIS_URL
             && e["valueFrom"]["secretKeyRef"] == json!({"name": "r", "key": "url"})));
     }
 }

@@ -7,6 +7,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use contract::ServiceName;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
@@ -14,7 +15,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
-use kit::contract::ServiceName;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
@@ -32,7 +32,7 @@ use crate::crd::KafkaMode;
 use crate::crd::{DatabaseMode, DeletionPolicy, Phase, ServiceStatus, ShopPlatform, ShopPlatformStatus};
 use crate::error::{Error, Result};
 use crate::names::{self, FIELD_MANAGER, FINALIZER};
-use crate::provision::{self, DatabaseGrant, DatabaseProvisioner, TopicProvisioner};
+use crate::provision::{self, DatabaseGrant, DatabaseProvisioner, KafkaTarget, TopicProvisioner};
 use crate::status::{self, reasons, types, Observed};
 
 /// Requeue interval when all is well: the drift check for anything the watches miss.
@@ -160,12 +160,22 @@ where
     }
 }
 
+/// A new Ed25519 signing key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), the format the auth
+/// service loads from `SHOP_AUTH__JWT_SIGNING_KEY` (`kit::auth::SigningKey::from_pem`).
+pub fn signing_key_pem() -> String {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng)
+        .to_pkcs8_pem(Default::default())
+        .expect("Ed25519 keys encode as PKCS#8")
+        .to_string()
+}
+
 fn generate(kind: SecretKind) -> String {
     use base64::Engine;
     use rand::distributions::{Alphanumeric, DistString};
     use rand::RngCore;
     match kind {
-        SecretKind::SigningKey => kit::auth::SigningKey::generate().to_pem(),
+        SecretKind::SigningKey => signing_key_pem(),
         SecretKind::Token => {
             let mut bytes = [0u8; 32];
             rand::thread_rng().fill_bytes(&mut bytes);
@@ -549,7 +559,7 @@ fn kafka_waiting(message: String) -> KafkaOutcome {
 async fn provision_topics(sp: &ShopPlatform, ctx: &Context, bootstrap: &str) -> KafkaOutcome {
     let topics = provision::topics(sp);
     let mode = sp.spec.kafka.mode.as_str();
-    match ctx.topics.ensure_topics(bootstrap, &topics).await {
+    match ctx.topics.ensure_topics(&kafka_target(sp, bootstrap), &topics).await {
         Ok(report) => {
             let reason = if report.not_decreased.is_empty() {
                 reasons::PROVISIONED
@@ -567,6 +577,14 @@ async fn provision_topics(sp: &ShopPlatform, ctx: &Context, bootstrap: &str) -> 
             ),
             error: Some(Error::Kafka(e)),
         },
+    }
+}
+
+/// The admin API's target: the operator's Kafka security settings apply to `external` brokers.
+fn kafka_target(sp: &ShopPlatform, bootstrap: &str) -> KafkaTarget {
+    KafkaTarget {
+        bootstrap_servers: bootstrap.to_string(),
+        secured: sp.spec.kafka.mode == KafkaMode::External,
     }
 }
 
@@ -748,6 +766,28 @@ async fn cleanup(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
         }
         (DeletionPolicy::Retain, _) => "deletionPolicy Retain: databases are kept".to_string(),
     };
+    let topics = match (sp.spec.deletion_policy, sp.spec.kafka.mode) {
+        // The platform's topics (and dead-letter topics) at the external brokers. Embedded: the
+        // broker and its data go with the StatefulSet; Strimzi: the `KafkaTopic`s are owned by
+        // the platform and garbage-collected with it.
+        (DeletionPolicy::Delete, KafkaMode::External) => {
+            let bootstrap = builders::kafka_bootstrap_servers(sp);
+            if bootstrap.trim().is_empty() {
+                "no bootstrap servers: no topics to delete".to_string()
+            } else {
+                let names = provision::topic_names(sp);
+                let deleted = ctx
+                    .topics
+                    .delete_topics(&kafka_target(sp, &bootstrap), &names)
+                    .await
+                    .map_err(Error::Kafka)?;
+                format!("deleted {} topics at {bootstrap}", deleted.len())
+            }
+        }
+        (DeletionPolicy::Delete, _) => "topics go with the broker or its KafkaTopics".to_string(),
+        (DeletionPolicy::Retain, _) => "topics are kept".to_string(),
+    };
+    let dropped = format!("{dropped}; {topics}");
     publish(ctx, sp, EventType::Normal, "Deleting", "Cleanup", dropped).await;
     Ok(Action::await_change())
 }

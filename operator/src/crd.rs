@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use kit::contract::ServiceName;
+use contract::ServiceName;
 use kube::CustomResource;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};

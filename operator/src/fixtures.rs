@@ -16,7 +16,7 @@ use tower_test::mock::{self, Handle};
 use crate::controller::Context;
 use crate::crd::ShopPlatform;
 use crate::provision::{
-    DatabaseGrant, DatabaseProvisioner, ProvisionError, TopicProvisioner, TopicReport, TopicSpec,
+    DatabaseGrant, DatabaseProvisioner, KafkaTarget, ProvisionError, TopicProvisioner, TopicReport, TopicSpec,
 };
 
 pub const NS: &str = "testns";
@@ -68,11 +68,10 @@ impl Step {
     }
 }
 
-/// How many topics the operator must create: every logical topic of the kit contract, plus one
-/// dead-letter topic per (consumer group, topic) pair of [`crate::names::CONSUMER_GROUPS`].
+/// How many topics the operator must create: every logical topic of the contract, plus one
+/// dead-letter topic per (consumer group, topic) pair (`contract::consumer_subscriptions`).
 pub fn expected_topic_count() -> usize {
-    kit::events::contract::topics::ALL.len()
-        + crate::names::CONSUMER_GROUPS.iter().map(|(_, topics)| topics.len()).sum::<usize>()
+    contract::events::topics::ALL.len() + contract::consumer_subscriptions().count()
 }
 
 fn not_found(name: &str) -> Reply {
@@ -250,19 +249,25 @@ pub struct FakeTopics {
     pub fail: Option<String>,
     /// Answer with this report.
     pub report: TopicReport,
+    /// `delete_topics` calls: bootstrap servers and names.
+    pub deleted: Mutex<Vec<(String, Vec<String>)>>,
 }
 
 #[async_trait]
 impl TopicProvisioner for FakeTopics {
-    async fn ensure_topics(
-        &self,
-        bootstrap_servers: &str,
-        topics: &[TopicSpec],
-    ) -> Result<TopicReport, String> {
-        self.calls.lock().unwrap().push((bootstrap_servers.to_string(), topics.to_vec()));
+    async fn ensure_topics(&self, target: &KafkaTarget, topics: &[TopicSpec]) -> Result<TopicReport, String> {
+        self.calls.lock().unwrap().push((target.bootstrap_servers.clone(), topics.to_vec()));
         match &self.fail {
             Some(e) => Err(e.clone()),
             None => Ok(self.report.clone()),
+        }
+    }
+
+    async fn delete_topics(&self, target: &KafkaTarget, names: &[String]) -> Result<Vec<String>, String> {
+        self.deleted.lock().unwrap().push((target.bootstrap_servers.clone(), names.to_vec()));
+        match &self.fail {
+            Some(e) => Err(e.clone()),
+            None => Ok(names.to_vec()),
         }
     }
 }

@@ -5,16 +5,20 @@
 //! - [`builders`]: desired state as pure functions;
 //! - [`controller`]: reconcile, error policy and the controller loop;
 //! - [`provision`]: per-service databases (PostgreSQL) and Kafka topics (admin API);
+//! - [`kafka`]: the operator's small Kafka admin client (`kafka-protocol`; TLS, SASL);
+//! - [`metrics`]: reconcile metrics and the `/metrics` + `/healthz` server;
 //! - [`status`]: conditions and phase.
 
 pub mod builders;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod kafka;
 pub mod metrics;
 pub mod names;
 pub mod provision;
 pub mod status;
+pub mod tls;
 
 #[cfg(test)]
 mod fixtures;

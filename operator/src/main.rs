@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use shop_operator::kafka::{SaslConfig, SaslMechanism, TlsConfig};
 use shop_operator::provision::{KafkaTopicProvisioner, PgProvisioner};
 
 #[derive(Debug, Parser)]
@@ -15,10 +16,49 @@ struct Cli {
     #[arg(long, env = "SHOP_OPERATOR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
     /// `text` or `json` logs.
-    #[arg(long, env = "SHOP_LOG_FORMAT", default_value = "json")]
+    #[arg(long, env = contract::env::LOG_FORMAT, default_value = contract::env::LOG_FORMAT_JSON)]
     log_format: String,
+    /// PEM bundle of the CA of the PostgreSQL servers (admin DSNs with `sslmode=verify-ca`,
+    /// `verify-full` or `require`); without it the verifying modes use the Mozilla roots.
+    #[arg(long, env = "SHOP_OPERATOR_POSTGRES_CA_FILE")]
+    postgres_ca_file: Option<std::path::PathBuf>,
+    /// TLS to the brokers of `kafka.mode: external` (server certificate and name verified).
+    #[arg(long, env = "SHOP_OPERATOR_KAFKA_TLS")]
+    kafka_tls: bool,
+    /// PEM bundle of the brokers' CA (implies `--kafka-tls`); default: the Mozilla roots.
+    #[arg(long, env = "SHOP_OPERATOR_KAFKA_CA_FILE")]
+    kafka_ca_file: Option<std::path::PathBuf>,
+    /// SASL mechanism for `kafka.mode: external`: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    #[arg(long, env = "SHOP_OPERATOR_KAFKA_SASL_MECHANISM", requires = "kafka_sasl_username")]
+    kafka_sasl_mechanism: Option<String>,
+    #[arg(long, env = "SHOP_OPERATOR_KAFKA_SASL_USERNAME", requires = "kafka_sasl_mechanism")]
+    kafka_sasl_username: Option<String>,
+    #[arg(long, env = "SHOP_OPERATOR_KAFKA_SASL_PASSWORD", hide_env_values = true, default_value = "")]
+    kafka_sasl_password: String,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+impl Cli {
+    fn provisioners(&self) -> anyhow::Result<(PgProvisioner, KafkaTopicProvisioner)> {
+        use anyhow::Context as _;
+        let read =
+            |p: &std::path::PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let pg = PgProvisioner { ca_pem: self.postgres_ca_file.as_ref().map(read).transpose()? };
+        let mut kafka = KafkaTopicProvisioner::default();
+        if self.kafka_tls || self.kafka_ca_file.is_some() {
+            let ca_pem = self.kafka_ca_file.as_ref().map(read).transpose()?;
+            kafka.connection.tls = Some(TlsConfig { ca_pem, server_name: None });
+        }
+        if let (Some(mechanism), Some(username)) = (&self.kafka_sasl_mechanism, &self.kafka_sasl_username) {
+            kafka.connection.sasl = Some(SaslConfig {
+                mechanism: SaslMechanism::parse(mechanism).map_err(anyhow::Error::msg)?,
+                username: username.clone(),
+                password: self.kafka_sasl_password.clone(),
+            });
+        }
+        Ok((pg, kafka))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,8 +77,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
+    let mut cli = Cli::parse();
+    match cli.command.take().unwrap_or(Command::Run) {
         Command::Render { file } => {
             let text = match std::fs::read_to_string(&file) {
                 Ok(t) => t,
@@ -63,14 +103,16 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run => {
-            let format = if cli.log_format == "text" {
-                kit::config::LogFormat::Text
-            } else {
-                kit::config::LogFormat::Json
+            init_tracing(cli.log_format == contract::env::LOG_FORMAT_TEXT);
+            let provisioners = match cli.provisioners() {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "invalid configuration");
+                    return ExitCode::from(2);
+                }
             };
-            kit::telemetry::init(format);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-            match rt.block_on(run(cli.metrics_addr)) {
+            match rt.block_on(run(cli.metrics_addr, provisioners)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "operator stopped");
@@ -81,17 +123,35 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(addr: SocketAddr) -> anyhow::Result<()> {
+/// Default log filter when neither `SHOP_LOG` nor `RUST_LOG` is set.
+const DEFAULT_FILTER: &str = "info,hyper=warn,kube=info";
+
+/// The global `tracing` subscriber: human-readable (`text`) or JSON lines, filtered by `SHOP_LOG`
+/// (or `RUST_LOG`) directives.
+fn init_tracing(text: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, EnvFilter};
+    let filter = std::env::var(contract::env::LOG)
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| DEFAULT_FILTER.to_string());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = if text {
+        registry.with(fmt::layer().with_target(false)).try_init()
+    } else {
+        registry
+            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false))
+            .try_init()
+    };
+}
+
+async fn run(addr: SocketAddr, (pg, kafka): (PgProvisioner, KafkaTopicProvisioner)) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics and health listening");
-    let server = tokio::spawn(async move { axum::serve(listener, shop_operator::metrics::router()).await });
-    shop_operator::controller::run(
-        client,
-        Arc::new(PgProvisioner),
-        Arc::new(KafkaTopicProvisioner::default()),
-    )
-    .await;
+    let server = tokio::spawn(shop_operator::metrics::serve(listener));
+    shop_operator::controller::run(client, Arc::new(pg), Arc::new(kafka)).await;
     server.abort();
     Ok(())
 }

@@ -1,10 +1,10 @@
-//! Names the operator gives to what it creates, its labels, and the few names the operator needs
-//! that `kit::contract` does not hold yet (marked "not in the contract yet").
+//! Names the operator gives to what it creates, and its labels. Everything it shares with the
+//! services — service names, peers, topics, consumer groups, env keys — comes from the
+//! `shop-contract` crate (`contract`); nothing of it is copied here.
 
 use std::collections::BTreeMap;
 
-use kit::contract::ServiceName;
-use kit::events::contract::topics;
+use contract::ServiceName;
 use kube::ResourceExt;
 
 use crate::crd::ShopPlatform;
@@ -17,58 +17,11 @@ pub const FINALIZER: &str = "platform.shop/cleanup";
 /// change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "platform.shop/config-hash";
 
-/// `SHOP_MIGRATE_ON_START` (the operator runs migrations as Jobs).
-pub const ENV_MIGRATE_ON_START: &str = kit::contract::env::MIGRATE_ON_START;
-/// The auth service's signing key (`SHOP_AUTH__JWT_SIGNING_KEY`).
-pub const ENV_JWT_SIGNING_KEY: &str = kit::contract::env::JWT_SIGNING_KEY;
-/// The internal service-to-service credential (`SHOP_INTERNAL_TOKEN`).
-pub const ENV_INTERNAL_CREDENTIAL: &str = kit::contract::env::INTERNAL_TOKEN;
-/// The URL of Redis (`redis://host:6379`), the cart's store (`SHOP_REDIS_URL`).
-pub const ENV_REDIS_URL: &str = kit::contract::env::REDIS_URL;
-/// Not in the kit contract yet: which consumer group reads which logical topic (groups are named
-/// after the consuming service). For the services that exist these are their subscriptions
-/// (`services/<service>/src/events.rs`: the order service reads `payments` and calls the
-/// inventory over HTTP; the payment service reads `orders`); `shipment` is the planned service of
-/// docs/events.md. The operator creates one dead-letter topic per pair
-/// (`kit::events::contract::dead_letter_topic`), and a consumer can dead-letter only into a topic
-/// that exists: a service that subscribes to another topic must be added here.
-pub const CONSUMER_GROUPS: &[(&str, &[&str])] = &[
-    ("order", &[topics::PAYMENTS]),
-    ("inventory", &[topics::ORDERS, topics::PAYMENTS]),
-    ("payment", &[topics::ORDERS]),
-    ("notification", &[topics::ORDERS, topics::PAYMENTS, topics::INVENTORY, topics::SHIPMENTS]),
-    ("shipment", &[topics::ORDERS]),
-];
-
-/// Not in the kit contract yet: the services each service calls over HTTP (besides the auth
-/// service's JWKS, which every service gets as `SHOP_JWKS_URL`). Each peer that is enabled is
-/// given to the caller as `SHOP_<PEER>_URL` (`ServiceName::url_env_key`); the gateway gets every
-/// other enabled service. The callers present `SHOP_INTERNAL_TOKEN`, which every service gets.
-pub fn http_peers(service: ServiceName) -> Vec<ServiceName> {
-    match service {
-        ServiceName::Gateway => ServiceName::ALL.into_iter().filter(|s| *s != ServiceName::Gateway).collect(),
-        // Product snapshots and prices of cart lines.
-        ServiceName::Cart => vec![ServiceName::Catalog],
-        // Checkout: products and prices, stock reservations, the buyer's cart.
-        ServiceName::Order => vec![ServiceName::Catalog, ServiceName::Inventory, ServiceName::Cart],
-        // The order a payment is for (amount, owner, status).
-        ServiceName::Payment => vec![ServiceName::Order],
-        ServiceName::Auth | ServiceName::Catalog | ServiceName::Inventory | ServiceName::Notification => {
-            Vec::new()
-        }
-    }
-}
-
-/// Not in the kit contract yet: the payment service's provider (`simulated` or `stripe`), its
-/// Stripe secret API key and its webhook signing secret (`shop_payment::PaymentConfig`).
-pub const ENV_PAYMENT_PROVIDER: &str = "SHOP_PAYMENT__PROVIDER";
-pub const ENV_STRIPE_SECRET_KEY: &str = "SHOP_PAYMENT__STRIPE__SECRET_KEY";
-pub const ENV_PAYMENT_WEBHOOK_SECRET: &str = "SHOP_PAYMENT__WEBHOOK_SECRET";
 /// Keys of the Secret named by `spec.stripe.secretName`.
 pub const STRIPE_API_KEY_KEY: &str = "apiKey";
 pub const STRIPE_WEBHOOK_SECRET_KEY: &str = "webhookSecret";
 
-/// The platform prefix of every topic name (`kit::events::EventsConfig::topic_prefix`):
+/// The platform prefix of every topic name (`SHOP_EVENTS__TOPIC_PREFIX`, `contract::events::full_topic`):
 /// `<platform>-`, so `shop` gets `shop-orders`.
 pub fn topic_prefix(sp: &ShopPlatform) -> String {
     format!("{}-", sp.name_any())
@@ -235,26 +188,6 @@ mod tests {
         let long = db_identifier(&sp(&"x".repeat(80), "1"), ServiceName::Catalog);
         assert_eq!(long.len(), 63);
         assert_ne!(long, db_identifier(&sp(&"x".repeat(81), "1"), ServiceName::Catalog));
-    }
-
-    #[test]
-    fn http_peers_are_other_services_and_the_gateway_reaches_all() {
-        for s in ServiceName::ALL {
-            let peers = http_peers(s);
-            assert!(!peers.contains(&s) && !peers.contains(&ServiceName::Gateway), "{s}: {peers:?}");
-        }
-        assert_eq!(http_peers(ServiceName::Gateway).len(), ServiceName::ALL.len() - 1);
-        assert_eq!(http_peers(ServiceName::Payment), vec![ServiceName::Order]);
-    }
-
-    #[test]
-    fn consumer_groups_are_named_after_services_or_planned_ones() {
-        for (group, _) in CONSUMER_GROUPS {
-            assert!(group.parse::<ServiceName>().is_ok() || *group == "shipment", "{group}");
-        }
-        let reads = |g: &str| CONSUMER_GROUPS.iter().find(|(n, _)| *n == g).map(|(_, t)| t.to_vec());
-        assert_eq!(reads("order"), Some(vec![topics::PAYMENTS]));
-        assert_eq!(reads("payment"), Some(vec![topics::ORDERS]));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use contract::ServiceName;
 use http::Method;
-use kit::contract::ServiceName;
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
@@ -181,7 +181,7 @@ async fn created() -> (ShopPlatform, Vec<Seen>) {
     let (bootstrap, specs) = &calls[0];
     assert_eq!(bootstrap, BROKERS);
     let names: Vec<&str> = specs.iter().map(|t| t.name.as_str()).collect();
-    for t in kit::events::contract::topics::ALL {
+    for t in contract::events::topics::ALL {
         assert!(names.contains(&format!("mini-{t}").as_str()), "{t} in {names:?}");
     }
     assert_eq!(names.len(), expected_topic_count(), "{names:?}");
@@ -236,7 +236,11 @@ async fn first_creation_generates_secrets_provisions_migrates_and_rolls_out() {
     let pem = base64::engine::general_purpose::STANDARD
         .decode(jwt["data"]["private-key.pem"].as_str().unwrap())
         .unwrap();
-    kit::auth::SigningKey::from_pem(std::str::from_utf8(&pem).unwrap()).expect("valid signing key");
+    // (`kit::auth::SigningKey::from_pem` reads it with the same call.)
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let pem = std::str::from_utf8(&pem).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    ed25519_dalek::SigningKey::from_pkcs8_pem(pem.trim()).expect("valid signing key");
     // The connection Secret carries the provisioned URL.
     let conn = &seen.iter().find(|s| s.path.ends_with("/secrets/mini-auth-db")).unwrap().body;
     let url = base64::engine::general_purpose::STANDARD
@@ -295,7 +299,7 @@ async fn drift_is_repaired_by_reapplying_the_desired_state() {
 async fn a_replica_change_scales_adds_a_pdb_and_updates_the_status() {
     let (mut sp, _) = created().await;
     sp.spec.services.insert(
-        kit::contract::ServiceName::Catalog,
+        contract::ServiceName::Catalog,
         crate::crd::ServiceSpec { replicas: 3, ..Default::default() },
     );
     sp.metadata.generation = Some(2);
@@ -404,18 +408,36 @@ async fn deletion_with_delete_drops_databases_and_roles() {
     let (mut sp, _) = created().await;
     sp.spec.deletion_policy = crate::crd::DeletionPolicy::Delete;
     let db = Arc::new(FakeDb::default());
-    let (ctx, api) = Context::test(db.clone());
+    let topics = Arc::new(FakeTopics::default());
+    let (ctx, api) = Context::test_with(db.clone(), topics.clone());
     let script = api.run(vec![
         status_patch(),
         existing_secret("pg-admin", "dsn", ADMIN_DSN),
         event(),
         finalizer_patch(),
     ]);
-    run(&ctx, deleting(sp)).await.unwrap();
-    seen(script).await;
+    run(&ctx, deleting(sp.clone())).await.unwrap();
+    let seen = seen(script).await;
     let dropped: Vec<String> =
         db_services().into_iter().map(|s| format!("drop testns_mini_{s} via {ADMIN_DSN}")).collect();
     assert_eq!(*db.calls.lock().unwrap(), dropped);
+    // The platform's topics and dead-letter topics are deleted at the external brokers.
+    let deleted = topics.deleted.lock().unwrap().clone();
+    assert_eq!(deleted, vec![(BROKERS.to_string(), crate::provision::topic_names(&sp))]);
+    assert_eq!(deleted[0].1.len(), expected_topic_count());
+    let message = seen[2].body["note"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains(&format!("deleted {} topics", expected_topic_count())), "{}", seen[2].body);
+}
+
+#[tokio::test]
+async fn deletion_with_retain_keeps_topics() {
+    let (sp, _) = created().await;
+    let topics = Arc::new(FakeTopics::default());
+    let (ctx, api) = Context::test_with(Arc::new(FakeDb::default()), topics.clone());
+    let script = api.run(vec![status_patch(), event(), finalizer_patch()]);
+    run(&ctx, deleting(sp)).await.unwrap();
+    seen(script).await;
+    assert!(topics.deleted.lock().unwrap().is_empty(), "Retain deletes no topic");
 }
 
 /// The services' event-bus and Redis wiring, from the kit's contract keys.
@@ -423,7 +445,7 @@ async fn deletion_with_delete_drops_databases_and_roles() {
 async fn services_get_the_event_bus_and_redis_from_the_spec() {
     let (_, seen) = created().await;
     let cm = &seen.iter().find(|s| s.path.ends_with("/configmaps/mini-catalog-config")).unwrap().body;
-    use kit::events::contract::env;
+    use contract::events::env;
     assert_eq!(cm["data"][env::BUS], "kafka");
     assert_eq!(cm["data"][env::BROKERS], BROKERS);
     assert_eq!(cm["data"][env::TOPIC_PREFIX], "mini-");

@@ -1,9 +1,10 @@
 //! The real database provisioner against the PostgreSQL on this machine
 //! (`SHOP_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`). Every test
-//! uses unique names and drops what it created.
+//! uses unique names and drops what it created. The TLS tests use the server's own certificate
+//! (`ssl_cert_file`, read locally) as CA, and say so when the server has no TLS.
 
+use shop_operator::provision::postgres::connect;
 use shop_operator::provision::{DatabaseGrant, DatabaseProvisioner, PgProvisioner};
-use sqlx::{Connection, PgConnection};
 
 fn admin_dsn() -> String {
     std::env::var("SHOP_TEST_POSTGRES_URL")
@@ -15,13 +16,13 @@ fn unique(tag: &str) -> String {
     format!("optest_{tag}_{}_{nanos}", std::process::id())
 }
 
-async fn scalar_bool(conn: &mut PgConnection, sql: &str, arg: &str) -> bool {
-    sqlx::query_scalar(sql).bind(arg).fetch_one(conn).await.unwrap()
+async fn scalar_bool(conn: &tokio_postgres::Client, sql: &str, arg: &str) -> bool {
+    conn.query_one(sql, &[&arg]).await.unwrap().get(0)
 }
 
 #[tokio::test]
 async fn ensure_is_idempotent_least_privilege_and_isolated() {
-    let p = PgProvisioner;
+    let p = PgProvisioner::default();
     let a = DatabaseGrant { name: unique("a"), password: "pw_a_123".into() };
     let b = DatabaseGrant { name: unique("b"), password: "pw_b_123".into() };
     let result = async {
@@ -31,25 +32,24 @@ async fn ensure_is_idempotent_least_privilege_and_isolated() {
         let url_b = p.ensure(&admin_dsn(), &b).await.unwrap();
         assert!(url_a.contains(&format!("/{}", a.name)) && url_a.contains(&format!("{}:pw_a_123@", a.name)));
 
-        let mut admin = PgConnection::connect(&admin_dsn()).await.unwrap();
+        let admin = connect(&admin_dsn(), None).await.unwrap();
         // The role owns its database, is a plain login role, and PUBLIC may not connect.
         let owner_ok = scalar_bool(
-            &mut admin,
+            &admin,
             "SELECT pg_get_userbyid(datdba) = datname FROM pg_database WHERE datname = $1",
             &a.name,
         )
         .await;
         assert!(owner_ok);
-        let plain: bool = sqlx::query_scalar(
+        let plain = scalar_bool(
+            &admin,
             "SELECT rolcanlogin AND NOT rolsuper AND NOT rolcreatedb AND NOT rolcreaterole FROM pg_roles WHERE rolname = $1",
+            &a.name,
         )
-        .bind(&a.name)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
+        .await;
         assert!(plain);
         let public_connect = scalar_bool(
-            &mut admin,
+            &admin,
             "SELECT has_database_privilege('public', $1, 'CONNECT') FROM (SELECT 1) x",
             &a.name,
         )
@@ -57,16 +57,16 @@ async fn ensure_is_idempotent_least_privilege_and_isolated() {
         assert!(!public_connect, "PUBLIC must not connect");
 
         // The service can use its own database…
-        let mut conn = PgConnection::connect(&url_a).await.unwrap();
-        sqlx::query("CREATE TABLE t (id int)").execute(&mut conn).await.unwrap();
-        conn.close().await.unwrap();
+        let conn = connect(&url_a, None).await.unwrap();
+        conn.batch_execute("CREATE TABLE t (id int)").await.unwrap();
+        drop(conn);
         // …but not the other service's.
         let cross = url_b.replace(&format!("{}:pw_b_123@", b.name), &format!("{}:pw_a_123@", a.name));
-        let Err(err) = PgConnection::connect(&cross).await else {
+        let Err(err) = connect(&cross, None).await else {
             panic!("a service's role must not connect to another service's database");
         };
-        assert!(err.to_string().contains("permission denied"), "{err}");
-        admin.close().await.unwrap();
+        let err = format!("{err}: {:?}", std::error::Error::source(&err));
+        assert!(err.contains("permission denied"), "{err}");
     }
     .await;
     p.drop_database(&admin_dsn(), &a.name).await.unwrap();
@@ -76,28 +76,102 @@ async fn ensure_is_idempotent_least_privilege_and_isolated() {
 
 #[tokio::test]
 async fn drop_removes_database_and_role_and_is_idempotent() {
-    let p = PgProvisioner;
+    let p = PgProvisioner::default();
     let g = DatabaseGrant { name: unique("d"), password: "pw_d_123".into() };
     let url = p.ensure(&admin_dsn(), &g).await.unwrap();
     // Open connections do not block the drop (WITH (FORCE)).
-    let _open = PgConnection::connect(&url).await.unwrap();
+    let _open = connect(&url, None).await.unwrap();
     p.drop_database(&admin_dsn(), &g.name).await.unwrap();
     p.drop_database(&admin_dsn(), &g.name).await.unwrap();
-    let mut admin = PgConnection::connect(&admin_dsn()).await.unwrap();
-    let left: bool = sqlx::query_scalar(
+    let admin = connect(&admin_dsn(), None).await.unwrap();
+    let left = scalar_bool(
+        &admin,
         "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+        &g.name,
     )
-    .bind(&g.name)
-    .fetch_one(&mut admin)
-    .await
-    .unwrap();
+    .await;
     assert!(!left);
 }
 
 #[tokio::test]
 async fn unsafe_names_never_reach_sql() {
-    let p = PgProvisioner;
+    let p = PgProvisioner::default();
     let g = DatabaseGrant { name: "x\"; DROP ROLE postgres; --".into(), password: "p".into() };
     assert!(p.ensure(&admin_dsn(), &g).await.is_err());
     assert!(p.drop_database(&admin_dsn(), &g.name).await.is_err());
+}
+
+fn with_sslmode(dsn: &str, mode: &str) -> String {
+    let mut url = url::Url::parse(dsn).unwrap();
+    let kept: Vec<(String, String)> =
+        url.query_pairs().filter(|(k, _)| k != "sslmode").map(|(k, v)| (k.into(), v.into())).collect();
+    url.set_query(None);
+    url.query_pairs_mut().extend_pairs(kept).append_pair("sslmode", mode);
+    url.to_string()
+}
+
+async fn uses_tls(conn: &tokio_postgres::Client) -> bool {
+    conn.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0)
+}
+
+/// `sslmode` as libpq: `disable` plaintext, `prefer`/`require` encrypted without verification,
+/// `verify-ca`/`verify-full` verified against the CA (here: the server's self-signed
+/// certificate), `verify-full` also by name.
+#[tokio::test]
+async fn sslmode_is_honoured() {
+    let admin = connect(&admin_dsn(), None).await.unwrap();
+    let ssl_on: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    assert!(!uses_tls(&connect(&with_sslmode(&admin_dsn(), "disable"), None).await.unwrap()).await);
+    if ssl_on != "on" {
+        eprintln!("NOTE: this PostgreSQL has ssl=off: only `disable`/`prefer` verified");
+        assert!(!uses_tls(&connect(&with_sslmode(&admin_dsn(), "prefer"), None).await.unwrap()).await);
+        assert!(connect(&with_sslmode(&admin_dsn(), "require"), None).await.is_err());
+        return;
+    }
+    for mode in ["prefer", "require"] {
+        let conn = connect(&with_sslmode(&admin_dsn(), mode), None).await.unwrap();
+        assert!(uses_tls(&conn).await, "{mode}");
+    }
+    // The Mozilla roots do not include this server's certificate.
+    assert!(connect(&with_sslmode(&admin_dsn(), "verify-ca"), None).await.is_err());
+    // The server's certificate as CA: readable when the server runs on this machine as the same
+    // or a more privileged user (CI and the development machines).
+    let cert_file: String = admin.query_one("SHOW ssl_cert_file", &[]).await.unwrap().get(0);
+    let Ok(ca) = std::fs::read(&cert_file) else {
+        eprintln!("NOTE: cannot read {cert_file}: verify-ca/verify-full not verified");
+        return;
+    };
+    match connect(&with_sslmode(&admin_dsn(), "verify-ca"), Some(&ca)).await {
+        Ok(conn) => assert!(uses_tls(&conn).await),
+        Err(e) => {
+            // A certificate webpki does not accept as its own trust anchor (e.g. a v1 certificate).
+            eprintln!("NOTE: the server certificate {cert_file} is not usable as a CA: {e}");
+            return;
+        }
+    }
+    // `require` with a CA verifies like `verify-ca`.
+    assert!(uses_tls(&connect(&with_sslmode(&admin_dsn(), "require"), Some(&ca)).await.unwrap()).await);
+    // verify-full: the name must be in the certificate. Debian's snakeoil certificate names the
+    // machine (or `localhost`), not 127.0.0.1.
+    let names = [
+        "localhost".to_string(),
+        std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string(),
+    ];
+    let host = url::Url::parse(&admin_dsn()).unwrap().host_str().unwrap().to_string();
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        let err = connect(&with_sslmode(&admin_dsn(), "verify-full"), Some(&ca)).await.unwrap_err();
+        assert!(format!("{err:?}").contains("NotValidForName"), "{err:?}");
+    }
+    let mut verified = false;
+    for name in names.iter().filter(|n| !n.is_empty()) {
+        let mut url = url::Url::parse(&with_sslmode(&admin_dsn(), "verify-full")).unwrap();
+        url.set_host(Some(name)).unwrap();
+        if let Ok(conn) = connect(url.as_str(), Some(&ca)).await {
+            verified = uses_tls(&conn).await;
+            break;
+        }
+    }
+    if !verified {
+        eprintln!("NOTE: the server certificate names none of {names:?}: verify-full success not verified");
+    }
 }

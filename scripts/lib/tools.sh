@@ -96,9 +96,12 @@ tool_build_helm() {
 # etcd, kube-apiserver and kube-controller-manager in one binary built from source (tools/k8s):
 # the check runs each component's own version flag through its symlink.
 tool_check_k8s() {
-  local bin="$1/bin" release
+  local bin="$1/bin" release versions
   release="$(awk '$1 == "k8s.io/kubernetes" { print $2; exit }' "$K8S_SRC/go.mod" 2>/dev/null)"
-  "$bin/k8s-control-plane" --version 2>/dev/null | grep -qx "kubernetes $release" \
+  # Output captured, not piped into `grep -q`: under pipefail, grep quitting early would SIGPIPE
+  # the binary and fail the check at random.
+  versions="$("$bin/k8s-control-plane" --version 2>/dev/null)" \
+    && [[ "$versions" == "kubernetes $release"$'\n'* ]] \
     && "$bin/kube-apiserver" --version >/dev/null 2>&1 \
     && "$bin/kube-controller-manager" --version >/dev/null 2>&1 \
     && "$bin/etcd" --version >/dev/null 2>&1
@@ -106,6 +109,8 @@ tool_check_k8s() {
 # Go's module and build caches live in the tool cache too, so an empty $SHOP_CI_CACHE (scripts/test
 # --cold) downloads and compiles everything; a warm one makes a rebuild after a bump incremental.
 tool_build_k8s() {
+  # The machine's Go lives in /usr/local/go/bin, which a non-login shell may lack on its PATH.
+  command -v go >/dev/null 2>&1 || [ ! -x /usr/local/go/bin/go ] || PATH="/usr/local/go/bin:$PATH"
   tools_require_cmd go "building Kubernetes from source (tools/k8s)" || return 1
   GOMODCACHE="$SHOP_CI_CACHE/go/mod" GOCACHE="$SHOP_CI_CACHE/go/build" \
     bash "$K8S_SRC/build.sh" "$1"

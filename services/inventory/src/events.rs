@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use kit::events::contract::{topics, types};
+use kit::events::contract::types;
 use kit::events::payloads::{OrderCancelled, OrderPlaced, PaymentAuthorized, PaymentCaptured, PaymentFailed};
 use kit::events::{handler_fn, Envelope, EventBus, EventError, Handler, Subscription};
 
@@ -72,7 +72,7 @@ pub fn handlers(state: InventoryState) -> Vec<Subscription> {
     });
     vec![Subscription {
         group: CONSUMER_GROUP.to_string(),
-        topics: vec![topics::ORDERS.to_string(), topics::PAYMENTS.to_string()],
+        topics: kit::contract::ServiceName::Inventory.subscriptions().iter().map(|t| t.to_string()).collect(),
         handler,
     }]
 }

@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::model::*;
 
 /// The consumer group of the inventory's event handlers (inbox key).
-pub const CONSUMER_GROUP: &str = "inventory";
+pub const CONSUMER_GROUP: &str = kit::contract::ServiceName::Inventory.as_str();
 
 /// What can go wrong in the store, mapped to problem documents by the API layer.
 #[derive(Debug, thiserror::Error)]

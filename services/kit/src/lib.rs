@@ -8,13 +8,17 @@
 //! - [`auth`]: bearer-token (JWT) verification against public keys only.
 //! - [`http`]: the common middleware stack, health endpoints, metrics, graceful shutdown.
 //! - [`component`]: how a service describes itself to the composer (one description per service).
-//! - [`contract`]: names shared by services, gateway and operator (services, ports, env keys).
+//! - [`contract`]: names shared by services, gateway and operator (services, ports, peers,
+//!   subscriptions, env keys): the `shop-contract` crate, re-exported.
+
+/// The `shop-contract` crate (services, ports, peers, subscriptions, env keys; its `events`
+/// module is also [`events::contract`]).
+pub use ::contract;
 
 pub mod auth;
 pub mod client;
 pub mod component;
 pub mod config;
-pub mod contract;
 pub mod db;
 pub mod events;
 pub mod extract;

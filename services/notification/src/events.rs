@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use kit::events::contract::{topics, types};
+use kit::events::contract::types;
 use kit::events::payloads::*;
 use kit::events::{handler_fn, Envelope, EventBus, EventError, Handler};
 use serde_json::{json, Value};
@@ -15,10 +15,11 @@ use crate::templates::format_money;
 use crate::NotificationState;
 
 /// The consumer group (and inbox group) of the notification service.
-pub const CONSUMER_GROUP: &str = "notification";
+pub const CONSUMER_GROUP: &str = kit::contract::ServiceName::Notification.as_str();
 
-/// The logical topics it reads.
-pub const TOPICS: [&str; 4] = [topics::ORDERS, topics::PAYMENTS, topics::INVENTORY, topics::SHIPMENTS];
+/// The logical topics it reads (the contract's `subscriptions`: the operator creates their
+/// dead-letter topics from the same table).
+pub const TOPICS: &[&str] = kit::contract::ServiceName::Notification.subscriptions();
 
 /// The event handler (register it before `bus.start`).
 pub fn handler(state: NotificationState) -> Arc<dyn Handler> {
@@ -39,7 +40,7 @@ pub fn handlers(state: NotificationState) -> Vec<kit::events::Subscription> {
 
 /// Subscribes the handler on `bus` for [`TOPICS`] in group [`CONSUMER_GROUP`].
 pub fn subscribe(bus: &dyn EventBus, state: NotificationState) -> Result<(), EventError> {
-    bus.subscribe(CONSUMER_GROUP, &TOPICS, handler(state))
+    bus.subscribe(CONSUMER_GROUP, TOPICS, handler(state))
 }
 
 fn extra_str(ev: &Envelope, keys: &[&str]) -> Option<String> {

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use kit::events::contract::{topics, types};
+use kit::events::contract::types;
 use kit::events::payloads::{PaymentAuthorized, PaymentCaptured, PaymentFailed, PaymentRefunded};
 use kit::events::{handler_fn, Envelope, EventBus, EventError, Handler, Subscription};
 
@@ -143,7 +143,7 @@ pub fn handlers(saga: Saga) -> Vec<Subscription> {
     });
     vec![Subscription {
         group: CONSUMER_GROUP.to_string(),
-        topics: vec![topics::PAYMENTS.to_string()],
+        topics: kit::contract::ServiceName::Order.subscriptions().iter().map(|t| t.to_string()).collect(),
         handler,
     }]
 }

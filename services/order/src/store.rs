@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::model::*;
 
 /// The consumer group of the order service's event handlers (inbox key).
-pub const CONSUMER_GROUP: &str = "order";
+pub const CONSUMER_GROUP: &str = kit::contract::ServiceName::Order.as_str();
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use kit::events::contract::{topics, types};
+use kit::events::contract::types;
 use kit::events::payloads::{OrderCancelled, OrderConfirmed};
 use kit::events::{handler_fn, Envelope, EventBus, EventError, Handler, Subscription};
 use uuid::Uuid;
@@ -24,7 +24,7 @@ use crate::webhook::ID_NAMESPACE;
 use crate::PaymentState;
 
 /// The consumer group of the payment service (inbox key).
-pub const CONSUMER_GROUP: &str = "payment";
+pub const CONSUMER_GROUP: &str = kit::contract::ServiceName::Payment.as_str();
 
 /// Handles one event of the `orders` topic (other types are ignored).
 pub async fn handle(state: &PaymentState, ev: Envelope) -> anyhow::Result<()> {
@@ -105,7 +105,7 @@ pub fn handlers(state: PaymentState) -> Vec<Subscription> {
     });
     vec![Subscription {
         group: CONSUMER_GROUP.to_string(),
-        topics: vec![topics::ORDERS.to_string()],
+        topics: kit::contract::ServiceName::Payment.subscriptions().iter().map(|t| t.to_string()).collect(),
         handler,
     }]
 }

@@ -11,7 +11,9 @@
 //! - [`outbox`]: events written in the caller's transaction, published by a [`outbox::Relay`].
 //! - [`inbox`]: processed event ids per consumer group, so redelivery has no second effect.
 
-pub mod contract;
+/// Topics, event types, sources, the type → topic table, headers, env keys: `contract::events`
+/// of the `shop-contract` crate.
+pub use ::contract::events as contract;
 mod delivery;
 mod envelope;
 pub mod inbox;

@@ -1,5 +1,7 @@
 //! Topic names, event type names and which topic carries which type. Services, the operator
-//! (which creates the topics) and `docs/events.md` all follow this table.
+//! (which creates the topics) and `docs/events.md` all follow this table. Re-exported by the kit
+//! as `kit::events::contract`; which service reads and publishes which topic is on
+//! [`crate::ServiceName`] (`subscriptions`, `publishes`).
 
 /// Logical topic names. In Kubernetes each is prefixed with the platform name
 /// (configuration `topic_prefix`, e.g. `shop-` → `shop-orders`); see [`full_topic`].
@@ -106,10 +108,12 @@ pub mod headers {
     pub const DLQ_ORIGINAL_OFFSET: &str = "dlq_original_offset";
 }
 
-/// Environment keys of the event configuration (see [`super::EventsConfig`]).
+/// Environment keys of the event configuration (`kit::events::EventsConfig`).
 pub mod env {
-    /// `memory` (embedded default) or `kafka`.
+    /// [`BUS_MEMORY`] (embedded default) or [`BUS_KAFKA`].
     pub const BUS: &str = "SHOP_EVENTS__BUS";
+    pub const BUS_MEMORY: &str = "memory";
+    pub const BUS_KAFKA: &str = "kafka";
     /// Kafka bootstrap servers, e.g. `kafka:9092`.
     pub const BROKERS: &str = "SHOP_EVENTS__BROKERS";
     /// Platform prefix of every topic name, e.g. `shop-`.
@@ -132,5 +136,17 @@ mod tests {
         assert_eq!(topic_for("order.placed"), Some("orders"));
         assert_eq!(topic_for("nope"), None);
         assert_eq!(dead_letter_topic("shop-orders", "payment"), "shop-orders.dlq.payment");
+        assert_eq!(full_topic("shop-", topics::ORDERS), "shop-orders");
+    }
+
+    #[test]
+    fn every_topic_carries_a_type_and_names_are_distinct() {
+        for t in topics::ALL {
+            assert!(EVENT_TOPICS.iter().any(|(_, topic)| *topic == t), "no type on {t}");
+        }
+        let mut unique = topics::ALL.to_vec();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), topics::ALL.len());
     }
 }

@@ -1,24 +1,20 @@
-//! Provisioning outside Kubernetes: per-service PostgreSQL databases and roles (through `sqlx`)
-//! and Kafka topics (through rdkafka's `AdminClient`). Both sit behind traits so the reconcile
+//! Provisioning outside Kubernetes: per-service PostgreSQL databases and roles (through
+//! `tokio-postgres`, TLS by the admin DSN's `sslmode`: [`postgres`]) and Kafka topics (through the
+//! operator's own Kafka admin client, [`crate::kafka`]). Both sit behind traits so the reconcile
 //! tests can script them.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+pub mod postgres;
+
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kit::events::contract;
-use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, OwnedResourceSpecifier,
-    ResourceSpecifier, TopicReplication,
-};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
-use sqlx::{Connection, Executor, PgConnection};
+use contract::events;
 
 use crate::crd::{KafkaMode, ShopPlatform};
+use crate::kafka::{self, AdminClient, ConnectionConfig, KafkaError};
 use crate::names;
+use kafka_protocol::ResponseError;
 
 /// One service's database: a database owned by a login role of the same name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +32,9 @@ pub enum ProvisionError {
     #[error("invalid identifier `{0}` (only [a-z0-9_] allowed)")]
     InvalidIdentifier(String),
     #[error("database server: {0}")]
-    Sql(#[from] sqlx::Error),
+    Sql(#[from] tokio_postgres::Error),
+    #[error("database TLS: {0}")]
+    Tls(String),
 }
 
 /// Creates and drops per-service databases with an admin connection.
@@ -49,9 +47,21 @@ pub trait DatabaseProvisioner: Send + Sync {
     async fn drop_database(&self, admin_dsn: &str, name: &str) -> Result<(), ProvisionError>;
 }
 
-/// The real provisioner: plain SQL over one admin connection per call.
+/// The real provisioner: plain SQL over one admin connection per call (`tokio-postgres`; TLS as
+/// the admin DSN's `sslmode` asks, see [`postgres`]).
 #[derive(Debug, Default, Clone)]
-pub struct PgProvisioner;
+pub struct PgProvisioner {
+    /// PEM bundle of the CA that signed the server's certificate (`sslmode` `verify-ca` and
+    /// `verify-full`, and `require`, which then verifies like `verify-ca`). Without it the
+    /// verifying modes use the Mozilla roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl PgProvisioner {
+    async fn connect(&self, dsn: &str) -> Result<tokio_postgres::Client, ProvisionError> {
+        postgres::connect(dsn, self.ca_pem.as_deref()).await
+    }
+}
 
 fn ident(name: &str) -> Result<String, ProvisionError> {
     let ok = !name.is_empty()
@@ -93,65 +103,57 @@ impl DatabaseProvisioner for PgProvisioner {
     async fn ensure(&self, admin_dsn: &str, grant: &DatabaseGrant) -> Result<String, ProvisionError> {
         let role = ident(&grant.name)?;
         let url = service_url(admin_dsn, grant)?;
-        let mut admin = PgConnection::connect(admin_dsn).await?;
-        let role_exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(&grant.name)
-                .fetch_one(&mut admin)
-                .await?;
+        let admin = self.connect(admin_dsn).await?;
+        let role_exists: bool = admin
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[&grant.name])
+            .await?
+            .get(0);
         // Least privilege: a plain login role; it owns its database and nothing else.
         let attrs = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS";
         let verb = if role_exists { "ALTER" } else { "CREATE" };
         admin
-            .execute(
-                format!("{verb} ROLE {role} WITH {attrs} PASSWORD {}", literal(&grant.password)).as_str(),
-            )
+            .batch_execute(&format!("{verb} ROLE {role} WITH {attrs} PASSWORD {}", literal(&grant.password)))
             .await?;
         // An admin without superuser (PostgreSQL ≥ 16 CREATEROLE) must be a member of the role
         // to hand it a database; harmless for a superuser.
-        let _ = admin.execute(format!("GRANT {role} TO CURRENT_USER").as_str()).await;
-        let db_exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(&grant.name)
-                .fetch_one(&mut admin)
-                .await?;
+        let _ = admin.batch_execute(&format!("GRANT {role} TO CURRENT_USER")).await;
+        let db_exists: bool = admin
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", &[&grant.name])
+            .await?
+            .get(0);
         if !db_exists {
-            admin.execute(format!("CREATE DATABASE {role} OWNER {role}").as_str()).await?;
+            admin.batch_execute(&format!("CREATE DATABASE {role} OWNER {role}")).await?;
         } else {
-            admin.execute(format!("ALTER DATABASE {role} OWNER TO {role}").as_str()).await?;
+            admin.batch_execute(&format!("ALTER DATABASE {role} OWNER TO {role}")).await?;
         }
-        admin.execute(format!("REVOKE ALL ON DATABASE {role} FROM PUBLIC").as_str()).await?;
-        admin.execute(format!("GRANT CONNECT, TEMPORARY ON DATABASE {role} TO {role}").as_str()).await?;
-        admin.close().await?;
+        admin.batch_execute(&format!("REVOKE ALL ON DATABASE {role} FROM PUBLIC")).await?;
+        admin.batch_execute(&format!("GRANT CONNECT, TEMPORARY ON DATABASE {role} TO {role}")).await?;
+        drop(admin);
         // Inside the database: the role owns the `public` schema, nobody else may create in it.
-        let mut db = PgConnection::connect(&with_database(admin_dsn, &grant.name)?).await?;
-        db.execute(format!("ALTER SCHEMA public OWNER TO {role}").as_str()).await?;
-        db.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC").await?;
-        db.close().await?;
+        let db = self.connect(&with_database(admin_dsn, &grant.name)?).await?;
+        db.batch_execute(&format!("ALTER SCHEMA public OWNER TO {role}")).await?;
+        db.batch_execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC").await?;
         Ok(url)
     }
 
     async fn drop_database(&self, admin_dsn: &str, name: &str) -> Result<(), ProvisionError> {
         let role = ident(name)?;
-        let mut admin = PgConnection::connect(admin_dsn).await?;
-        admin.execute(format!("DROP DATABASE IF EXISTS {role} WITH (FORCE)").as_str()).await?;
-        admin.execute(format!("DROP ROLE IF EXISTS {role}").as_str()).await?;
-        admin.close().await?;
+        let admin = self.connect(admin_dsn).await?;
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {role} WITH (FORCE)")).await?;
+        admin.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await?;
         Ok(())
     }
 }
 
-/// The platform's topics: every topic of the kit's event contract (`kit::events::contract`),
+/// The platform's topics: every topic of the event contract (`contract::events::topics::ALL`),
 /// prefixed with [`names::topic_prefix`], then one dead-letter topic per consumer group and topic
-/// it reads ([`names::CONSUMER_GROUPS`], named by `contract::dead_letter_topic`).
+/// it reads (`contract::consumer_subscriptions`, named by `dead_letter_topic`). Every service's
+/// pairs, enabled or not: a service enabled later finds its dead-letter topics in place.
 pub fn topic_names(sp: &ShopPlatform) -> Vec<String> {
     let prefix = names::topic_prefix(sp);
-    let mut out: Vec<String> =
-        contract::topics::ALL.iter().map(|t| contract::full_topic(&prefix, t)).collect();
-    for (group, topics) in names::CONSUMER_GROUPS {
-        for t in *topics {
-            out.push(contract::dead_letter_topic(&contract::full_topic(&prefix, t), group));
-        }
+    let mut out: Vec<String> = events::topics::ALL.iter().map(|t| events::full_topic(&prefix, t)).collect();
+    for (group, topic) in contract::consumer_subscriptions() {
+        out.push(events::dead_letter_topic(&events::full_topic(&prefix, topic), group));
     }
     out
 }
@@ -207,17 +209,25 @@ impl TopicReport {
     }
 }
 
-/// Creates topics through the Kafka admin API (modes `external` and `embedded`). Strimzi mode
-/// uses `KafkaTopic` objects instead ([`crate::builders::strimzi_topics`]).
+/// Where the admin API is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaTarget {
+    /// `host:port[,host:port…]`.
+    pub bootstrap_servers: String,
+    /// Whether the operator's Kafka security settings (TLS, SASL) apply: brokers of mode
+    /// `external`. The embedded development broker is plaintext.
+    pub secured: bool,
+}
+
+/// Creates and deletes topics through the Kafka admin API (modes `external` and `embedded`).
+/// Strimzi mode uses `KafkaTopic` objects instead ([`crate::builders::strimzi_topics`]).
 #[async_trait]
 pub trait TopicProvisioner: Send + Sync {
     /// Idempotently ensures every topic exists with at least its partitions and with its
     /// retention; raises partition counts, never lowers them.
-    async fn ensure_topics(
-        &self,
-        bootstrap_servers: &str,
-        topics: &[TopicSpec],
-    ) -> Result<TopicReport, String>;
+    async fn ensure_topics(&self, target: &KafkaTarget, topics: &[TopicSpec]) -> Result<TopicReport, String>;
+    /// Deletes the topics that exist (the deletion policy `Delete`); returns those deleted.
+    async fn delete_topics(&self, target: &KafkaTarget, names: &[String]) -> Result<Vec<String>, String>;
 }
 
 /// The topics of `sp` with their settings.
@@ -236,99 +246,68 @@ pub fn topics(sp: &ShopPlatform) -> Vec<TopicSpec> {
         .collect()
 }
 
-/// The real topic provisioner: rdkafka's `AdminClient`, one client per call.
-#[derive(Debug, Clone)]
+/// The real topic provisioner: the operator's Kafka admin client ([`crate::kafka`]), one client
+/// per call.
+#[derive(Debug, Clone, Default)]
 pub struct KafkaTopicProvisioner {
-    /// Timeout of each admin request and of the metadata request.
-    pub timeout: Duration,
-    /// Extra librdkafka properties (e.g. `security.protocol`), applied last.
-    pub properties: BTreeMap<String, String>,
-}
-
-impl Default for KafkaTopicProvisioner {
-    fn default() -> Self {
-        KafkaTopicProvisioner { timeout: Duration::from_secs(15), properties: BTreeMap::new() }
-    }
-}
-
-/// Partition and replica count of an existing topic, from the cluster metadata.
-#[derive(Debug, Clone, Copy)]
-struct Existing {
-    partitions: i32,
-    replication_factor: i32,
+    /// Timeouts of connecting and of each request; TLS and SASL for [`KafkaTarget::secured`]
+    /// brokers.
+    pub connection: ConnectionConfig,
 }
 
 impl KafkaTopicProvisioner {
-    fn admin(&self, bootstrap_servers: &str) -> Result<AdminClient<DefaultClientContext>, String> {
-        let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", bootstrap_servers)
-            .set("client.id", "shop-operator")
-            .set("socket.timeout.ms", self.timeout.as_millis().to_string());
-        for (k, v) in &self.properties {
-            cc.set(k, v);
-        }
-        cc.create().map_err(|e| format!("kafka admin client: {e}"))
+    /// With a timeout of connecting and of each request (plaintext, no SASL).
+    pub fn with_timeout(timeout: Duration) -> Self {
+        KafkaTopicProvisioner { connection: ConnectionConfig { timeout, ..ConnectionConfig::default() } }
     }
 
-    /// Every topic of the cluster with its partition and replica count.
-    async fn existing(
-        &self,
-        admin: &Arc<AdminClient<DefaultClientContext>>,
-    ) -> Result<HashMap<String, Existing>, String> {
-        let admin = admin.clone();
-        let timeout = self.timeout;
-        let metadata = tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, timeout))
+    async fn admin(&self, target: &KafkaTarget) -> Result<AdminClient, String> {
+        let config = if target.secured {
+            self.connection.clone()
+        } else {
+            ConnectionConfig { tls: None, sasl: None, ..self.connection.clone() }
+        };
+        AdminClient::connect(&target.bootstrap_servers, config)
             .await
-            .map_err(|e| format!("metadata task: {e}"))?
-            .map_err(|e| format!("kafka metadata: {e}"))?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .filter(|t| t.error().is_none())
-            .map(|t| {
-                let replication_factor =
-                    t.partitions().first().map(|p| p.replicas().len() as i32).unwrap_or(0);
-                (
-                    t.name().to_string(),
-                    Existing { partitions: t.partitions().len() as i32, replication_factor },
-                )
-            })
-            .collect())
+            .map_err(|e| format!("kafka metadata: {e}"))
     }
+}
+
+/// `op: error` for a failed exchange (e.g. "create partitions: the broker does not offer
+/// CreatePartitions …").
+fn failed(op: &str) -> impl Fn(KafkaError) -> String + '_ {
+    move |e| format!("{op}: {e}")
 }
 
 #[async_trait]
 impl TopicProvisioner for KafkaTopicProvisioner {
-    async fn ensure_topics(
-        &self,
-        bootstrap_servers: &str,
-        topics: &[TopicSpec],
-    ) -> Result<TopicReport, String> {
-        let admin = Arc::new(self.admin(bootstrap_servers)?);
-        let opts =
-            AdminOptions::new().request_timeout(Some(self.timeout)).operation_timeout(Some(self.timeout));
-        let existing = self.existing(&admin).await?;
+    async fn ensure_topics(&self, target: &KafkaTarget, topics: &[TopicSpec]) -> Result<TopicReport, String> {
+        let mut admin = self.admin(target).await?;
+        let existing: HashMap<String, kafka::TopicMetadata> =
+            admin.metadata(None).await.map_err(failed("kafka metadata"))?.topics.into_iter().collect();
         let mut report = TopicReport::default();
 
         // 1. Create what is missing ("already exists" is success: a concurrent creator, or
         //    metadata that lagged behind).
-        let retention: Vec<String> = topics.iter().map(|t| t.retention_ms.to_string()).collect();
-        let missing: Vec<(usize, &TopicSpec)> =
-            topics.iter().enumerate().filter(|(_, t)| !existing.contains_key(&t.name)).collect();
+        let missing: Vec<kafka::NewTopic> = topics
+            .iter()
+            .filter(|t| !existing.contains_key(&t.name))
+            .map(|t| kafka::NewTopic {
+                name: t.name.clone(),
+                partitions: t.partitions,
+                replication_factor: i16::try_from(t.replication_factor).unwrap_or(i16::MAX),
+                configs: vec![
+                    ("retention.ms".into(), t.retention_ms.to_string()),
+                    ("cleanup.policy".into(), "delete".into()),
+                ],
+            })
+            .collect();
         if !missing.is_empty() {
-            let new: Vec<NewTopic<'_>> = missing
-                .iter()
-                .map(|(i, t)| {
-                    NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication_factor))
-                        .set("retention.ms", &retention[*i])
-                        .set("cleanup.policy", "delete")
-                })
-                .collect();
-            for r in admin.create_topics(&new, &opts).await.map_err(|e| format!("create topics: {e}"))? {
-                match r {
-                    Ok(name) => report.created.push(name),
-                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((name, code)) => return Err(format!("create topic {name}: {code}")),
+            for (name, result) in admin.create_topics(&missing).await.map_err(failed("create topics"))? {
+                match result {
+                    Ok(()) => report.created.push(name),
+                    Err(e) if e.code == ResponseError::TopicAlreadyExists => {}
+                    Err(e) => return Err(format!("create topic {name}: {e}")),
                 }
             }
         }
@@ -350,14 +329,13 @@ impl TopicProvisioner for KafkaTopicProvisioner {
             }
         }
         if !grow.is_empty() {
-            let new: Vec<NewPartitions<'_>> =
-                grow.iter().map(|(t, _)| NewPartitions::new(&t.name, t.partitions as usize)).collect();
-            let results =
-                admin.create_partitions(&new, &opts).await.map_err(|e| format!("create partitions: {e}"))?;
-            for (r, (t, from)) in results.into_iter().zip(&grow) {
-                match r {
-                    Ok(_) => report.partitions_increased.push((t.name.clone(), *from, t.partitions)),
-                    Err((name, code)) => return Err(format!("increase partitions of {name}: {code}")),
+            let totals: Vec<(String, i32)> =
+                grow.iter().map(|(t, _)| (t.name.clone(), t.partitions)).collect();
+            let results = admin.create_partitions(&totals).await.map_err(failed("create partitions"))?;
+            for (name, result) in results {
+                result.map_err(|e| format!("increase partitions of {name}: {e}"))?;
+                if let Some((t, from)) = grow.iter().find(|(t, _)| t.name == name) {
+                    report.partitions_increased.push((name, *from, t.partitions));
                 }
             }
         }
@@ -365,40 +343,56 @@ impl TopicProvisioner for KafkaTopicProvisioner {
         // 3. Retention of existing topics: read, and set only when it differs.
         let present: Vec<&TopicSpec> = topics.iter().filter(|t| existing.contains_key(&t.name)).collect();
         if !present.is_empty() {
-            let specs: Vec<ResourceSpecifier<'_>> =
-                present.iter().map(|t| ResourceSpecifier::Topic(&t.name)).collect();
+            let names: Vec<String> = present.iter().map(|t| t.name.clone()).collect();
+            // Every config of the topics (`keys: None`): tansu 0.6.0 cannot decode a
+            // DescribeConfigs request that names keys.
             let described =
-                admin.describe_configs(&specs, &opts).await.map_err(|e| format!("describe configs: {e}"))?;
+                admin.describe_topic_configs(&names, None).await.map_err(failed("describe configs"))?;
             let mut stale = Vec::new();
-            for (r, t) in described.into_iter().zip(&present) {
-                let resource = r.map_err(|code| format!("describe configs of {}: {code}", t.name))?;
-                let current = resource.get("retention.ms").and_then(|e| e.value.clone());
+            for (name, configs) in described {
+                let configs = configs.map_err(|e| format!("describe configs of {name}: {e}"))?;
+                let Some(t) = present.iter().find(|t| t.name == name) else { continue };
+                let current = configs.get("retention.ms").cloned().flatten();
                 if current.as_deref() != Some(t.retention_ms.to_string().as_str()) {
-                    stale.push((*t, t.retention_ms.to_string()));
+                    // Every key the operator manages, so AlterConfigs (which replaces the dynamic
+                    // configuration) loses nothing of ours either.
+                    stale.push((
+                        t.name.clone(),
+                        vec![
+                            ("retention.ms".to_string(), t.retention_ms.to_string()),
+                            ("cleanup.policy".to_string(), "delete".to_string()),
+                        ],
+                    ));
                 }
             }
             if !stale.is_empty() {
-                // AlterConfigs replaces the topic's dynamic configuration: state all of it.
-                let alter: Vec<AlterConfig<'_>> = stale
-                    .iter()
-                    .map(|(t, ms)| {
-                        AlterConfig::new(ResourceSpecifier::Topic(&t.name))
-                            .set("retention.ms", ms)
-                            .set("cleanup.policy", "delete")
-                    })
-                    .collect();
-                for r in
-                    admin.alter_configs(&alter, &opts).await.map_err(|e| format!("alter configs: {e}"))?
+                for (name, result) in
+                    admin.alter_topic_configs(&stale).await.map_err(failed("alter configs"))?
                 {
-                    match r {
-                        Ok(OwnedResourceSpecifier::Topic(name)) => report.retention_updated.push(name),
-                        Ok(other) => report.retention_updated.push(format!("{other:?}")),
-                        Err((spec, code)) => return Err(format!("set retention of {spec:?}: {code}")),
-                    }
+                    result.map_err(|e| format!("set retention of {name}: {e}"))?;
+                    report.retention_updated.push(name);
                 }
             }
         }
         Ok(report)
+    }
+
+    async fn delete_topics(&self, target: &KafkaTarget, names: &[String]) -> Result<Vec<String>, String> {
+        let mut admin = self.admin(target).await?;
+        let existing = admin.metadata(None).await.map_err(failed("kafka metadata"))?.topics;
+        let present: Vec<String> = names.iter().filter(|n| existing.contains_key(*n)).cloned().collect();
+        if present.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut deleted = Vec::new();
+        for (name, result) in admin.delete_topics(&present).await.map_err(failed("delete topics"))? {
+            match result {
+                Ok(()) => deleted.push(name),
+                Err(e) if e.code == ResponseError::UnknownTopicOrPartition => {}
+                Err(e) => return Err(format!("delete topic {name}: {e}")),
+            }
+        }
+        Ok(deleted)
     }
 }
 
@@ -439,18 +433,18 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "no topic twice");
-        for t in contract::topics::ALL {
+        for t in events::topics::ALL {
             assert!(names.contains(&format!("shop-{t}")), "{t}");
         }
-        for (group, topics) in names::CONSUMER_GROUPS {
-            for t in *topics {
-                assert!(contract::topics::ALL.contains(t), "{group} reads unknown topic {t}");
-                assert!(names.contains(&format!("shop-{t}.dlq.{group}")));
+        for s in contract::ServiceName::ALL {
+            for t in s.subscriptions() {
+                assert!(names.contains(&format!("shop-{t}.dlq.{s}")), "{s} reads {t}");
             }
         }
-        // Every logical topic once, plus one dead-letter topic per (group, topic) pair.
-        let dead_letters: usize = names::CONSUMER_GROUPS.iter().map(|(_, topics)| topics.len()).sum();
-        assert_eq!(names.len(), contract::topics::ALL.len() + dead_letters);
+        // Every logical topic once, plus one dead-letter topic per (group, topic) pair: 5 + 8.
+        assert_eq!(names.len(), events::topics::ALL.len() + contract::consumer_subscriptions().count());
+        assert_eq!(names.len(), 13);
+        assert!(!names.iter().any(|n| n.ends_with(".dlq.shipment")), "no shipment service");
         // Spot checks, spelled out.
         for name in [
             "shop-orders",
