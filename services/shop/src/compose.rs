@@ -87,10 +87,22 @@ pub async fn migrate(db: &Db, service: ServiceName) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How one service was wired: what the composer registered for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wiring {
+    pub service: ServiceName,
+    /// `(consumer group, topics)` of each subscription it registered on the bus.
+    pub subscriptions: Vec<(String, Vec<String>)>,
+    /// Whether its outbox is relayed to the bus.
+    pub outbox: bool,
+}
+
 /// A composed app and what runs beside it: outbox relays, event consumers, sweepers,
 /// dispatchers. [`Running::stop`] shuts them down in order.
 pub struct Running {
     pub app: Router,
+    /// What each composed service registered (logged at start; checked against the contract).
+    pub wiring: Vec<Wiring>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     consumers: Vec<Consumers>,
@@ -115,6 +127,7 @@ impl Running {
 
 /// What the composer collects from the components it mounts.
 struct Mounted {
+    wiring: Vec<Wiring>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     dbs: Vec<Db>,
@@ -124,6 +137,7 @@ struct Mounted {
 impl Mounted {
     fn new() -> Mounted {
         Mounted {
+            wiring: Vec::new(),
             shutdown: CancellationToken::new(),
             tasks: Vec::new(),
             dbs: Vec::new(),
@@ -141,6 +155,17 @@ impl Mounted {
         db: Option<&Db>,
         bus: Option<&Arc<dyn EventBus>>,
     ) -> anyhow::Result<()> {
+        let wiring = Wiring {
+            service: name,
+            subscriptions: component
+                .subscriptions
+                .iter()
+                .map(|s| (s.group.clone(), s.topics.clone()))
+                .collect(),
+            outbox: component.outbox,
+        };
+        tracing::debug!(?wiring, "service composed");
+        self.wiring.push(wiring);
         if let Some(db) = db {
             self.dbs.push(db.clone());
             self.readiness = std::mem::take(&mut self.readiness).with(prefix, Arc::new(db.clone()));
@@ -182,6 +207,7 @@ impl Mounted {
         }
         Ok(Running {
             app: kit::http::service_app(name.as_str(), api, self.readiness),
+            wiring: self.wiring,
             shutdown: self.shutdown,
             tasks: self.tasks,
             consumers,
