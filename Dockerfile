@@ -67,8 +67,11 @@ CMD ["run"]
 # ---------------------------------------------------------------------------------------------
 # shop (the default target): ENTRYPOINT is the binary, CMD its default arguments. Kubernetes
 # replaces CMD only: the operator's pods run `args: [serve, <service>]` and `[migrate, <service>]`.
-# Without arguments the container runs the whole shop on embedded SQLite under /data, seeded:
-#   docker run --rm -p 8080:8080 shop      → http://localhost:8080/docs
+# Without arguments the container runs the whole shop (`serve all`): a production command that
+# seeds nothing, creates no account and refuses to start until a payment provider is chosen.
+# The local demo (sample catalog, demo accounts, simulated payments) is asked for by name:
+#   docker run --rm -p 8080:8080 shop up --addr 0.0.0.0:8080      → http://localhost:8080/docs
+#   docker run --rm -p 8080:8080 -e SHOP_PAYMENT__PROVIDER=stripe … shop   (production, one process)
 FROM ${RUNTIME_IMAGE} AS shop
 ARG VERSION=0.0.0-dev
 ARG REVISION=unknown
@@ -90,4 +93,4 @@ WORKDIR /data
 EXPOSE 8080
 # No HEALTHCHECK: see the operator stage. Kubernetes probes /healthz and /readyz.
 ENTRYPOINT ["/usr/local/bin/shop"]
-CMD ["up"]
+CMD ["serve", "all"]

@@ -153,38 +153,19 @@ pub struct Jwks {
 
 // ---------------------------------------------------------------------- client IP
 
-/// The client address for throttling (see `AuthConfig::trusted_proxy_hops`): by default the
-/// TCP peer (`ConnectInfo`) when known, else the first `X-Forwarded-For` entry; with N
-/// trusted proxy hops, the N-th `X-Forwarded-For` entry from the right.
+/// The client address for throttling: [`kit::http::client_ip`] with
+/// `AuthConfig::trusted_proxy_hops` (the TCP peer by default; behind N proxies of our own, the
+/// N-th `X-Forwarded-For` entry from the right).
 pub struct ClientIp(pub Option<String>);
 
 impl FromRequestParts<AuthState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AuthState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let hops = state.config().trusted_proxy_hops as usize;
-        Ok(ClientIp(client_ip(peer, &parts.headers, hops)))
+        Ok(ClientIp(kit::http::client_ip(&parts.headers, peer, hops).map(|ip| ip.to_string())))
     }
-}
-
-pub(crate) fn client_ip(
-    peer: Option<String>,
-    headers: &axum::http::HeaderMap,
-    hops: usize,
-) -> Option<String> {
-    let entries: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    if hops == 0 {
-        return peer.or_else(|| entries.first().map(|e| e.to_string()));
-    }
-    entries.len().checked_sub(hops).map(|i| entries[i].to_string()).or(peer)
 }
 
 // ---------------------------------------------------------------------- handlers
@@ -435,18 +416,4 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn client_ip_selection() {
-        let mut h = axum::http::HeaderMap::new();
-        let peer = || Some("10.0.0.9".to_string());
-        assert_eq!(client_ip(None, &h, 0), None);
-        assert_eq!(client_ip(peer(), &h, 1).as_deref(), Some("10.0.0.9"));
-        h.insert("x-forwarded-for", "203.0.113.5, 198.51.100.1".parse().unwrap());
-        assert_eq!(client_ip(peer(), &h, 0).as_deref(), Some("10.0.0.9"), "peer wins by default");
-        assert_eq!(client_ip(None, &h, 0).as_deref(), Some("203.0.113.5"), "first entry without a peer");
-        assert_eq!(client_ip(peer(), &h, 1).as_deref(), Some("198.51.100.1"), "appended by our proxy");
-        assert_eq!(client_ip(peer(), &h, 2).as_deref(), Some("203.0.113.5"));
-        assert_eq!(client_ip(peer(), &h, 3).as_deref(), Some("10.0.0.9"), "fewer entries than hops");
-    }
 }

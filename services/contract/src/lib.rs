@@ -212,7 +212,7 @@ pub mod env {
     pub const DATA_DIR: &str = "SHOP_DATA_DIR";
     /// Whether services apply their migrations on start.
     pub const MIGRATE_ON_START: &str = "SHOP_MIGRATE_ON_START";
-    /// The payment service's provider: [`PAYMENT_PROVIDER_SIMULATED`] (default) or
+    /// The payment service's provider, required outside `shop up`: [`PAYMENT_PROVIDER_SIMULATED`] or
     /// [`PAYMENT_PROVIDER_STRIPE`] (`shop_payment::PaymentConfig::provider`).
     pub const PAYMENT_PROVIDER: &str = "SHOP_PAYMENT__PROVIDER";
     pub const PAYMENT_PROVIDER_SIMULATED: &str = "simulated";

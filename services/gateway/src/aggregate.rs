@@ -153,12 +153,21 @@ pub struct ServiceStatus {
     pub error: Option<String>,
 }
 
-/// The version, revision, build time and mode of every service.
+/// The version, revision, build time, mode and configuration warnings of every service (admin:
+/// build details help whoever attacks a known version).
 #[utoipa::path(
-    get, path = "/api/v1/info", tag = "gateway",
-    responses((status = 200, description = "Every service's `/info`", body = Vec<ServiceStatus>))
+    get, path = "/api/v1/info", tag = "gateway", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every service's `/info`", body = Vec<ServiceStatus>),
+        (status = 401, description = "Missing or invalid bearer token", body = kit::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = kit::problem::Problem, content_type = "application/problem+json"),
+    )
 )]
-pub async fn all_info(State(peers): State<Peers>) -> Json<Vec<ServiceStatus>> {
+pub async fn all_info(
+    State(peers): State<Peers>,
+    id: kit::auth::Identity,
+) -> kit::ApiResult<Json<Vec<ServiceStatus>>> {
+    id.require_admin()?;
     let mut names: Vec<ServiceName> = peers.clients.keys().copied().collect();
     names.sort();
     let asks = names.into_iter().map(|name| {
@@ -217,7 +226,7 @@ pub async fn all_info(State(peers): State<Peers>) -> Json<Vec<ServiceStatus>> {
             error: None,
         },
     );
-    Json(rows)
+    Ok(Json(rows))
 }
 
 /// The gateway's own aggregate routes.

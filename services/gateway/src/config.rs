@@ -32,6 +32,14 @@ pub struct RateLimitConfig {
     /// Proxies of our own in front of the gateway that append to `X-Forwarded-For`
     /// (an ingress controller: 1). 0 uses the TCP peer address.
     pub trusted_proxy_hops: u32,
+    /// Redis shared by every gateway replica: the limits then hold across replicas (one budget
+    /// per client, not one per replica). Unset: each process counts for itself. The composer
+    /// fills it from the platform's `SHOP_REDIS_URL` unless set here
+    /// (`SHOP_GATEWAY__RATE_LIMIT__REDIS_URL`).
+    #[serde(skip_serializing)]
+    pub redis_url: Option<secrecy::SecretString>,
+    /// Prefix of the limiter's Redis keys.
+    pub redis_prefix: String,
 }
 
 impl Default for RateLimitConfig {
@@ -42,6 +50,8 @@ impl Default for RateLimitConfig {
             write_per_minute: 300,
             read_per_minute: 1200,
             trusted_proxy_hops: 0,
+            redis_url: None,
+            redis_prefix: "shop:ratelimit:".into(),
         }
     }
 }

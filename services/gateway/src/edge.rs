@@ -9,6 +9,10 @@
 //!   refresh), `write` (non-GET), `read` (GET/HEAD) — keyed by user id when a token was verified,
 //!   else by client IP. Every answer carries `RateLimit-Limit`/`RateLimit-Remaining`; a refusal is a
 //!   429 problem with `Retry-After` and `RateLimit-Reset`.
+//! - With Redis configured the buckets live there (the same GCRA in one Lua script, on the
+//!   server's clock), so every gateway replica draws from one budget per client. When Redis
+//!   fails mid-flight the process falls back to its own buckets (logged and counted in
+//!   `shop_gateway_ratelimit_fallback_total`) rather than refusing or waving traffic through.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -70,12 +74,45 @@ impl RouteClass {
 
 type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
-/// One keyed limiter per route class.
+/// One keyed limiter per route class, in this process and — when configured — in Redis.
 pub struct Limits {
     auth: (Keyed, u32),
     write: (Keyed, u32),
     read: (Keyed, u32),
     trusted_proxy_hops: usize,
+    shared: Option<Shared>,
+}
+
+/// GCRA over Redis: `KEYS[1]` the bucket, `ARGV[1]` the emission interval in ms, `ARGV[2]` the
+/// burst. Answers `{allowed, retry_after_ms, remaining}`; the theoretical arrival time is kept
+/// with an expiry, so idle clients cost nothing.
+const GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local period = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat or tat < now then tat = now end
+local allow_at = tat + period - burst * period
+if now < allow_at then
+  return {0, allow_at - now, 0}
+end
+local new_tat = tat + period
+redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, new_tat - now))
+return {1, 0, math.floor((now - (new_tat - burst * period)) / period)}
+"#;
+
+struct Shared {
+    conn: redis::aio::ConnectionManager,
+    script: redis::Script,
+    prefix: String,
+}
+
+/// What a limiter says of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed { remaining: u32 },
+    Limited { retry_after: Duration },
 }
 
 fn limiter(per_minute: u32) -> (Keyed, u32) {
@@ -84,12 +121,43 @@ fn limiter(per_minute: u32) -> (Keyed, u32) {
 }
 
 impl Limits {
+    /// Limits counted in this process.
     pub fn new(c: &RateLimitConfig) -> Arc<Limits> {
+        Limits::build(c, None)
+    }
+
+    /// Limits shared through Redis when `c.redis_url` is set (connected now: an unreachable
+    /// Redis is a start-up error naming the key and the server), in this process otherwise.
+    pub async fn connect(c: &RateLimitConfig) -> anyhow::Result<Arc<Limits>> {
+        let Some(url) = &c.redis_url else { return Ok(Limits::build(c, None)) };
+        use secrecy::ExposeSecret;
+        let url = url.expose_secret();
+        let shown = kit::config::redact_url(url);
+        let client = redis::Client::open(url)
+            .map_err(|e| anyhow::anyhow!("SHOP_GATEWAY__RATE_LIMIT__REDIS_URL ({shown}): {e}"))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_millis(500)))
+            .set_number_of_retries(1);
+        let conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            redis::aio::ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("rate-limit Redis at {shown} did not answer within 10s"))?
+        .map_err(|e| anyhow::anyhow!("cannot connect to the rate-limit Redis at {shown}: {e}"))?;
+        let shared = Shared { conn, script: redis::Script::new(GCRA), prefix: c.redis_prefix.clone() };
+        tracing::info!(redis = %shown, "rate limits shared through Redis");
+        Ok(Limits::build(c, Some(shared)))
+    }
+
+    fn build(c: &RateLimitConfig, shared: Option<Shared>) -> Arc<Limits> {
         let limits = Arc::new(Limits {
             auth: limiter(c.auth_per_minute),
             write: limiter(c.write_per_minute),
             read: limiter(c.read_per_minute),
             trusted_proxy_hops: c.trusted_proxy_hops as usize,
+            shared,
         });
         // Forget idle keys so memory stays bounded by the active clients.
         let weak = Arc::downgrade(&limits);
@@ -117,19 +185,46 @@ impl Limits {
         }
     }
 
-    /// The client's address: the TCP peer, or with `trusted_proxy_hops = N` the N-th
-    /// `X-Forwarded-For` entry from the right (entries further left are client-controlled).
+    /// The client's address ([`kit::http::client_ip`] with this gateway's trusted hops).
     pub fn client_ip(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
-        if self.trusted_proxy_hops == 0 {
-            return peer;
+        kit::http::client_ip(headers, peer, self.trusted_proxy_hops)
+    }
+
+    /// Takes one token of `class` for `key`: from Redis when shared, from this process's buckets
+    /// otherwise (or when Redis fails).
+    pub async fn check(&self, class: RouteClass, key: &str) -> Verdict {
+        let (limiter, limit) = self.for_class(class);
+        if let Some(shared) = &self.shared {
+            let period_ms = (60_000 / u64::from((*limit).max(1))).max(1);
+            let mut conn = shared.conn.clone();
+            let answer: redis::RedisResult<Vec<i64>> = shared
+                .script
+                .key(format!("{}{}:{key}", shared.prefix, class.as_str()))
+                .arg(period_ms)
+                .arg(*limit)
+                .invoke_async(&mut conn)
+                .await;
+            match answer.as_deref() {
+                Ok([1, _, remaining]) => {
+                    return Verdict::Allowed { remaining: u32::try_from(*remaining).unwrap_or(0) }
+                }
+                Ok([0, retry_ms, _]) => {
+                    return Verdict::Limited {
+                        retry_after: Duration::from_millis(u64::try_from(*retry_ms).unwrap_or(0)),
+                    }
+                }
+                other => {
+                    metrics::counter!("shop_gateway_ratelimit_fallback_total").increment(1);
+                    tracing::warn!(answer = ?other.map_err(|e| e.to_string()), "rate-limit Redis failed; counting in this process");
+                }
+            }
         }
-        let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or("");
-        let hops: Vec<&str> = xff.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        hops.len()
-            .checked_sub(self.trusted_proxy_hops)
-            .and_then(|i| hops.get(i))
-            .and_then(|s| s.parse().ok())
-            .or(peer)
+        match limiter.check_key(&key.to_string()) {
+            Ok(snapshot) => Verdict::Allowed { remaining: snapshot.remaining_burst_capacity() },
+            Err(not_until) => {
+                Verdict::Limited { retry_after: not_until.wait_time_from(limiter.clock().now()) }
+            }
+        }
     }
 }
 
@@ -151,23 +246,22 @@ pub async fn rate_limit(limits: Arc<Limits>, req: Request, next: Next) -> Respon
             }
         }
     };
-    let (limiter, limit) = limits.for_class(class);
-    match limiter.check_key(&key) {
-        Ok(snapshot) => {
+    let limit = limits.for_class(class).1;
+    match limits.check(class, &key).await {
+        Verdict::Allowed { remaining } => {
             let mut res = next.run(req).await;
             let h = res.headers_mut();
-            h.insert("ratelimit-limit", HeaderValue::from(*limit));
-            h.insert("ratelimit-remaining", HeaderValue::from(snapshot.remaining_burst_capacity()));
+            h.insert("ratelimit-limit", HeaderValue::from(limit));
+            h.insert("ratelimit-remaining", HeaderValue::from(remaining));
             res
         }
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(limiter.clock().now());
+        Verdict::Limited { retry_after: wait } => {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             tracing::info!(%key, class = class.as_str(), retry_after = secs, "rate limited");
             kit::problem::for_status(StatusCode::TOO_MANY_REQUESTS)
                 .detail(format!("too many {} requests; retry in {secs}s", class.as_str()))
                 .header(axum::http::header::RETRY_AFTER, HeaderValue::from(secs))
-                .header(axum::http::HeaderName::from_static("ratelimit-limit"), HeaderValue::from(*limit))
+                .header(axum::http::HeaderName::from_static("ratelimit-limit"), HeaderValue::from(limit))
                 .header(axum::http::HeaderName::from_static("ratelimit-remaining"), HeaderValue::from(0u32))
                 .header(axum::http::HeaderName::from_static("ratelimit-reset"), HeaderValue::from(secs))
                 .into_response()

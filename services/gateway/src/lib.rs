@@ -44,18 +44,22 @@ pub fn app(
     readiness: Readiness,
     verifier: Option<kit::auth::Verifier>,
 ) -> Router {
-    let (api, checks) = api(config, upstreams, docs, verifier);
-    let readiness = checks.into_iter().fold(readiness, |r, c| r.with("", c));
+    let limits = config.rate_limit.enabled.then(|| edge::Limits::new(&config.rate_limit));
+    let (api, checks) = api(config, upstreams, docs, verifier, limits);
+    let readiness = checks.into_iter().fold(readiness, |r, c| r.with_informational("upstream", c));
     kit::http::service_app("gateway", api, readiness)
 }
 
 /// The gateway's routes over `upstreams` (without health, metrics and the common layers,
-/// which [`app`] or the composer add) and the readiness checks of its remote upstreams.
+/// which [`app`] or the composer add) and the checks of its remote upstreams (informational:
+/// the gateway stays ready while one service is down, and says which). `limits`: the rate
+/// limits, when enabled.
 pub fn api(
     config: &GatewayConfig,
     upstreams: Vec<(ServiceName, Upstream)>,
     docs: utoipa::openapi::OpenApi,
     verifier: Option<kit::auth::Verifier>,
+    limits: Option<Arc<edge::Limits>>,
 ) -> (Router, Vec<Arc<dyn kit::health::Check>>) {
     let client = proxy::client(Duration::from_secs(config.upstream_timeout_secs));
     let mut api = Router::new();
@@ -87,8 +91,7 @@ pub fn api(
     let mut api =
         api.merge(openapi::routes(docs)).merge(aggregate::routes(aggregate::Peers::new(clients, local)));
     // Innermost first: rate limits need the identity that authentication attaches.
-    if config.rate_limit.enabled {
-        let limits = edge::Limits::new(&config.rate_limit);
+    if let Some(limits) = limits {
         api = api
             .layer(axum::middleware::from_fn(move |req, next| edge::rate_limit(limits.clone(), req, next)));
     }
@@ -121,8 +124,12 @@ pub fn service(config: GatewayConfig) -> kit::component::Service {
             upstreams.push((*peer, upstream));
         }
         let docs = cx.openapi.clone().unwrap_or_else(aggregate::openapi);
-        let (api, checks) = api(&config, upstreams, docs, cx.verifier.clone());
-        Ok(checks.into_iter().fold(kit::component::Component::new(api), |c, check| c.check(check)))
+        let limits = match config.rate_limit.enabled {
+            true => Some(edge::Limits::connect(&config.rate_limit).await?),
+            false => None,
+        };
+        let (api, checks) = api(&config, upstreams, docs, cx.verifier.clone(), limits);
+        Ok(checks.into_iter().fold(kit::component::Component::new(api), |c, check| c.informational(check)))
     })
 }
 

@@ -133,11 +133,14 @@ async fn proxies_to_remote_services_and_normalises_their_failures() {
     let res = c.get(format!("http://{addr}/api/v1/products/slow/1")).send().await.unwrap();
     assert_eq!(res.status(), 504, "a slow service is a 504");
 
+    // One service down does not take the gateway (and every other service's routes) out of
+    // rotation: it stays ready and names the upstream that is down.
     let res = c.get(format!("http://{addr}/readyz")).send().await.unwrap();
-    assert_eq!(res.status(), 503);
+    assert_eq!(res.status(), 200);
     let v: serde_json::Value = res.json().await.unwrap();
-    let auth = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "auth").unwrap();
+    let auth = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "upstream/auth").unwrap();
     assert_eq!(auth["status"], "down", "readiness names the dependency that is down");
+    assert_eq!(auth["critical"], false);
 }
 
 #[tokio::test]
@@ -252,4 +255,54 @@ mod edge {
         // Health endpoints are never limited.
         assert_eq!(c.get(format!("http://{addr}/healthz")).send().await.unwrap().status(), 200);
     }
+}
+
+/// Two gateway replicas sharing one Redis draw from one budget per client: the third login
+/// attempt is refused whichever replica it reaches. Needs Redis (`SHOP_TEST_REDIS_URL`,
+/// default `redis://127.0.0.1:6379`).
+#[tokio::test]
+async fn rate_limits_hold_across_replicas_sharing_redis() {
+    let redis = std::env::var("SHOP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut cfg = config();
+    cfg.rate_limit.auth_per_minute = 2;
+    cfg.rate_limit.redis_url = Some(redis.into());
+    cfg.rate_limit.redis_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let auth = Router::new().route("/api/v1/auth/login", post(|| async { "token" }));
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let limits = shop_gateway::edge::Limits::connect(&cfg.rate_limit).await.unwrap();
+        let (api, _) = shop_gateway::api(
+            &cfg,
+            vec![(ServiceName::Auth, Upstream::Local(auth.clone()))],
+            docs(),
+            None,
+            Some(limits),
+        );
+        replicas.push(spawn(kit::http::service_app("gateway", api, Readiness::new())).await);
+    }
+    let c = reqwest::Client::new();
+    let login = |i: usize| c.post(format!("http://{}/api/v1/auth/login", replicas[i % 2].0)).send();
+    assert_eq!(login(0).await.unwrap().status(), 200);
+    assert_eq!(login(1).await.unwrap().status(), 200);
+    for i in 0..2 {
+        let res = login(i).await.unwrap();
+        assert_eq!(res.status(), 429, "replica {i} knows the budget is spent");
+        assert!(res.headers().contains_key("retry-after"));
+    }
+    // The same limits counted per process would have let each replica take two.
+    let local = shop_gateway::edge::Limits::new(&cfg.rate_limit);
+    for _ in 0..2 {
+        assert!(matches!(
+            local.check(shop_gateway::edge::RouteClass::Auth, "ip:127.0.0.1").await,
+            shop_gateway::edge::Verdict::Allowed { .. }
+        ));
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_rate_limit_redis_is_a_start_up_error_naming_it() {
+    let mut cfg = config();
+    cfg.rate_limit.redis_url = Some("redis://127.0.0.1:9/".to_string().into());
+    let err = shop_gateway::edge::Limits::connect(&cfg.rate_limit).await.err().expect("refused").to_string();
+    assert!(err.contains("127.0.0.1:9"), "{err}");
 }

@@ -184,6 +184,9 @@ pub struct Component {
     pub tasks: Vec<JoinHandle<()>>,
     /// Readiness checks besides the database and the outbox relay (which the composer adds).
     pub checks: Vec<Arc<dyn Check>>,
+    /// Checks reported on `/readyz` whose failure leaves the service ready (the gateway's view of
+    /// its upstreams: one service down must not take the whole API out of rotation).
+    pub informational: Vec<Arc<dyn Check>>,
     /// Whether the service writes events to an outbox in its database (the composer relays it).
     pub outbox: bool,
     /// The public keys of access tokens, when this service issues them (the auth service).
@@ -197,6 +200,7 @@ impl Component {
             subscriptions: Vec::new(),
             tasks: Vec::new(),
             checks: Vec::new(),
+            informational: Vec::new(),
             outbox: false,
             jwks: None,
         }
@@ -214,6 +218,11 @@ impl Component {
 
     pub fn check(mut self, check: Arc<dyn Check>) -> Component {
         self.checks.push(check);
+        self
+    }
+
+    pub fn informational(mut self, check: Arc<dyn Check>) -> Component {
+        self.informational.push(check);
         self
     }
 

@@ -17,10 +17,15 @@ pub trait Check: Send + Sync {
     async fn check(&self) -> Result<(), String>;
 }
 
-/// The set of readiness checks of a service (or of every service in `serve all`).
+/// The set of readiness checks of a service (or of every service in `serve all`). A
+/// *critical* check that fails makes the service unready; an *informational* one (the gateway's
+/// view of its upstreams) is reported with its error but leaves the status alone. Once
+/// [`Readiness::drain`] was called (the process is stopping) the report is `draining` and
+/// unready, so load balancers stop sending traffic before the listener closes.
 #[derive(Clone, Default)]
 pub struct Readiness {
-    checks: Vec<(String, Arc<dyn Check>)>,
+    checks: Vec<(String, Arc<dyn Check>, bool)>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -32,11 +37,13 @@ pub struct CheckReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub latency_ms: u64,
+    /// `false` for an informational check, whose failure does not make the service unready.
+    pub critical: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReadinessReport {
-    /// `ready` or `unavailable`.
+    /// `ready`, `unavailable` (a critical check failed) or `draining` (the process is stopping).
     pub status: String,
     pub checks: Vec<CheckReport>,
 }
@@ -52,8 +59,22 @@ impl Readiness {
     pub fn with(mut self, prefix: &str, check: Arc<dyn Check>) -> Self {
         let name =
             if prefix.is_empty() { check.name().to_string() } else { format!("{prefix}/{}", check.name()) };
-        self.checks.push((name, check));
+        self.checks.push((name, check, true));
         self
+    }
+
+    /// Adds an informational check: reported, but its failure leaves the service ready.
+    pub fn with_informational(mut self, prefix: &str, check: Arc<dyn Check>) -> Self {
+        self = self.with(prefix, check);
+        if let Some(last) = self.checks.last_mut() {
+            last.2 = false;
+        }
+        self
+    }
+
+    /// From now on the service reports `draining` (it is shutting down).
+    pub fn drain(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn merge(mut self, other: Readiness) -> Self {
@@ -62,7 +83,7 @@ impl Readiness {
     }
 
     pub async fn report(&self) -> ReadinessReport {
-        let runs = self.checks.iter().map(|(name, c)| async move {
+        let runs = self.checks.iter().map(|(name, c, critical)| async move {
             let start = Instant::now();
             let res = match tokio::time::timeout(CHECK_TIMEOUT, c.check()).await {
                 Ok(r) => r,
@@ -73,11 +94,19 @@ impl Readiness {
                 status: if res.is_ok() { "up" } else { "down" }.into(),
                 error: res.err(),
                 latency_ms: start.elapsed().as_millis() as u64,
+                critical: *critical,
             }
         });
         let checks = futures::future::join_all(runs).await;
-        let ready = checks.iter().all(|c| c.status == "up");
-        ReadinessReport { status: if ready { "ready" } else { "unavailable" }.into(), checks }
+        let ready = checks.iter().all(|c| c.status == "up" || !c.critical);
+        let status = if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            "draining"
+        } else if ready {
+            "ready"
+        } else {
+            "unavailable"
+        };
+        ReadinessReport { status: status.into(), checks }
     }
 }
 
@@ -128,5 +157,19 @@ mod tests {
         assert_eq!(rep.status, "unavailable");
         assert_eq!(rep.checks[1].name, "svc/broker");
         assert_eq!(rep.checks[1].error.as_deref(), Some("refused"));
+    }
+
+    #[tokio::test]
+    async fn informational_checks_do_not_make_the_service_unready_and_draining_does() {
+        let r = Readiness::new()
+            .with("", Arc::new(Fixed("db", true)))
+            .with_informational("upstream", Arc::new(Fixed("catalog", false)));
+        let rep = r.report().await;
+        assert_eq!(rep.status, "ready");
+        assert_eq!(rep.checks[1].status, "down");
+        assert!(!rep.checks[1].critical && rep.checks[0].critical);
+        let clone = r.clone();
+        r.drain();
+        assert_eq!(clone.report().await.status, "draining", "every clone sees the drain");
     }
 }

@@ -22,7 +22,8 @@ use crate::problem::{self, ApiError, PROBLEM_JSON};
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps a service's API router with the shared middleware and adds `/healthz`, `/readyz`,
-/// `/metrics`. `service` labels metrics and logs.
+/// `/metrics` and `/info` on the same listener (`shop up`, tests). `service` labels metrics and
+/// logs. Production runs split them with [`service_apps`].
 pub fn service_app(service: &'static str, api: Router, readiness: Readiness) -> Router {
     let routes = api
         .merge(crate::health::routes(readiness))
@@ -31,12 +32,120 @@ pub fn service_app(service: &'static str, api: Router, readiness: Readiness) -> 
     with_common_layers(service, routes)
 }
 
+/// A service's two listeners' apps.
+#[derive(Clone)]
+pub struct Apps {
+    /// The API plus `/healthz` (and `/info` for services inside the cluster; not for the
+    /// gateway, whose API port faces the internet).
+    pub public: Router,
+    /// `/healthz`, `/readyz` (with each dependency's error text), `/metrics`, `/info`: for the
+    /// kubelet and Prometheus on the internal operations port (`SHOP_OPS_ADDR`), never routed by
+    /// the Ingress.
+    pub ops: Router,
+    /// Both on one listener (when no operations address is configured).
+    pub combined: Router,
+}
+
+/// [`service_app`] split in a public and an operations app.
+pub fn service_apps(service: &'static str, api: Router, readiness: Readiness) -> Apps {
+    let healthz = Router::new().route(
+        "/healthz",
+        axum::routing::get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+    );
+    let mut public = api.clone().merge(healthz);
+    if service != "gateway" {
+        public = public.merge(crate::info::routes(service));
+    }
+    let ops = crate::health::routes(readiness.clone())
+        .merge(crate::metrics::routes())
+        .merge(crate::info::routes(service));
+    Apps {
+        public: with_common_layers(service, public),
+        ops: with_common_layers(service, ops),
+        combined: service_app(service, api, readiness),
+    }
+}
+
+/// The client's address: the TCP `peer`, or — with `trusted_hops = N` proxies of our own in front
+/// (an ingress controller; the gateway for the services behind it) — the N-th `X-Forwarded-For`
+/// entry from the right. Entries further left are whatever the client sent and are never
+/// trusted; with fewer entries than hops, the peer. The one client-address rule of the platform
+/// (rate limits, login throttles, logs).
+pub fn client_ip(
+    headers: &axum::http::HeaderMap,
+    peer: Option<std::net::IpAddr>,
+    trusted_hops: usize,
+) -> Option<std::net::IpAddr> {
+    if trusted_hops == 0 {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    entries.len().checked_sub(trusted_hops).and_then(|i| entries.get(i)).and_then(|s| s.parse().ok()).or(peer)
+}
+
+/// Process-wide HTTP options, set once at start ([`configure`]).
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// `Strict-Transport-Security: max-age=<n>; includeSubDomains` on every answer (set when
+    /// the shop is served over TLS, e.g. an Ingress with a TLS secret).
+    pub hsts_max_age_secs: Option<u64>,
+}
+
+static OPTIONS: std::sync::OnceLock<HttpOptions> = std::sync::OnceLock::new();
+
+/// Sets the process-wide HTTP options (first call wins).
+pub fn configure(options: HttpOptions) {
+    let _ = OPTIONS.set(options);
+}
+
+/// The `Content-Security-Policy` of HTML answers (Swagger UI, the hosted payment page): only
+/// this origin's scripts, no framing, no plugins.
+pub const HTML_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+form-action 'self'; frame-ancestors 'none'";
+
+/// Security headers on every answer: `nosniff`, no referrer, no framing, a restrictive CSP on
+/// HTML, HSTS when configured, and `Cache-Control: no-store` on answers to requests that carry
+/// credentials or come from the auth API (tokens), unless the handler chose a caching policy.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let credentials = req.headers().contains_key(header::AUTHORIZATION)
+        || req.headers().contains_key(header::COOKIE)
+        || req.uri().path().starts_with("/api/v1/auth");
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    let html =
+        h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
+    if html && !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(HTML_CSP));
+    }
+    if credentials && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Some(age) = OPTIONS.get().and_then(|o| o.hsts_max_age_secs) {
+        if let Ok(v) = HeaderValue::from_str(&format!("max-age={age}; includeSubDomains")) {
+            h.insert(header::STRICT_TRANSPORT_SECURITY, v);
+        }
+    }
+    res
+}
+
 /// The shared middleware stack (outermost first): request id, access log, panic capture,
 /// metrics, problem normalisation. Unknown routes answer a 404 problem.
 pub fn with_common_layers(service: &'static str, router: Router) -> Router {
     router
         .fallback(fallback)
         .layer(middleware::from_fn(normalize_errors))
+        .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(move |req, next| crate::metrics::track(service, req, next)))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a request handler panicked").into_response()
@@ -101,6 +210,17 @@ pub async fn serve(addr: SocketAddr, app: Router) -> std::io::Result<()> {
     serve_on(listener, app, shutdown_signal()).await
 }
 
+/// Resolves `delay` after SIGINT/SIGTERM, having called `readiness.drain()` at the signal: the
+/// service answers `/readyz` with 503 `draining` while it still serves, so load balancers take it
+/// out of rotation before the listener stops accepting (Kubernetes: keep the pod's grace period
+/// above this delay plus the longest request).
+pub async fn drain_then_stop(readiness: Readiness, delay: Duration) {
+    shutdown_signal().await;
+    readiness.drain();
+    tracing::info!(delay_secs = delay.as_secs(), "stopping: draining before the listeners close");
+    tokio::time::sleep(delay).await;
+}
+
 /// Serves `app` on an already-bound listener until `shutdown` resolves.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
@@ -138,6 +258,22 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ip_trusts_only_the_configured_hops() {
+        let peer: Option<std::net::IpAddr> = Some("10.0.0.9".parse().unwrap());
+        let mut h = axum::http::HeaderMap::new();
+        assert_eq!(client_ip(&h, None, 0), None);
+        assert_eq!(client_ip(&h, peer, 1), peer, "no header: the peer");
+        h.insert("x-forwarded-for", "6.6.6.6, 203.0.113.5, 198.51.100.1".parse().unwrap());
+        assert_eq!(client_ip(&h, peer, 0), peer, "no trusted proxy: the header is ignored");
+        assert_eq!(client_ip(&h, None, 0), None, "never the client's own claim");
+        assert_eq!(client_ip(&h, peer, 1), Some("198.51.100.1".parse().unwrap()), "appended by our proxy");
+        assert_eq!(client_ip(&h, peer, 2), Some("203.0.113.5".parse().unwrap()));
+        assert_eq!(client_ip(&h, peer, 4), peer, "fewer entries than hops");
+        h.insert("x-forwarded-for", "not-an-ip".parse().unwrap());
+        assert_eq!(client_ip(&h, peer, 1), peer, "garbage: the peer");
+    }
     use axum::routing::get;
     use http_body_util::BodyExt;
     use tower::ServiceExt;

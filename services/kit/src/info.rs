@@ -12,6 +12,8 @@ use utoipa::ToSchema;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 static MODE: OnceLock<&'static str> = OnceLock::new();
+static DEMO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 static BUILD: OnceLock<(&'static str, i64)> = OnceLock::new();
 
 /// Records the git revision and build time (Unix seconds) of the binary; the `shop` binary
@@ -24,6 +26,26 @@ pub fn set_build(git_revision: &'static str, build_epoch: i64) {
 /// `service` (one service per process). Set once at start; `service` when never set.
 pub fn set_mode(mode: &'static str) {
     let _ = MODE.set(mode);
+}
+
+/// Marks this process as the local demo (`shop up`): demo accounts, simulated payments and
+/// other conveniences are expected there and not warned about.
+pub fn set_demo(demo: bool) {
+    DEMO.store(demo, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether this process is the local demo (`shop up`).
+pub fn is_demo() -> bool {
+    DEMO.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Records a configuration an operator must know about (shown in `GET /info`'s `warnings`).
+pub fn warn(warning: impl Into<String>) {
+    let warning = warning.into();
+    let mut w = WARNINGS.lock().expect("warnings lock");
+    if !w.contains(&warning) {
+        w.push(warning);
+    }
 }
 
 /// The answer of `GET /info`.
@@ -40,6 +62,9 @@ pub struct ServiceInfo {
     pub build_time: String,
     /// `embedded` or `service`.
     pub mode: String,
+    /// Configurations an operator must know about, e.g. simulated payments outside the demo.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// This process's info for `service`.
@@ -55,6 +80,7 @@ pub fn info(service: &str) -> ServiceInfo {
         git_revision: revision.to_string(),
         build_time,
         mode: MODE.get().copied().unwrap_or("service").to_string(),
+        warnings: WARNINGS.lock().map(|w| w.clone()).unwrap_or_default(),
     }
 }
 

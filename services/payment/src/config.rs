@@ -28,8 +28,10 @@ impl Default for StripeConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PaymentConfig {
-    /// `simulated` (embedded default) or `stripe`.
-    pub provider: ProviderKind,
+    /// `stripe` (real payments) or `simulated` (nobody is charged: development and demos).
+    /// Required: there is no default outside `shop up`, which chooses `simulated`
+    /// (`SHOP_PAYMENT__PROVIDER`).
+    pub provider: Option<ProviderKind>,
     /// The webhook signing secret (`whsec_…`). With the simulated provider a random one is
     /// generated at start when absent; with Stripe, webhooks are refused until it is set.
     #[serde(skip_serializing)]
@@ -48,7 +50,7 @@ pub struct PaymentConfig {
 impl Default for PaymentConfig {
     fn default() -> Self {
         PaymentConfig {
-            provider: ProviderKind::Simulated,
+            provider: None,
             webhook_secret: None,
             webhook_tolerance_secs: 300,
             stripe: StripeConfig::default(),
@@ -170,7 +172,8 @@ mod tests {
         let c: PaymentConfig =
             serde_json::from_value(serde_json::json!({"provider": "stripe", "stripe": {"secret_key": null}}))
                 .unwrap();
-        assert_eq!(c.provider, ProviderKind::Stripe);
+        assert_eq!(c.provider, Some(ProviderKind::Stripe));
+        assert_eq!(PaymentConfig::default().provider, None, "no provider unless chosen");
         assert_eq!(c.webhook_tolerance_secs, 300);
         assert_eq!(c.stripe.api_base, "https://api.stripe.com/");
         let json = serde_json::to_string(&PaymentConfig {

@@ -64,14 +64,30 @@ pub struct PaymentState {
 impl PaymentState {
     /// Builds the state and the configured provider. The simulated provider keeps its state in
     /// `db`; without `webhook_secret` it gets a random one (its webhooks are signed with it).
-    /// Fails when `provider = "stripe"` has no secret key, or a redirect origin is not one.
+    /// Fails when no provider was chosen, when `provider = "stripe"` has no secret key, or when a
+    /// redirect origin is not one. The simulated provider outside `shop up` is allowed but
+    /// announced loudly (log and `GET /info` warnings): it takes no money.
     pub fn new(db: kit::db::Db, config: PaymentConfig, orders: Arc<dyn OrderLookup>) -> anyhow::Result<Self> {
+        let Some(kind) = config.provider else {
+            anyhow::bail!(
+                "{}: no payment provider configured; set it to `stripe` (with \
+                 SHOP_PAYMENT__STRIPE__SECRET_KEY) to take real payments, or to `simulated` to \
+                 accept test cards without charging anyone (development only)",
+                kit::contract::env::PAYMENT_PROVIDER
+            );
+        };
         let wake = Arc::new(Notify::new());
         let redirects = RedirectPolicy::new(&config.redirect_origins).map_err(anyhow::Error::msg)?;
         let mut secret = config.webhook_secret.clone().filter(|s| !s.expose_secret().trim().is_empty());
         let mut simulated = None;
-        let provider: Arc<dyn PaymentProvider> = match config.provider {
+        let provider: Arc<dyn PaymentProvider> = match kind {
             ProviderKind::Simulated => {
+                if !kit::info::is_demo() {
+                    let warning = "payments are SIMULATED: orders are marked paid but nobody is charged \
+                                   (SHOP_PAYMENT__PROVIDER=simulated); use `stripe` in production";
+                    tracing::warn!("{warning}");
+                    kit::info::warn(warning);
+                }
                 if secret.is_none() {
                     let mut bytes = [0u8; 24];
                     rand::thread_rng().fill_bytes(&mut bytes);

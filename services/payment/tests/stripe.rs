@@ -148,7 +148,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
     async fn the_service_on_stripe_end_to_end_with_signed_webhooks(db) {
         let server = StripeServer::start();
         let config = PaymentConfig {
-            provider: ProviderKind::Stripe,
+            provider: Some(ProviderKind::Stripe),
             webhook_secret: Some(SECRET.to_string().into()),
             stripe: StripeConfig {
                 secret_key: Some(SECRET_KEY.to_string().into()),
@@ -439,7 +439,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
         let server = StripeServer::start();
         let stand_in = CheckoutStandIn::start(&server.base).await;
         let config = PaymentConfig {
-            provider: ProviderKind::Stripe,
+            provider: Some(ProviderKind::Stripe),
             webhook_secret: Some(SECRET.to_string().into()),
             stripe: StripeConfig {
                 secret_key: Some(SECRET_KEY.to_string().into()),

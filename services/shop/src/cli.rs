@@ -44,8 +44,17 @@ pub enum Command {
         /// The service to migrate, or `all`.
         target: Target,
     },
-    /// Load the seed data: 600 products, 50 categories, 40 brands, stock, demo accounts. Idempotent.
-    Seed,
+    /// Load the sample catalog: 600 products, 50 categories, 40 brands and their stock
+    /// (idempotent). With `--demo`, also the demo accounts with their published passwords.
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SeedArgs {
+    /// Also create the demo accounts (`admin@example.com` / `Admin123!` and 127 more, all with
+    /// published passwords): only for a demo or a development database, never production.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +109,7 @@ pub fn main() -> ExitCode {
         }
     };
     kit::telemetry::init(settings.log_format);
+    kit::http::configure(kit::http::HttpOptions { hsts_max_age_secs: settings.hsts_max_age_secs });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
@@ -110,17 +120,22 @@ pub fn main() -> ExitCode {
                 if let Some(a) = args.addr {
                     settings.http_addr = Some(a);
                 }
-                serve_all(&settings, !args.no_seed, true).await
+                // The local demo: simulated payments unless told otherwise, demo accounts.
+                kit::info::set_demo(true);
+                if settings.payment.provider.is_none() {
+                    settings.payment.provider = Some(shop_payment::ProviderKind::Simulated);
+                }
+                let running = compose::embedded(&settings, !args.no_seed).await?;
+                serve(running, &settings, ServiceName::Gateway, true).await
             }
-            Command::Serve { target: Target::All } => serve_all(&settings, false, false).await,
+            Command::Serve { target: Target::All } => {
+                let running = compose::embedded(&settings, false).await?;
+                serve(running, &settings, ServiceName::Gateway, false).await
+            }
             Command::Serve { target } => {
                 let service = target.services()[0];
                 let running = compose::single(&settings, service).await?;
-                let addr = settings.addr(service);
-                tracing::info!(%service, %addr, "listening");
-                let served = kit::http::serve(addr, running.app.clone()).await;
-                running.stop().await;
-                Ok(served?)
+                serve(running, &settings, service, false).await
             }
             Command::Migrate { target } => {
                 let scope = if target == Target::All { DbScope::Shared } else { DbScope::Single };
@@ -133,12 +148,16 @@ pub fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Command::Seed => {
+            Command::Seed(args) => {
                 let auth = compose::open_db(&settings, ServiceName::Auth, DbScope::Shared).await?;
                 let catalog = compose::open_db(&settings, ServiceName::Catalog, DbScope::Shared).await?;
                 let inventory = compose::open_db(&settings, ServiceName::Inventory, DbScope::Shared).await?;
-                crate::seed::all(&settings, &auth, &catalog, &inventory).await?;
-                println!("seed data in place");
+                crate::seed::all(&settings, &auth, &catalog, &inventory, args.demo).await?;
+                if args.demo {
+                    println!("sample catalog, stock and demo accounts in place (published passwords: demo only)");
+                } else {
+                    println!("sample catalog and stock in place (no accounts: `shop seed --demo` adds the demo accounts)");
+                }
                 Ok(())
             }
         }
@@ -152,12 +171,28 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn serve_all(settings: &Settings, seed: bool, banner: bool) -> anyhow::Result<()> {
-    let running = compose::embedded(settings, seed).await?;
-    let addr = settings.addr(ServiceName::Gateway);
+/// Serves a composed app until SIGINT/SIGTERM: the API on `SHOP_HTTP_ADDR` (default: the
+/// service's local port) and, with `SHOP_OPS_ADDR`, the operations endpoints on their own
+/// listener. At the signal `/readyz` answers `draining` for `SHOP_SHUTDOWN_DELAY_SECS`, then the
+/// listeners drain in-flight requests and the background work stops.
+async fn serve(
+    running: compose::Running,
+    settings: &Settings,
+    service: ServiceName,
+    banner: bool,
+) -> anyhow::Result<()> {
+    let addr = settings.addr(service);
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
     let bound = listener.local_addr()?;
+    let ops = match settings.ops_addr {
+        Some(ops) => Some(
+            tokio::net::TcpListener::bind(ops)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding SHOP_OPS_ADDR {ops}: {e}"))?,
+        ),
+        None => None,
+    };
     if banner {
         println!(
             "\nShopPlatform {} is up (embedded mode: SQLite in {}, in-process services)\n\
@@ -166,13 +201,37 @@ async fn serve_all(settings: &Settings, seed: bool, banner: bool) -> anyhow::Res
              \n  Health    http://{bound}/healthz  http://{bound}/readyz  http://{bound}/metrics\
              \n  Admin     admin@example.com / Admin123!\
              \n  Customer  customer@example.com / Customer123!\
+             \n  Payments  simulated: test cards such as pm_card_visa, nobody is charged\
              \n\nPress Ctrl-C to stop.\n",
             env!("CARGO_PKG_VERSION"),
             settings.data_dir.display(),
         );
     }
-    tracing::info!(addr = %bound, "gateway listening");
-    let served = kit::http::serve_on(listener, running.app.clone(), kit::http::shutdown_signal()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let drain = tokio::spawn({
+        let (readiness, stop) = (running.readiness.clone(), stop.clone());
+        let delay = std::time::Duration::from_secs(settings.shutdown_delay_secs);
+        async move {
+            kit::http::drain_then_stop(readiness, delay).await;
+            stop.cancel();
+        }
+    });
+    let served = match ops {
+        Some(ops_listener) => {
+            let ops_bound = ops_listener.local_addr()?;
+            tracing::info!(%service, addr = %bound, ops = %ops_bound, "listening (API and operations endpoints apart)");
+            let (a, b) = tokio::join!(
+                kit::http::serve_on(listener, running.apps.public.clone(), stop.clone().cancelled_owned()),
+                kit::http::serve_on(ops_listener, running.apps.ops.clone(), stop.clone().cancelled_owned()),
+            );
+            a.and(b)
+        }
+        None => {
+            tracing::info!(%service, addr = %bound, "listening");
+            kit::http::serve_on(listener, running.app.clone(), stop.clone().cancelled_owned()).await
+        }
+    };
+    drain.abort();
     running.stop().await;
     Ok(served?)
 }

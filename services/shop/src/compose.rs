@@ -31,7 +31,7 @@ pub fn service(name: ServiceName, settings: &Settings) -> Service {
         ServiceName::Order => shop_order::service(settings.order.clone()),
         ServiceName::Payment => shop_payment::service(settings.payment.clone()),
         ServiceName::Notification => shop_notification::service(settings.notification.clone()),
-        ServiceName::Gateway => shop_gateway::service(settings.gateway.clone()),
+        ServiceName::Gateway => shop_gateway::service(gateway_config(settings)),
     }
 }
 
@@ -47,6 +47,16 @@ fn cart_config(settings: &Settings) -> shop_cart::CartConfig {
     let mut config = settings.cart.clone();
     if config.redis_url.is_none() {
         config.redis_url = settings.redis_url.clone();
+    }
+    config
+}
+
+/// The gateway shares its rate limits through the platform's Redis (`SHOP_REDIS_URL`) unless
+/// `SHOP_GATEWAY__RATE_LIMIT__REDIS_URL` names another.
+fn gateway_config(settings: &Settings) -> shop_gateway::GatewayConfig {
+    let mut config = settings.gateway.clone();
+    if config.rate_limit.redis_url.is_none() {
+        config.rate_limit.redis_url = settings.redis_url.clone();
     }
     config
 }
@@ -100,7 +110,12 @@ pub struct Wiring {
 /// A composed app and what runs beside it: outbox relays, event consumers, sweepers,
 /// dispatchers. [`Running::stop`] shuts them down in order.
 pub struct Running {
+    /// Every route on one listener (`shop up`, tests).
     pub app: Router,
+    /// The API alone and the operations endpoints alone, for two listeners (`SHOP_OPS_ADDR`).
+    pub apps: kit::http::Apps,
+    /// The readiness the process reports (drained at shutdown).
+    pub readiness: Readiness,
     /// What each composed service registered (logged at start; checked against the contract).
     pub wiring: Vec<Wiring>,
     shutdown: CancellationToken,
@@ -188,6 +203,9 @@ impl Mounted {
         for check in component.checks.drain(..) {
             self.readiness = std::mem::take(&mut self.readiness).with(prefix, check);
         }
+        for check in component.informational.drain(..) {
+            self.readiness = std::mem::take(&mut self.readiness).with_informational(prefix, check);
+        }
         Ok(())
     }
 
@@ -205,8 +223,11 @@ impl Mounted {
             self.readiness = std::mem::take(&mut self.readiness).with("events", Arc::new(c.health()));
             consumers.push(c);
         }
+        let apps = kit::http::service_apps(name.as_str(), api, self.readiness.clone());
         Ok(Running {
-            app: kit::http::service_app(name.as_str(), api, self.readiness),
+            app: apps.combined.clone(),
+            apps,
+            readiness: self.readiness,
             wiring: self.wiring,
             shutdown: self.shutdown,
             tasks: self.tasks,
@@ -246,7 +267,8 @@ fn record_build() {
 
 /// What `shop up` / `shop serve all` runs: every service behind the gateway in one process,
 /// talking over the in-process event bus (or Kafka when `SHOP_EVENTS__BUS=kafka`). Each service
-/// reaches its peers through their routers, never through their tables.
+/// reaches its peers through their routers, never through their tables. `seed` loads the sample
+/// catalog and the demo accounts (`shop up`).
 pub async fn embedded(settings: &Settings, seed: bool) -> anyhow::Result<Running> {
     record_build();
     kit::info::set_mode("embedded");
@@ -263,6 +285,7 @@ pub async fn embedded(settings: &Settings, seed: bool) -> anyhow::Result<Running
             db(ServiceName::Auth)?,
             db(ServiceName::Catalog)?,
             db(ServiceName::Inventory)?,
+            true,
         )
         .await?;
     }

@@ -7,12 +7,14 @@ use kit::db::Db;
 
 use crate::settings::Settings;
 
-/// Seeds the catalog, the stock of its products and the accounts; idempotent.
+/// Seeds the sample catalog and the stock of its products and, with `demo`, the demo accounts
+/// (published passwords: `shop up` and `shop seed --demo` only); idempotent.
 pub async fn all(
     settings: &Settings,
     auth_db: &Db,
     catalog_db: &Db,
     inventory_db: &Db,
+    demo: bool,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let catalog = shop_catalog::seed(catalog_db).await.context("seeding the catalog")?;
@@ -22,7 +24,11 @@ pub async fn all(
         .map(|p| shop_inventory::SeedProduct { id: p.id, sku: p.sku })
         .collect();
     let stock = shop_inventory::seed(inventory_db, &products).await.context("seeding stock")?;
-    let auth = shop_auth::seed(auth_db, &settings.auth).await.context("seeding accounts")?;
+    let auth = if demo {
+        Some(shop_auth::seed(auth_db, &settings.auth).await.context("seeding the demo accounts")?)
+    } else {
+        None
+    };
     tracing::info!(
         ?catalog,
         ?stock,

@@ -15,6 +15,16 @@ use serde::Deserialize;
 pub struct Settings {
     /// `SHOP_HTTP_ADDR`: listen address (default `127.0.0.1:<service port>`).
     pub http_addr: Option<SocketAddr>,
+    /// `SHOP_OPS_ADDR`: a second listener for `/healthz`, `/readyz`, `/metrics` and `/info`
+    /// (the operator sets `0.0.0.0:9090`); then the API listener answers none of `/readyz`,
+    /// `/metrics` (and, on the gateway, `/info`). Unset: everything on `SHOP_HTTP_ADDR`.
+    pub ops_addr: Option<SocketAddr>,
+    /// `SHOP_SHUTDOWN_DELAY_SECS`: after SIGTERM, how long the process keeps serving while
+    /// `/readyz` answers `draining`, before it stops accepting (default 0; the operator sets 5).
+    pub shutdown_delay_secs: u64,
+    /// `SHOP_HSTS_MAX_AGE_SECS`: send `Strict-Transport-Security` with this max-age (set when
+    /// the shop is served over TLS).
+    pub hsts_max_age_secs: Option<u64>,
     /// `SHOP_DATA_DIR`: where embedded SQLite databases live (default `.shop-data`).
     pub data_dir: PathBuf,
     /// `SHOP_DATABASE_URL` or `DATABASE_URL`: the database of the one service a command runs.
@@ -61,6 +71,9 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             http_addr: None,
+            ops_addr: None,
+            shutdown_delay_secs: 0,
+            hsts_max_age_secs: None,
             data_dir: PathBuf::from(".shop-data"),
             database_url: None,
             databases: BTreeMap::new(),

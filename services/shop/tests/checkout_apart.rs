@@ -46,6 +46,7 @@ async fn checkout_saga_with_services_apart_on_postgres_redis_and_kafka() {
             std::env::var("SHOP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()).into(),
         );
         s.cart.redis_prefix = format!("e2e{run}:");
+        s.gateway.rate_limit.redis_prefix = format!("e2e{run}:ratelimit:");
         s
     };
 
@@ -58,7 +59,7 @@ async fn checkout_saga_with_services_apart_on_postgres_redis_and_kafka() {
         let a = compose::open_db(&s, ServiceName::Auth, DbScope::Shared).await.unwrap();
         let k = compose::open_db(&s, ServiceName::Catalog, DbScope::Shared).await.unwrap();
         let i = compose::open_db(&s, ServiceName::Inventory, DbScope::Shared).await.unwrap();
-        shop::seed::all(&s, &a, &k, &i).await.unwrap();
+        shop::seed::all(&s, &a, &k, &i, true).await.unwrap();
         for db in [a, k, i] {
             db.close().await;
         }

@@ -112,6 +112,7 @@ impl App {
     /// calls `state.deliver_simulated_webhooks()`.
     pub fn new(db: Db) -> App {
         let config = PaymentConfig {
+            provider: Some(shop_payment::ProviderKind::Simulated),
             webhook_secret: Some(SECRET.to_string().into()),
             simulated_webhook_delay_ms: 0,
             ..Default::default()

@@ -40,6 +40,7 @@ pub fn test_settings(data_dir: &std::path::Path) -> Settings {
         ..Default::default()
     };
     s.notification.admin_emails = vec!["ops@example.com".into()];
+    s.payment.provider = Some(shop_payment::ProviderKind::Simulated);
     s
 }
 
