@@ -412,8 +412,3 @@ struct ApiDoc;
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}

@@ -319,9 +319,11 @@ kit::db_tests! { shop_auth::MIGRATIONS;
     }
 
     async fn login_throttling_per_account_and_per_ip(db) {
+        // The test's requests come through two proxies of ours (`<client>, 10.0.0.1`).
         let config = AuthConfig {
             login_max_failures_per_account: 3,
             login_max_attempts_per_ip: 6,
+            trusted_proxy_hops: 2,
             ..AuthConfig::for_tests()
         };
         let app = app_with(db, config).await;

@@ -391,9 +391,14 @@ pub async fn full_flow(api: &Api) {
     }
 }
 
-/// `GET /api/v1/info` lists every service, up, with its build.
+/// `GET /api/v1/info` lists every service, up, with its build — to admins only.
 pub async fn every_service_reports_its_info(api: &Api) {
-    let (status, rows) = api.get("", "/api/v1/info").await;
+    let (status, _) = api.get("", "/api/v1/info").await;
+    assert_eq!(status, 401, "build details are not public");
+    let (customer, _) = api.register().await;
+    let (status, _) = api.get(&customer, "/api/v1/info").await;
+    assert_eq!(status, 403, "nor a customer's business");
+    let (status, rows) = api.get(&api.admin().await, "/api/v1/info").await;
     assert_eq!(status, 200, "{rows}");
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), kit::contract::ServiceName::ALL.len(), "{rows:?}");
