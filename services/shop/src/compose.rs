@@ -43,8 +43,14 @@ pub async fn open_db(settings: &Settings, service: ServiceName, scope: DbScope) 
                 .with_context(|| format!("creating data directory {}", dir.display()))?;
         }
     }
-    let pool = PoolSettings { max_connections: settings.db_max_connections, ..Default::default() };
-    let db = Db::connect(&url, &pool).await.with_context(|| format!("{service} database"))?;
+    let pool = PoolSettings {
+        max_connections: settings.db_max_connections,
+        ca_file: settings.database_ca_file.clone(),
+        ..Default::default()
+    };
+    let db = Db::connect(&url, &pool)
+        .await
+        .with_context(|| format!("{service} database ({})", settings.database_url_key(service, scope)))?;
     tracing::info!(%service, url = %kit::config::redact_url(&url), "database connected");
     if settings.migrate_on_start {
         migrate(&db, service).await?;

@@ -22,6 +22,9 @@ pub struct Settings {
     /// `SHOP_DATABASES__<SERVICE>`: per-service database URLs when several services share a
     /// command (`serve all`, `migrate all`, `seed`).
     pub databases: BTreeMap<String, SecretString>,
+    /// `SHOP_DATABASE_CA_FILE`: CA certificates (PEM) that verify PostgreSQL servers (every
+    /// PostgreSQL URL without `sslrootcert`; without `sslmode` such a URL gets `verify-full`).
+    pub database_ca_file: Option<PathBuf>,
     /// `SHOP_DB_MAX_CONNECTIONS`: pool size per service.
     pub db_max_connections: u32,
     /// `SHOP_MIGRATE_ON_START`: apply migrations when a service starts (default true).
@@ -64,6 +67,7 @@ impl Default for Settings {
             data_dir: PathBuf::from(".shop-data"),
             database_url: None,
             databases: BTreeMap::new(),
+            database_ca_file: None,
             db_max_connections: 10,
             migrate_on_start: true,
             log_format: LogFormat::Text,
@@ -113,6 +117,17 @@ impl Settings {
         format!("sqlite://{}", self.data_dir.join(format!("{service}.db")).display())
     }
 
+    /// The configuration key [`Settings::database_url`] takes `service`'s URL from (for errors).
+    pub fn database_url_key(&self, service: ServiceName, scope: DbScope) -> String {
+        if self.databases.contains_key(service.as_str()) {
+            format!("SHOP_DATABASES__{}", service.as_str().to_ascii_uppercase())
+        } else if scope == DbScope::Single && self.database_url.is_some() {
+            "SHOP_DATABASE_URL".to_string()
+        } else {
+            "SHOP_DATA_DIR".to_string()
+        }
+    }
+
     /// The listen address of `service` (the gateway for `serve all`).
     pub fn addr(&self, service: ServiceName) -> SocketAddr {
         self.http_addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], service.default_port())))
@@ -158,6 +173,9 @@ mod tests {
         s.databases.insert("catalog".into(), SecretString::from("postgres://db/catalog"));
         assert_eq!(s.database_url(ServiceName::Catalog, DbScope::Shared), "postgres://db/catalog");
         assert_eq!(s.database_url(ServiceName::Auth, DbScope::Shared), "sqlite:///data/auth.db");
+        assert_eq!(s.database_url_key(ServiceName::Catalog, DbScope::Single), "SHOP_DATABASES__CATALOG");
+        assert_eq!(s.database_url_key(ServiceName::Auth, DbScope::Single), "SHOP_DATABASE_URL");
+        assert_eq!(s.database_url_key(ServiceName::Auth, DbScope::Shared), "SHOP_DATA_DIR");
     }
 
     #[test]
