@@ -15,6 +15,7 @@ pub mod redis_store;
 pub mod sql_store;
 pub mod store;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use api::{openapi, router};
 pub use products::{http_products, router_products, LookupError, ProductInfo, ProductLookup, ProductStatus};
+pub use redis_store::RedisTarget;
 pub use store::{AddOutcome, CartStore, Limits, LineSnapshot, MergeOutcome, StoreError, StoredLine};
 
 /// The cart's migrations for both backends (SQL store only).
@@ -35,9 +37,13 @@ pub static MIGRATIONS: kit::db::Migrations = kit::db::Migrations {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CartConfig {
-    /// Redis URL (`redis://…`); when absent the SQL store is used. Env: `SHOP_CART__REDIS_URL`.
+    /// Redis URL (`redis://…`, or `rediss://…` for TLS); when absent the SQL store is used.
+    /// Env: `SHOP_CART__REDIS_URL`.
     #[serde(serialize_with = "ser_opt_secret")]
     pub redis_url: Option<SecretString>,
+    /// CA certificates (PEM) that verify a `rediss://` server instead of the web PKI roots.
+    /// Env: `SHOP_CART__REDIS_CA_FILE`.
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every Redis key. Default `shop:cart:`.
     pub redis_prefix: String,
     /// Time to live of a signed-in user's cart, refreshed on every write. Default 7 days.
@@ -66,6 +72,7 @@ impl Default for CartConfig {
     fn default() -> Self {
         CartConfig {
             redis_url: None,
+            redis_ca_file: None,
             redis_prefix: "shop:cart:".into(),
             user_ttl_secs: 7 * 24 * 3600,
             guest_ttl_secs: 2 * 24 * 3600,
@@ -101,6 +108,26 @@ impl CartConfig {
         } else {
             anyhow::bail!("invalid cart configuration: {}", errors.join("; "))
         }
+    }
+
+    /// The cart's Redis, if any: `SHOP_CART__REDIS_URL`, else the shared `SHOP_REDIS_URL`
+    /// (`shared_url`); the CA file likewise (`SHOP_CART__REDIS_CA_FILE`, else `SHOP_REDIS_CA_FILE`).
+    pub fn redis_target(
+        &self,
+        shared_url: Option<&SecretString>,
+        shared_ca: Option<&Path>,
+    ) -> Option<RedisTarget> {
+        let (url, url_key) = match (&self.redis_url, shared_url) {
+            (Some(u), _) => (u.clone(), "SHOP_CART__REDIS_URL"),
+            (None, Some(u)) => (u.clone(), "SHOP_REDIS_URL"),
+            (None, None) => return None,
+        };
+        let (ca_file, ca_key) = match (&self.redis_ca_file, shared_ca) {
+            (Some(f), _) => (Some(f.clone()), "SHOP_CART__REDIS_CA_FILE"),
+            (None, Some(f)) => (Some(f.to_path_buf()), "SHOP_REDIS_CA_FILE"),
+            (None, None) => (None, ""),
+        };
+        Some(RedisTarget { url, url_key: url_key.into(), ca_file, ca_key: ca_key.into() })
     }
 
     pub fn user_ttl(&self) -> Duration {
@@ -153,9 +180,15 @@ impl kit::health::Check for StoreCheck {
     }
 }
 
-/// The Redis store at `url`; every key starts with `prefix`.
+/// The Redis store at `url` (`rediss://` verified against the web PKI roots); every key starts
+/// with `prefix`.
 pub async fn redis_store(url: &str, prefix: &str) -> anyhow::Result<Arc<dyn CartStore>> {
     Ok(Arc::new(redis_store::RedisStore::connect(url, prefix).await?))
+}
+
+/// The Redis store at `target` ([`CartConfig::redis_target`]); errors name its keys.
+pub async fn redis_store_at(target: &RedisTarget, prefix: &str) -> anyhow::Result<Arc<dyn CartStore>> {
+    Ok(Arc::new(redis_store::RedisStore::connect_to(target, prefix).await?))
 }
 
 /// The SQL store over a migrated cart database ([`MIGRATIONS`]).

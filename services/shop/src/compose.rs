@@ -13,7 +13,7 @@ use kit::db::{Db, Migrations, PoolSettings};
 use kit::events::outbox::{Relay, RelayConfig};
 use kit::events::{Consumers, EventBus};
 use kit::health::Readiness;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use shop_gateway::Upstream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -198,9 +198,9 @@ fn order_peers(
 }
 
 async fn cart_store(settings: &Settings, db: Option<&Db>) -> anyhow::Result<Arc<dyn shop_cart::CartStore>> {
-    let redis = settings.cart.redis_url.as_ref().or(settings.redis_url.as_ref());
+    let redis = settings.cart.redis_target(settings.redis_url.as_ref(), settings.redis_ca_file.as_deref());
     match (redis, db) {
-        (Some(url), _) => shop_cart::redis_store(url.expose_secret(), &settings.cart.redis_prefix)
+        (Some(target), _) => shop_cart::redis_store_at(&target, &settings.cart.redis_prefix)
             .await
             .context("connecting the cart to Redis"),
         (None, Some(db)) => Ok(shop_cart::sql_store(db.clone())),

@@ -43,6 +43,8 @@ pub struct Settings {
     pub notification_url: Option<url::Url>,
     /// `SHOP_REDIS_URL`: Redis for the cart (when unset, carts live in the cart's SQL database).
     pub redis_url: Option<SecretString>,
+    /// `SHOP_REDIS_CA_FILE`: CA certificates (PEM) that verify a `rediss://` Redis.
+    pub redis_ca_file: Option<PathBuf>,
     /// `SHOP_INTERNAL_TOKEN`: the credential services present to each other.
     pub internal_token: Option<SecretString>,
     /// `SHOP_EVENTS__*`: the event bus (in-process by default, Kafka with `SHOP_EVENTS__BUS=kafka`).
@@ -80,6 +82,7 @@ impl Default for Settings {
             payment_url: None,
             notification_url: None,
             redis_url: None,
+            redis_ca_file: None,
             internal_token: None,
             events: kit::events::EventsConfig::default(),
             auth: shop_auth::AuthConfig::default(),
