@@ -77,9 +77,10 @@ pub enum DbError {
     #[error("cannot connect to the database at {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     /// PostgreSQL refused or failed the connection; `server` is `host:port`, `tls` says which
-    /// `sslmode` was used and where the trusted CA came from (the configuration key).
-    #[error("cannot connect to PostgreSQL at {server} ({tls}): {source}")]
-    PgConnect { server: String, tls: String, source: sqlx::Error },
+    /// `sslmode` was used and where the trusted CA came from (the configuration key). The
+    /// message includes sqlx's (not also chained as a source, which would print it twice).
+    #[error("cannot connect to PostgreSQL at {server} ({tls}): {error}")]
+    PgConnect { server: String, tls: String, error: sqlx::Error },
     /// A CA file that cannot be used; `key` is the setting that named it.
     #[error("{key}: {message}")]
     CaFile { key: String, message: String },
@@ -102,10 +103,10 @@ impl Db {
                 .acquire_timeout(settings.acquire_timeout)
                 .connect_with(pg.options.clone())
                 .await
-                .map_err(|source| DbError::PgConnect {
+                .map_err(|error| DbError::PgConnect {
                     server: pg.server.clone(),
                     tls: pg.tls.clone(),
-                    source,
+                    error,
                 })?;
             let db = Db::Postgres(pool);
             pg.report(&db).await;
@@ -520,6 +521,16 @@ mod tests {
     async fn timestamps_on_postgres() {
         let t = crate::testing::postgres(&NO_MIGRATIONS).await;
         timestamps_round_trip_and_compare(t.db.clone()).await;
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in ["localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "::1", "[::1]"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["db", "shop-postgres.shop.svc", "10.0.0.5", "192.168.1.2", "localhost.example", "::2"] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 
     #[test]

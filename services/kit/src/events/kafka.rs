@@ -85,10 +85,21 @@ fn is_fatal(code: Option<RDKafkaErrorCode>, reason: &str) -> bool {
 
 impl BusContext {
     fn record(&self, code: Option<RDKafkaErrorCode>, reason: &str) {
+        // Log lines may start with librdkafka's thread name: `[thrd:…]: `.
+        let reason = match reason.strip_prefix("[thrd:").and_then(|r| r.split_once("]: ")) {
+            Some((_, rest)) => rest,
+            None => reason,
+        };
         let fatal = is_fatal(code, reason);
+        let vague = code == Some(RDKafkaErrorCode::AllBrokersDown);
         let mut last = self.last_error.lock().expect("error lock");
-        // "All brokers down" and the like never replace a more specific, earlier reason.
-        if fatal || last.as_ref().is_none_or(|l| !l.fatal) {
+        // A fatal reason is kept; "all brokers down" never replaces a more specific one.
+        let keep = match last.as_ref() {
+            None => true,
+            Some(l) if l.fatal => false,
+            Some(_) => fatal || !vague,
+        };
+        if keep {
             *last = Some(ClientFailure { reason: reason.to_string(), fatal });
         }
     }
@@ -121,8 +132,14 @@ impl ClientContext for BusContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(error = %error, reason, "Kafka client error");
-        self.record(error.rdkafka_error_code(), reason);
+        let code = error.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
+            // Follows every connection failure, which was logged already.
+            tracing::debug!(error = %error, reason, "Kafka client error");
+        } else {
+            tracing::warn!(error = %error, reason, "Kafka client error");
+        }
+        self.record(code, reason);
     }
 }
 
