@@ -6,7 +6,7 @@
 #
 # Build arguments: VERSION, REVISION and CREATED become OCI labels; RUST_VERSION picks the builder;
 # CARGO_PROFILE=dev gives a faster, unoptimised build (the Tiltfile's dev loop), release otherwise.
-# Runtime: distroless cc-debian12 (glibc, libgcc_s, CA certificates, tzdata; no shell), user
+# Runtime: distroless cc-debian12 (glibc, libgcc_s, libssl3, CA certificates, tzdata; no shell), user
 # nonroot = uid/gid 65532, the uid the operator's pod security context runs every pod as.
 
 ARG RUST_VERSION=1.95
@@ -20,6 +20,11 @@ WORKDIR /src
 # librdkafka (rdkafka's bundled build) links zlib: link it statically so the runtime needs no libz.
 ENV CARGO_TERM_COLOR=never \
     LIBZ_SYS_STATIC=1
+# librdkafka's TLS and SASL (rdkafka's `ssl` feature) link OpenSSL dynamically: the rust:bookworm
+# image (buildpack-deps) ships libssl-dev and pkg-config, and the distroless cc runtime libssl3.
+# Fail here, clearly, if a builder image without them is ever chosen.
+RUN pkg-config --exists openssl \
+    || { echo "builder image lacks OpenSSL headers or pkg-config (libssl-dev, pkg-config)" >&2; exit 1; }
 ARG CARGO_PROFILE=release
 ENV CARGO_PROFILE=${CARGO_PROFILE}
 COPY . .

@@ -13,6 +13,7 @@ pub mod redis_store;
 pub mod sql_store;
 pub mod store;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ pub use api::{openapi, router};
 pub use products::{
     catalog_policy, catalog_products, LookupError, ProductInfo, ProductLookup, ProductStatus,
 };
+pub use redis_store::RedisTarget;
 pub use store::{AddOutcome, CartStore, Limits, LineSnapshot, MergeOutcome, StoreError, StoredLine};
 
 /// The cart's migrations for both backends (SQL store only).
@@ -35,9 +37,13 @@ pub static MIGRATIONS: kit::db::Migrations = kit::db::Migrations {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CartConfig {
-    /// Redis URL (`redis://…`); when absent the SQL store is used. Env: `SHOP_CART__REDIS_URL`.
+    /// Redis URL (`redis://…`, or `rediss://…` for TLS); when absent the SQL store is used.
+    /// Env: `SHOP_CART__REDIS_URL`.
     #[serde(serialize_with = "ser_opt_secret")]
     pub redis_url: Option<SecretString>,
+    /// CA certificates (PEM) that verify a `rediss://` server instead of the web PKI roots.
+    /// Env: `SHOP_CART__REDIS_CA_FILE`.
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every Redis key. Default `shop:cart:`.
     pub redis_prefix: String,
     /// Time to live of a signed-in user's cart, refreshed on every write. Default 7 days.
@@ -64,6 +70,7 @@ impl Default for CartConfig {
     fn default() -> Self {
         CartConfig {
             redis_url: None,
+            redis_ca_file: None,
             redis_prefix: "shop:cart:".into(),
             user_ttl_secs: 7 * 24 * 3600,
             guest_ttl_secs: 2 * 24 * 3600,
@@ -98,6 +105,26 @@ impl CartConfig {
         } else {
             anyhow::bail!("invalid cart configuration: {}", errors.join("; "))
         }
+    }
+
+    /// The cart's Redis, if any: `SHOP_CART__REDIS_URL`, else the shared `SHOP_REDIS_URL`
+    /// (`shared_url`); the CA file likewise (`SHOP_CART__REDIS_CA_FILE`, else `SHOP_REDIS_CA_FILE`).
+    pub fn redis_target(
+        &self,
+        shared_url: Option<&SecretString>,
+        shared_ca: Option<&Path>,
+    ) -> Option<RedisTarget> {
+        let (url, url_key) = match (&self.redis_url, shared_url) {
+            (Some(u), _) => (u.clone(), "SHOP_CART__REDIS_URL"),
+            (None, Some(u)) => (u.clone(), "SHOP_REDIS_URL"),
+            (None, None) => return None,
+        };
+        let (ca_file, ca_key) = match (&self.redis_ca_file, shared_ca) {
+            (Some(f), _) => (Some(f.clone()), "SHOP_CART__REDIS_CA_FILE"),
+            (None, Some(f)) => (Some(f.to_path_buf()), "SHOP_REDIS_CA_FILE"),
+            (None, None) => (None, ""),
+        };
+        Some(RedisTarget { url, url_key: url_key.into(), ca_file, ca_key: ca_key.into() })
     }
 
     pub fn user_ttl(&self) -> Duration {
@@ -150,9 +177,15 @@ impl kit::health::Check for StoreCheck {
     }
 }
 
-/// The Redis store at `url`; every key starts with `prefix`.
+/// The Redis store at `url` (`rediss://` verified against the web PKI roots); every key starts
+/// with `prefix`.
 pub async fn redis_store(url: &str, prefix: &str) -> anyhow::Result<Arc<dyn CartStore>> {
     Ok(Arc::new(redis_store::RedisStore::connect(url, prefix).await?))
+}
+
+/// The Redis store at `target` ([`CartConfig::redis_target`]); errors name its keys.
+pub async fn redis_store_at(target: &RedisTarget, prefix: &str) -> anyhow::Result<Arc<dyn CartStore>> {
+    Ok(Arc::new(redis_store::RedisStore::connect_to(target, prefix).await?))
 }
 
 /// The SQL store over a migrated cart database ([`MIGRATIONS`]).
@@ -173,13 +206,19 @@ pub fn spawn_sweeper(
     })
 }
 
-/// The cart as the composer sees it (`kit::component`): carts in Redis when `redis_url` is set
-/// (no database is opened then), in its SQL database otherwise.
-pub fn service(config: CartConfig) -> kit::component::Service {
-    let redis = config.redis_url.is_some();
+/// The cart as the composer sees it (`kit::component`): carts in Redis when `redis_url` (or the
+/// platform's `shared_redis_url`) is set — no database is opened then —, in its SQL database
+/// otherwise. `shared_redis_ca` is the platform's `SHOP_REDIS_CA_FILE`.
+pub fn service(
+    config: CartConfig,
+    shared_redis_url: Option<SecretString>,
+    shared_redis_ca: Option<PathBuf>,
+) -> kit::component::Service {
+    let target = config.redis_target(shared_redis_url.as_ref(), shared_redis_ca.as_deref());
+    let redis = target.is_some();
     let service =
         kit::component::Service::new(kit::contract::ServiceName::Cart, Some(&MIGRATIONS), openapi, |cx| {
-            component(cx, config)
+            component(cx, config, target)
         });
     if redis {
         service.without_db()
@@ -191,9 +230,10 @@ pub fn service(config: CartConfig) -> kit::component::Service {
 async fn component(
     cx: kit::component::Context,
     config: CartConfig,
+    redis: Option<RedisTarget>,
 ) -> anyhow::Result<kit::component::Component> {
-    let store = match (&config.redis_url, cx.optional_db()) {
-        (Some(url), _) => redis_store(url.expose_secret(), &config.redis_prefix)
+    let store = match (&redis, cx.optional_db()) {
+        (Some(target), _) => redis_store_at(target, &config.redis_prefix)
             .await
             .map_err(|e| e.context("connecting the cart to Redis"))?,
         (None, Some(db)) => sql_store(db),

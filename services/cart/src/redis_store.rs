@@ -4,6 +4,7 @@
 //! lost update however many requests change one cart at once.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -104,11 +105,78 @@ pub struct RedisStore {
     merge: Script,
 }
 
+/// Where the cart's Redis is and which CA verifies it, with the configuration keys both came
+/// from, so that every error names them ([`crate::CartConfig::redis_target`]).
+#[derive(Clone, Debug)]
+pub struct RedisTarget {
+    /// `redis://…` (cleartext) or `rediss://…` (TLS).
+    pub url: secrecy::SecretString,
+    /// The key that set `url`: `SHOP_CART__REDIS_URL` or `SHOP_REDIS_URL`.
+    pub url_key: String,
+    /// CA certificates (PEM) that verify the server instead of the built-in web PKI roots.
+    pub ca_file: Option<PathBuf>,
+    /// The key that set `ca_file`: `SHOP_CART__REDIS_CA_FILE` or `SHOP_REDIS_CA_FILE`.
+    pub ca_key: String,
+}
+
+impl RedisTarget {
+    /// A target without a CA file (the web PKI roots verify `rediss://` servers).
+    pub fn url(url: &str, url_key: &str) -> RedisTarget {
+        RedisTarget { url: url.into(), url_key: url_key.into(), ca_file: None, ca_key: String::new() }
+    }
+}
+
+/// `host:port` of a Redis URL, for messages (never the password).
+fn server_of(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    format!("{host}:{}", url.port().unwrap_or(6379))
+}
+
 impl RedisStore {
-    /// Connects to `url` (`redis://…`); every key starts with `prefix` (e.g. `shop:cart:`).
+    /// Connects to `url` (`redis://…` or `rediss://…`); every key starts with `prefix` (e.g.
+    /// `shop:cart:`). `rediss://` servers are verified against the web PKI roots.
     pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<RedisStore> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("invalid Redis URL {}: {e}", kit::config::redact_url(url)))?;
+        Self::connect_to(&RedisTarget::url(url, "the Redis URL"), prefix).await
+    }
+
+    /// Connects to `target`; errors name its keys and the server, never the password.
+    pub async fn connect_to(target: &RedisTarget, prefix: &str) -> anyhow::Result<RedisStore> {
+        use secrecy::ExposeSecret;
+        let raw = target.url.expose_secret();
+        let key = &target.url_key;
+        let parsed = url::Url::parse(raw)
+            .map_err(|e| anyhow::anyhow!("{key}: invalid Redis URL {}: {e}", kit::config::redact_url(raw)))?;
+        let server = server_of(&parsed);
+        let tls = match parsed.scheme() {
+            "rediss" => true,
+            "redis" => false,
+            other => anyhow::bail!(
+                "{key}: unsupported Redis URL scheme `{other}` (expected redis:// or rediss://)"
+            ),
+        };
+        if parsed.fragment().is_some() {
+            anyhow::bail!(
+                "{key}: Redis URL fragments (`#insecure`) are not supported: TLS is always verified"
+            );
+        }
+        let client = match (&target.ca_file, tls) {
+            (Some(_), false) => anyhow::bail!(
+                "{} is set but {key} ({server}) is not a rediss:// URL: use rediss:// for TLS",
+                target.ca_key
+            ),
+            (Some(file), true) => {
+                let pem = read_ca(file, &target.ca_key)?;
+                let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+                redis::Client::build_with_tls(raw, certs)
+            }
+            (None, _) => redis::Client::open(raw),
+        }
+        .map_err(|e| anyhow::anyhow!("{key}: invalid Redis URL {}: {e}", kit::config::redact_url(raw)))?;
+        let how = match (&target.ca_file, tls) {
+            (_, false) => "in cleartext".to_string(),
+            (Some(file), true) => format!("over TLS, CA from {} {}", target.ca_key, file.display()),
+            (None, true) => "over TLS, CA from the built-in web PKI roots".to_string(),
+        };
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)))
@@ -116,12 +184,20 @@ impl RedisStore {
         let conn =
             tokio::time::timeout(Duration::from_secs(10), ConnectionManager::new_with_config(client, config))
                 .await
-                .map_err(|_| {
-                    anyhow::anyhow!("Redis at {} did not answer within 10s", kit::config::redact_url(url))
-                })?
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot connect to Redis at {}: {e}", kit::config::redact_url(url))
-                })?;
+                .map_err(|_| anyhow::anyhow!("Redis at {server} ({key}, {how}) did not answer within 10s"))?
+                .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {server} ({key}, {how}): {e}"))?;
+        let host = parsed.host_str().unwrap_or_default();
+        if tls {
+            tracing::info!(%server, "Redis connection encrypted (TLS)");
+        } else if kit::db::is_loopback_host(host) {
+            tracing::info!(%server, "Redis connection in cleartext (loopback)");
+        } else {
+            tracing::warn!(
+                %server,
+                "Redis connection is NOT ENCRYPTED: carts and the password cross the network in \
+                 cleartext. Use a rediss:// URL in {key} (and a CA file for a private CA)"
+            );
+        }
         Ok(RedisStore {
             conn,
             prefix: prefix.to_string(),
@@ -135,6 +211,11 @@ impl RedisStore {
     fn key(&self, cart: &str) -> String {
         format!("{}{cart}", self.prefix)
     }
+}
+
+/// Reads a PEM file of CA certificates; the error names `key` and the path.
+fn read_ca(path: &Path, key: &str) -> anyhow::Result<Vec<u8>> {
+    kit::db::read_ca_file(path, key).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {

@@ -277,6 +277,126 @@ async fn redis_store_reports_an_unreachable_server() {
     assert!(err.to_string().contains("Redis"), "{err}");
 }
 
+/// The same contract over TLS, against the TLS-only Redis of `scripts/tls-test-servers`
+/// (`--port 0 --tls-port …`). Fails, not skips, without it (`scripts/test` starts it).
+mod tls {
+    use super::*;
+    use shop_cart::{CartConfig, RedisTarget};
+
+    fn env(name: &str) -> String {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: the TLS tests need scripts/tls-test-servers. Run \
+                 `scripts/tls-test-servers start` and export the lines of `scripts/tls-test-servers env`"
+            )
+        })
+    }
+
+    /// The TLS-only server's URL (with a password the server does not check, so errors can be
+    /// checked for not showing it) and its `host:port`.
+    fn url_and_server() -> (String, String) {
+        let mut url = url::Url::parse(&env("SHOP_TEST_TLS_REDIS_URL")).unwrap();
+        let server = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+        url.set_username("default").unwrap();
+        url.set_password(Some("hunter2")).unwrap();
+        (url.to_string(), server)
+    }
+
+    /// The cart's configuration as `SHOP_CART__REDIS_URL` and `SHOP_CART__REDIS_CA_FILE` give it.
+    fn target(url: &str, ca: Option<String>) -> RedisTarget {
+        let cfg = CartConfig {
+            redis_url: Some(url.into()),
+            redis_ca_file: ca.map(Into::into),
+            ..Default::default()
+        };
+        cfg.redis_target(None, None).expect("a Redis target")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn rediss_with_the_right_ca_passes_the_store_contract() {
+        let (url, _) = url_and_server();
+        // The server has no password: use the URL without one.
+        let url = url.replace("default:hunter2@", "");
+        let prefix = format!("shop-test:{}:", Uuid::new_v4().simple());
+        let store = shop_cart::redis_store_at(&target(&url, Some(env("SHOP_TEST_TLS_CA_FILE"))), &prefix)
+            .await
+            .unwrap();
+        contract(store).await;
+    }
+
+    #[tokio::test]
+    async fn rediss_with_the_wrong_ca_fails_naming_the_keys_and_the_server() {
+        let (url, server) = url_and_server();
+        let wrong = env("SHOP_TEST_TLS_WRONG_CA_FILE");
+        let err = shop_cart::redis_store_at(&target(&url, Some(wrong.clone())), "x:")
+            .await
+            .err()
+            .expect("a certificate from another CA is refused");
+        let msg = format!("{err:#}");
+        assert!(msg.contains(&server), "names the server: {msg}");
+        assert!(msg.contains("SHOP_CART__REDIS_URL"), "names the URL key: {msg}");
+        assert!(msg.contains("SHOP_CART__REDIS_CA_FILE") && msg.contains(&wrong), "names the CA key: {msg}");
+        assert!(msg.to_lowercase().contains("certificate"), "says what failed: {msg}");
+        assert!(!msg.contains("hunter2"), "never the password: {msg}");
+    }
+
+    #[tokio::test]
+    async fn rediss_without_a_ca_file_trusts_only_the_web_pki_roots() {
+        let (url, server) = url_and_server();
+        let err =
+            shop_cart::redis_store_at(&target(&url, None), "x:").await.err().expect("private CA refused");
+        let msg = format!("{err:#}");
+        assert!(msg.contains(&server) && msg.contains("web PKI roots"), "{msg}");
+        assert!(!msg.contains("hunter2"), "never the password: {msg}");
+    }
+
+    #[tokio::test]
+    async fn a_ca_file_with_a_cleartext_url_is_a_configuration_error() {
+        let (url, server) = url_and_server();
+        let plain = url.replacen("rediss://", "redis://", 1);
+        let err = shop_cart::redis_store_at(&target(&plain, Some(env("SHOP_TEST_TLS_CA_FILE"))), "x:")
+            .await
+            .err()
+            .expect("CA file without TLS");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("SHOP_CART__REDIS_CA_FILE") && msg.contains("rediss://") && msg.contains(&server),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn insecure_urls_are_refused() {
+        let (url, _) = url_and_server();
+        let err = shop_cart::redis_store_at(&target(&format!("{url}#insecure"), None), "x:")
+            .await
+            .err()
+            .expect("no unverified TLS");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("#insecure") && msg.contains("SHOP_CART__REDIS_URL"), "{msg}");
+    }
+
+    #[test]
+    fn the_cart_keys_override_the_shared_ones() {
+        let shared_url = secrecy::SecretString::from("rediss://shared:6380");
+        let shared_ca = std::path::Path::new("/shared/ca.pem");
+        let t = CartConfig::default().redis_target(Some(&shared_url), Some(shared_ca)).unwrap();
+        assert_eq!((t.url_key.as_str(), t.ca_key.as_str()), ("SHOP_REDIS_URL", "SHOP_REDIS_CA_FILE"));
+        let own = CartConfig {
+            redis_url: Some("rediss://own:6380".into()),
+            redis_ca_file: Some("/own/ca.pem".into()),
+            ..Default::default()
+        };
+        let t = own.redis_target(Some(&shared_url), Some(shared_ca)).unwrap();
+        assert_eq!(
+            (t.url_key.as_str(), t.ca_key.as_str()),
+            ("SHOP_CART__REDIS_URL", "SHOP_CART__REDIS_CA_FILE")
+        );
+        assert_eq!(t.ca_file.as_deref(), Some(std::path::Path::new("/own/ca.pem")));
+        assert!(CartConfig::default().redis_target(None, Some(shared_ca)).is_none(), "no URL, no Redis");
+    }
+}
+
 mod sql {
     use super::*;
     use kit::db::Timestamp;

@@ -5,11 +5,12 @@
 //! by number) is type-checked against both drivers. Backend-specific SQL lives in few, named
 //! places, chosen with [`Db::backend`].
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
@@ -49,16 +50,23 @@ macro_rules! with_db {
     };
 }
 
+/// The configuration key of [`PoolSettings::ca_file`].
+pub const CA_FILE_KEY: &str = "SHOP_DATABASE_CA_FILE";
+
 /// Pool settings.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// CA certificates (PEM) that verify PostgreSQL servers ([`CA_FILE_KEY`]). Used by every
+    /// PostgreSQL URL that names no `sslrootcert`; a URL that names no `sslmode` then gets
+    /// `verify-full` instead of libpq's `prefer`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for PoolSettings {
     fn default() -> Self {
-        PoolSettings { max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+        PoolSettings { max_connections: 10, acquire_timeout: Duration::from_secs(5), ca_file: None }
     }
 }
 
@@ -68,6 +76,14 @@ pub enum DbError {
     UnsupportedUrl(String),
     #[error("cannot connect to the database at {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
+    /// PostgreSQL refused or failed the connection; `server` is `host:port`, `tls` says which
+    /// `sslmode` was used and where the trusted CA came from (the configuration key). The
+    /// message includes sqlx's (not also chained as a source, which would print it twice).
+    #[error("cannot connect to PostgreSQL at {server} ({tls}): {error}")]
+    PgConnect { server: String, tls: String, error: sqlx::Error },
+    /// A CA file that cannot be used; `key` is the setting that named it.
+    #[error("{key}: {message}")]
+    CaFile { key: String, message: String },
     #[error("migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -78,14 +94,23 @@ impl Db {
         let redacted = crate::config::redact_url(url);
         let connect_err = |source| DbError::Connect { url: redacted.clone(), source };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(url).map_err(connect_err)?;
+            let pg = PgTarget::new(url, settings).map_err(|e| match e {
+                PgTargetError::Db(e) => e,
+                PgTargetError::Sqlx(source) => connect_err(source),
+            })?;
             let pool = PgPoolOptions::new()
                 .max_connections(settings.max_connections)
                 .acquire_timeout(settings.acquire_timeout)
-                .connect_with(opts)
+                .connect_with(pg.options.clone())
                 .await
-                .map_err(connect_err)?;
-            Ok(Db::Postgres(pool))
+                .map_err(|error| DbError::PgConnect {
+                    server: pg.server.clone(),
+                    tls: pg.tls.clone(),
+                    error,
+                })?;
+            let db = Db::Postgres(pool);
+            pg.report(&db).await;
+            Ok(db)
         } else if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
                 .map_err(connect_err)?
@@ -132,6 +157,15 @@ impl Db {
         Ok(())
     }
 
+    /// Whether this pool's connections are encrypted: `Some(true)` for PostgreSQL over TLS
+    /// (as the server sees it, `pg_stat_ssl`), `Some(false)` in cleartext, `None` for SQLite.
+    pub async fn encrypted(&self) -> Result<Option<bool>, sqlx::Error> {
+        match self {
+            Db::Postgres(pool) => Ok(Some(pg_tls_version(pool).await?.is_some())),
+            Db::Sqlite(_) => Ok(None),
+        }
+    }
+
     /// A trivial round trip, used by `/readyz`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         with_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
@@ -150,6 +184,144 @@ impl crate::health::Check for Db {
     async fn check(&self) -> Result<(), String> {
         self.ping().await.map_err(|e| e.to_string())
     }
+}
+
+/// The TLS version of one pooled connection as the server reports it; `None` in cleartext.
+async fn pg_tls_version(pool: &PgPool) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(bool, Option<String>)> =
+        sqlx::query_as("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_optional(pool)
+            .await?;
+    Ok(match row {
+        Some((true, version)) => Some(version.unwrap_or_else(|| "TLS".to_string())),
+        _ => None,
+    })
+}
+
+/// A PostgreSQL URL turned into connect options, with the TLS settings applied and described.
+struct PgTarget {
+    options: PgConnectOptions,
+    /// `host:port` (or the socket path): what errors and logs name. Never the password.
+    server: String,
+    /// `sslmode=…, CA from …`.
+    tls: String,
+    loopback: bool,
+}
+
+enum PgTargetError {
+    Db(DbError),
+    Sqlx(sqlx::Error),
+}
+
+impl PgTarget {
+    fn new(url: &str, settings: &PoolSettings) -> Result<PgTarget, PgTargetError> {
+        let mut options = PgConnectOptions::from_str(url).map_err(PgTargetError::Sqlx)?;
+        // What the URL (or libpq's environment variables, which sqlx also reads) set explicitly.
+        let params: Vec<(String, String)> = url::Url::parse(url)
+            .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+            .unwrap_or_default();
+        let param =
+            |names: &[&str]| params.iter().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.clone());
+        let url_mode = param(&["sslmode", "ssl-mode"]).or_else(|| std::env::var("PGSSLMODE").ok());
+        let url_root = param(&["sslrootcert", "ssl-root-cert", "ssl-ca"])
+            .map(|p| (p, "the URL's sslrootcert"))
+            .or_else(|| std::env::var("PGSSLROOTCERT").ok().map(|p| (p, "PGSSLROOTCERT")));
+
+        // A CA named anywhere, and no sslmode: verify the server (libpq would `prefer`).
+        let ca = match (&url_root, &settings.ca_file) {
+            (Some((path, key)), _) => {
+                read_ca_file(Path::new(path), key).map_err(PgTargetError::Db)?;
+                Some(format!("CA from {key} {path}"))
+            }
+            (None, Some(file)) => {
+                let pem = read_ca_file(file, CA_FILE_KEY).map_err(PgTargetError::Db)?;
+                options = options.ssl_root_cert_from_pem(pem);
+                Some(format!("CA from {CA_FILE_KEY} {}", file.display()))
+            }
+            (None, None) => None,
+        };
+        if ca.is_some() && url_mode.is_none() {
+            options = options.ssl_mode(PgSslMode::VerifyFull);
+        }
+        let ca = ca.unwrap_or_else(|| "CA from the built-in web PKI roots".to_string());
+        let mode = options.get_ssl_mode();
+        let tls = match mode {
+            PgSslMode::Disable | PgSslMode::Allow => format!("sslmode={}, cleartext", ssl_mode_name(mode)),
+            PgSslMode::Prefer | PgSslMode::Require => {
+                format!("sslmode={}, server certificate not verified", ssl_mode_name(mode))
+            }
+            PgSslMode::VerifyCa | PgSslMode::VerifyFull => format!("sslmode={}, {ca}", ssl_mode_name(mode)),
+        };
+        let (server, loopback) = match options.get_socket() {
+            Some(path) => (path.display().to_string(), true),
+            None => {
+                let host = options.get_host();
+                let server = if host.contains(':') {
+                    format!("[{host}]:{}", options.get_port())
+                } else {
+                    format!("{host}:{}", options.get_port())
+                };
+                (server, host.starts_with('/') || is_loopback_host(host))
+            }
+        };
+        Ok(PgTarget { options, server, tls, loopback })
+    }
+
+    /// Logs whether the pool's connections are encrypted; loudly when a server off this host is
+    /// reached in cleartext.
+    async fn report(&self, db: &Db) {
+        let Db::Postgres(pool) = db else { return };
+        let mode = ssl_mode_name(self.options.get_ssl_mode());
+        match pg_tls_version(pool).await {
+            Ok(Some(version)) => {
+                tracing::info!(server = %self.server, sslmode = mode, tls = %version, "PostgreSQL connection encrypted")
+            }
+            Ok(None) if self.loopback => {
+                tracing::info!(server = %self.server, sslmode = mode, "PostgreSQL connection in cleartext (loopback)")
+            }
+            Ok(None) => tracing::warn!(
+                server = %self.server,
+                sslmode = mode,
+                "PostgreSQL connection is NOT ENCRYPTED: credentials and data cross the network in \
+                 cleartext. Enable TLS on the server and set sslmode=verify-full in the database URL \
+                 (and {CA_FILE_KEY} for a private CA)"
+            ),
+            Err(e) => tracing::warn!(server = %self.server, sslmode = mode, error = %e,
+                "cannot tell whether the PostgreSQL connection is encrypted (pg_stat_ssl)"),
+        }
+    }
+}
+
+fn ssl_mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    }
+}
+
+/// `localhost` or a loopback address: traffic that never leaves the machine (or the pod).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Reads a PEM file of CA certificates, failing with an error that names `key` and the path
+/// when it is missing, unreadable or holds no certificate.
+pub fn read_ca_file(path: &Path, key: &str) -> Result<Vec<u8>, DbError> {
+    let err = |message: String| DbError::CaFile { key: key.to_string(), message };
+    let pem = std::fs::read(path).map_err(|e| err(format!("cannot read CA file {}: {e}", path.display())))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(pem)
 }
 
 /// A UTC instant that orders correctly on both backends.
@@ -349,6 +521,16 @@ mod tests {
     async fn timestamps_on_postgres() {
         let t = crate::testing::postgres(&NO_MIGRATIONS).await;
         timestamps_round_trip_and_compare(t.db.clone()).await;
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in ["localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "::1", "[::1]"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["db", "shop-postgres.shop.svc", "10.0.0.5", "192.168.1.2", "localhost.example", "::2"] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 
     #[test]

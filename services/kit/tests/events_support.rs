@@ -54,7 +54,7 @@ pub fn kafka_config(brokers: &str) -> EventsConfig {
             ("session.timeout.ms".to_string(), "6000".to_string()),
             ("heartbeat.interval.ms".to_string(), "500".to_string()),
         ]),
-        properties: BTreeMap::new(),
+        ..Default::default()
     }
 }
 

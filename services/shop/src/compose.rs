@@ -26,7 +26,11 @@ pub fn service(name: ServiceName, settings: &Settings) -> Service {
     match name {
         ServiceName::Auth => shop_auth::service(settings.auth.clone()),
         ServiceName::Catalog => shop_catalog::service(),
-        ServiceName::Cart => shop_cart::service(cart_config(settings)),
+        ServiceName::Cart => shop_cart::service(
+            settings.cart.clone(),
+            settings.redis_url.clone(),
+            settings.redis_ca_file.clone(),
+        ),
         ServiceName::Inventory => shop_inventory::service(settings.inventory.clone()),
         ServiceName::Order => shop_order::service(settings.order.clone()),
         ServiceName::Payment => shop_payment::service(settings.payment.clone()),
@@ -39,16 +43,6 @@ pub fn service(name: ServiceName, settings: &Settings) -> Service {
 /// the others verify tokens with; the gateway last, which routes to all of them).
 pub fn services(settings: &Settings) -> Vec<Service> {
     ServiceName::ALL.into_iter().map(|name| service(name, settings)).collect()
-}
-
-/// The cart keeps carts in Redis when `SHOP_CART__REDIS_URL` or the platform's `SHOP_REDIS_URL`
-/// is set.
-fn cart_config(settings: &Settings) -> shop_cart::CartConfig {
-    let mut config = settings.cart.clone();
-    if config.redis_url.is_none() {
-        config.redis_url = settings.redis_url.clone();
-    }
-    config
 }
 
 /// The gateway shares its rate limits through the platform's Redis (`SHOP_REDIS_URL`) unless
@@ -81,8 +75,14 @@ pub async fn open_db(settings: &Settings, service: ServiceName, scope: DbScope) 
                 .with_context(|| format!("creating data directory {}", dir.display()))?;
         }
     }
-    let pool = PoolSettings { max_connections: settings.db_max_connections, ..Default::default() };
-    let db = Db::connect(&url, &pool).await.with_context(|| format!("{service} database"))?;
+    let pool = PoolSettings {
+        max_connections: settings.db_max_connections,
+        ca_file: settings.database_ca_file.clone(),
+        ..Default::default()
+    };
+    let db = Db::connect(&url, &pool)
+        .await
+        .with_context(|| format!("{service} database ({})", settings.database_url_key(service, scope)))?;
     tracing::info!(%service, url = %kit::config::redact_url(&url), "database connected");
     if settings.migrate_on_start {
         migrate(&db, service).await?;

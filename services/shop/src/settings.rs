@@ -32,6 +32,9 @@ pub struct Settings {
     /// `SHOP_DATABASES__<SERVICE>`: per-service database URLs when several services share a
     /// command (`serve all`, `migrate all`, `seed`).
     pub databases: BTreeMap<String, SecretString>,
+    /// `SHOP_DATABASE_CA_FILE`: CA certificates (PEM) that verify PostgreSQL servers (every
+    /// PostgreSQL URL without `sslrootcert`; without `sslmode` such a URL gets `verify-full`).
+    pub database_ca_file: Option<PathBuf>,
     /// `SHOP_DB_MAX_CONNECTIONS`: pool size per service.
     pub db_max_connections: u32,
     /// `SHOP_MIGRATE_ON_START`: apply migrations when a service starts (default true).
@@ -50,6 +53,8 @@ pub struct Settings {
     pub notification_url: Option<url::Url>,
     /// `SHOP_REDIS_URL`: Redis for the cart (when unset, carts live in the cart's SQL database).
     pub redis_url: Option<SecretString>,
+    /// `SHOP_REDIS_CA_FILE`: CA certificates (PEM) that verify a `rediss://` Redis.
+    pub redis_ca_file: Option<PathBuf>,
     /// `SHOP_INTERNAL_TOKEN`: the credential services present to each other.
     pub internal_token: Option<SecretString>,
     /// `SHOP_EVENTS__*`: the event bus (in-process by default, Kafka with `SHOP_EVENTS__BUS=kafka`).
@@ -77,6 +82,7 @@ impl Default for Settings {
             data_dir: PathBuf::from(".shop-data"),
             database_url: None,
             databases: BTreeMap::new(),
+            database_ca_file: None,
             db_max_connections: 10,
             migrate_on_start: true,
             log_format: LogFormat::Text,
@@ -89,6 +95,7 @@ impl Default for Settings {
             payment_url: None,
             notification_url: None,
             redis_url: None,
+            redis_ca_file: None,
             internal_token: None,
             events: kit::events::EventsConfig::default(),
             auth: shop_auth::AuthConfig::default(),
@@ -124,6 +131,17 @@ impl Settings {
             }
         }
         format!("sqlite://{}", self.data_dir.join(format!("{service}.db")).display())
+    }
+
+    /// The configuration key [`Settings::database_url`] takes `service`'s URL from (for errors).
+    pub fn database_url_key(&self, service: ServiceName, scope: DbScope) -> String {
+        if self.databases.contains_key(service.as_str()) {
+            format!("SHOP_DATABASES__{}", service.as_str().to_ascii_uppercase())
+        } else if scope == DbScope::Single && self.database_url.is_some() {
+            "SHOP_DATABASE_URL".to_string()
+        } else {
+            "SHOP_DATA_DIR".to_string()
+        }
     }
 
     /// The listen address of `service` (the gateway for `serve all`).
@@ -171,6 +189,9 @@ mod tests {
         s.databases.insert("catalog".into(), SecretString::from("postgres://db/catalog"));
         assert_eq!(s.database_url(ServiceName::Catalog, DbScope::Shared), "postgres://db/catalog");
         assert_eq!(s.database_url(ServiceName::Auth, DbScope::Shared), "sqlite:///data/auth.db");
+        assert_eq!(s.database_url_key(ServiceName::Catalog, DbScope::Single), "SHOP_DATABASES__CATALOG");
+        assert_eq!(s.database_url_key(ServiceName::Auth, DbScope::Single), "SHOP_DATABASE_URL");
+        assert_eq!(s.database_url_key(ServiceName::Auth, DbScope::Shared), "SHOP_DATA_DIR");
     }
 
     #[test]

@@ -8,14 +8,21 @@
 //!   stored offsets are committed after each event and synchronously on shutdown.
 //! - Dead letters: `<topic>.dlq.<group>` with the original key, value and `ce_*` headers plus
 //!   `dlq_error`, `dlq_group`, `dlq_attempts`, `dlq_original_{topic,partition,offset}`.
-//! - Configuration: [`EventsConfig`]; arbitrary librdkafka properties pass through.
+//! - Configuration: [`EventsConfig`]; TLS and SASL through typed keys, arbitrary librdkafka
+//!   properties pass through. Every client (producer, consumers, admin) gets the same
+//!   connection properties ([`EventsConfig::client_properties`]).
+//! - Start-up fails instead of hanging: `connect` (the producer) and `start` (the consumers)
+//!   wait for a metadata answer within `connect_timeout`, and fail at once on an SSL or
+//!   authentication error, naming the brokers and the keys involved (never the password).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -24,7 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::contract::{self, headers};
 use super::delivery::{deliver, Outcome};
-use super::{ConsumerState, Consumers, Envelope, EventBus, EventError, EventsConfig, Registry, Subscription};
+use super::{
+    keys, ConsumerState, Consumers, Envelope, EventBus, EventError, EventsConfig, Registry, Subscription,
+};
 
 /// The production event bus.
 #[derive(Clone)]
@@ -34,28 +43,205 @@ pub struct KafkaBus {
 
 struct Inner {
     config: EventsConfig,
+    /// The connection properties of every client ([`EventsConfig::client_properties`]).
+    client_properties: BTreeMap<String, String>,
     /// Replaced after a timed-out publish: a fresh client gets a new idempotent producer id
     /// and fresh metadata (a broker that lost its state, e.g. restarted, otherwise never
     /// accepts the old producer's sequence again).
-    producer: std::sync::RwLock<FutureProducer>,
+    producer: std::sync::RwLock<FutureProducer<BusContext>>,
     registry: Registry,
 }
 
-fn new_producer(config: &EventsConfig) -> Result<FutureProducer, EventError> {
-    let mut cc = base_config(config);
+/// The client context of the bus's clients: librdkafka's errors and log lines go to the log,
+/// and the most telling recent failure is kept so that a start-up failure can say what went
+/// wrong (an SSL handshake, an authentication) rather than only "timed out".
+#[derive(Clone, Default)]
+pub struct BusContext {
+    last_error: Arc<Mutex<Option<ClientFailure>>>,
+}
+
+/// A failure reported by librdkafka; `fatal` ones (TLS, authentication) end start-up at once.
+#[derive(Clone, Debug)]
+struct ClientFailure {
+    reason: String,
+    fatal: bool,
+}
+
+/// Whether a librdkafka failure is one that retrying will not fix.
+fn is_fatal(code: Option<RDKafkaErrorCode>, reason: &str) -> bool {
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::SSL
+                | RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::UnsupportedSASLMechanism
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::IllegalSASLState
+        )
+    ) || reason.contains("SSL handshake failed")
+        || reason.contains("SASL authentication error")
+        || reason.contains("mechanism handshake failed")
+}
+
+impl BusContext {
+    fn record(&self, code: Option<RDKafkaErrorCode>, reason: &str) {
+        // Log lines may start with librdkafka's thread name: `[thrd:…]: `.
+        let reason = match reason.strip_prefix("[thrd:").and_then(|r| r.split_once("]: ")) {
+            Some((_, rest)) => rest,
+            None => reason,
+        };
+        let fatal = is_fatal(code, reason);
+        let vague = code == Some(RDKafkaErrorCode::AllBrokersDown);
+        let mut last = self.last_error.lock().expect("error lock");
+        // A fatal reason is kept; "all brokers down" never replaces a more specific one.
+        let keep = match last.as_ref() {
+            None => true,
+            Some(l) if l.fatal => false,
+            Some(_) => fatal || !vague,
+        };
+        if keep {
+            *last = Some(ClientFailure { reason: reason.to_string(), fatal });
+        }
+    }
+
+    fn last_error(&self) -> Option<ClientFailure> {
+        self.last_error.lock().expect("error lock").clone()
+    }
+}
+
+impl ClientContext for BusContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", fac, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+        // Connection failures (`FAIL`: an SSL handshake, a refused SASL mechanism) are logged,
+        // not always reported through the error callback.
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) && fac == "FAIL" {
+            self.record(None, message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
+            // Follows every connection failure, which was logged already.
+            tracing::debug!(error = %error, reason, "Kafka client error");
+        } else {
+            tracing::warn!(error = %error, reason, "Kafka client error");
+        }
+        self.record(code, reason);
+    }
+}
+
+impl ConsumerContext for BusContext {}
+
+/// A configuration error at start-up: the client could not be created from the properties.
+fn config_err(what: &str, config: &EventsConfig, e: KafkaError) -> EventError {
+    EventError::Config(format!("{what} for {}: {e}", config.describe_connection()))
+}
+
+/// A producer with the bus's connection properties, and its context (to read its errors).
+fn new_producer(
+    client_properties: &BTreeMap<String, String>,
+    config: &EventsConfig,
+) -> Result<(FutureProducer<BusContext>, BusContext), EventError> {
+    let mut cc = client_config(client_properties);
     cc.set("enable.idempotence", "true").set("acks", "all");
     cc.set("message.timeout.ms", config.publish_timeout.as_millis().to_string());
     for (k, v) in &config.producer_properties {
         cc.set(k, v);
     }
-    cc.create().map_err(kafka_err)
+    let context = BusContext::default();
+    let producer = cc
+        .create_with_context(context.clone())
+        .map_err(|e| config_err("cannot create the Kafka producer", config, e))?;
+    Ok((producer, context))
+}
+
+/// Checks that a client reaches the brokers: `probe` sends a metadata request that waits at
+/// most the given time (and serves the client's callbacks), repeated until one is answered or
+/// `connect_timeout` passed; an SSL or authentication failure reported through `context` ends
+/// the wait at once. Runs on a blocking thread that ends when this returns.
+async fn verify_connection<F>(
+    what: &str,
+    config: &EventsConfig,
+    context: &BusContext,
+    mut probe: F,
+) -> Result<(), EventError>
+where
+    F: FnMut(Duration) -> Result<(), KafkaError> + Send + 'static,
+{
+    let timeout = config.connect_timeout;
+    let ctx = context.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut last = String::from("no answer");
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(last);
+            }
+            match probe(left.min(Duration::from_millis(250))) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+            if let Some(f) = ctx.last_error().filter(|f| f.fatal) {
+                return Err(f.reason);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("metadata request task failed: {e}")));
+    let failure = match outcome {
+        Ok(()) => return Ok(()),
+        Err(failure) => failure,
+    };
+    let reason = match context.last_error() {
+        Some(f) if !failure.contains(&f.reason) => format!("{} ({failure})", f.reason),
+        Some(_) => failure,
+        // Nothing more specific: a TLS client whose handshake never completes (a plaintext
+        // listener keeps waiting for the rest of what it takes for a request) says nothing.
+        None if config.effective_security_protocol().contains("ssl") => format!(
+            "{failure}; no TLS handshake completed: check that the brokers' listener speaks TLS \
+             and that {} is the CA that signed their certificates",
+            keys::SSL_CA_FILE
+        ),
+        None => failure,
+    };
+    Err(EventError::Unavailable(format!(
+        "{what} cannot reach {} (waited at most {} ms, {}): {reason}",
+        config.describe_connection(),
+        timeout.as_millis(),
+        keys::CONNECT_TIMEOUT,
+    )))
 }
 
 impl KafkaBus {
-    /// Creates the producer (and, with `create_topics`, the contract topics).
+    /// Creates the producer, checks that it reaches the brokers (a metadata request within
+    /// `connect_timeout`), and, with `create_topics`, creates the contract topics.
     pub async fn connect(config: EventsConfig) -> Result<KafkaBus, EventError> {
-        let producer = std::sync::RwLock::new(new_producer(&config)?);
-        let bus = KafkaBus { inner: Arc::new(Inner { config, producer, registry: Registry::default() }) };
+        let client_properties = config.client_properties()?;
+        let (producer, context) = new_producer(&client_properties, &config)?;
+        warn_if_cleartext(&config);
+        let probe = producer.clone();
+        verify_connection("the Kafka producer", &config, &context, move |t| {
+            probe.client().fetch_metadata(None, t).map(|_| ())
+        })
+        .await?;
+        let producer = std::sync::RwLock::new(producer);
+        let bus = KafkaBus {
+            inner: Arc::new(Inner { config, client_properties, producer, registry: Registry::default() }),
+        };
         if bus.inner.config.create_topics {
             let all: Vec<String> = contract::topics::ALL.iter().map(|t| bus.full(t)).collect();
             bus.ensure_topics(&all).await?;
@@ -73,8 +259,9 @@ impl KafkaBus {
         let mut names = names.to_vec();
         names.sort();
         names.dedup();
-        let admin: AdminClient<DefaultClientContext> =
-            base_config(&self.inner.config).create().map_err(kafka_err)?;
+        let admin: AdminClient<BusContext> = client_config(&self.inner.client_properties)
+            .create_with_context(BusContext::default())
+            .map_err(|e| config_err("cannot create the Kafka admin client", &self.inner.config, e))?;
         let new: Vec<NewTopic<'_>> = names
             .iter()
             .map(|n| NewTopic::new(n, self.inner.config.partitions, TopicReplication::Fixed(1)))
@@ -121,11 +308,11 @@ impl KafkaBus {
     }
 
     /// Replaces `failed` with a fresh producer (unless another task already did).
-    fn reset_producer(&self, failed: &FutureProducer) {
+    fn reset_producer(&self, failed: &FutureProducer<BusContext>) {
         let mut guard = self.inner.producer.write().expect("producer lock");
         if std::ptr::eq(guard.client().native_ptr(), failed.client().native_ptr()) {
-            match new_producer(&self.inner.config) {
-                Ok(p) => {
+            match new_producer(&self.inner.client_properties, &self.inner.config) {
+                Ok((p, _)) => {
                     tracing::warn!("Kafka publish timed out: producer re-created");
                     *guard = p;
                 }
@@ -140,25 +327,55 @@ impl KafkaBus {
         let _ = producer.flush(timeout);
     }
 
-    async fn consume(self, sub: Subscription, slot: super::StateSlot, shutdown: CancellationToken) {
-        let cfg = &self.inner.config;
-        let mut cc = base_config(cfg);
-        cc.set("group.id", &sub.group)
+    /// The configuration of a consumer of `group`: the bus's connection properties, then the
+    /// consumer settings and `consumer_properties`.
+    fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut cc = client_config(&self.inner.client_properties);
+        cc.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest");
-        for (k, v) in &cfg.consumer_properties {
+        for (k, v) in &self.inner.config.consumer_properties {
             cc.set(k, v);
         }
-        let consumer: StreamConsumer = match cc.create() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(group = %sub.group, error = %e, "cannot create Kafka consumer");
-                slot.set(ConsumerState::Failed(e.to_string()));
-                return;
-            }
-        };
-        let consumer = Arc::new(consumer);
+        cc
+    }
+
+    fn new_consumer(&self, group: &str) -> Result<StreamConsumer<BusContext>, EventError> {
+        self.consumer_config(group).create_with_context(BusContext::default()).map_err(|e| {
+            config_err(&format!("cannot create the Kafka consumer of group {group}"), &self.inner.config, e)
+        })
+    }
+
+    /// Checks that consumers of `group` reach the brokers, with a probe consumer of the same
+    /// configuration that never subscribes (a stream consumer serves its callbacks only while
+    /// it is read, so it could not tell why it failed).
+    async fn verify_consumers(&self, group: &str) -> Result<(), EventError> {
+        let context = BusContext::default();
+        let probe: BaseConsumer<BusContext> =
+            self.consumer_config(group).create_with_context(context.clone()).map_err(|e| {
+                config_err(
+                    &format!("cannot create the Kafka consumer of group {group}"),
+                    &self.inner.config,
+                    e,
+                )
+            })?;
+        verify_connection("the Kafka consumers", &self.inner.config, &context, move |t| {
+            let answer = probe.fetch_metadata(None, t).map(|_| ());
+            // Serve the callbacks (errors, logs) queued meanwhile.
+            let _ = probe.poll(Duration::ZERO);
+            answer
+        })
+        .await
+    }
+
+    async fn consume(
+        self,
+        sub: Subscription,
+        consumer: Arc<StreamConsumer<BusContext>>,
+        slot: super::StateSlot,
+        shutdown: CancellationToken,
+    ) {
         let topics: Vec<String> = sub.topics.iter().map(|t| self.full(t)).collect();
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         if let Err(e) = consumer.subscribe(&refs) {
@@ -212,7 +429,7 @@ impl KafkaBus {
     async fn process(
         &self,
         sub: &Subscription,
-        _consumer: &StreamConsumer,
+        _consumer: &StreamConsumer<BusContext>,
         msg: &OwnedMessage,
         shutdown: &CancellationToken,
     ) -> bool {
@@ -270,13 +487,43 @@ impl KafkaBus {
     }
 }
 
-fn base_config(cfg: &EventsConfig) -> ClientConfig {
+fn client_config(properties: &BTreeMap<String, String>) -> ClientConfig {
     let mut cc = ClientConfig::new();
-    cc.set("bootstrap.servers", &cfg.brokers).set("client.id", &cfg.client_id);
-    for (k, v) in &cfg.properties {
+    for (k, v) in properties {
         cc.set(k, v);
     }
     cc
+}
+
+/// Warns loudly when the clients will talk to brokers off this host without TLS.
+fn warn_if_cleartext(config: &EventsConfig) {
+    let protocol = config.effective_security_protocol();
+    if protocol.contains("ssl") {
+        tracing::info!(brokers = %config.brokers, security_protocol = %protocol, "Kafka connections encrypted (TLS)");
+        return;
+    }
+    let remote: Vec<&str> = config
+        .brokers
+        .split(',')
+        .map(str::trim)
+        .filter(|b| {
+            let host = b.rsplit_once(':').map_or(*b, |(h, _)| h);
+            !host.is_empty() && !crate::db::is_loopback_host(host)
+        })
+        .collect();
+    if remote.is_empty() {
+        tracing::info!(brokers = %config.brokers, security_protocol = %protocol, "Kafka connections in cleartext (loopback)");
+    } else {
+        tracing::warn!(
+            brokers = %config.brokers,
+            security_protocol = %protocol,
+            "Kafka connections are NOT ENCRYPTED: events{} cross the network in cleartext. Set {}=ssl \
+             or sasl_ssl (and {} for a private CA)",
+            if protocol == "sasl_plaintext" { " and SASL credentials" } else { "" },
+            keys::SECURITY_PROTOCOL,
+            keys::SSL_CA_FILE,
+        );
+    }
 }
 
 fn kafka_err(e: KafkaError) -> EventError {
@@ -322,10 +569,28 @@ impl EventBus for KafkaBus {
                 return Err(e);
             }
         }
-        let mut consumers = Consumers::new(shutdown.clone());
+        // Create every consumer first, and check that they reach the brokers (they share the
+        // connection properties: one metadata request answers for all of them).
+        let mut created = Vec::with_capacity(subs.len());
         for sub in subs {
+            match self.new_consumer(&sub.group) {
+                Ok(c) => created.push((sub, Arc::new(c))),
+                Err(e) => {
+                    self.inner.registry.reopen();
+                    return Err(e);
+                }
+            }
+        }
+        if let Some((sub, _)) = created.first() {
+            if let Err(e) = self.verify_consumers(&sub.group).await {
+                self.inner.registry.reopen();
+                return Err(e);
+            }
+        }
+        let mut consumers = Consumers::new(shutdown.clone());
+        for (sub, consumer) in created {
             let slot = consumers.slot(format!("{}/{}", sub.group, sub.topics.join(",")));
-            consumers.push(tokio::spawn(self.clone().consume(sub, slot, shutdown.clone())));
+            consumers.push(tokio::spawn(self.clone().consume(sub, consumer, slot, shutdown.clone())));
         }
         let bus = self.clone();
         consumers.on_stopped(move || bus.inner.registry.reopen());

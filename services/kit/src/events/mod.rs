@@ -24,9 +24,11 @@ pub mod payloads;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +51,9 @@ pub enum EventError {
     AlreadyStarted,
     #[error("kafka: {0}")]
     Kafka(String),
+    /// The events configuration is inconsistent; the message names the keys.
+    #[error("invalid events configuration: {0}")]
+    Config(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -258,8 +263,62 @@ pub enum BusKind {
     Kafka,
 }
 
+/// How Kafka clients talk to the brokers: librdkafka's `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    #[serde(alias = "PLAINTEXT")]
+    Plaintext,
+    #[serde(alias = "SSL")]
+    Ssl,
+    #[serde(alias = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    #[serde(alias = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// The librdkafka value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+    pub fn is_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+    pub fn is_sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// SASL mechanisms built into the bus's librdkafka (with OpenSSL; no Kerberos/GSSAPI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN", alias = "plain")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256", alias = "scram-sha-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512", alias = "scram-sha-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The librdkafka value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
 /// Event configuration, under `events` in a service's config (`SHOP_EVENTS__*`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EventsConfig {
     pub bus: BusKind,
@@ -268,7 +327,21 @@ pub struct EventsConfig {
     /// Prefix of every topic name (the platform name in Kubernetes, e.g. `shop-`).
     pub topic_prefix: String,
     pub client_id: String,
-    /// librdkafka properties for producers and consumers (passed through verbatim, last wins).
+    /// `security.protocol` of every Kafka client (`SHOP_EVENTS__SECURITY_PROTOCOL`); unset is
+    /// librdkafka's `plaintext`.
+    pub security_protocol: Option<SecurityProtocol>,
+    /// `ssl.ca.location`: CA certificates (PEM) that verify the brokers (`SHOP_EVENTS__SSL_CA_FILE`);
+    /// unset is the system's CA store as OpenSSL finds it.
+    pub ssl_ca_file: Option<PathBuf>,
+    /// `sasl.mechanism` (`SHOP_EVENTS__SASL_MECHANISM`): `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`.
+    pub sasl_mechanism: Option<SaslMechanism>,
+    /// `sasl.username` (`SHOP_EVENTS__SASL_USERNAME`).
+    pub sasl_username: Option<String>,
+    /// `sasl.password` (`SHOP_EVENTS__SASL_PASSWORD`), never logged.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub sasl_password: Option<SecretString>,
+    /// librdkafka properties for producers, consumers and the admin client (passed through
+    /// verbatim, last wins).
     pub properties: BTreeMap<String, String>,
     /// librdkafka properties for the producer only.
     pub producer_properties: BTreeMap<String, String>,
@@ -282,7 +355,55 @@ pub struct EventsConfig {
     /// How long a publish may wait for the broker's acknowledgement.
     #[serde(with = "millis")]
     pub publish_timeout: Duration,
+    /// How long start-up waits for the brokers to answer the producer's and the consumers'
+    /// metadata request before it fails (`SHOP_EVENTS__CONNECT_TIMEOUT`, ms).
+    #[serde(with = "millis")]
+    pub connect_timeout: Duration,
     pub retry: RetryPolicy,
+}
+
+// Serialised in clear so a configuration round-trips; `Debug` stays redacted.
+fn ser_opt_secret<S: serde::Serializer>(s: &Option<SecretString>, ser: S) -> Result<S::Ok, S::Error> {
+    match s {
+        Some(s) => ser.serialize_some(s.expose_secret()),
+        None => ser.serialize_none(),
+    }
+}
+
+/// librdkafka properties whose values are credentials: redacted in `Debug`.
+fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password") || k.contains("secret") || k.ends_with(".key.pem") || k.contains("sasl.jaas")
+}
+
+fn redacted(map: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    map.iter()
+        .map(|(k, v)| (k.as_str(), if is_secret_property(k) { "[REDACTED]" } else { v.as_str() }))
+        .collect()
+}
+
+impl std::fmt::Debug for EventsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventsConfig")
+            .field("bus", &self.bus)
+            .field("brokers", &self.brokers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("client_id", &self.client_id)
+            .field("security_protocol", &self.security_protocol)
+            .field("ssl_ca_file", &self.ssl_ca_file)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field("sasl_password", &self.sasl_password)
+            .field("properties", &redacted(&self.properties))
+            .field("producer_properties", &redacted(&self.producer_properties))
+            .field("consumer_properties", &redacted(&self.consumer_properties))
+            .field("create_topics", &self.create_topics)
+            .field("partitions", &self.partitions)
+            .field("publish_timeout", &self.publish_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 impl Default for EventsConfig {
@@ -292,14 +413,162 @@ impl Default for EventsConfig {
             brokers: "127.0.0.1:9092".into(),
             topic_prefix: String::new(),
             client_id: "shop".into(),
+            security_protocol: None,
+            ssl_ca_file: None,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
             properties: BTreeMap::new(),
             producer_properties: BTreeMap::new(),
             consumer_properties: BTreeMap::new(),
             create_topics: false,
             partitions: 4,
             publish_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
         }
+    }
+}
+
+/// The configuration keys of the typed Kafka security settings.
+pub mod keys {
+    pub const BROKERS: &str = "SHOP_EVENTS__BROKERS";
+    pub const SECURITY_PROTOCOL: &str = "SHOP_EVENTS__SECURITY_PROTOCOL";
+    pub const SSL_CA_FILE: &str = "SHOP_EVENTS__SSL_CA_FILE";
+    pub const SASL_MECHANISM: &str = "SHOP_EVENTS__SASL_MECHANISM";
+    pub const SASL_USERNAME: &str = "SHOP_EVENTS__SASL_USERNAME";
+    pub const SASL_PASSWORD: &str = "SHOP_EVENTS__SASL_PASSWORD";
+    pub const CONNECT_TIMEOUT: &str = "SHOP_EVENTS__CONNECT_TIMEOUT";
+}
+
+impl EventsConfig {
+    /// The security protocol in effect: the typed key, else a pass-through `security.protocol`,
+    /// else librdkafka's default `plaintext`.
+    pub fn effective_security_protocol(&self) -> String {
+        match (self.security_protocol, self.properties.get("security.protocol")) {
+            (Some(p), _) => p.as_str().to_string(),
+            (None, Some(p)) => p.to_ascii_lowercase(),
+            (None, None) => "plaintext".to_string(),
+        }
+    }
+
+    /// The librdkafka properties every client (producer, consumer, admin) gets: bootstrap
+    /// servers, client id, the typed security settings, then `properties`. Checks the typed
+    /// settings against each other and against the pass-through maps (a key set both ways is
+    /// an error), and that the CA file is a readable PEM file; errors name the keys.
+    pub fn client_properties(&self) -> Result<BTreeMap<String, String>, EventError> {
+        use keys::*;
+        let mut typed: Vec<(&str, &str, String)> = Vec::new(); // (librdkafka key, our key, value)
+        if let Some(p) = self.security_protocol {
+            typed.push(("security.protocol", SECURITY_PROTOCOL, p.as_str().to_string()));
+        }
+        if let Some(ca) = &self.ssl_ca_file {
+            typed.push(("ssl.ca.location", SSL_CA_FILE, ca.display().to_string()));
+        }
+        if let Some(m) = self.sasl_mechanism {
+            typed.push(("sasl.mechanism", SASL_MECHANISM, m.as_str().to_string()));
+        }
+        if let Some(u) = &self.sasl_username {
+            typed.push(("sasl.username", SASL_USERNAME, u.clone()));
+        }
+        if let Some(p) = &self.sasl_password {
+            typed.push(("sasl.password", SASL_PASSWORD, p.expose_secret().to_string()));
+        }
+        let mut errors = Vec::new();
+        for (rd, ours, _) in &typed {
+            for (map, name) in [
+                (&self.properties, "PROPERTIES"),
+                (&self.producer_properties, "PRODUCER_PROPERTIES"),
+                (&self.consumer_properties, "CONSUMER_PROPERTIES"),
+            ] {
+                if map.contains_key(*rd) {
+                    errors.push(format!("{ours} and SHOP_EVENTS__{name}__{rd} are both set: keep one"));
+                }
+            }
+        }
+        if let Some(p) = self.security_protocol {
+            let sasl_keys: Vec<&str> = [
+                (self.sasl_mechanism.is_some(), SASL_MECHANISM),
+                (self.sasl_username.is_some(), SASL_USERNAME),
+                (self.sasl_password.is_some(), SASL_PASSWORD),
+            ]
+            .into_iter()
+            .filter_map(|(set, k)| set.then_some(k))
+            .collect();
+            if !p.is_sasl() && !sasl_keys.is_empty() {
+                errors.push(format!(
+                    "{} set, but {SECURITY_PROTOCOL} is {}: use sasl_ssl (or sasl_plaintext)",
+                    sasl_keys.join(", "),
+                    p.as_str()
+                ));
+            }
+            if p.is_sasl() {
+                for (missing, k) in [
+                    (self.sasl_mechanism.is_none(), SASL_MECHANISM),
+                    (self.sasl_username.is_none(), SASL_USERNAME),
+                    (self.sasl_password.is_none(), SASL_PASSWORD),
+                ] {
+                    if missing {
+                        errors.push(format!("{k} is required with {SECURITY_PROTOCOL}={}", p.as_str()));
+                    }
+                }
+            }
+            if !p.is_tls() && self.ssl_ca_file.is_some() {
+                errors.push(format!(
+                    "{SSL_CA_FILE} set, but {SECURITY_PROTOCOL} is {}: use ssl (or sasl_ssl)",
+                    p.as_str()
+                ));
+            }
+        } else if self.sasl_mechanism.is_some()
+            || self.sasl_username.is_some()
+            || self.sasl_password.is_some()
+            || self.ssl_ca_file.is_some()
+        {
+            errors.push(format!(
+                "TLS or SASL settings given without {SECURITY_PROTOCOL} (ssl, sasl_ssl or sasl_plaintext)"
+            ));
+        }
+        if let Some(ca) = &self.ssl_ca_file {
+            if let Err(e) = crate::db::read_ca_file(ca, SSL_CA_FILE) {
+                errors.push(e.to_string());
+            }
+        }
+        if !errors.is_empty() {
+            return Err(EventError::Config(errors.join("; ")));
+        }
+        let mut props = BTreeMap::new();
+        props.insert("bootstrap.servers".to_string(), self.brokers.clone());
+        props.insert("client.id".to_string(), self.client_id.clone());
+        for (rd, _, value) in typed {
+            props.insert(rd.to_string(), value);
+        }
+        for (k, v) in &self.properties {
+            props.insert(k.clone(), v.clone());
+        }
+        Ok(props)
+    }
+
+    /// Describes how the clients reach the brokers, naming the keys (for errors; no secrets).
+    pub fn describe_connection(&self) -> String {
+        use keys::*;
+        let mut s = format!(
+            "Kafka at {} ({BROKERS}), security.protocol={}",
+            self.brokers,
+            self.effective_security_protocol()
+        );
+        if self.security_protocol.is_some() {
+            s.push_str(&format!(" ({SECURITY_PROTOCOL})"));
+        }
+        if let Some(ca) = &self.ssl_ca_file {
+            s.push_str(&format!(", CA {SSL_CA_FILE}={}", ca.display()));
+        }
+        if let Some(m) = self.sasl_mechanism {
+            s.push_str(&format!(", {SASL_MECHANISM}={}", m.as_str()));
+        }
+        if let Some(u) = &self.sasl_username {
+            s.push_str(&format!(", {SASL_USERNAME}={u} (password from {SASL_PASSWORD})"));
+        }
+        s
     }
 }
 
@@ -324,4 +593,182 @@ pub async fn connect(config: &EventsConfig) -> Result<Arc<dyn EventBus>, EventEr
         }
         BusKind::Kafka => Arc::new(kafka::KafkaBus::connect(config.clone()).await?),
     })
+}
+
+#[cfg(test)]
+// `figment::Jail` closures return `figment::Error`, which is large; that is its API.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    fn ca_file() -> (tempfile_path::TempPath, String) {
+        let path = tempfile_path::TempPath::new(
+            "ca.pem",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        );
+        let s = path.0.display().to_string();
+        (path, s)
+    }
+
+    /// A file removed when dropped (no dependency for one helper).
+    mod tempfile_path {
+        pub struct TempPath(pub std::path::PathBuf);
+        impl TempPath {
+            pub fn new(name: &str, content: &str) -> TempPath {
+                let p = std::env::temp_dir()
+                    .join(format!("shop-events-{}-{name}", uuid::Uuid::new_v4().simple()));
+                std::fs::write(&p, content).unwrap();
+                TempPath(p)
+            }
+        }
+        impl Drop for TempPath {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    fn sasl_ssl(ca: &str) -> EventsConfig {
+        EventsConfig {
+            bus: BusKind::Kafka,
+            brokers: "kafka-0.kafka:9093,kafka-1.kafka:9093".into(),
+            security_protocol: Some(SecurityProtocol::SaslSsl),
+            ssl_ca_file: Some(ca.into()),
+            sasl_mechanism: Some(SaslMechanism::ScramSha512),
+            sasl_username: Some("shop".into()),
+            sasl_password: Some("hunter2".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn typed_settings_become_the_client_properties() {
+        let (_f, ca) = ca_file();
+        let mut cfg = sasl_ssl(&ca);
+        cfg.properties.insert("socket.keepalive.enable".into(), "true".into());
+        let props = cfg.client_properties().unwrap();
+        let get = |k: &str| props.get(k).map(String::as_str);
+        assert_eq!(get("bootstrap.servers"), Some("kafka-0.kafka:9093,kafka-1.kafka:9093"));
+        assert_eq!(get("client.id"), Some("shop"));
+        assert_eq!(get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(get("ssl.ca.location"), Some(ca.as_str()));
+        assert_eq!(get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(get("sasl.username"), Some("shop"));
+        assert_eq!(get("sasl.password"), Some("hunter2"), "the secret goes to librdkafka only");
+        assert_eq!(get("socket.keepalive.enable"), Some("true"), "pass-through kept");
+
+        let described = cfg.describe_connection();
+        assert!(
+            described.contains("SHOP_EVENTS__SASL_USERNAME=shop") && !described.contains("hunter2"),
+            "{described}"
+        );
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains("hunter2"), "Debug redacts the password: {debug}");
+
+        // No typed settings: librdkafka's defaults, nothing added.
+        let plain = EventsConfig::default().client_properties().unwrap();
+        assert_eq!(plain.keys().collect::<Vec<_>>(), ["bootstrap.servers", "client.id"]);
+    }
+
+    #[test]
+    fn debug_redacts_secret_pass_through_properties() {
+        let mut cfg = EventsConfig::default();
+        cfg.properties.insert("sasl.password".into(), "hunter2".into());
+        cfg.consumer_properties.insert("ssl.key.password".into(), "hunter3".into());
+        cfg.producer_properties.insert("sasl.oauthbearer.client.secret".into(), "hunter4".into());
+        cfg.properties.insert("linger.ms".into(), "5".into());
+        let debug = format!("{cfg:?}");
+        for secret in ["hunter2", "hunter3", "hunter4"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("linger.ms") && debug.contains("\"5\""), "{debug}");
+    }
+
+    fn err(cfg: &EventsConfig) -> String {
+        cfg.client_properties().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn inconsistent_settings_are_errors_naming_the_keys() {
+        let (_f, ca) = ca_file();
+
+        let mut both = sasl_ssl(&ca);
+        both.properties.insert("security.protocol".into(), "plaintext".into());
+        both.consumer_properties.insert("sasl.password".into(), "x".into());
+        let e = err(&both);
+        assert!(
+            e.contains("SHOP_EVENTS__SECURITY_PROTOCOL and SHOP_EVENTS__PROPERTIES__security.protocol"),
+            "{e}"
+        );
+        assert!(
+            e.contains("SHOP_EVENTS__SASL_PASSWORD and SHOP_EVENTS__CONSUMER_PROPERTIES__sasl.password"),
+            "{e}"
+        );
+
+        let mut ssl_with_sasl = sasl_ssl(&ca);
+        ssl_with_sasl.security_protocol = Some(SecurityProtocol::Ssl);
+        let e = err(&ssl_with_sasl);
+        assert!(
+            e.contains("SHOP_EVENTS__SASL_MECHANISM") && e.contains("SHOP_EVENTS__SECURITY_PROTOCOL is ssl"),
+            "{e}"
+        );
+
+        let mut no_user = sasl_ssl(&ca);
+        no_user.sasl_username = None;
+        no_user.sasl_password = None;
+        let e = err(&no_user);
+        assert!(
+            e.contains("SHOP_EVENTS__SASL_USERNAME is required")
+                && e.contains("SHOP_EVENTS__SASL_PASSWORD is required"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+
+        let mut ca_in_cleartext = sasl_ssl(&ca);
+        ca_in_cleartext.security_protocol = Some(SecurityProtocol::SaslPlaintext);
+        assert!(err(&ca_in_cleartext)
+            .contains("SHOP_EVENTS__SSL_CA_FILE set, but SHOP_EVENTS__SECURITY_PROTOCOL is sasl_plaintext"));
+
+        let mut no_protocol = sasl_ssl(&ca);
+        no_protocol.security_protocol = None;
+        assert!(err(&no_protocol).contains("without SHOP_EVENTS__SECURITY_PROTOCOL"));
+
+        let mut missing_ca = sasl_ssl("/nonexistent/kafka-ca.pem");
+        missing_ca.sasl_password = Some("hunter2".into());
+        let e = err(&missing_ca);
+        assert!(e.contains("SHOP_EVENTS__SSL_CA_FILE") && e.contains("/nonexistent/kafka-ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn keys_load_from_the_environment() {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Root {
+            events: EventsConfig,
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SHOP_EVENTS__SECURITY_PROTOCOL", "SASL_SSL");
+            jail.set_env("SHOP_EVENTS__SSL_CA_FILE", "/etc/kafka/ca.pem");
+            jail.set_env("SHOP_EVENTS__SASL_MECHANISM", "SCRAM-SHA-256");
+            jail.set_env("SHOP_EVENTS__SASL_USERNAME", "shop");
+            jail.set_env("SHOP_EVENTS__SASL_PASSWORD", "hunter2");
+            jail.set_env("SHOP_EVENTS__CONNECT_TIMEOUT", "2500");
+            let root: Root = crate::config::load().unwrap();
+            let e = root.events;
+            assert_eq!(e.security_protocol, Some(SecurityProtocol::SaslSsl));
+            assert_eq!(e.ssl_ca_file.as_deref(), Some(std::path::Path::new("/etc/kafka/ca.pem")));
+            assert_eq!(e.sasl_mechanism, Some(SaslMechanism::ScramSha256));
+            assert_eq!(e.sasl_username.as_deref(), Some("shop"));
+            assert_eq!(
+                e.sasl_password.as_ref().map(|p| p.expose_secret().to_string()),
+                Some("hunter2".into())
+            );
+            assert_eq!(e.connect_timeout, Duration::from_millis(2500));
+
+            jail.set_env("SHOP_EVENTS__SECURITY_PROTOCOL", "tls");
+            let err = crate::config::load::<Root>().err().unwrap().to_string();
+            assert!(err.contains("SHOP_EVENTS__SECURITY_PROTOCOL"), "{err}");
+            Ok(())
+        });
+    }
 }
