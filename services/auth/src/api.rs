@@ -10,15 +10,15 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use kit::auth::{Identity, MaybeIdentity};
 use kit::extract::{Json, Path, Query};
-use kit::openapi::BearerSecurity;
+use kit::openapi::{responses as r, strings, BearerSecurity, Problems};
 use kit::pagination::{Page, PageParams};
-use kit::problem::{ApiError, ApiResult, Problem};
+use kit::problem::{ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::service::{AuthState, Issued, KNOWN_ROLES};
+use crate::service::{AuthState, Issued, EMAIL_PATTERN, KNOWN_ROLES, MAX_EMAIL_LEN, MAX_NAME_LEN};
 use crate::store::{UserFilter, UserRow};
 
 // ---------------------------------------------------------------------- bodies
@@ -33,6 +33,7 @@ pub struct User {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     /// Some of `customer`, `vendor`, `admin`.
+    #[schema(value_type = Vec<Role>)]
     pub roles: Vec<String>,
     pub disabled: bool,
     /// RFC 3339, UTC.
@@ -55,21 +56,59 @@ impl From<UserRow> for User {
     }
 }
 
+/// A role a user may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Customer,
+    Vendor,
+    Admin,
+}
+
+fn email_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    strings::string(
+        EMAIL_PATTERN,
+        1,
+        MAX_EMAIL_LEN,
+        false,
+        "Trimmed and lower-cased before use; must be unique. At most 254 characters, a local part of \
+         1–64 characters, `@`, a domain with a dot; no whitespace or control characters inside.",
+    )
+}
+
+fn name_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    strings::string(
+        strings::NO_CONTROL,
+        0,
+        MAX_NAME_LEN,
+        true,
+        "At most 100 characters, no control characters; trimmed (blank means none).",
+    )
+}
+
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// Trimmed and lower-cased before use; must be unique.
-    #[schema(example = "ada@example.com")]
+    #[schema(schema_with = email_schema, example = "ada@example.com")]
     pub email: String,
-    /// 8–128 characters with an upper-case letter, a lower-case letter and a digit.
-    #[schema(example = "Secret123")]
+    /// 8–128 characters with an upper-case letter (A–Z), a lower-case letter (a–z) and a digit.
+    #[schema(
+        example = "Secret123",
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^(?=[\s\S]*[A-Z])(?=[\s\S]*[a-z])(?=[\s\S]*[0-9])"
+    )]
     pub password: String,
+    #[serde(default)]
+    #[schema(schema_with = name_schema)]
     pub first_name: Option<String>,
+    #[serde(default)]
+    #[schema(schema_with = name_schema)]
     pub last_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
     #[schema(example = "customer@example.com")]
     pub email: String,
@@ -78,7 +117,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The opaque refresh token of the last token response.
     pub refresh_token: String,
@@ -93,6 +132,7 @@ pub struct TokenResponse {
     /// Opaque, single-use; exchange it at `/api/v1/auth/refresh`.
     pub refresh_token: String,
     /// Always `Bearer`.
+    #[schema(pattern = "^Bearer$")]
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
@@ -112,21 +152,26 @@ impl From<Issued> for TokenResponse {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RolesRequest {
-    /// Replaces the user's roles; each one of `customer`, `vendor`, `admin`.
+    /// Replaces the user's roles (at least one; duplicates count once).
+    #[schema(value_type = Vec<Role>, min_items = 1)]
     pub roles: Vec<String>,
 }
 
-/// `GET /api/v1/users` query.
+/// `GET /api/v1/users` query (nothing else).
 #[derive(Debug, Clone, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UserListQuery {
-    /// Page number, from 1.
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1, maximum = 4294967295_u64, default = 1)]
     pub page: Option<u32>,
-    /// Items per page, 1..=100 (default 20).
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub page_size: Option<u32>,
     /// Only users with this role.
+    #[param(value_type = Option<Role>)]
     pub role: Option<String>,
     /// Only users whose email contains this text (case-insensitive).
     pub email: Option<String>,
@@ -171,13 +216,13 @@ impl FromRequestParts<AuthState> for ClientIp {
 // ---------------------------------------------------------------------- handlers
 
 /// Create an account (role `customer`) and sign in.
+///
+/// 409 `email_taken`; 422 for an invalid email, password or name; 429 `too_many_requests` shares
+/// the per-IP sign-in budget.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses(
         (status = 201, description = "Account created", body = TokenResponse),
-        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid email, password policy or names", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests` (shares the per-IP login budget); see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        r::Write, r::Conflict,
     ))]
 pub async fn register(
     State(s): State<AuthState>,
@@ -189,13 +234,13 @@ pub async fn register(
 }
 
 /// Sign in with email and password.
+///
+/// 401 `invalid_credentials` (unknown email or wrong password alike); 403 `account_disabled`
+/// (after a correct password); 429 `too_many_requests` per client address and per account.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = TokenResponse),
-        (status = 401, description = "`invalid_credentials` (unknown email or wrong password alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account_disabled` (after a correct password)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        r::Write, r::Forbidden,
     ))]
 pub async fn login(
     State(s): State<AuthState>,
@@ -206,11 +251,13 @@ pub async fn login(
 }
 
 /// Exchange a refresh token for a new pair (the old token is consumed).
+///
+/// 401 `invalid_refresh_token`, `refresh_token_expired`, or `refresh_token_reused` (the whole
+/// session is revoked); 403 `account_disabled`.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "New token pair", body = TokenResponse),
-        (status = 401, description = "`invalid_refresh_token`, `refresh_token_expired`, or `refresh_token_reused` (the whole session is revoked)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account_disabled`", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Forbidden,
     ))]
 pub async fn refresh(
     State(s): State<AuthState>,
@@ -222,13 +269,12 @@ pub async fn refresh(
 /// Sign out: revoke the session (refresh-token family) of the given token.
 ///
 /// The bearer token is optional; when present it must be valid and belong to the owner of
-/// the refresh token. Unknown tokens are accepted (idempotent).
+/// the refresh token (403 otherwise). Unknown tokens are accepted (idempotent).
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     security((), ("bearer" = [])),
     responses(
         (status = 204, description = "Signed out"),
-        (status = 401, description = "Invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The refresh token belongs to another user", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Forbidden,
     ))]
 pub async fn logout(
     State(s): State<AuthState>,
@@ -243,8 +289,7 @@ pub async fn logout(
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's account", body = User),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
+        r::Always, r::NotFound,
     ))]
 pub async fn me(State(s): State<AuthState>, id: Identity) -> ApiResult<Json<User>> {
     let user = s
@@ -259,9 +304,7 @@ pub async fn me(State(s): State<AuthState>, id: Identity) -> ApiResult<Json<User
 #[utoipa::path(get, path = "/api/v1/users", tag = "auth", security(("bearer" = [])), params(UserListQuery),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad page, page size or role", body = Problem, content_type = "application/problem+json"),
+        r::List, r::Admin,
     ))]
 pub async fn list_users(
     State(s): State<AuthState>,
@@ -270,7 +313,7 @@ pub async fn list_users(
 ) -> ApiResult<Json<UserPage>> {
     id.require_admin()?;
     let page = PageParams { page: q.page, page_size: q.page_size }.validate()?;
-    let role = q.role.map(|r| r.trim().to_ascii_lowercase()).filter(|r| !r.is_empty());
+    let role = q.role;
     if let Some(r) = &role {
         if !KNOWN_ROLES.contains(&r.as_str()) {
             return Err(ApiError::invalid_fields(vec![kit::problem::FieldError {
@@ -297,9 +340,7 @@ pub async fn list_users(
     params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "The user", body = User),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Admin, r::NotFound,
     ))]
 pub async fn get_user(
     State(s): State<AuthState>,
@@ -316,15 +357,13 @@ pub async fn get_user(
 }
 
 /// Replace a user's roles (admin). Takes effect in access tokens issued from now on.
+///
+/// 409 `cannot_demote_self`: an admin cannot remove their own admin role.
 #[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "auth", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")), request_body = RolesRequest,
     responses(
         (status = 200, description = "The updated user", body = User),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`cannot_demote_self`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown or no roles", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::NotFound, r::Conflict,
     ))]
 pub async fn set_roles(
     State(s): State<AuthState>,
@@ -337,14 +376,13 @@ pub async fn set_roles(
 }
 
 /// Disable a user (admin): they can no longer sign in and their refresh tokens are revoked.
+///
+/// 409 `cannot_disable_self`.
 #[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "auth", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "The updated user", body = User),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`cannot_disable_self`", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Admin, r::NotFound, r::Conflict,
     ))]
 pub async fn disable_user(
     State(s): State<AuthState>,
@@ -360,9 +398,7 @@ pub async fn disable_user(
     params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "The updated user", body = User),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Admin, r::NotFound,
     ))]
 pub async fn enable_user(
     State(s): State<AuthState>,
@@ -375,7 +411,7 @@ pub async fn enable_user(
 
 /// The public keys that verify access tokens (all active keys, current first).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
-    responses((status = 200, description = "JSON Web Key Set", body = Jwks)))]
+    responses((status = 200, description = "JSON Web Key Set", body = Jwks), r::Always))]
 pub async fn jwks(State(s): State<AuthState>) -> impl IntoResponse {
     ([(axum::http::header::CACHE_CONTROL, "public, max-age=300")], axum::Json(s.jwks().clone()))
 }
@@ -402,8 +438,8 @@ pub fn router(state: AuthState) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     paths(register, login, refresh, logout, me, list_users, get_user, set_roles, disable_user, enable_user, jwks),
-    components(schemas(User, RegisterRequest, LoginRequest, RefreshRequest, TokenResponse, RolesRequest, UserPage, Jwks, Problem)),
-    modifiers(&BearerSecurity),
+    components(schemas(User, Role, RegisterRequest, LoginRequest, RefreshRequest, TokenResponse, RolesRequest, UserPage, Jwks)),
+    modifiers(&BearerSecurity, &Problems),
     tags((name = "auth", description = "Accounts, sign-in, tokens and signing keys"))
 )]
 struct ApiDoc;

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use kit::db::{is_foreign_key_violation, is_unique_violation_on, like_escape, Backend, Db};
 use kit::money::Money;
 use kit::pagination::PageRequest;
-use kit::problem::FieldError;
+use kit::problem::{ErrorCode, FieldError};
 use kit::with_db;
 use kit::ApiError;
 use serde_json::{Map, Value};
@@ -26,7 +26,7 @@ pub enum StoreError {
     #[error("{0} not found")]
     NotFound(String),
     #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
+    Conflict { code: ErrorCode, detail: String },
     #[error("invalid input")]
     Invalid(Vec<FieldError>),
     #[error(transparent)]
@@ -259,9 +259,9 @@ fn field(field: &str, message: impl Into<String>) -> FieldError {
 /// Maps write errors: unique violations → 409, foreign-key violations → 422.
 fn write_error(e: sqlx::Error, what: &str) -> StoreError {
     if is_unique_violation_on(&e, "sku") {
-        StoreError::Conflict { code: "duplicate_sku", detail: format!("another {what} has this SKU") }
+        StoreError::Conflict { code: ErrorCode::DuplicateSku, detail: format!("another {what} has this SKU") }
     } else if is_unique_violation_on(&e, "slug") {
-        StoreError::Conflict { code: "duplicate_slug", detail: format!("another {what} has this slug") }
+        StoreError::Conflict { code: ErrorCode::DuplicateSlug, detail: format!("another {what} has this slug") }
     } else if is_foreign_key_violation(&e) {
         StoreError::Invalid(vec![field("categoryId", "refers to an unknown category or brand")])
     } else {

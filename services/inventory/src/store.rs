@@ -20,7 +20,7 @@ use kit::events::payloads::{
 };
 use kit::events::{inbox, outbox, Envelope, EventError, EventPayload};
 use kit::pagination::PageRequest;
-use kit::problem::FieldError;
+use kit::problem::{ErrorCode, FieldError};
 use kit::with_db;
 use kit::ApiError;
 use uuid::Uuid;
@@ -36,7 +36,7 @@ pub enum StoreError {
     #[error("{0} not found")]
     NotFound(String),
     #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
+    Conflict { code: ErrorCode, detail: String },
     #[error("invalid input")]
     Invalid(Vec<FieldError>),
     #[error("insufficient stock")]
@@ -52,7 +52,7 @@ pub enum StoreError {
 /// The 409 of a refused reservation or adjustment, listing the products short.
 pub fn insufficient_stock(shortages: &[Shortage]) -> ApiError {
     let ids: Vec<String> = shortages.iter().map(|s| s.product_id.to_string()).collect();
-    let mut e = ApiError::conflict("insufficient_stock", format!("not enough stock for {}", ids.join(", ")));
+    let mut e = ApiError::conflict(ErrorCode::InsufficientStock, format!("not enough stock for {}", ids.join(", ")));
     for s in shortages {
         e = e
             .field(s.product_id.to_string(), format!("requested {}, available {}", s.requested, s.available));
@@ -417,7 +417,7 @@ impl Store {
             row
         });
         row.map(Stock::from).ok_or_else(|| StoreError::Conflict {
-            code: "stock_exists",
+            code: ErrorCode::StockExists,
             detail: format!("product {} already has a stock row", input.product_id),
         })
     }
@@ -545,7 +545,7 @@ impl Store {
             }
         }
         Err(StoreError::Conflict {
-            code: "reservation_busy",
+            code: ErrorCode::ReservationBusy,
             detail: format!("order {order_id} is being reserved"),
         })
     }
@@ -571,11 +571,11 @@ impl Store {
                         Ok(ReserveOutcome::Existing(existing))
                     }
                     ReservationStatus::Active | ReservationStatus::Committed => Err(StoreError::Conflict {
-                        code: "reservation_mismatch",
+                        code: ErrorCode::ReservationMismatch,
                         detail: format!("order {order_id} already holds a reservation with other lines"),
                     }),
                     ReservationStatus::Released | ReservationStatus::Expired => Err(StoreError::Conflict {
-                        code: "reservation_closed",
+                        code: ErrorCode::ReservationClosed,
                         detail: format!("the reservation of order {order_id} was {}", existing.status.as_str()),
                     }),
                 };
@@ -666,7 +666,7 @@ impl Store {
                         Ok(Transition::Unchanged(r))
                     }
                     Some(r) => Err(StoreError::Conflict {
-                        code: "reservation_released",
+                        code: ErrorCode::ReservationReleased,
                         detail: format!("the reservation of order {order_id} was {}", r.status.as_str()),
                     }),
                 };
@@ -715,7 +715,7 @@ impl Store {
                         Ok(Transition::Unchanged(r))
                     }
                     Some(r) => Err(StoreError::Conflict {
-                        code: "reservation_not_committed",
+                        code: ErrorCode::ReservationNotCommitted,
                         detail: format!(
                             "the reservation of order {order_id} is {}; release it instead",
                             r.status.as_str()
@@ -750,7 +750,7 @@ impl Store {
         origin: &Origin,
     ) -> StoreResult<Transition> {
         match self.release(order_id, reason, origin).await {
-            Err(StoreError::Conflict { code: "reservation_committed", .. }) => {
+            Err(StoreError::Conflict { code: ErrorCode::ReservationCommitted, .. }) => {
                 // The release's transaction rolled back, so the inbox claim did too.
                 self.restock(order_id, reason, origin).await
             }
@@ -801,7 +801,7 @@ impl Store {
                         Ok(Transition::Unchanged(r))
                     }
                     Some(r) if r.status == ReservationStatus::Committed => Err(StoreError::Conflict {
-                        code: "reservation_committed",
+                        code: ErrorCode::ReservationCommitted,
                         detail: format!("the reservation of order {order_id} was committed; return the goods instead"),
                     }),
                     Some(r) => {

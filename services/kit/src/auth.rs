@@ -26,7 +26,7 @@ use sha2::Digest;
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
-use crate::problem::ApiError;
+use crate::problem::{ApiError, ErrorCode};
 
 /// Roles known to the platform.
 pub mod roles {
@@ -117,12 +117,12 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            TokenError::Missing => "token_missing",
-            TokenError::Expired => "token_expired",
-            TokenError::KeysUnavailable(_) => "keys_unavailable",
-            _ => "token_invalid",
+            TokenError::Missing => ErrorCode::TokenMissing,
+            TokenError::Expired => ErrorCode::TokenExpired,
+            TokenError::KeysUnavailable(_) => ErrorCode::ServiceUnavailable,
+            _ => ErrorCode::TokenInvalid,
         }
     }
 }

@@ -18,7 +18,7 @@ use kit::auth::Identity;
 use kit::client::{Call, CallError, ServiceClient};
 use kit::db::Timestamp;
 use kit::money::Money;
-use kit::problem::{ApiError, FieldError};
+use kit::problem::{ApiError, ErrorCode, FieldError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
@@ -222,7 +222,7 @@ impl Saga {
             }
         }
         if !problems.is_empty() {
-            return Err(ApiError::conflict("product_unavailable", "some products cannot be ordered")
+            return Err(ApiError::conflict(ErrorCode::ProductUnavailable, "some products cannot be ordered")
                 .with_errors(problems));
         }
         let currency = items[0].unit_price.currency.clone();
@@ -338,10 +338,10 @@ impl Saga {
             self.store.transition(order.id, OrderStatus::Failed, None, actor, Some(&reason), patch).await?;
         if short {
             let detail = format!("{reason} (order {} recorded as FAILED)", failed.order().id);
-            Err(ApiError::conflict("insufficient_stock", detail).with_errors(problem.errors))
+            Err(ApiError::conflict(ErrorCode::InsufficientStock, detail).with_errors(problem.errors))
         } else {
             tracing::error!(order_id = %order.id, status = %reply.status, "inventory refused a reservation");
-            Err(ApiError::new(StatusCode::BAD_GATEWAY, "inventory_refused", "Bad gateway").detail(reason))
+            Err(ApiError::new(ErrorCode::InventoryRefused).detail(reason))
         }
     }
 

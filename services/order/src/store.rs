@@ -41,7 +41,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(id) => ApiError::not_found(format!("order {id}")),
             StoreError::Illegal { from, to } => ApiError::conflict(
-                "illegal_transition",
+                kit::problem::ErrorCode::IllegalTransition,
                 format!("the order is {from} and cannot become {to}"),
             ),
             other => ApiError::internal(other),

@@ -14,6 +14,7 @@ use kit::events::payloads::{PaymentAuthorized, PaymentCaptured, PaymentFailed, P
 use kit::events::{inbox, outbox, Envelope, EventError, EventPayload};
 use kit::money::Money;
 use kit::with_db;
+use kit::problem::ErrorCode;
 use kit::ApiError;
 use serde_json::Value;
 use uuid::Uuid;
@@ -42,7 +43,7 @@ pub enum StoreError {
     #[error("{0} not found")]
     NotFound(String),
     #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
+    Conflict { code: ErrorCode, detail: String },
     #[error("refund of {requested} exceeds the refundable {available}")]
     RefundTooLarge { requested: i64, available: i64 },
     #[error("{0}")]
@@ -58,11 +59,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             StoreError::Conflict { code, detail } => ApiError::conflict(code, detail),
-            StoreError::RefundTooLarge { requested, available } => ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "refund_exceeds_captured",
-                "Refund too large",
-            )
+            StoreError::RefundTooLarge { requested, available } => ApiError::new(ErrorCode::RefundExceedsCaptured)
             .detail(format!(
                 "a refund of {requested} exceeds what is left to refund ({available} = captured minus refunded and pending refunds)"
             ))
@@ -476,7 +473,7 @@ impl Store {
             Err(e) if is_unique_violation(&e) => match self.live_for_order(new.order_id).await? {
                 Some(p) => Ok(Inserted::Existing(p)),
                 None if is_unique_violation_on(&e, "provider_payment_id") => Err(StoreError::Conflict {
-                    code: "intent_already_used",
+                    code: ErrorCode::IntentAlreadyUsed,
                     detail: format!("provider intent {} belongs to another payment", new.provider_payment_id),
                 }),
                 None => Err(StoreError::Db(e)),
@@ -666,7 +663,7 @@ impl Store {
                 let status = row.status();
                 if !matches!(status, PaymentStatus::Captured | PaymentStatus::PartiallyRefunded) {
                     return Err(StoreError::Conflict {
-                        code: "payment_not_refundable",
+                        code: ErrorCode::PaymentNotRefundable,
                         detail: format!("payment {payment_id} is {status}; only CAPTURED or PARTIALLY_REFUNDED payments can be refunded"),
                     });
                 }

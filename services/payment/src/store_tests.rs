@@ -101,7 +101,7 @@ kit::db_tests! { crate::MIGRATIONS;
         assert_eq!(all.iter().map(|p| p.id).collect::<Vec<_>>(), vec![second.id, first.id], "newest first");
         // The same provider intent cannot back two payments.
         let err = store.insert(&new_payment(Uuid::now_v7(), &second.provider_payment_id), ChangeSource::Api).await;
-        assert!(matches!(err, Err(StoreError::Conflict { code: "intent_already_used", .. })), "{err:?}");
+        assert!(matches!(err, Err(StoreError::Conflict { code: kit::problem::ErrorCode::IntentAlreadyUsed, .. })), "{err:?}");
     }
 
     async fn transitions_follow_the_table_and_write_history_and_events(db) {
@@ -220,7 +220,7 @@ kit::db_tests! { crate::MIGRATIONS;
         let store = Store::new(db.clone());
         let p = created(&store, Uuid::now_v7()).await;
         let err = store.reserve_refund(p.id, Uuid::now_v7(), None, None).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { code: "payment_not_refundable", .. }), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict { code: kit::problem::ErrorCode::PaymentNotRefundable, .. }), "{err:?}");
         done(store.transition(Change::new(p.id, Effect::Authorized { charge_id: None }, ChangeSource::Api)).await.unwrap());
         done(store.transition(Change::new(p.id, Effect::Captured { amount: 5000, charge_id: None }, ChangeSource::Api)).await.unwrap());
         // 10 concurrent reservations of 1000 against 5000 captured: exactly 5 succeed.
