@@ -40,18 +40,43 @@ pub const STEADY_REQUEUE: Duration = Duration::from_secs(300);
 /// Requeue interval while something is still starting.
 pub const PROGRESS_REQUEUE: Duration = Duration::from_secs(15);
 
+/// Operator-wide settings of the reconciler (flags of the `shop-operator` binary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Requeue interval when all is well (`--resync-interval`).
+    pub steady_requeue: Duration,
+    /// Requeue interval while something is starting or rolling out (`--progress-interval`).
+    pub progress_requeue: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { steady_requeue: STEADY_REQUEUE, progress_requeue: PROGRESS_REQUEUE }
+    }
+}
+
 /// Shared state of the reconciler.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub db: Arc<dyn DatabaseProvisioner>,
     pub topics: Arc<dyn TopicProvisioner>,
+    pub settings: Settings,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
     pub fn new(client: Client, db: Arc<dyn DatabaseProvisioner>, topics: Arc<dyn TopicProvisioner>) -> Self {
+        Context::with_settings(client, db, topics, Settings::default())
+    }
+
+    pub fn with_settings(
+        client: Client,
+        db: Arc<dyn DatabaseProvisioner>,
+        topics: Arc<dyn TopicProvisioner>,
+        settings: Settings,
+    ) -> Self {
         let reporter =
             Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         Context {
@@ -59,6 +84,7 @@ impl Context {
             client,
             db,
             topics,
+            settings,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -320,6 +346,7 @@ async fn ensure_databases(
         let grant = DatabaseGrant {
             name: names::db_identifier(sp, *s),
             password: secrets.get(&names::db_password_secret(sp, *s)).cloned().unwrap_or_default(),
+            password_current: false,
         };
         match ctx.db.ensure(&dsn, &grant).await {
             Ok(url) => {
@@ -521,7 +548,12 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
     if let Some(e) = db.error.or(kafka.error) {
         return Err(e);
     }
-    Ok(Action::requeue(if phase == Phase::Ready { STEADY_REQUEUE } else { PROGRESS_REQUEUE }))
+    let settings = &ctx.settings;
+    Ok(Action::requeue(if phase == Phase::Ready {
+        settings.steady_requeue
+    } else {
+        settings.progress_requeue
+    }))
 }
 
 async fn patch_status(ctx: &Context, sp: &ShopPlatform, status: &ShopPlatformStatus) -> Result<()> {
@@ -792,22 +824,42 @@ async fn cleanup(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-/// Runs the controller until the process is stopped.
-pub async fn run(client: Client, db: Arc<dyn DatabaseProvisioner>, topics: Arc<dyn TopicProvisioner>) {
-    let platforms: Api<ShopPlatform> = Api::all(client.clone());
+/// Where the controller watches: every namespace, or one (`--namespace`: the operator then
+/// needs permissions in that namespace only).
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until the process is stopped: over every namespace, or only `namespace`.
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    settings: Settings,
+    db: Arc<dyn DatabaseProvisioner>,
+    topics: Arc<dyn TopicProvisioner>,
+) {
+    let ns = namespace.as_deref();
+    let platforms: Api<ShopPlatform> = scoped(&client, ns);
     if let Err(e) = platforms.list(&kube::api::ListParams::default().limit(1)).await {
         tracing::error!(error = %e, "the ShopPlatform CRD is not queryable; is it installed?");
         std::process::exit(1);
     }
-    let ctx = Arc::new(Context::new(client.clone(), db, topics));
+    let ctx = Arc::new(Context::with_settings(client.clone(), db, topics, settings));
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=shop-operator");
     Controller::new(platforms, watcher::Config::default().any_semantic())
-        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(Api::<Secret>::all(client.clone()), owned.clone())
-        .owns(Api::<Job>::all(client.clone()), owned.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-        .owns(Api::<StatefulSet>::all(client.clone()), owned)
+        .owns(scoped::<Deployment>(&client, ns), owned.clone())
+        .owns(scoped::<Service>(&client, ns), owned.clone())
+        .owns(scoped::<Secret>(&client, ns), owned.clone())
+        .owns(scoped::<Job>(&client, ns), owned.clone())
+        .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
+        .owns(scoped::<StatefulSet>(&client, ns), owned)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

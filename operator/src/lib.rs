@@ -16,6 +16,7 @@ pub mod error;
 pub mod kafka;
 pub mod metrics;
 pub mod names;
+pub mod overrides;
 pub mod provision;
 pub mod status;
 pub mod tls;

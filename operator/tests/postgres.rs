@@ -23,8 +23,8 @@ async fn scalar_bool(conn: &tokio_postgres::Client, sql: &str, arg: &str) -> boo
 #[tokio::test]
 async fn ensure_is_idempotent_least_privilege_and_isolated() {
     let p = PgProvisioner::default();
-    let a = DatabaseGrant { name: unique("a"), password: "pw_a_123".into() };
-    let b = DatabaseGrant { name: unique("b"), password: "pw_b_123".into() };
+    let a = DatabaseGrant { name: unique("a"), password: "pw_a_123".into(), password_current: false };
+    let b = DatabaseGrant { name: unique("b"), password: "pw_b_123".into(), password_current: false };
     let result = async {
         let url_a = p.ensure(&admin_dsn(), &a).await.unwrap();
         // A second run changes nothing and does not fail.
@@ -32,7 +32,7 @@ async fn ensure_is_idempotent_least_privilege_and_isolated() {
         let url_b = p.ensure(&admin_dsn(), &b).await.unwrap();
         assert!(url_a.contains(&format!("/{}", a.name)) && url_a.contains(&format!("{}:pw_a_123@", a.name)));
 
-        let admin = connect(&admin_dsn(), None).await.unwrap();
+        let admin = connect(&admin_dsn(), None, &Default::default()).await.unwrap();
         // The role owns its database, is a plain login role, and PUBLIC may not connect.
         let owner_ok = scalar_bool(
             &admin,
@@ -57,12 +57,12 @@ async fn ensure_is_idempotent_least_privilege_and_isolated() {
         assert!(!public_connect, "PUBLIC must not connect");
 
         // The service can use its own database…
-        let conn = connect(&url_a, None).await.unwrap();
+        let conn = connect(&url_a, None, &Default::default()).await.unwrap();
         conn.batch_execute("CREATE TABLE t (id int)").await.unwrap();
         drop(conn);
         // …but not the other service's.
         let cross = url_b.replace(&format!("{}:pw_b_123@", b.name), &format!("{}:pw_a_123@", a.name));
-        let Err(err) = connect(&cross, None).await else {
+        let Err(err) = connect(&cross, None, &Default::default()).await else {
             panic!("a service's role must not connect to another service's database");
         };
         let err = format!("{err}: {:?}", std::error::Error::source(&err));
@@ -77,13 +77,13 @@ async fn ensure_is_idempotent_least_privilege_and_isolated() {
 #[tokio::test]
 async fn drop_removes_database_and_role_and_is_idempotent() {
     let p = PgProvisioner::default();
-    let g = DatabaseGrant { name: unique("d"), password: "pw_d_123".into() };
+    let g = DatabaseGrant { name: unique("d"), password: "pw_d_123".into(), password_current: false };
     let url = p.ensure(&admin_dsn(), &g).await.unwrap();
     // Open connections do not block the drop (WITH (FORCE)).
-    let _open = connect(&url, None).await.unwrap();
+    let _open = connect(&url, None, &Default::default()).await.unwrap();
     p.drop_database(&admin_dsn(), &g.name).await.unwrap();
     p.drop_database(&admin_dsn(), &g.name).await.unwrap();
-    let admin = connect(&admin_dsn(), None).await.unwrap();
+    let admin = connect(&admin_dsn(), None, &Default::default()).await.unwrap();
     let left = scalar_bool(
         &admin,
         "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
@@ -96,7 +96,11 @@ async fn drop_removes_database_and_role_and_is_idempotent() {
 #[tokio::test]
 async fn unsafe_names_never_reach_sql() {
     let p = PgProvisioner::default();
-    let g = DatabaseGrant { name: "x\"; DROP ROLE postgres; --".into(), password: "p".into() };
+    let g = DatabaseGrant {
+        name: "x\"; DROP ROLE postgres; --".into(),
+        password: "p".into(),
+        password_current: false,
+    };
     assert!(p.ensure(&admin_dsn(), &g).await.is_err());
     assert!(p.drop_database(&admin_dsn(), &g.name).await.is_err());
 }
@@ -119,21 +123,29 @@ async fn uses_tls(conn: &tokio_postgres::Client) -> bool {
 /// certificate), `verify-full` also by name.
 #[tokio::test]
 async fn sslmode_is_honoured() {
-    let admin = connect(&admin_dsn(), None).await.unwrap();
+    let admin = connect(&admin_dsn(), None, &Default::default()).await.unwrap();
     let ssl_on: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
-    assert!(!uses_tls(&connect(&with_sslmode(&admin_dsn(), "disable"), None).await.unwrap()).await);
+    assert!(
+        !uses_tls(&connect(&with_sslmode(&admin_dsn(), "disable"), None, &Default::default()).await.unwrap())
+            .await
+    );
     if ssl_on != "on" {
         eprintln!("NOTE: this PostgreSQL has ssl=off: only `disable`/`prefer` verified");
-        assert!(!uses_tls(&connect(&with_sslmode(&admin_dsn(), "prefer"), None).await.unwrap()).await);
-        assert!(connect(&with_sslmode(&admin_dsn(), "require"), None).await.is_err());
+        assert!(
+            !uses_tls(
+                &connect(&with_sslmode(&admin_dsn(), "prefer"), None, &Default::default()).await.unwrap()
+            )
+            .await
+        );
+        assert!(connect(&with_sslmode(&admin_dsn(), "require"), None, &Default::default()).await.is_err());
         return;
     }
     for mode in ["prefer", "require"] {
-        let conn = connect(&with_sslmode(&admin_dsn(), mode), None).await.unwrap();
+        let conn = connect(&with_sslmode(&admin_dsn(), mode), None, &Default::default()).await.unwrap();
         assert!(uses_tls(&conn).await, "{mode}");
     }
     // The Mozilla roots do not include this server's certificate.
-    assert!(connect(&with_sslmode(&admin_dsn(), "verify-ca"), None).await.is_err());
+    assert!(connect(&with_sslmode(&admin_dsn(), "verify-ca"), None, &Default::default()).await.is_err());
     // The server's certificate as CA: readable when the server runs on this machine as the same
     // or a more privileged user (CI and the development machines).
     let cert_file: String = admin.query_one("SHOW ssl_cert_file", &[]).await.unwrap().get(0);
@@ -141,7 +153,7 @@ async fn sslmode_is_honoured() {
         eprintln!("NOTE: cannot read {cert_file}: verify-ca/verify-full not verified");
         return;
     };
-    match connect(&with_sslmode(&admin_dsn(), "verify-ca"), Some(&ca)).await {
+    match connect(&with_sslmode(&admin_dsn(), "verify-ca"), Some(&ca), &Default::default()).await {
         Ok(conn) => assert!(uses_tls(&conn).await),
         Err(e) => {
             // A certificate webpki does not accept as its own trust anchor (e.g. a v1 certificate).
@@ -150,7 +162,12 @@ async fn sslmode_is_honoured() {
         }
     }
     // `require` with a CA verifies like `verify-ca`.
-    assert!(uses_tls(&connect(&with_sslmode(&admin_dsn(), "require"), Some(&ca)).await.unwrap()).await);
+    assert!(
+        uses_tls(
+            &connect(&with_sslmode(&admin_dsn(), "require"), Some(&ca), &Default::default()).await.unwrap()
+        )
+        .await
+    );
     // verify-full: the name must be in the certificate. Debian's snakeoil certificate names the
     // machine (or `localhost`), not 127.0.0.1.
     let names = [
@@ -159,14 +176,16 @@ async fn sslmode_is_honoured() {
     ];
     let host = url::Url::parse(&admin_dsn()).unwrap().host_str().unwrap().to_string();
     if host.parse::<std::net::IpAddr>().is_ok() {
-        let err = connect(&with_sslmode(&admin_dsn(), "verify-full"), Some(&ca)).await.unwrap_err();
+        let err = connect(&with_sslmode(&admin_dsn(), "verify-full"), Some(&ca), &Default::default())
+            .await
+            .unwrap_err();
         assert!(format!("{err:?}").contains("NotValidForName"), "{err:?}");
     }
     let mut verified = false;
     for name in names.iter().filter(|n| !n.is_empty()) {
         let mut url = url::Url::parse(&with_sslmode(&admin_dsn(), "verify-full")).unwrap();
         url.set_host(Some(name)).unwrap();
-        if let Ok(conn) = connect(url.as_str(), Some(&ca)).await {
+        if let Ok(conn) = connect(url.as_str(), Some(&ca), &Default::default()).await {
             verified = uses_tls(&conn).await;
             break;
         }
