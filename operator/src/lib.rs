@@ -7,6 +7,8 @@
 //! - [`provision`]: per-service databases (PostgreSQL) and Kafka topics (admin API);
 //! - [`kafka`]: the operator's small Kafka admin client (`kafka-protocol`; TLS, SASL);
 //! - [`metrics`]: reconcile metrics and the `/metrics` + `/healthz` server;
+//! - [`ssa`]: server-side apply only when the operator's own fields differ;
+//! - [`rollout`]: where a Deployment's rollout stands;
 //! - [`status`]: conditions and phase.
 
 pub mod builders;
@@ -18,6 +20,8 @@ pub mod metrics;
 pub mod names;
 pub mod overrides;
 pub mod provision;
+pub mod rollout;
+pub mod ssa;
 pub mod status;
 pub mod tls;
 
