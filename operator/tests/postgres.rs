@@ -74,6 +74,64 @@ async fn ensure_is_idempotent_least_privilege_and_isolated() {
     result
 }
 
+/// Row versions of a role (and its password hash), its database (and ACL) and the database's
+/// `public` schema: DDL on any of them changes one.
+async fn versions(admin: &tokio_postgres::Client, name: String) -> (String, String, String) {
+    let row = admin
+        .query_one(
+            "SELECT (SELECT xmin::text || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = $1), \
+                    (SELECT xmin::text || coalesce(datacl::text, '') FROM pg_database WHERE datname = $1)",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&admin_dsn()).unwrap();
+    url.set_path(&format!("/{name}"));
+    let db = connect(url.as_str(), None, &Default::default()).await.unwrap();
+    let schema: String = db
+        .query_one(
+            "SELECT xmin::text || coalesce(nspacl::text, '') FROM pg_namespace WHERE nspname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (row.get::<_, String>(0), row.get::<_, String>(1), schema)
+}
+
+/// A grant whose password is current and whose catalogs are in place changes nothing (no DDL:
+/// the row versions of the role, the database and its schema stay); a drift in the catalogs, or a
+/// new password, is repaired.
+#[tokio::test]
+async fn ensure_runs_no_ddl_when_everything_is_in_place() {
+    let p = PgProvisioner::default();
+    let mut g = DatabaseGrant { name: unique("s"), password: "pw_s_123".into(), password_current: false };
+    let result = async {
+        p.ensure(&admin_dsn(), &g).await.unwrap();
+        let admin = connect(&admin_dsn(), None, &Default::default()).await.unwrap();
+        let before = versions(&admin, g.name.clone()).await;
+        g.password_current = true;
+        p.ensure(&admin_dsn(), &g).await.unwrap();
+        assert_eq!(versions(&admin, g.name.clone()).await, before, "a steady ensure ran DDL");
+        // Drift: PUBLIC may connect again; ensure repairs it even with a current password.
+        admin.batch_execute(&format!("GRANT CONNECT ON DATABASE \"{}\" TO PUBLIC", g.name)).await.unwrap();
+        p.ensure(&admin_dsn(), &g).await.unwrap();
+        let public_connect =
+            scalar_bool(&admin, "SELECT has_database_privilege('public', $1, 'CONNECT')", &g.name).await;
+        assert!(!public_connect, "the drift was not repaired");
+        // A new password is set.
+        let (role_before, _, _) = versions(&admin, g.name.clone()).await;
+        g.password = "pw_s_456".into();
+        g.password_current = false;
+        p.ensure(&admin_dsn(), &g).await.unwrap();
+        let (role_after, _, _) = versions(&admin, g.name.clone()).await;
+        assert_ne!(role_before, role_after, "the new password was not set");
+    }
+    .await;
+    p.drop_database(&admin_dsn(), &g.name).await.unwrap();
+    result
+}
+
 #[tokio::test]
 async fn drop_removes_database_and_role_and_is_idempotent() {
     let p = PgProvisioner::default();
