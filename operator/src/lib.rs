@@ -7,8 +7,6 @@
 //! - [`provision`]: per-service databases (PostgreSQL) and Kafka topics (admin API);
 //! - [`kafka`]: the operator's small Kafka admin client (`kafka-protocol`; TLS, SASL);
 //! - [`metrics`]: reconcile metrics and the `/metrics` + `/healthz` server;
-//! - [`ssa`]: server-side apply only when the operator's own fields differ;
-//! - [`rollout`]: where a Deployment's rollout stands;
 //! - [`status`]: conditions and phase.
 
 pub mod builders;
@@ -34,8 +32,7 @@ pub use error::{Error, Result};
 
 /// The CRD as YAML, exactly as checked in at `crds/shopplatforms.platform.shop.yaml`.
 pub fn crd_yaml() -> String {
-    use kube::CustomResourceExt;
-    serde_yaml::to_string(&crd::ShopPlatform::crd()).expect("CRD serializes")
+    serde_yaml::to_string(&crd::crd()).expect("CRD serializes")
 }
 
 /// Parses a ShopPlatform manifest (YAML) and fills what the API server would (namespace

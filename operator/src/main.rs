@@ -46,6 +46,9 @@ struct Cli {
     /// Seconds between reconciles while something starts or rolls out.
     #[arg(long, env = "SHOP_OPERATOR_PROGRESS_INTERVAL", default_value_t = 15)]
     progress_interval: u64,
+    /// Longest wait, in seconds, before retrying a failed reconcile (the wait doubles from 5 s).
+    #[arg(long, env = "SHOP_OPERATOR_MAX_RETRY_INTERVAL", default_value_t = 300)]
+    max_retry_interval: u64,
     /// Connect to another address than a database's or broker's `host:port`, for an operator
     /// running where the cluster's Service names do not resolve (development, tests):
     /// `host:port=addr:port`, comma-separated.
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
             let settings = Settings {
                 steady_requeue: std::time::Duration::from_secs(cli.resync_interval.max(1)),
                 progress_requeue: std::time::Duration::from_secs(cli.progress_interval.max(1)),
+                max_backoff: std::time::Duration::from_secs(cli.max_retry_interval.max(1)),
             };
             let namespace = cli.namespace.clone().filter(|n| !n.is_empty());
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -163,8 +167,9 @@ fn init_tracing(text: bool) {
         .unwrap_or_else(|_| DEFAULT_FILTER.to_string());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let registry = tracing_subscriber::registry().with(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let _ = if text {
-        registry.with(fmt::layer().with_target(false)).try_init()
+        registry.with(fmt::layer().with_target(false).with_ansi(ansi)).try_init()
     } else {
         registry
             .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false))
