@@ -89,9 +89,15 @@ pub fn run(cmd: &mut Command) -> std::result::Result<String, String> {
 }
 
 impl Env {
+    /// `kubectl` as the admin, with a discovery cache of this run only: a cache left by an
+    /// earlier control plane on the same port would know kinds this one does not have yet (and
+    /// hide, say, a CRD and its custom resource in one apply).
     pub fn kubectl(&self) -> Command {
         let mut c = Command::new(&self.kubectl);
-        c.env("KUBECONFIG", &self.kubeconfig).current_dir(repo());
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.work.join("kube-cache"))
+            .current_dir(repo());
         c
     }
 
