@@ -252,3 +252,22 @@ async fn sslmode_is_honoured() {
         eprintln!("NOTE: the server certificate names none of {names:?}: verify-full success not verified");
     }
 }
+
+/// What the server said reaches the condition's message: a missing database is named.
+#[tokio::test]
+async fn errors_say_what_the_server_said() {
+    let p = PgProvisioner::default();
+    let mut url = url::Url::parse(&admin_dsn()).unwrap();
+    url.set_path("/*");
+    let g = DatabaseGrant { name: unique("e"), password: "pw".into(), password_current: false };
+    let err = p.ensure(url.as_str(), &g).await.unwrap_err().to_string();
+    assert!(err.contains("database \"*\" does not exist"), "{err}");
+    let mut closed = url::Url::parse(&admin_dsn()).unwrap();
+    closed.set_port(Some(1)).unwrap();
+    let err = p.ensure(closed.as_str(), &g).await.unwrap_err().to_string();
+    assert!(
+        err.contains("error connecting to server")
+            && err.len() > "database server: error connecting to server".len(),
+        "{err}"
+    );
+}

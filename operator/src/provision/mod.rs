@@ -35,10 +35,22 @@ pub enum ProvisionError {
     InvalidDsn(String),
     #[error("invalid identifier `{0}` (only [a-z0-9_] allowed)")]
     InvalidIdentifier(String),
-    #[error("database server: {0}")]
+    #[error("database server: {}", describe_pg(.0))]
     Sql(#[from] tokio_postgres::Error),
     #[error("database TLS: {0}")]
     Tls(String),
+}
+
+/// A PostgreSQL error with what the server or the connection said (`tokio_postgres::Error`
+/// displays only "db error" or "error connecting to server").
+fn describe_pg(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    match std::error::Error::source(e) {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
 }
 
 /// Creates and drops per-service databases with an admin connection.
