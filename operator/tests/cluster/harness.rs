@@ -310,7 +310,9 @@ pub struct Scenario {
 impl Scenario {
     pub async fn new(name: &'static str, env: Arc<Env>) -> Result<Scenario> {
         let tag = format!("{:04x}", rand::random::<u16>());
-        let ns = format!("{}-{tag}", name.replace('_', "-"));
+        // `ct-`: the databases and roles named after the namespace start with `ct_`, which
+        // .ci/run drops when an interrupted run left them.
+        let ns = format!("ct-{}-{tag}", name.replace('_', "-"));
         let client = env.admin().await;
         let api: Api<Namespace> = Api::all(client.clone());
         let namespace: Namespace = serde_json::from_value(json!({
