@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use contract::events::env as events_env;
 use contract::{env, ServiceName, KUBERNETES_PORT};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -50,6 +51,23 @@ fn meta(sp: &ShopPlatform, name: String, app: &str, component: &str) -> ObjectMe
         owner_references: Some(vec![owner_reference(sp)]),
         ..ObjectMeta::default()
     }
+}
+
+/// Whether objects that hold data (the CloudNativePG `Cluster`, the embedded database's admin
+/// Secret, Strimzi `KafkaTopic`s) carry the owner reference: only with `deletionPolicy: Delete`.
+/// With `Retain` they outlive the ShopPlatform (the garbage collector leaves them alone) and a
+/// new ShopPlatform of the same name takes them over.
+pub fn owns_data(sp: &ShopPlatform) -> bool {
+    sp.spec.deletion_policy == DeletionPolicy::Delete
+}
+
+/// [`meta`] of an object holding data: owned only when [`owns_data`].
+fn data_meta(sp: &ShopPlatform, name: String, app: &str, component: &str) -> ObjectMeta {
+    let mut m = meta(sp, name, app, component);
+    if !owns_data(sp) {
+        m.owner_references = None;
+    }
+    m
 }
 
 /// The non-secret environment of a service (its ConfigMap's data).
@@ -205,18 +223,59 @@ fn shop_container(sp: &ShopPlatform, service: ServiceName, name: &str, args: Val
     c
 }
 
-/// Hash of everything in the pod's configuration that is not in the pod template itself.
-fn config_hash(sp: &ShopPlatform, service: ServiceName) -> String {
-    let data = serde_json::to_vec(&service_config(sp, service)).expect("serializable");
-    let digest = Sha256::digest(&data);
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+fn short_hash(data: &[u8]) -> String {
+    Sha256::digest(data).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Deployment running `shop serve <service>`.
-pub fn deployment(sp: &ShopPlatform, service: ServiceName) -> Deployment {
+/// Hash of everything in the pod's configuration that is not in the pod template itself.
+fn config_hash(sp: &ShopPlatform, service: ServiceName) -> String {
+    short_hash(&serde_json::to_vec(&service_config(sp, service)).expect("serializable"))
+}
+
+/// The Secret keys a service's pods read (`secretKeyRef`s of its container): generated ones,
+/// its connection Secret, and the Secrets the spec names (Stripe, Redis, extra env).
+pub fn consumed_secrets(sp: &ShopPlatform, service: ServiceName) -> Vec<(String, String)> {
+    let mut refs: Vec<(String, String)> = secret_env(sp, service, true)
+        .iter()
+        .filter_map(|e| {
+            let r = &e["valueFrom"]["secretKeyRef"];
+            Some((r["name"].as_str()?.to_string(), r["key"].as_str()?.to_string()))
+        })
+        .collect();
+    refs.sort();
+    refs.dedup();
+    refs
+}
+
+/// Hash of the values of the Secret keys a pod reads (`None`: missing), for the pod template's
+/// [`SECRETS_HASH_ANNOTATION`]: a rotated Secret changes it, so the pods roll and read the new
+/// value (environment variables from Secrets are read only when a container starts).
+pub fn secrets_hash(values: &[(String, String, Option<String>)]) -> String {
+    let mut h = Sha256::new();
+    for (name, key, value) in values {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(key.as_bytes());
+        h.update([0]);
+        match value {
+            Some(v) => {
+                h.update([1]);
+                h.update(v.as_bytes());
+            }
+            None => h.update([2]),
+        }
+        h.update([0]);
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deployment running `shop serve <service>`; `secrets_hash` is [`secrets_hash`] of the values
+/// of [`consumed_secrets`]. With `autoscaling` the replica count is left out: the
+/// HorizontalPodAutoscaler (or `kubectl scale`) owns it.
+pub fn deployment(sp: &ShopPlatform, service: ServiceName, secrets_hash: &str) -> Deployment {
     let spec = sp.spec.service(service);
     let labels = labels(sp, APP_NAME, service.as_str());
-    from_json(json!({
+    let mut d = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta(sp, service_object(sp, service), APP_NAME, service.as_str()),
@@ -228,7 +287,10 @@ pub fn deployment(sp: &ShopPlatform, service: ServiceName) -> Deployment {
             "template": {
                 "metadata": {
                     "labels": labels,
-                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash(sp, service)},
+                    "annotations": {
+                        CONFIG_HASH_ANNOTATION: config_hash(sp, service),
+                        SECRETS_HASH_ANNOTATION: secrets_hash,
+                    },
                 },
                 "spec": {
                     "automountServiceAccountToken": false,
@@ -240,7 +302,31 @@ pub fn deployment(sp: &ShopPlatform, service: ServiceName) -> Deployment {
                 },
             },
         },
-    }))
+    });
+    if spec.autoscaling.is_some() {
+        d["spec"].as_object_mut().expect("spec").remove("replicas");
+    }
+    from_json(d)
+}
+
+/// HorizontalPodAutoscaler (`autoscaling/v2`, CPU utilization) of a service with `autoscaling`.
+pub fn horizontal_pod_autoscaler(sp: &ShopPlatform, service: ServiceName) -> Option<HorizontalPodAutoscaler> {
+    let spec = sp.spec.service(service);
+    let a = spec.autoscaling.filter(|_| spec.enabled)?;
+    Some(from_json(json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta(sp, service_object(sp, service), APP_NAME, service.as_str()),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": service_object(sp, service)},
+            "minReplicas": a.min_replicas,
+            "maxReplicas": a.max_replicas,
+            "metrics": [{
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": a.target_cpu_utilization_percentage}},
+            }],
+        },
+    })))
 }
 
 /// Service `<platform>-<service>`: port 80 → the pods' `http` port (8080).
@@ -257,10 +343,15 @@ pub fn service(sp: &ShopPlatform, service: ServiceName) -> Service {
     }))
 }
 
-/// PodDisruptionBudget keeping all but one pod up, only when the service has several replicas.
+/// PodDisruptionBudget keeping all but one pod up, only when the service has several replicas
+/// (with `autoscaling`: when its minimum is above one).
 pub fn pod_disruption_budget(sp: &ShopPlatform, service: ServiceName) -> Option<PodDisruptionBudget> {
     let spec = sp.spec.service(service);
-    (spec.enabled && spec.replicas > 1).then(|| {
+    let several = match &spec.autoscaling {
+        Some(a) => a.min_replicas > 1,
+        None => spec.replicas > 1,
+    };
+    (spec.enabled && several).then(|| {
         from_json(json!({
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
@@ -279,24 +370,30 @@ pub fn migration_job(sp: &ShopPlatform, service: ServiceName) -> Option<Job> {
         return None;
     }
     let component = format!("{}-migrate", service.as_str());
+    let template = json!({
+        "metadata": {"labels": labels(sp, APP_NAME, &component)},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "enableServiceLinks": false,
+            "securityContext": pod_security_context(65532),
+            "containers": [shop_container(sp, service, "migrate", json!(["migrate", service.as_str()]), false)],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        },
+    });
+    let mut metadata = meta(sp, names::migration_job(sp, service), APP_NAME, &component);
+    metadata.annotations = Some(BTreeMap::from([(
+        TEMPLATE_HASH_ANNOTATION.to_string(),
+        short_hash(&serde_json::to_vec(&template).expect("serializable")),
+    )]));
     Some(from_json(json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": meta(sp, names::migration_job(sp, service), APP_NAME, &component),
+        "metadata": metadata,
         "spec": {
             "backoffLimit": 4,
             "activeDeadlineSeconds": 900,
-            "template": {
-                "metadata": {"labels": labels(sp, APP_NAME, &component)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": false,
-                    "enableServiceLinks": false,
-                    "securityContext": pod_security_context(65532),
-                    "containers": [shop_container(sp, service, "migrate", json!(["migrate", service.as_str()]), false)],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                },
-            },
+            "template": template,
         },
     })))
 }
@@ -346,9 +443,20 @@ pub fn public_url(sp: &ShopPlatform) -> Option<String> {
     Some(format!("{scheme}://{}", sp.spec.ingress.host.as_deref().unwrap_or_default()))
 }
 
-/// A generated Secret (created once, never updated).
-pub fn generated_secret(sp: &ShopPlatform, name: String, key: &str, value: String) -> Secret {
-    let mut metadata = meta(sp, name, "shop-secret", "generated");
+/// A generated Secret (created once, never updated). `holds_data`: a credential that opens kept
+/// data (the embedded database's admin password), owned only when [`owns_data`].
+pub fn generated_secret(
+    sp: &ShopPlatform,
+    name: String,
+    key: &str,
+    value: String,
+    holds_data: bool,
+) -> Secret {
+    let mut metadata = if holds_data {
+        data_meta(sp, name, "shop-secret", "generated")
+    } else {
+        meta(sp, name, "shop-secret", "generated")
+    };
     metadata.annotations = Some(BTreeMap::from([(
         "platform.shop/generated".to_string(),
         "created once by shop-operator; delete it to rotate".to_string(),
@@ -367,6 +475,8 @@ pub struct GeneratedSecretSpec {
     pub name: String,
     pub key: &'static str,
     pub kind: SecretKind,
+    /// It opens data kept under `deletionPolicy: Retain` (see [`generated_secret`]).
+    pub holds_data: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,18 +498,21 @@ pub fn generated_secrets(sp: &ShopPlatform) -> Vec<GeneratedSecretSpec> {
             name: signing_key_secret(sp),
             key: SIGNING_KEY_KEY,
             kind: SecretKind::SigningKey,
+            holds_data: false,
         });
     }
     out.push(GeneratedSecretSpec {
         name: internal_credential_secret(sp),
         key: INTERNAL_CREDENTIAL_KEY,
         kind: SecretKind::Token,
+        holds_data: false,
     });
     if sp.spec.database.mode == DatabaseMode::Embedded {
         out.push(GeneratedSecretSpec {
             name: postgres_admin_secret(sp),
             key: PASSWORD_KEY,
             kind: SecretKind::Password,
+            holds_data: true,
         });
     }
     for s in enabled.into_iter().filter(|s| s.has_database()) {
@@ -407,6 +520,7 @@ pub fn generated_secrets(sp: &ShopPlatform) -> Vec<GeneratedSecretSpec> {
             name: db_password_secret(sp, s),
             key: PASSWORD_KEY,
             kind: SecretKind::Password,
+            holds_data: false,
         });
     }
     out
@@ -544,7 +658,7 @@ pub fn cnpg_cluster(sp: &ShopPlatform) -> Option<DynamicObject> {
             "storage": storage,
         }
     }));
-    obj.metadata = meta(sp, names::cnpg_cluster(sp), "postgres", "database");
+    obj.metadata = data_meta(sp, names::cnpg_cluster(sp), "postgres", "database");
     Some(obj)
 }
 
@@ -749,14 +863,21 @@ pub fn redis_deployment(sp: &ShopPlatform) -> Option<Deployment> {
     })))
 }
 
-/// Strimzi `KafkaTopic` objects (`kafka.strimzi.io/v1beta2`) for the platform's topics, when
-/// `kafka.mode` is `strimzi`. The object name is the topic name (valid: lower case, `-` and
-/// `.`), so Strimzi's topic operator creates the topic of that name.
-pub fn strimzi_topics(sp: &ShopPlatform) -> Vec<DynamicObject> {
+/// The `KafkaTopic` API version of Strimzi ≥ 1.0 (which no longer serves `v1beta2`).
+pub const STRIMZI_VERSION: &str = "v1";
+/// The `KafkaTopic` API version of Strimzi before 0.49, used only where nothing newer is served.
+pub const STRIMZI_LEGACY_VERSION: &str = "v1beta2";
+
+/// Strimzi `KafkaTopic` objects (`kafka.strimzi.io/<version>`: [`STRIMZI_VERSION`], or
+/// [`STRIMZI_LEGACY_VERSION`] on clusters that serve nothing newer) for the platform's topics,
+/// when `kafka.mode` is `strimzi`. The object name is the topic name (valid: lower case, `-` and
+/// `.`), so Strimzi's topic operator creates the topic of that name. Owned by the platform only
+/// with `deletionPolicy: Delete` (Strimzi deletes the topic with its `KafkaTopic`).
+pub fn strimzi_topics(sp: &ShopPlatform, version: &str) -> Vec<DynamicObject> {
     if sp.spec.kafka.mode != KafkaMode::Strimzi {
         return Vec::new();
     }
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("kafka.strimzi.io", "v1beta2", "KafkaTopic"));
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("kafka.strimzi.io", version, "KafkaTopic"));
     let t = &sp.spec.kafka.topics;
     let cluster = sp.spec.kafka.strimzi_cluster.clone().unwrap_or_else(|| "kafka".into());
     let retention_ms = i64::from(t.retention_hours) * 3_600_000;
@@ -771,7 +892,7 @@ pub fn strimzi_topics(sp: &ShopPlatform) -> Vec<DynamicObject> {
                     "config": {"retention.ms": retention_ms.to_string(), "cleanup.policy": "delete"},
                 }
             }));
-            let mut m = meta(sp, topic.clone(), "kafka-topic", "events");
+            let mut m = data_meta(sp, topic.clone(), "kafka-topic", "events");
             m.labels.get_or_insert_with(BTreeMap::new).insert("strimzi.io/cluster".into(), cluster.clone());
             obj.metadata = m;
             obj
@@ -803,14 +924,14 @@ pub fn render(sp: &ShopPlatform) -> Vec<Value> {
     }
     let mut out = Vec::new();
     for g in generated_secrets(sp) {
-        out.push(typed(generated_secret(sp, g.name, g.key, "<generated>".into())));
+        out.push(typed(generated_secret(sp, g.name, g.key, "<generated>".into(), g.holds_data)));
     }
     out.extend(postgres_service(sp).map(typed));
     out.extend(postgres_statefulset(sp).map(typed));
     out.extend(cnpg_cluster(sp).map(dynamic));
     out.extend(kafka_service(sp).map(typed));
     out.extend(kafka_statefulset(sp).map(typed));
-    out.extend(strimzi_topics(sp).into_iter().map(dynamic));
+    out.extend(strimzi_topics(sp, STRIMZI_VERSION).into_iter().map(dynamic));
     out.extend(redis_service(sp).map(typed));
     out.extend(redis_deployment(sp).map(typed));
     for s in sp.spec.enabled_services() {
@@ -820,8 +941,11 @@ pub fn render(sp: &ShopPlatform) -> Vec<Value> {
         out.push(typed(config_map(sp, s)));
         out.extend(migration_job(sp, s).map(typed));
         out.push(typed(service(sp, s)));
-        out.push(typed(deployment(sp, s)));
+        // Secret values are unknown offline: the hash of the names alone stands in.
+        let placeholders: Vec<_> = consumed_secrets(sp, s).into_iter().map(|(n, k)| (n, k, None)).collect();
+        out.push(typed(deployment(sp, s, &secrets_hash(&placeholders))));
         out.extend(pod_disruption_budget(sp, s).map(typed));
+        out.extend(horizontal_pod_autoscaler(sp, s).map(typed));
     }
     out.extend(ingress(sp).map(typed));
     out
@@ -862,25 +986,99 @@ mod tests {
     }
 
     #[test]
-    fn every_rendered_object_is_owned_and_labelled() {
-        let full = sp(json!({
-            "version": "1", "services": {"gateway": {"replicas": 2}},
-            "database": {"mode": "cloudnativepg", "cloudnativepg": {}},
-            "kafka": {"mode": "strimzi", "strimziCluster": "k"},
-            "ingress": {"enabled": true, "host": "shop.example.com"},
-        }));
-        let objects = render(&full);
-        assert!(objects.len() > 15);
-        for o in objects {
-            let m = &o["metadata"];
-            assert_eq!(m["ownerReferences"][0]["uid"], "u-1", "{}", m["name"]);
-            assert_eq!(m["ownerReferences"][0]["controller"], true);
-            assert_eq!(m["labels"]["app.kubernetes.io/managed-by"], "shop-operator");
-            assert_eq!(m["labels"]["app.kubernetes.io/part-of"], "shop-platform");
-            assert_eq!(m["labels"]["app.kubernetes.io/instance"], "shop");
-            assert!(m["labels"]["app.kubernetes.io/component"].is_string());
-            assert!(m["labels"]["app.kubernetes.io/name"].is_string());
+    fn every_rendered_object_is_owned_and_labelled_but_data_only_under_delete() {
+        for (policy, embedded) in [("Delete", false), ("Retain", false), ("Delete", true), ("Retain", true)] {
+            let database =
+                if embedded { json!({}) } else { json!({"mode": "cloudnativepg", "cloudnativepg": {}}) };
+            let full = sp(json!({
+                "version": "1", "services": {"gateway": {"replicas": 2}, "catalog": {"autoscaling": {"maxReplicas": 4}}},
+                "database": database,
+                "kafka": {"mode": "strimzi", "strimziCluster": "k"},
+                "ingress": {"enabled": true, "host": "shop.example.com"},
+                "deletionPolicy": policy,
+            }));
+            let objects = render(&full);
+            assert!(objects.len() > 15);
+            for o in objects {
+                let m = &o["metadata"];
+                let data = matches!(o["kind"].as_str(), Some("Cluster" | "KafkaTopic"))
+                    || m["name"] == "shop-postgres-admin";
+                if data && policy == "Retain" {
+                    assert!(
+                        m.get("ownerReferences").is_none(),
+                        "{policy}: {} must outlive the platform",
+                        m["name"]
+                    );
+                    continue;
+                }
+                assert_eq!(m["ownerReferences"][0]["uid"], "u-1", "{}", m["name"]);
+                assert_eq!(m["ownerReferences"][0]["controller"], true);
+                assert_eq!(m["labels"]["app.kubernetes.io/managed-by"], "shop-operator");
+                assert_eq!(m["labels"]["app.kubernetes.io/part-of"], "shop-platform");
+                assert_eq!(m["labels"]["app.kubernetes.io/instance"], "shop");
+                assert!(m["labels"]["app.kubernetes.io/component"].is_string());
+                assert!(m["labels"]["app.kubernetes.io/name"].is_string());
+            }
         }
+    }
+
+    #[test]
+    fn autoscaling_renders_an_hpa_and_leaves_replicas_out() {
+        let p = sp(
+            json!({"version": "1", "services": {"catalog": {"replicas": 3, "autoscaling": {"minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 70}}}}),
+        );
+        let d = serde_json::to_value(deployment(&p, ServiceName::Catalog, "h")).unwrap();
+        assert!(d["spec"].get("replicas").is_none(), "{}", d["spec"]);
+        let hpa = serde_json::to_value(horizontal_pod_autoscaler(&p, ServiceName::Catalog).unwrap()).unwrap();
+        assert_eq!(hpa["spec"]["minReplicas"], 2);
+        assert_eq!(hpa["spec"]["maxReplicas"], 6);
+        assert_eq!(
+            hpa["spec"]["scaleTargetRef"],
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "shop-catalog"})
+        );
+        assert_eq!(hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 70);
+        assert!(pod_disruption_budget(&p, ServiceName::Catalog).is_some(), "min 2: a PDB");
+        assert!(horizontal_pod_autoscaler(&p, ServiceName::Auth).is_none());
+        let d = serde_json::to_value(deployment(&p, ServiceName::Auth, "h")).unwrap();
+        assert_eq!(d["spec"]["replicas"], 1);
+    }
+
+    #[test]
+    fn a_rotated_secret_changes_the_pod_template() {
+        let p = sp(json!({"version": "1"}));
+        let refs = consumed_secrets(&p, ServiceName::Auth);
+        assert!(
+            refs.contains(&("shop-internal-credential".to_string(), "credential".to_string())),
+            "{refs:?}"
+        );
+        assert!(
+            refs.contains(&("shop-jwt-signing-key".to_string(), "private-key.pem".to_string())),
+            "{refs:?}"
+        );
+        assert!(refs.contains(&("shop-auth-db".to_string(), "DATABASE_URL".to_string())), "{refs:?}");
+        let values = |v: &str| {
+            refs.iter().map(|(n, k)| (n.clone(), k.clone(), Some(v.to_string()))).collect::<Vec<_>>()
+        };
+        assert_ne!(secrets_hash(&values("a")), secrets_hash(&values("b")));
+        let missing: Vec<_> = refs.iter().map(|(n, k)| (n.clone(), k.clone(), None)).collect();
+        assert_ne!(secrets_hash(&values("")), secrets_hash(&missing), "a missing Secret is not an empty one");
+        let hash = |h: &str| {
+            deployment(&p, ServiceName::Auth, h).spec.template.metadata.unwrap().annotations.unwrap()
+                [SECRETS_HASH_ANNOTATION]
+                .clone()
+        };
+        assert_eq!(hash("x"), "x");
+    }
+
+    #[test]
+    fn migration_jobs_carry_the_hash_of_their_template() {
+        let a = migration_job(&sp(json!({"version": "1"})), ServiceName::Catalog).unwrap();
+        let b =
+            migration_job(&sp(json!({"version": "1", "imagePullPolicy": "Always"})), ServiceName::Catalog)
+                .unwrap();
+        let hash = |j: &Job| j.metadata.annotations.clone().unwrap()[TEMPLATE_HASH_ANNOTATION].clone();
+        assert_eq!(a.metadata.name, b.metadata.name, "same version, same Job");
+        assert_ne!(hash(&a), hash(&b));
     }
 
     #[test]
@@ -894,7 +1092,7 @@ mod tests {
 
     #[test]
     fn containers_run_restricted() {
-        let d = deployment(&sp(json!({"version": "1"})), ServiceName::Auth);
+        let d = deployment(&sp(json!({"version": "1"})), ServiceName::Auth, "h");
         let pod = d.spec.template.spec.unwrap();
         let psc = pod.security_context.unwrap();
         assert_eq!(psc.run_as_non_root, Some(true));
@@ -961,7 +1159,7 @@ mod tests {
         assert_eq!(peer_urls(&no_inventory, ServiceName::Order), keys(&["CATALOG", "CART"]));
         // Callers present the internal credential: every service gets it from its Secret.
         for s in ServiceName::ALL {
-            let env = env_of(&deployment(&p, s).spec.template.spec.unwrap().containers[0]);
+            let env = env_of(&deployment(&p, s, "h").spec.template.spec.unwrap().containers[0]);
             assert!(
                 env.as_array().unwrap().iter().any(|e| e["name"] == env::INTERNAL_TOKEN
                     && e["valueFrom"]["secretKeyRef"]
@@ -984,7 +1182,7 @@ mod tests {
         assert!(
             !config.contains_key(env::STRIPE_SECRET_KEY) && !config.contains_key(env::PAYMENT_WEBHOOK_SECRET)
         );
-        let pod = deployment(&p, ServiceName::Payment).spec.template.spec.unwrap();
+        let pod = deployment(&p, ServiceName::Payment, "h").spec.template.spec.unwrap();
         let env = env_of(&pod.containers[0]);
         let from = |name: &str| env.as_array().unwrap().iter().find(|e| e["name"] == name).cloned();
         assert_eq!(
@@ -999,7 +1197,7 @@ mod tests {
         let job = migration_job(&p, ServiceName::Payment).unwrap().spec.unwrap().template.spec.unwrap();
         assert!(!env_of(&job.containers[0]).to_string().contains("stripe-creds"));
         for s in ServiceName::ALL.into_iter().filter(|s| *s != ServiceName::Payment) {
-            let c = deployment(&p, s).spec.template.spec.unwrap().containers[0].clone();
+            let c = deployment(&p, s, "h").spec.template.spec.unwrap().containers[0].clone();
             assert!(!env_of(&c).to_string().contains("stripe-creds"), "{s}");
             assert!(!service_config(&p, s).contains_key(env::PAYMENT_PROVIDER), "{s}");
         }
@@ -1027,12 +1225,13 @@ mod tests {
 
     #[test]
     fn a_config_change_changes_the_pod_template() {
-        let a = deployment(&sp(json!({"version": "1"})), ServiceName::Auth);
+        let a = deployment(&sp(json!({"version": "1"})), ServiceName::Auth, "h");
         let b = deployment(
             &sp(
                 json!({"version": "1", "services": {"auth": {"env": [{"name": "SHOP_LOG", "value": "debug"}]}}}),
             ),
             ServiceName::Auth,
+            "h",
         );
         let hash = |d: &Deployment| {
             d.spec.template.metadata.clone().unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()

@@ -65,14 +65,45 @@ pub struct ShopPlatformSpec {
     /// Public HTTP(S) entry point: an Ingress in front of the gateway.
     #[serde(default)]
     pub ingress: IngressSpec,
-    /// What happens to the databases when the ShopPlatform is deleted. `Retain` (default) keeps
-    /// them; `Delete` drops the per-service databases and roles.
+    /// What happens to the data when the ShopPlatform is deleted. `Retain` (default) keeps the
+    /// databases and roles, the CloudNativePG `Cluster` or the embedded database's volume and
+    /// admin Secret, and the topics; `Delete` removes them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
 
 fn default_image() -> String {
     "shop".to_string()
+}
+
+/// The longest ShopPlatform name. Every name the operator derives from it stays valid: Services
+/// `<name>-notification` (DNS-1035 labels, at most 63), the StatefulSets `<name>-postgres` whose
+/// pods carry a `controller-revision-hash` label of `<statefulset>-<10 characters>` (a label value,
+/// at most 63), migration Jobs (shortened with a hash).
+pub const MAX_NAME_LEN: usize = 40;
+
+/// The CRD: the one derived from [`ShopPlatformSpec`] plus rules on `metadata.name` (CEL at the
+/// schema's root, where `self.metadata.name` is visible) that make every derived name valid.
+pub fn crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = ShopPlatform::crd();
+    let rules = serde_json::json!([
+        {
+            "rule": format!("self.metadata.name.size() <= {MAX_NAME_LEN}"),
+            "message": format!("metadata.name must be at most {MAX_NAME_LEN} characters: the operator derives longer names from it (the Service <name>-notification, the revision labels of the StatefulSet <name>-postgres's pods)"),
+        },
+        {
+            "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+            "message": "metadata.name must be a DNS-1035 label: lower-case letters, digits and '-', start with a lower-case letter and end with a letter or digit (it begins every Service name)",
+        },
+    ]);
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.x_kubernetes_validations =
+                Some(serde_json::from_value(rules.clone()).expect("validation rules"));
+        }
+    }
+    crd
 }
 
 /// Image pull policy.
@@ -116,10 +147,15 @@ pub struct ServiceSpec {
     /// Whether the service runs. A disabled service gets no Deployment, Service or database.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Number of pods. More than one also gets a PodDisruptionBudget.
+    /// Number of pods. More than one also gets a PodDisruptionBudget. Ignored when `autoscaling`
+    /// is set: the HorizontalPodAutoscaler (or `kubectl scale`) decides.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: i32,
+    /// Scale the service with a HorizontalPodAutoscaler on CPU utilization instead of a fixed
+    /// `replicas`: the operator then leaves the Deployment's replica count alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
     /// CPU and memory requests and limits of the service's container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourcesSpec>,
@@ -131,8 +167,32 @@ pub struct ServiceSpec {
 
 impl Default for ServiceSpec {
     fn default() -> Self {
-        ServiceSpec { enabled: true, replicas: 1, resources: None, env: Vec::new() }
+        ServiceSpec { enabled: true, replicas: 1, autoscaling: None, resources: None, env: Vec::new() }
     }
+}
+
+/// A HorizontalPodAutoscaler (`autoscaling/v2`) for one service's Deployment.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not be greater than maxReplicas"}
+]))]
+pub struct AutoscalingSpec {
+    /// Fewest pods. Above 1 the service also gets a PodDisruptionBudget.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub min_replicas: i32,
+    /// Most pods.
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: i32,
+    /// Average CPU utilization to aim at, in percent of the pods' CPU request.
+    #[serde(default = "default_cpu_target", rename = "targetCPUUtilizationPercentage")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+fn default_cpu_target() -> i32 {
+    80
 }
 
 fn default_true() -> bool {
@@ -201,7 +261,15 @@ pub struct SecretKeyRef {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.mode != 'external' || has(self.external)", "message": "mode external needs database.external"}
+    {"rule": "self.mode != 'external' || has(self.external)", "message": "mode external needs database.external"},
+    {
+        "rule": "self.mode != 'embedded' || (has(self.embedded) && has(self.embedded.storageSize) ? self.embedded.storageSize : '1Gi') == (has(oldSelf.embedded) && has(oldSelf.embedded.storageSize) ? oldSelf.embedded.storageSize : '1Gi')",
+        "message": "database.embedded.storageSize is immutable (the StatefulSet's volume claim template cannot change; resize the PersistentVolumeClaim data-<name>-postgres-0 instead)"
+    },
+    {
+        "rule": "self.mode != 'embedded' || (has(self.embedded) && has(self.embedded.storageClassName) ? self.embedded.storageClassName : '') == (has(oldSelf.embedded) && has(oldSelf.embedded.storageClassName) ? oldSelf.embedded.storageClassName : '')",
+        "message": "database.embedded.storageClassName is immutable (the StatefulSet's volume claim template cannot change)"
+    }
 ]))]
 pub struct DatabaseSpec {
     /// `external`: an existing PostgreSQL server reached with an admin DSN; `cloudnativepg`: a
@@ -280,10 +348,10 @@ pub struct EmbeddedDatabase {
     /// PostgreSQL image.
     #[serde(default = "default_postgres_image")]
     pub image: String,
-    /// Size of the data volume.
+    /// Size of the data volume. Immutable (resize the PersistentVolumeClaim instead).
     #[serde(default = "default_embedded_storage")]
     pub storage_size: String,
-    /// StorageClass of the data volume (the cluster default when unset).
+    /// StorageClass of the data volume (the cluster default when unset). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
 }
@@ -514,11 +582,14 @@ pub struct IngressSpec {
 /// What deleting the ShopPlatform does to its data.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
-    /// Keep databases and roles (objects in the namespace are garbage-collected).
+    /// Keep the data: databases and roles, the CloudNativePG `Cluster`, the embedded database's
+    /// volume and its admin Secret, the topics and Strimzi `KafkaTopic`s (they carry no owner
+    /// reference to the ShopPlatform); everything else is garbage-collected. A new ShopPlatform
+    /// of the same name uses them again.
     #[default]
     Retain,
-    /// Also drop the per-service databases and roles (external and CloudNativePG modes) and the
-    /// embedded database's volume.
+    /// Also drop the per-service databases and roles (external and CloudNativePG modes), the
+    /// CloudNativePG `Cluster`, the embedded database's volume, and the topics.
     Delete,
 }
 
@@ -529,14 +600,14 @@ pub struct ShopPlatformStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Summary: Pending, Provisioning, Ready, Degraded or Deleting.
+    /// Summary: Pending, Provisioning, Ready, Progressing, Degraded or Deleting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Detailed conditions: Ready, SecretsReady, DatabaseReady, KafkaReady, MigrationsReady,
     /// ServicesReady.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// Ready replicas per enabled service.
+    /// Replica counts per enabled service.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, ServiceStatus>,
     /// `ready/enabled` services, e.g. `3/3` (printer column).
@@ -550,9 +621,14 @@ pub struct ShopPlatformStatus {
 /// Summary of a ShopPlatform's state.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
+    /// Waiting for something only the user can provide (e.g. the admin Secret).
     Pending,
+    /// First creation: not everything is ready yet.
     Provisioning,
     Ready,
+    /// A platform that was ready is changing: migrations of a new version, a rollout.
+    Progressing,
+    /// Something failed, or a service lost pods it had.
     Degraded,
     Deleting,
 }
@@ -563,6 +639,7 @@ impl Phase {
             Phase::Pending => "Pending",
             Phase::Provisioning => "Provisioning",
             Phase::Ready => "Ready",
+            Phase::Progressing => "Progressing",
             Phase::Degraded => "Degraded",
             Phase::Deleting => "Deleting",
         }
@@ -593,10 +670,16 @@ pub struct Condition {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceStatus {
-    /// Desired replicas.
+    /// Desired replicas (the autoscaler's, for an autoscaled service).
     pub replicas: i32,
     /// Ready replicas.
     pub ready_replicas: i32,
+    /// Replicas running the current pod template.
+    #[serde(default)]
+    pub updated_replicas: i32,
+    /// Available replicas (ready, of any template).
+    #[serde(default)]
+    pub available_replicas: i32,
 }
 
 impl ShopPlatformSpec {

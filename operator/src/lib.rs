@@ -16,7 +16,10 @@ pub mod error;
 pub mod kafka;
 pub mod metrics;
 pub mod names;
+pub mod overrides;
 pub mod provision;
+pub mod rollout;
+pub mod ssa;
 pub mod status;
 pub mod tls;
 
@@ -29,8 +32,7 @@ pub use error::{Error, Result};
 
 /// The CRD as YAML, exactly as checked in at `crds/shopplatforms.platform.shop.yaml`.
 pub fn crd_yaml() -> String {
-    use kube::CustomResourceExt;
-    serde_yaml::to_string(&crd::ShopPlatform::crd()).expect("CRD serializes")
+    serde_yaml::to_string(&crd::crd()).expect("CRD serializes")
 }
 
 /// Parses a ShopPlatform manifest (YAML) and fills what the API server would (namespace

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use shop_operator::controller::Settings;
 use shop_operator::kafka::{SaslConfig, SaslMechanism, TlsConfig};
+use shop_operator::overrides::ConnectOverrides;
 use shop_operator::provision::{KafkaTopicProvisioner, PgProvisioner};
 
 #[derive(Debug, Parser)]
@@ -35,6 +37,23 @@ struct Cli {
     kafka_sasl_username: Option<String>,
     #[arg(long, env = "SHOP_OPERATOR_KAFKA_SASL_PASSWORD", hide_env_values = true, default_value = "")]
     kafka_sasl_password: String,
+    /// Watch ShopPlatforms (and what they own) in this namespace only; default: every namespace.
+    #[arg(long, env = "SHOP_OPERATOR_NAMESPACE")]
+    namespace: Option<String>,
+    /// Seconds between reconciles of a Ready platform (the drift check for what watches miss).
+    #[arg(long, env = "SHOP_OPERATOR_RESYNC_INTERVAL", default_value_t = 300)]
+    resync_interval: u64,
+    /// Seconds between reconciles while something starts or rolls out.
+    #[arg(long, env = "SHOP_OPERATOR_PROGRESS_INTERVAL", default_value_t = 15)]
+    progress_interval: u64,
+    /// Longest wait, in seconds, before retrying a failed reconcile (the wait doubles from 5 s).
+    #[arg(long, env = "SHOP_OPERATOR_MAX_RETRY_INTERVAL", default_value_t = 300)]
+    max_retry_interval: u64,
+    /// Connect to another address than a database's or broker's `host:port`, for an operator
+    /// running where the cluster's Service names do not resolve (development, tests):
+    /// `host:port=addr:port`, comma-separated.
+    #[arg(long, env = "SHOP_OPERATOR_CONNECT_OVERRIDES", default_value = "")]
+    connect_overrides: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -44,8 +63,13 @@ impl Cli {
         use anyhow::Context as _;
         let read =
             |p: &std::path::PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-        let pg = PgProvisioner { ca_pem: self.postgres_ca_file.as_ref().map(read).transpose()? };
+        let overrides = ConnectOverrides::parse(&self.connect_overrides).map_err(anyhow::Error::msg)?;
+        let pg = PgProvisioner {
+            ca_pem: self.postgres_ca_file.as_ref().map(read).transpose()?,
+            overrides: overrides.clone(),
+        };
         let mut kafka = KafkaTopicProvisioner::default();
+        kafka.connection.overrides = overrides;
         if self.kafka_tls || self.kafka_ca_file.is_some() {
             let ca_pem = self.kafka_ca_file.as_ref().map(read).transpose()?;
             kafka.connection.tls = Some(TlsConfig { ca_pem, server_name: None });
@@ -111,8 +135,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let settings = Settings {
+                steady_requeue: std::time::Duration::from_secs(cli.resync_interval.max(1)),
+                progress_requeue: std::time::Duration::from_secs(cli.progress_interval.max(1)),
+                max_backoff: std::time::Duration::from_secs(cli.max_retry_interval.max(1)),
+            };
+            let namespace = cli.namespace.clone().filter(|n| !n.is_empty());
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-            match rt.block_on(run(cli.metrics_addr, provisioners)) {
+            match rt.block_on(run(cli.metrics_addr, namespace, settings, provisioners)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "operator stopped");
@@ -137,8 +167,9 @@ fn init_tracing(text: bool) {
         .unwrap_or_else(|_| DEFAULT_FILTER.to_string());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let registry = tracing_subscriber::registry().with(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let _ = if text {
-        registry.with(fmt::layer().with_target(false)).try_init()
+        registry.with(fmt::layer().with_target(false).with_ansi(ansi)).try_init()
     } else {
         registry
             .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false))
@@ -146,12 +177,18 @@ fn init_tracing(text: bool) {
     };
 }
 
-async fn run(addr: SocketAddr, (pg, kafka): (PgProvisioner, KafkaTopicProvisioner)) -> anyhow::Result<()> {
+async fn run(
+    addr: SocketAddr,
+    namespace: Option<String>,
+    settings: Settings,
+    (pg, kafka): (PgProvisioner, KafkaTopicProvisioner),
+) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "metrics and health listening");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, namespace = namespace.as_deref().unwrap_or("(all)"), "metrics and health listening");
     let server = tokio::spawn(shop_operator::metrics::serve(listener));
-    shop_operator::controller::run(client, Arc::new(pg), Arc::new(kafka)).await;
+    shop_operator::controller::run(client, namespace, settings, Arc::new(pg), Arc::new(kafka)).await;
     server.abort();
     Ok(())
 }

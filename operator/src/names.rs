@@ -16,6 +16,12 @@ pub const FINALIZER: &str = "platform.shop/cleanup";
 /// Annotation on pod templates with a hash of the service's configuration, so a configuration
 /// change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "platform.shop/config-hash";
+/// Annotation on pod templates with a hash of the Secret values the pods read, so a rotated
+/// Secret rolls the pods.
+pub const SECRETS_HASH_ANNOTATION: &str = "platform.shop/secrets-hash";
+/// Annotation on migration Jobs with a hash of their pod template (a Job's template is
+/// immutable: a failed Job whose template changed is replaced, a succeeded one is kept).
+pub const TEMPLATE_HASH_ANNOTATION: &str = "platform.shop/template-hash";
 
 /// Keys of the Secret named by `spec.stripe.secretName`.
 pub const STRIPE_API_KEY_KEY: &str = "apiKey";
