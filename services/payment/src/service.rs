@@ -662,7 +662,7 @@ impl PaymentState {
         claim: Option<Claim>,
         cause: Option<&Envelope>,
     ) -> Result<Payment, ApiError> {
-        let reserved = self.store.reserve_refund(payment.id, refund_id, amount, reason).await?;
+        let reserved = self.store.reserve_refund(payment.id, refund_id, amount, reason, cause).await?;
         match reserved.refund.status {
             RefundStatus::Succeeded => return self.finish_without_change(reserved.payment, claim).await,
             RefundStatus::Failed => {
