@@ -520,6 +520,14 @@ impl Store {
             if let Some(intent) = intent_id.filter(|_| row.awaits_intent()) {
                 next.provider_payment_id = intent;
             }
+            // The event that asked for a capture when it was requested ([`Store::note_capture_cause`]):
+            // the capture's event carries it even when the provider's webhook records the capture first.
+            let capture_cause: Option<(Option<String>, Option<String>)> = match (&effect, &cause) {
+                (Effect::Captured { .. }, None) => sqlx::query_as(
+                    "SELECT capture_causation_id, capture_correlation_id FROM payments WHERE id = $1")
+                    .bind(payment_id).fetch_optional(&mut *tx).await?,
+                _ => None,
+            };
             let mut refund_exists: Option<RefundStatus> = None;
             // The event that asked for the refund when it was reserved: whichever path records the
             // refund (the handler that asked, or the provider's webhook first), the event says so.
@@ -612,8 +620,17 @@ impl Store {
             let ev = match &effect {
                 Effect::Authorized { .. } => Some(event(&PaymentAuthorized {
                     order_id: row.order_id, payment_id, amount: money(row.amount), charge_id: next.charge_id.clone() }, cause)?),
-                Effect::Captured { .. } => Some(event(&PaymentCaptured {
-                    order_id: row.order_id, payment_id, amount: money(next.captured_amount), charge_id: next.charge_id.clone() }, cause)?),
+                Effect::Captured { .. } => {
+                    let mut ev = event(&PaymentCaptured {
+                        order_id: row.order_id, payment_id, amount: money(next.captured_amount), charge_id: next.charge_id.clone() }, cause)?;
+                    if let Some((Some(causation), correlation)) = capture_cause {
+                        ev.causationid = Some(causation);
+                        if let Some(correlation) = correlation {
+                            ev.correlationid = correlation;
+                        }
+                    }
+                    Some(ev)
+                }
                 Effect::Failed { reason, .. } => Some(event(&PaymentFailed {
                     order_id: row.order_id, payment_id, amount: money(row.amount), reason: reason.clone() }, cause)?),
                 Effect::Refunded { refund_id, amount, reason: refund_reason, provider_refund_id } => {
@@ -754,6 +771,15 @@ impl Store {
             "INSERT INTO webhook_events (event_id, event_type, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(event_id).bind(event_type).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
+    }
+
+    /// Remembers the event that asks for a capture, before the provider is called: the capture's
+    /// `payment.captured` event carries its causation whichever path records the capture.
+    pub async fn note_capture_cause(&self, payment_id: Uuid, cause: &Envelope) -> StoreResult<()> {
+        with_db!(&self.db, pool => sqlx::query(
+            "UPDATE payments SET capture_causation_id = $2, capture_correlation_id = $3 WHERE id = $1")
+            .bind(payment_id).bind(cause.id.to_string()).bind(&cause.correlationid).execute(pool).await.map(|_| ()))?;
+        Ok(())
     }
 
     /// Forgets webhook events received before `before` (a provider retries a delivery for days,
