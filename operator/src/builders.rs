@@ -1173,7 +1173,7 @@ pub fn callers(sp: &ShopPlatform, service: ServiceName) -> Vec<ServiceName> {
 
 /// The services `service` calls over HTTP among the enabled ones: its peers, and `auth` (JWKS).
 pub fn callees(sp: &ShopPlatform, service: ServiceName) -> Vec<ServiceName> {
-    ServiceName::ALL.into_iter().filter(|s| callers(sp, *s).contains(&service)).collect()
+    sp.spec.enabled_services().into_iter().filter(|s| callers(sp, *s).contains(&service)).collect()
 }
 
 /// Egress to the database, event bus and cache the platform runs or names, for a pod that
@@ -2015,6 +2015,12 @@ mod tests {
         assert!(!components(&pg["spec"]["ingress"][0], "from").contains(&"gateway".to_string()));
         assert!(by_name("shop-kafka")["spec"]["ingress"][0]["from"].is_array());
         assert!(by_name("shop-redis")["spec"]["ingress"][0]["from"].is_array());
+        // A disabled service is no edge.
+        let no_cart = sp(json!({"version": "1", "services": {"cart": {"enabled": false}}}));
+        let nps: Vec<Value> = network_policies(&no_cart).into_iter().map(|n| serde_json::to_value(n).unwrap()).collect();
+        let order = nps.iter().find(|x| x["metadata"]["name"] == "shop-order").unwrap();
+        assert_eq!(components(&order["spec"]["egress"][1], "to"), vec!["auth", "catalog", "inventory"]);
+        assert!(!nps.iter().any(|x| x["metadata"]["name"] == "shop-cart"));
         // External egress, and the opt-out.
         let ext = sp(
             json!({"version": "1", "networkPolicies": {"externalEgress": [{"cidr": "10.0.0.0/8", "ports": [5432]}]}}),
