@@ -2017,7 +2017,8 @@ mod tests {
         assert!(by_name("shop-redis")["spec"]["ingress"][0]["from"].is_array());
         // A disabled service is no edge.
         let no_cart = sp(json!({"version": "1", "services": {"cart": {"enabled": false}}}));
-        let nps: Vec<Value> = network_policies(&no_cart).into_iter().map(|n| serde_json::to_value(n).unwrap()).collect();
+        let nps: Vec<Value> =
+            network_policies(&no_cart).into_iter().map(|n| serde_json::to_value(n).unwrap()).collect();
         let order = nps.iter().find(|x| x["metadata"]["name"] == "shop-order").unwrap();
         assert_eq!(components(&order["spec"]["egress"][1], "to"), vec!["auth", "catalog", "inventory"]);
         assert!(!nps.iter().any(|x| x["metadata"]["name"] == "shop-cart"));

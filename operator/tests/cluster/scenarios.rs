@@ -1034,7 +1034,7 @@ async fn rbac_forbidden(s: Arc<Scenario>) -> Result<()> {
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .filter(|r| !r.api_groups.iter().flatten().any(|g| g == "networking.k8s.io"))
+        .filter(|r| !r.resources.iter().flatten().any(|res| res == "ingresses"))
         .collect();
     let limited = format!("{}-limited", s.ns);
     let role: ClusterRole = serde_json::from_value(json!({
@@ -1500,7 +1500,8 @@ async fn production(s: Arc<Scenario>) -> Result<()> {
     let c = container(&d);
     let pod = serde_json::to_value(d.spec.template.spec.clone().unwrap())?;
     ensure!(
-        c["readinessProbe"]["httpGet"]["path"] == "/readyz" && c["readinessProbe"]["httpGet"]["port"] == "ops",
+        c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            && c["readinessProbe"]["httpGet"]["port"] == "ops",
         "{}",
         c["readinessProbe"]
     );
