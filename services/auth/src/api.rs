@@ -96,7 +96,7 @@ pub struct RegisterRequest {
         example = "Secret123",
         min_length = 8,
         max_length = 128,
-        pattern = r"^(?=[\s\S]*[A-Z])(?=[\s\S]*[a-z])(?=[\s\S]*[0-9])"
+        pattern = r"^(?=[\s\S]*[A-Z])(?=[\s\S]*[a-z])(?=[\s\S]*[0-9])[\s\S]{8,128}$"
     )]
     pub password: String,
     #[serde(default)]

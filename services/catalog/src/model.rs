@@ -321,6 +321,26 @@ pub fn slugify(name: &str) -> String {
 }
 
 /// Why `slug` is not acceptable, if it is not.
+/// The slug of a name given without one: [`slugify`], or, when that leaves nothing usable (a
+/// name without Latin letters or digits, a name that is a UUID), `x-` and the name's code points
+/// in hexadecimal (`日本` → `x-65e5-672c`). Deterministic, so two equal names still collide
+/// (`duplicate_slug`), and never refused: every name the schema allows gets a slug.
+pub fn derive_slug(name: &str) -> String {
+    let s = slugify(name);
+    if slug_problem(&s).is_none() {
+        return s;
+    }
+    let mut out = String::from("x");
+    for c in name.chars().filter(|c| !c.is_whitespace()) {
+        let part = format!("-{:x}", c as u32);
+        if out.len() + part.len() > MAX_SLUG_LEN {
+            break;
+        }
+        out.push_str(&part);
+    }
+    out
+}
+
 pub fn slug_problem(slug: &str) -> Option<String> {
     if slug.is_empty() {
         return Some("must not be empty".into());
@@ -400,13 +420,7 @@ impl ProductInput {
                 s
             }
             (None, Some(current)) => current.to_string(),
-            (None, None) => {
-                let s = slugify(&name);
-                if !name.is_empty() && slug_problem(&s).is_some() {
-                    errors.push(err("slug", "cannot be derived from the name; provide one"));
-                }
-                s
-            }
+            (None, None) => derive_slug(&name),
         };
         let sku = self.sku;
         if let Some(p) = sku_problem(&sku) {
@@ -523,9 +537,10 @@ pub struct CategoryInput {
     /// An existing category, or null for a top-level one.
     #[serde(default)]
     pub parent_id: Option<Uuid>,
-    /// Sort position among siblings (default 0).
+    /// Sort position among siblings (default 0; a 32-bit integer).
     #[serde(default)]
-    pub position: i64,
+    #[schema(minimum = -2147483648, maximum = 2147483647)]
+    pub position: i32,
 }
 
 /// A brand.
@@ -589,13 +604,7 @@ pub fn validate_named(
             }
             s
         }
-        None => {
-            let s = slugify(&name);
-            if !name.is_empty() && slug_problem(&s).is_some() {
-                errors.push(err("slug", "cannot be derived from the name; provide one"));
-            }
-            s
-        }
+        None => derive_slug(&name),
     };
     if description.chars().count() > MAX_NAMED_DESCRIPTION_LEN {
         errors.push(err("description", "must be at most 2000 characters"));
@@ -610,8 +619,9 @@ pub fn validate_named(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ValidateItem {
     pub product_id: Uuid,
-    /// Requested quantity; a line below 1 gets the verdict `invalid_quantity`.
-    pub quantity: i64,
+    /// Requested quantity (a 32-bit integer); a line below 1 gets the verdict `invalid_quantity`.
+    #[schema(minimum = -2147483648, maximum = 2147483647)]
+    pub quantity: i32,
 }
 
 /// Body of `POST /api/v1/products/validate`.
@@ -689,6 +699,11 @@ mod tests {
         assert_eq!(slugify("  Men's  Shirts & Ties "), "mens-shirts-ties");
         assert_eq!(slugify("Crème brûlée"), "creme-brulee");
         assert_eq!(slugify("日本"), "");
+        assert_eq!(derive_slug("日本"), "x-65e5-672c");
+        assert_eq!(derive_slug("Crème brûlée"), "creme-brulee");
+        let uuid = "550e8400-e29b-41d4-a716-446655440000";
+        assert!(slug_problem(&derive_slug(uuid)).is_none(), "{}", derive_slug(uuid));
+        assert!(slug_problem(&derive_slug(&"ķ".repeat(200))).is_none());
         assert!(slug_problem("ok-slug-1").is_none());
         assert!(slug_problem("Bad").is_some());
         assert!(slug_problem("a--b").is_some());

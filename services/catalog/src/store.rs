@@ -598,7 +598,7 @@ impl Store {
                         name: None,
                         sku: None,
                         price: None,
-                        quantity: item.quantity,
+                        quantity: i64::from(item.quantity),
                         error: Some("not_found".into()),
                     };
                 };
@@ -619,7 +619,7 @@ impl Store {
                     name: Some(r.name.clone()),
                     sku: Some(r.sku.clone()),
                     price: Some(Money { amount: r.price_amount, currency: r.currency.clone() }),
-                    quantity: item.quantity,
+                    quantity: i64::from(item.quantity),
                     error: error.map(str::to_string),
                 }
             })
@@ -737,7 +737,7 @@ impl Store {
         .bind(&named.name)
         .bind(&named.slug)
         .bind(&named.description)
-        .bind(input.position)
+        .bind(i64::from(input.position))
         .bind(now)
         .execute(pool)
         .await

@@ -86,7 +86,7 @@ impl From<PathRejection> for ApiError {
 }
 
 /// Parses an optional JSON body, for endpoints such as `POST …/cancel` whose body is a courtesy
-/// (`{reason?}`): empty (or only whitespace) gives `T::default()`; anything else gets the same
+/// (`{reason?}`): empty (or only whitespace), or a JSON `null`, gives `T::default()`; anything else gets the same
 /// problems as [`Json`]: 415 without a JSON content type, 400 when it is not JSON, 422 when
 /// its fields are wrong.
 pub fn optional_json<T: serde::de::DeserializeOwned + Default>(
@@ -101,6 +101,10 @@ pub fn optional_json<T: serde::de::DeserializeOwned + Default>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<mime_type::Essence>().ok())
         .is_some_and(|m| m.is_json());
+    if json && body.trim_ascii() == b"null" {
+        // The document describes these bodies as optional and nullable: `null` is "no body".
+        return Ok(T::default());
+    }
     if !json {
         return Err(ApiError::unsupported_media_type(
             "expected a request body with `Content-Type: application/json`",
@@ -166,6 +170,7 @@ mod tests {
         assert_eq!(optional_json::<Body>(&h, b"{}").unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
         assert_eq!(optional_json::<Body>(&h, b"{").unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(optional_json::<Body>(&h, b" null ").unwrap().amount, None);
         assert_eq!(optional_json::<Body>(&h, br#"{"amount":"x"}"#).unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(optional_json::<Body>(&h, br#"{"other":1}"#).unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(optional_json::<Body>(&h, br#"{"amount":5}"#).unwrap().amount, Some(5));

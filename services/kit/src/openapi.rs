@@ -63,6 +63,41 @@ impl Modify for Problems {
         for (name, response) in responses::components() {
             components.responses.insert(name.to_string(), RefOr::T(response));
         }
+        optional_headers_are_strings(openapi);
+    }
+}
+
+/// An optional header is absent or a string, never `null`: utoipa describes an
+/// `Option<String>` header as `type: [string, null]`, which is narrowed to `type: string` here.
+fn optional_headers_are_strings(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::{Schema, SchemaType};
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in operations.into_iter().flatten() {
+            for p in op.parameters.iter_mut().flatten() {
+                if p.parameter_in != ParameterIn::Header {
+                    continue;
+                }
+                if let Some(RefOr::T(Schema::Object(o))) = &mut p.schema {
+                    if let SchemaType::Array(types) = &o.schema_type {
+                        let rest: Vec<Type> = types.iter().filter(|t| **t != Type::Null).cloned().collect();
+                        if let [only] = rest.as_slice() {
+                            o.schema_type = SchemaType::Type(only.clone());
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

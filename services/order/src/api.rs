@@ -79,6 +79,7 @@ async fn place_idempotently(
 ) -> ApiResult<Response> {
     let Placement { operation, fingerprint, lines, address, shipping_method, notes } = p;
     let key = idempotency::key_from_headers(headers)?;
+    validate_order_input(lines.as_deref(), &address, notes.as_deref()).map_err(ApiError::invalid_fields)?;
     let scope = format!("{}:{operation}", who.user_id);
     let authorization = headers.get(header::AUTHORIZATION).cloned();
     let (status, body) = idempotency::run(saga.store.db(), &scope, &key, &fingerprint, || async {
@@ -90,7 +91,7 @@ async fn place_idempotently(
         if from_cart && lines.is_empty() {
             return Err(ApiError::new(ErrorCode::CartEmpty).detail("the cart is empty: add items before checking out"));
         }
-        validate_order_input(&lines, &address, notes.as_deref()).map_err(ApiError::invalid_fields)?;
+        validate_order_input(Some(&lines), &address, notes.as_deref()).map_err(ApiError::invalid_fields)?;
         let req = PlaceRequest {
             lines: merge_lines(lines),
             address,

@@ -250,22 +250,26 @@ pub struct CreateOrderRequest {
     pub user_id: Option<serde_json::Value>,
 }
 
-/// Checks what both order requests share; lines are merged per product by the caller.
+/// Checks what both order requests share; lines are merged per product by the caller. `lines`
+/// is `None` for a checkout before its cart is read: a request is judged on its own fields
+/// before any stored state (so an invalid body is a 422, never a 409 `cart_empty`).
 pub fn validate_order_input(
-    lines: &[(Uuid, i64)],
+    lines: Option<&[(Uuid, i64)]>,
     address: &Address,
     notes: Option<&str>,
 ) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
-    if lines.is_empty() {
-        errors.push(fe("items", "must hold at least one line"));
-    }
-    if lines.len() > MAX_LINES {
-        errors.push(fe("items", format!("must hold at most {MAX_LINES} lines")));
-    }
-    for (i, (_, q)) in lines.iter().enumerate() {
-        if !(1..=MAX_QUANTITY).contains(q) {
-            errors.push(fe(format!("items[{i}].quantity"), format!("must be between 1 and {MAX_QUANTITY}")));
+    if let Some(lines) = lines {
+        if lines.is_empty() {
+            errors.push(fe("items", "must hold at least one line"));
+        }
+        if lines.len() > MAX_LINES {
+            errors.push(fe("items", format!("must hold at most {MAX_LINES} lines")));
+        }
+        for (i, (_, q)) in lines.iter().enumerate() {
+            if !(1..=MAX_QUANTITY).contains(q) {
+                errors.push(fe(format!("items[{i}].quantity"), format!("must be between 1 and {MAX_QUANTITY}")));
+            }
         }
     }
     address.validate("shippingAddress", &mut errors);

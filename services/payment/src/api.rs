@@ -271,7 +271,7 @@ pub async fn order_payments(
 #[utoipa::path(
     post, path = "/api/v1/webhooks/stripe", tag = "payments",
     request_body(content = Object, description = "A Stripe event, signed", content_type = "application/json"),
-    params(("Stripe-Signature" = String, Header, description = "`t=<unix time>,v1=<hex HMAC-SHA256 of \"t.body\">`", min_length = 1)),
+    params(("Stripe-Signature" = String, Header, description = "`t=<unix time>,v1=<hex HMAC-SHA256 of \"t.body\">`", min_length = 1, pattern = r"^[\t -~\u0080-\u00ff]*$")),
     responses(
         (status = 200, description = "Received: `{\"received\": true, \"result\": \"applied\"|\"duplicate\"|\"ignored\"}`"),
         r::Write, r::ServiceUnavailable,

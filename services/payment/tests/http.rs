@@ -21,7 +21,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
         app.request(Method::POST, uri, &[], Some(json!({"orderId": order}).to_string())).await
             .is_problem(StatusCode::UNAUTHORIZED, "token_missing");
         app.call(&app.alice, Method::POST, uri, None, body.clone()).await
-            .is_problem(StatusCode::BAD_REQUEST, "idempotency-key-required");
+            .is_problem(StatusCode::BAD_REQUEST, "idempotency_key_required");
         app.call(&app.bob, Method::POST, uri, Some("k-bob"), body.clone()).await.is_problem(StatusCode::NOT_FOUND, "not_found");
         app.call(&app.alice, Method::POST, uri, Some("k-x"), Some(json!({"orderId": Uuid::now_v7()}))).await
             .is_problem(StatusCode::NOT_FOUND, "not_found");
@@ -56,7 +56,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
         assert_eq!((again.status, &again.body), (StatusCode::CREATED, &p));
         let other = app.order(&app.alice, 5);
         app.call(&app.alice, Method::POST, uri, Some("k1"), Some(json!({"orderId": other}))).await
-            .is_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
+            .is_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
         // A new key for the same order: its live payment, 200.
         let existing = app.call(&app.alice, Method::POST, uri, Some("k2"), body.clone()).await;
         assert_eq!(existing.ok(StatusCode::OK)["id"], p["id"]);
@@ -119,7 +119,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
 
         // Refunds: key required, customers refused, never above captured minus refunded.
         app.call(&app.admin, Method::POST, &refund_uri, None, Some(json!({"amount": 100}))).await
-            .is_problem(StatusCode::BAD_REQUEST, "idempotency-key-required");
+            .is_problem(StatusCode::BAD_REQUEST, "idempotency_key_required");
         app.call(&app.alice, Method::POST, &refund_uri, Some("r1"), Some(json!({"amount": 100}))).await
             .is_problem(StatusCode::FORBIDDEN, "forbidden");
         let too_much = app.call(&app.admin, Method::POST, &refund_uri, Some("r1"), Some(json!({"amount": 9001}))).await;
@@ -163,8 +163,8 @@ kit::db_tests! { shop_payment::MIGRATIONS;
         let p = app.intent(&app.alice, order).await;
         let id = p["id"].as_str().unwrap().to_string();
         let r = app.confirm(&app.alice, &id, "4000000000000002").await;
-        r.is_problem(StatusCode::PAYMENT_REQUIRED, "card-declined");
-        assert_eq!(r.body["type"], "https://shop.example/problems/card-declined");
+        r.is_problem(StatusCode::PAYMENT_REQUIRED, "card_declined");
+        assert_eq!(r.body["type"], "https://shop.example/problems/card_declined");
         assert_eq!(r.body["paymentId"], id.as_str());
         assert_eq!(r.body["payment"]["status"], "FAILED");
         assert_eq!(r.body["payment"]["failureCode"], "card_declined");
