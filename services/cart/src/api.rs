@@ -276,8 +276,8 @@ pub async fn add_item(
         (ProductStatus::NotFound | ProductStatus::Deleted, _) => return Err(unknown_product(pid)),
         (ProductStatus::Inactive, _) => {
             return Err(ApiError::new(ErrorCode::ProductUnavailable)
-            .detail(format!("product `{pid}` is not for sale"))
-            .field("productId", "is not for sale"));
+                .detail(format!("product `{pid}` is not for sale"))
+                .field("productId", "is not for sale"));
         }
         (ProductStatus::Available, Some(p)) => p,
         (ProductStatus::Available, None) => {
@@ -312,8 +312,8 @@ pub async fn add_item(
         AddOutcome::TooManyLines => {
             let max = st.config.max_lines;
             return Err(ApiError::new(ErrorCode::TooManyLines)
-            .detail(format!("a cart holds at most {max} different products"))
-            .field("productId", format!("the cart already has {max} lines")));
+                .detail(format!("a cart holds at most {max} different products"))
+                .field("productId", format!("the cart already has {max} lines")));
         }
         AddOutcome::Added { quantity, created } => {
             tracing::debug!(cart = %cart_label(&owner), product_id = %pid, quantity, created, "cart line added");

@@ -45,13 +45,25 @@ pub(crate) mod schemas {
     use utoipa::openapi::{Object, RefOr, Schema};
 
     pub fn product_name() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-        strings::text(MAX_NAME_LEN, "1 to 200 characters as sent, not only whitespace, no control characters; trimmed.")
+        strings::text(
+            MAX_NAME_LEN,
+            "1 to 200 characters as sent, not only whitespace, no control characters; trimmed.",
+        )
     }
     pub fn product_name_patch() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-        strings::string(strings::TEXT, 1, MAX_NAME_LEN, true, "As in `ProductInput`; absent or null keeps it.")
+        strings::string(
+            strings::TEXT,
+            1,
+            MAX_NAME_LEN,
+            true,
+            "As in `ProductInput`; absent or null keeps it.",
+        )
     }
     pub fn named_name() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-        strings::text(MAX_NAMED_NAME_LEN, "1 to 100 characters as sent, not only whitespace, no control characters; trimmed.")
+        strings::text(
+            MAX_NAMED_NAME_LEN,
+            "1 to 100 characters as sent, not only whitespace, no control characters; trimmed.",
+        )
     }
     pub fn slug() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
         strings::string(
@@ -76,13 +88,31 @@ pub(crate) mod schemas {
         strings::string(strings::NO_NUL, 0, MAX_DESCRIPTION_LEN, true, "At most 10,000 characters, no NUL.")
     }
     pub fn named_description() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-        strings::string(strings::NO_NUL, 0, MAX_NAMED_DESCRIPTION_LEN, false, "At most 2,000 characters, no NUL.")
+        strings::string(
+            strings::NO_NUL,
+            0,
+            MAX_NAMED_DESCRIPTION_LEN,
+            false,
+            "At most 2,000 characters, no NUL.",
+        )
     }
     pub fn url() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-        strings::string(URL_PATTERN, 1, MAX_URL_LEN, false, "An http(s) URL with a host, at most 2,048 characters.")
+        strings::string(
+            URL_PATTERN,
+            1,
+            MAX_URL_LEN,
+            false,
+            "An http(s) URL with a host, at most 2,048 characters.",
+        )
     }
     pub fn logo_url() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-        strings::string(URL_PATTERN, 1, MAX_URL_LEN, true, "An http(s) URL with a host, at most 2,048 characters.")
+        strings::string(
+            URL_PATTERN,
+            1,
+            MAX_URL_LEN,
+            true,
+            "An http(s) URL with a host, at most 2,048 characters.",
+        )
     }
     fn images_of(nullable: bool) -> utoipa::openapi::schema::Array {
         let mut a = utoipa::openapi::schema::ArrayBuilder::new()
@@ -395,7 +425,9 @@ pub fn url_problem(u: &str) -> Option<String> {
     match rest {
         None => Some("must be an http(s) URL".into()),
         Some(rest) if rest.is_empty() || rest.starts_with('/') => Some("must have a host".into()),
-        Some(_) if u.chars().count() > MAX_URL_LEN => Some(format!("must be at most {MAX_URL_LEN} characters")),
+        Some(_) if u.chars().count() > MAX_URL_LEN => {
+            Some(format!("must be at most {MAX_URL_LEN} characters"))
+        }
         Some(_) if u.chars().any(|c| c.is_whitespace() || c.is_control()) => {
             Some("must not contain whitespace".into())
         }

@@ -12,7 +12,6 @@ use kit::money::Money;
 use kit::pagination::PageRequest;
 use kit::problem::{ErrorCode, FieldError};
 use kit::with_db;
-use kit::ApiError;
 use serde_json::{Map, Value};
 use sqlx::types::Json;
 use time::OffsetDateTime;
@@ -20,29 +19,9 @@ use uuid::Uuid;
 
 use crate::model::*;
 
-/// What can go wrong in the store, mapped to problem documents by the API layer.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{detail}")]
-    Conflict { code: ErrorCode, detail: String },
-    #[error("invalid input")]
-    Invalid(Vec<FieldError>),
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
-            StoreError::Conflict { code, detail } => ApiError::conflict(code, detail),
-            StoreError::Invalid(errors) => ApiError::invalid_fields(errors),
-            StoreError::Db(e) => ApiError::from(e),
-        }
-    }
-}
+/// What can go wrong in the store: the kit's store error, whose one mapping to problem
+/// documents is `kit::store` (the catalog has no refusal of its own).
+pub type StoreError = kit::store::StoreError;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -261,7 +240,10 @@ fn write_error(e: sqlx::Error, what: &str) -> StoreError {
     if is_unique_violation_on(&e, "sku") {
         StoreError::Conflict { code: ErrorCode::DuplicateSku, detail: format!("another {what} has this SKU") }
     } else if is_unique_violation_on(&e, "slug") {
-        StoreError::Conflict { code: ErrorCode::DuplicateSlug, detail: format!("another {what} has this slug") }
+        StoreError::Conflict {
+            code: ErrorCode::DuplicateSlug,
+            detail: format!("another {what} has this slug"),
+        }
     } else if is_foreign_key_violation(&e) {
         StoreError::Invalid(vec![field("categoryId", "refers to an unknown category or brand")])
     } else {

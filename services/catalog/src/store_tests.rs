@@ -246,7 +246,7 @@ kit::db_tests! { crate::MIGRATIONS;
         s.delete_product(gone.id).await.unwrap();
         let unknown = Uuid::now_v7();
 
-        let item = |id: Uuid, quantity: i64| ValidateItem { product_id: id, quantity };
+        let item = |id: Uuid, quantity: i32| ValidateItem { product_id: id, quantity };
         let r = s.validate_items(&[item(ok.id, 2)]).await.unwrap();
         assert!(r.valid);
         assert_eq!(r.items[0].price, Some(Money::new(1000, "USD")));

@@ -284,13 +284,18 @@ impl PartialSchema for AdjustRequest {
         let shape = |types: &[&str], quantity: RefOr<Schema>, description: &str| -> Object {
             ObjectBuilder::new()
                 .description(Some(description))
-                .property("type", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(types.iter().copied())))
+                .property(
+                    "type",
+                    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(types.iter().copied())),
+                )
                 .required("type")
                 .property("quantity", quantity)
                 .required("quantity")
                 .property("reference", note_schema())
                 .property("reason", note_schema())
-                .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::<Schema>::FreeForm(false)))
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::<Schema>::FreeForm(false),
+                ))
                 .build()
         };
         let positive = ObjectBuilder::new()
@@ -300,7 +305,10 @@ impl PartialSchema for AdjustRequest {
             .description(Some("Units, 1 to 1,000,000"))
             .build();
         let range = |min: i64, max: i64| {
-            ObjectBuilder::new().schema_type(SchemaType::new(Type::Integer)).minimum(Some(min)).maximum(Some(max))
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::Integer))
+                .minimum(Some(min))
+                .maximum(Some(max))
         };
         let signed = OneOfBuilder::new()
             .description(Some("Signed units, -1,000,000 to 1,000,000, not 0"))

@@ -224,7 +224,7 @@ kit::db_tests! { crate::MIGRATIONS;
         let s = store.adjust(a, &adj(TransactionType::Adjustment, -1), &admin()).await.unwrap();
         assert_eq!(s.available_quantity, 10);
         let err = store.adjust(a, &adj(TransactionType::Sale, 11), &admin()).await.unwrap_err();
-        assert!(matches!(&err, StoreError::Insufficient(s) if s[0].available == 10), "{err:?}");
+        assert!(matches!(&err, StoreError::Refused(crate::store::Shortfall(s)) if s[0].available == 10), "{err:?}");
         assert!(matches!(store.adjust(a, &adj(TransactionType::Purchase, -1), &admin()).await.unwrap_err(), StoreError::Invalid(_)));
         assert!(matches!(store.adjust(a, &adj(TransactionType::Reservation, 1), &admin()).await.unwrap_err(), StoreError::Invalid(_)));
         assert!(matches!(store.adjust(Uuid::now_v7(), &adj(TransactionType::Purchase, 1), &admin()).await.unwrap_err(), StoreError::NotFound(_)));

@@ -171,8 +171,14 @@ mod tests {
         h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
         assert_eq!(optional_json::<Body>(&h, b"{").unwrap_err().status, StatusCode::BAD_REQUEST);
         assert_eq!(optional_json::<Body>(&h, b" null ").unwrap().amount, None);
-        assert_eq!(optional_json::<Body>(&h, br#"{"amount":"x"}"#).unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(optional_json::<Body>(&h, br#"{"other":1}"#).unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            optional_json::<Body>(&h, br#"{"amount":"x"}"#).unwrap_err().status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            optional_json::<Body>(&h, br#"{"other":1}"#).unwrap_err().status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
         assert_eq!(optional_json::<Body>(&h, br#"{"amount":5}"#).unwrap().amount, Some(5));
         h.insert(header::CONTENT_TYPE, "application/merge-patch+json".parse().unwrap());
         assert_eq!(optional_json::<Body>(&h, br#"{"amount":5}"#).unwrap().amount, Some(5));

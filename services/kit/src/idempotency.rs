@@ -69,7 +69,8 @@ pub fn key_from_headers(headers: &HeaderMap) -> Result<String, ApiError> {
     };
     let key = value.to_str().ok().map(str::trim).unwrap_or_default();
     if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-        return Err(ApiError::new(ErrorCode::InvalidIdempotencyKey).detail(format!("`Idempotency-Key` must be 1–{MAX_KEY_LEN} visible ASCII characters")));
+        return Err(ApiError::new(ErrorCode::InvalidIdempotencyKey)
+            .detail(format!("`Idempotency-Key` must be 1–{MAX_KEY_LEN} visible ASCII characters")));
     }
     Ok(key.to_string())
 }

@@ -156,7 +156,11 @@ impl utoipa::PartialSchema for ErrorCode {
             "Stable machine-readable code of a problem; `type` ends with it. One status per code:\n",
         );
         for c in ErrorCode::ALL {
-            let status = if *c == ErrorCode::RequestFailed { "4xx/5xx".to_string() } else { c.status().as_u16().to_string() };
+            let status = if *c == ErrorCode::RequestFailed {
+                "4xx/5xx".to_string()
+            } else {
+                c.status().as_u16().to_string()
+            };
             description.push_str(&format!("\n- `{}` ({status}): {}", c.as_str(), c.meaning()));
         }
         ObjectBuilder::new()
@@ -416,7 +420,11 @@ mod tests {
                 missing.push(row);
             }
         }
-        assert!(missing.is_empty(), "docs/api.md lacks the rows (code, status, meaning):\n{}", missing.join("\n"));
+        assert!(
+            missing.is_empty(),
+            "docs/api.md lacks the rows (code, status, meaning):\n{}",
+            missing.join("\n")
+        );
     }
 
     #[test]

@@ -89,7 +89,8 @@ async fn place_idempotently(
             None => saga.cart_lines(authorization.as_ref()).await?,
         };
         if from_cart && lines.is_empty() {
-            return Err(ApiError::new(ErrorCode::CartEmpty).detail("the cart is empty: add items before checking out"));
+            return Err(ApiError::new(ErrorCode::CartEmpty)
+                .detail("the cart is empty: add items before checking out"));
         }
         validate_order_input(Some(&lines), &address, notes.as_deref()).map_err(ApiError::invalid_fields)?;
         let req = PlaceRequest {

@@ -50,7 +50,13 @@ pub(crate) mod schemas {
         optional(MAX_REASON_LEN)
     }
     pub fn shipping_ref() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-        strings::string(strings::NOT_BLANK, 1, MAX_SHIPPING_REF_LEN, false, "1 to 100 characters, not only whitespace; trimmed.")
+        strings::string(
+            strings::NOT_BLANK,
+            1,
+            MAX_SHIPPING_REF_LEN,
+            false,
+            "1 to 100 characters, not only whitespace; trimmed.",
+        )
     }
 }
 /// Where an order is in its life. See `docs/orders.md` for the transition table.
@@ -268,7 +274,10 @@ pub fn validate_order_input(
         }
         for (i, (_, q)) in lines.iter().enumerate() {
             if !(1..=MAX_QUANTITY).contains(q) {
-                errors.push(fe(format!("items[{i}].quantity"), format!("must be between 1 and {MAX_QUANTITY}")));
+                errors.push(fe(
+                    format!("items[{i}].quantity"),
+                    format!("must be between 1 and {MAX_QUANTITY}"),
+                ));
             }
         }
     }
@@ -459,19 +468,22 @@ pub struct StatusUpdate {
 /// The schema of [`StatusUpdate`]: `SHIPPED` needs a carrier and a tracking number.
 impl PartialSchema for StatusUpdate {
     fn schema() -> RefOr<Schema> {
-        let nullable_text = || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
+        let nullable_text =
+            || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
         let shape = |statuses: &[&str], description: &str, shipped: bool| -> Object {
             let mut b = ObjectBuilder::new()
                 .description(Some(description))
                 .property(
                     "status",
-                    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(statuses.iter().copied())),
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(statuses.iter().copied())),
                 )
                 .required("status")
                 .property("reason", schemas::reason())
-                .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::<Schema>::FreeForm(
-                    false,
-                )));
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::<Schema>::FreeForm(false),
+                ));
             if shipped {
                 b = b
                     .property("carrier", schemas::shipping_ref())

@@ -278,7 +278,11 @@ impl Saga {
             Ok(order) => order,
             Err(existing) => {
                 // Same Idempotency-Key as an earlier order: that order is the answer.
-                let order = self.store.get(existing).await?.ok_or(StoreError::NotFound(existing))?;
+                let order = self
+                    .store
+                    .get(existing)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("order {existing}")))?;
                 return Ok((StatusCode::OK, order));
             }
         };
@@ -408,7 +412,7 @@ impl Saga {
                 .await
             {
                 Ok(Transitioned::Done(_)) => cancelled += 1,
-                Ok(Transitioned::Already(_)) | Err(StoreError::Illegal { .. }) => {} // paid meanwhile
+                Ok(Transitioned::Already(_)) | Err(StoreError::Refused(_)) => {} // paid meanwhile
                 Err(e) => return Err(e),
             }
         }

@@ -351,5 +351,4 @@ mod tests {
             assert!(schemas.contains_key(schema), "{schema} missing");
         }
     }
-
 }

@@ -83,8 +83,7 @@ fn not_open(session_id: &str, status: SessionStatus) -> ApiError {
 }
 
 fn unavailable(e: &ProviderError) -> ApiError {
-    ApiError::new(ErrorCode::PaymentProviderUnavailable)
-        .detail(e.to_string())
+    ApiError::new(ErrorCode::PaymentProviderUnavailable).detail(e.to_string())
 }
 
 /// The session and its payment; anything that is not a session of this service's is a 404.
@@ -215,14 +214,17 @@ pub async fn pay(
         .unwrap_or_default();
     // Exactly the cards the page offers (`HostedTestCard`).
     let usable = TEST_CARDS.iter().any(|(pm, _)| *pm == payment_method)
-        && matches!(card_behaviour(&payment_method), Some(CardBehaviour::Succeed | CardBehaviour::Decline(..)));
+        && matches!(
+            card_behaviour(&payment_method),
+            Some(CardBehaviour::Succeed | CardBehaviour::Decline(..))
+        );
     if !usable {
         return Err(ApiError::new(ErrorCode::PaymentMethodInvalid)
-        .detail("the hosted page takes a test card that is authorised or declined (e.g. pm_card_visa)")
-        .with_errors([FieldError {
-            field: "paymentMethod".into(),
-            message: "not a usable test card".into(),
-        }]));
+            .detail("the hosted page takes a test card that is authorised or declined (e.g. pm_card_visa)")
+            .with_errors([FieldError {
+                field: "paymentMethod".into(),
+                message: "not a usable test card".into(),
+            }]));
     }
     let (session, payment) = load(&st, provider, &session_id).await?;
     // Once an attempt was made, a repeated identical submission (a double click) replays its

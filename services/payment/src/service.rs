@@ -138,8 +138,7 @@ pub fn declined_response(payment: &Payment) -> axum::response::Response {
 }
 
 fn provider_unavailable(e: &ProviderError) -> ApiError {
-    ApiError::new(ErrorCode::PaymentProviderUnavailable)
-        .detail(e.to_string())
+    ApiError::new(ErrorCode::PaymentProviderUnavailable).detail(e.to_string())
 }
 
 fn not_found(id: Uuid) -> ApiError {
@@ -239,10 +238,7 @@ impl PaymentState {
         let intent = match self.provider.create_intent(&new, &keys::intent(order_id, attempt)).await {
             Ok(i) => i,
             Err(e @ ProviderError::Unavailable(_)) => return Err(provider_unavailable(&e)),
-            Err(e) => {
-                return Err(ApiError::new(ErrorCode::PaymentNotPossible)
-                .detail(e.to_string()))
-            }
+            Err(e) => return Err(ApiError::new(ErrorCode::PaymentNotPossible).detail(e.to_string())),
         };
         let row = NewPayment {
             order_id,
@@ -313,9 +309,9 @@ impl PaymentState {
                     return self.confirmed(now);
                 }
                 return Err(ApiError::new(ErrorCode::PaymentMethodInvalid)
-                .detail(message)
-                .field("paymentMethod", "not a usable payment method")
-                .into());
+                    .detail(message)
+                    .field("paymentMethod", "not a usable payment method")
+                    .into());
             }
         };
         let t = self.store.transition(Change::new(id, effect, ChangeSource::Api).reason("confirmed")).await?;
@@ -514,8 +510,7 @@ impl PaymentState {
                         return Ok((StatusCode::OK, answer));
                     }
                 }
-                return Err(ApiError::new(ErrorCode::PaymentNotPossible)
-                .detail(e.to_string()));
+                return Err(ApiError::new(ErrorCode::PaymentNotPossible).detail(e.to_string()));
             }
         };
         let url = session.url.clone().ok_or_else(|| {

@@ -234,7 +234,7 @@ kit::db_tests! { crate::MIGRATIONS;
         for t in tasks {
             match t.await.unwrap() {
                 Ok(r) => { assert_eq!(r.refund.status, RefundStatus::Pending); ok += 1 }
-                Err(StoreError::RefundTooLarge { available: 0, .. }) => {}
+                Err(StoreError::Refused(crate::store::RefundTooLarge { available: 0, .. })) => {}
                 Err(e) => panic!("{e}"),
             }
         }
@@ -255,7 +255,7 @@ kit::db_tests! { crate::MIGRATIONS;
         let stale = store.stale_pending_refunds(kit::db::Timestamp::now() + Duration::from_secs(1)).await.unwrap();
         assert_eq!(stale.len(), 4);
         assert!(matches!(store.reserve_refund(p.id, Uuid::now_v7(), Some(1), None, None).await,
-            Err(StoreError::RefundTooLarge { requested: 1, available: 0 })));
+            Err(StoreError::Refused(crate::store::RefundTooLarge { requested: 1, available: 0 }))));
     }
 
     async fn the_payment_schema_has_no_simulator_tables_until_the_simulator_runs(db) {
