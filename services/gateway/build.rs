@@ -1,5 +1,5 @@
 //! Embeds the admin console (`console/`: plain HTML, CSS and native ES modules, no build step —
-//! ADR 0010) into the gateway: one table entry per file with its content type and an ETag
+//! ADR 0013) into the gateway: one table entry per file with its content type and an ETag
 //! (FNV-1a of the bytes). Nothing here needs npm; adding a file to `console/` is all it takes.
 
 use std::fmt::Write as _;

@@ -1,5 +1,5 @@
 //! The admin console at `/admin`: static files embedded in the binary (see `build.rs` and
-//! ADR 0010). `/admin/assets/…` are the files; every other `/admin…` path is the page itself,
+//! ADR 0013). `/admin/assets/…` are the files; every other `/admin…` path is the page itself,
 //! which routes on the client.
 //!
 //! Files are revalidated on every load (`Cache-Control: no-cache` with an `ETag`, answered

@@ -1,4 +1,4 @@
-//! Cookie sessions for the admin console (ADR 0011): the browser never holds a token where a
+//! Cookie sessions for the admin console (ADR 0014): the browser never holds a token where a
 //! script could read it.
 //!
 //! - `POST /api/v1/console/session` signs in through the auth service and answers with three

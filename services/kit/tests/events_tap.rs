@@ -1,4 +1,4 @@
-//! The read-only tap of the bus (`kit::events::tap`, ADR 0012), on both buses: it sees what is
+//! The read-only tap of the bus (`kit::events::tap`, ADR 0015), on both buses: it sees what is
 //! published, and watching it — slowly, or not at all — changes nothing for the consumers.
 
 #[path = "events_support.rs"]

@@ -1,5 +1,5 @@
 // The console's API client. The session lives in HttpOnly cookies set by the gateway
-// (ADR 0011): this module never sees a token. It keeps the session's CSRF token in memory,
+// (ADR 0014): this module never sees a token. It keeps the session's CSRF token in memory,
 // sends it on every state-changing request, refreshes the session when the access token
 // expires (once per failure, shared by concurrent requests), and reports a lost session.
 
