@@ -53,9 +53,24 @@ async function step(name, fn) {
 const dataDir = mkdtempSync(join(tmpdir(), 'shop-console-data-'));
 const profile = mkdtempSync(join(tmpdir(), 'shop-console-chromium-'));
 const shop = spawn(BIN, ['up', '--data-dir', dataDir, '--addr', '127.0.0.1:0'], {
-  env: { ...process.env, SHOP_LOG: process.env.SHOP_LOG || 'warn', SHOP_LOG_FORMAT: 'text', NO_COLOR: '1' },
+  env: {
+    ...process.env,
+    SHOP_LOG: process.env.SHOP_LOG || 'warn',
+    SHOP_LOG_FORMAT: 'text',
+    NO_COLOR: '1',
+    // Low-stock alerts go to these addresses; `shop up` has none unless told.
+    SHOP_NOTIFICATION__ADMIN_EMAILS: '["admin@example.com"]',
+  },
   stdio: ['ignore', 'pipe', 'pipe'],
 });
+// When the run is cut short (scripts/browser-test's time limit sends SIGTERM), the shop goes too.
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => {
+    shop.kill('SIGKILL');
+    console.error(`\n${sig}: stopped after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    process.exit(1);
+  });
+}
 let shopLog = '';
 shop.stderr.on('data', (d) => (shopLog += d));
 const base = await new Promise((resolve, reject) => {
@@ -394,7 +409,7 @@ try {
     assert.equal(r.body.code, 'account_disabled');
   });
 
-  await step('catalog: products, a validation error on its field, categories, brands', async () => {
+  await step('catalog: a product created and edited, the API’s validation errors on their fields; categories; brands', async () => {
     await visit('products', '/admin/products', () => page.getByRole('region', { name: 'Products' }).waitFor());
     await visit('product-new', '/admin/products/new', () => page.getByLabel('Name').waitFor());
     await page.getByLabel('Name').fill('Console test lamp');
@@ -408,6 +423,20 @@ try {
     await page.getByLabel('SKU').fill('LAMP-0001');
     await page.getByRole('button', { name: 'Create product' }).click();
     await heading('Console test lamp').waitFor();
+    // Edit it: the API refuses a bad slug, and says so on the field; then the fixed edit is saved.
+    await page.getByLabel('Slug').fill('Not a slug!');
+    await page.getByLabel('Price').fill('24.50');
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    await page.locator('.field[data-field="slug"] .field-error').waitFor();
+    assert.equal(await page.getByLabel('Slug').getAttribute('aria-invalid'), 'true');
+    await axe('product-edit-error');
+    await shot('product-edit-error');
+    await page.getByLabel('Slug').fill('console-test-lamp');
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    await page.getByRole('status').filter({ hasText: 'Saved Console test lamp' }).first().waitFor();
+    const saved = await call('GET', '/api/v1/products/console-test-lamp', { token: await login('admin@example.com', 'Admin123!') });
+    assert.equal(saved.status, 200, JSON.stringify(saved.body));
+    assert.equal(saved.body.price.amount, 2450);
     await visit('categories', '/admin/categories', () => page.getByRole('region', { name: /Categories/ }).waitFor());
     await visit('brands', '/admin/brands', () => page.getByRole('region', { name: 'Brands' }).waitFor());
   });

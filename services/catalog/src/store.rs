@@ -749,7 +749,11 @@ impl Store {
     /// Replaces a category's fields (`PUT`): without a slug the current one is kept; the parent
     /// must exist and must not be the category itself or one of its descendants. `None` when
     /// there is no such category.
-    pub async fn update_category(&self, id: Uuid, input: CategoryInput) -> StoreResult<Option<CategoryDetail>> {
+    pub async fn update_category(
+        &self,
+        id: Uuid,
+        input: CategoryInput,
+    ) -> StoreResult<Option<CategoryDetail>> {
         let rows = self.category_rows().await?;
         let Some(current) = rows.iter().find(|r| r.id == id) else { return Ok(None) };
         let mut errors = Vec::new();
@@ -765,7 +769,10 @@ impl Store {
                 let mut steps = 0;
                 while let Some(p) = at {
                     if p == id {
-                        errors.push(field("parentId", "must not be the category itself or one of its descendants"));
+                        errors.push(field(
+                            "parentId",
+                            "must not be the category itself or one of its descendants",
+                        ));
                         break;
                     }
                     at = parents.get(&p).copied().flatten();

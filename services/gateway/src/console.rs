@@ -70,7 +70,9 @@ impl Files {
                 _ => return None,
             })
         })?;
-        let hash = body.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
+        let hash = body
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
         // Leaked on purpose: a development aid, one copy per request.
         Some(Box::leak(Box::new(Asset {
             path: "",

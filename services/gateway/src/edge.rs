@@ -67,7 +67,9 @@ pub async fn authenticate(verifier: Verifier, mut req: Request, next: Next) -> R
                         req.extensions_mut().insert(Identity::from(claims));
                     }
                 }
-                Err(e @ kit::auth::TokenError::KeysUnavailable(_)) => return ApiError::from(e).into_response(),
+                Err(e @ kit::auth::TokenError::KeysUnavailable(_)) => {
+                    return ApiError::from(e).into_response()
+                }
                 Err(_) => {}
             }
         }
@@ -85,7 +87,8 @@ pub enum RouteClass {
 
 impl RouteClass {
     pub fn of(method: &Method, path: &str) -> RouteClass {
-        if (path.starts_with("/api/v1/auth/") || path.starts_with(session::SESSION_PATH)) && *method == Method::POST
+        if (path.starts_with("/api/v1/auth/") || path.starts_with(session::SESSION_PATH))
+            && *method == Method::POST
         {
             RouteClass::Auth
         } else if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {

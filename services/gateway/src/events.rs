@@ -70,7 +70,8 @@ pub struct EventFilter {
 
 impl EventFilter {
     fn matches(&self, e: &Envelope) -> bool {
-        let some = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        let some =
+            |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
         if let Some(t) = some(&self.event_type) {
             let ok = if t.ends_with('.') { e.ty.starts_with(&t) } else { e.ty == t };
             if !ok {
@@ -239,15 +240,7 @@ pub async fn stream(
         process_stop: CancellationToken,
         _place: Place,
     }
-    let state = St {
-        backlog: backlog.into_iter(),
-        live,
-        tap,
-        filter,
-        stop,
-        process_stop,
-        _place: place,
-    };
+    let state = St { backlog: backlog.into_iter(), live, tap, filter, stop, process_stop, _place: place };
     let events: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
         Box::pin(futures::stream::unfold(state, |mut st| async move {
             if let Some(v) = st.backlog.next() {
@@ -273,7 +266,8 @@ pub async fn stream(
                 }
             }
         }));
-    let mut res = Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response();
+    let mut res =
+        Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response();
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // Proxies that buffer (nginx) would hold the stream back.

@@ -64,7 +64,14 @@ pub fn api(
     verifier: Option<kit::auth::Verifier>,
     limits: Option<Arc<edge::Limits>>,
 ) -> (Router, Vec<Arc<dyn kit::health::Check>>) {
-    api_with_events(config, upstreams, docs, verifier, limits, events::Events::new(None, 0, Default::default()))
+    api_with_events(
+        config,
+        upstreams,
+        docs,
+        verifier,
+        limits,
+        events::Events::new(None, 0, Default::default()),
+    )
 }
 
 /// [`api`] with the view of the event bus the console's event browser reads.
@@ -113,7 +120,8 @@ pub fn api_with_events(
             Some(dir) => console::Files::from_dir(dir.clone()),
             None => console::Files::embedded(),
         };
-        api = api.merge(console::routes(files)).merge(session::routes(sessions)).merge(events::routes(events));
+        api =
+            api.merge(console::routes(files)).merge(session::routes(sessions)).merge(events::routes(events));
     }
     let mut api =
         api.merge(openapi::routes(docs)).merge(aggregate::routes(aggregate::Peers::new(clients, local)));

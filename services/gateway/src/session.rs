@@ -92,7 +92,8 @@ pub fn strip_session_cookies(headers: &mut HeaderMap) {
 }
 
 fn csrf_failed(detail: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", "Cross-site request refused").detail(detail.to_string())
+    ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", "Cross-site request refused")
+        .detail(detail.to_string())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -128,7 +129,8 @@ pub fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
 /// the session's CSRF cookie.
 pub fn check_csrf(headers: &HeaderMap) -> Result<(), ApiError> {
     check_same_origin(headers)?;
-    let expected = cookie(headers, CSRF_COOKIE).ok_or_else(|| csrf_failed("no CSRF cookie: sign in again"))?;
+    let expected =
+        cookie(headers, CSRF_COOKIE).ok_or_else(|| csrf_failed("no CSRF cookie: sign in again"))?;
     let given = headers
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -288,7 +290,10 @@ pub struct Peer(pub Option<SocketAddr>);
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
         Ok(Peer(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)))
     }
 }

@@ -64,7 +64,9 @@ async fn memory_bus_taps_what_it_publishes_and_a_stalled_watcher_changes_nothing
     assert_eq!(recent.len(), tap.capacity().min(total as usize));
     assert_eq!(recent.last(), Some(&(total - 1)));
     match stalled.recv().await {
-        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => assert_eq!(n as i64, total - LIVE_SLOTS as i64),
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+            assert_eq!(n as i64, total - LIVE_SLOTS as i64)
+        }
         other => panic!("the stalled watcher should have lagged: {other:?}"),
     }
     consumers.stop().await;
@@ -124,5 +126,8 @@ async fn kafka_tap_reads_without_joining_a_group_or_committing() {
     .await;
     shutdown.cancel();
     consumers.join().await;
-    tokio::time::timeout(Duration::from_secs(10), reader).await.expect("the tap stops with the shutdown").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("the tap stops with the shutdown")
+        .unwrap();
 }

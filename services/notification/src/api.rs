@@ -164,7 +164,11 @@ pub async fn resend(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Notification>> {
     who.require_admin()?;
-    let row = st.store.get(id).await?.ok_or_else(|| ApiError::not_found(format!("notification `{id}` not found")))?;
+    let row = st
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("notification `{id}` not found")))?;
     if row.recipient.is_empty() {
         return Err(ApiError::conflict(
             "notification_unaddressable",
@@ -181,7 +185,11 @@ pub async fn resend(
         ));
     }
     st.wake_dispatcher();
-    let row = st.store.get(id).await?.ok_or_else(|| ApiError::not_found(format!("notification `{id}` not found")))?;
+    let row = st
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("notification `{id}` not found")))?;
     row.into_api().map(Json).map_err(ApiError::internal)
 }
 

@@ -32,7 +32,10 @@ async fn call(app: &axum::Router, uri: &str, token: Option<&str>) -> (StatusCode
 }
 
 async fn post(app: &axum::Router, uri: &str, token: &str) -> (StatusCode, Value) {
-    let req = Request::post(uri).header(header::AUTHORIZATION, format!("Bearer {token}")).body(Body::empty()).unwrap();
+    let req = Request::post(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();

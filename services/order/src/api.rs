@@ -281,7 +281,10 @@ pub async fn summary(
     Ok(axum::Json(OrderSummary {
         orders: statuses.iter().map(|(_, n)| n).sum(),
         by_status: statuses.into_iter().collect(),
-        revenue: revenue.into_iter().map(|(currency, amount)| kit::money::Money::new(amount, &currency)).collect(),
+        revenue: revenue
+            .into_iter()
+            .map(|(currency, amount)| kit::money::Money::new(amount, &currency))
+            .collect(),
     }))
 }
 

@@ -506,7 +506,11 @@ impl Store {
     }
 
     /// Orders matching `filter`, newest first, without history; and how many match.
-    pub async fn list_filtered(&self, filter: &OrderFilter, page: PageRequest) -> StoreResult<(Vec<Order>, i64)> {
+    pub async fn list_filtered(
+        &self,
+        filter: &OrderFilter,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<Order>, i64)> {
         let cond = "($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2) \
                     AND ($3 IS NULL OR LOWER(customer_email) LIKE $3 ESCAPE '\\')";
         let sql = format!(
@@ -514,7 +518,8 @@ impl Store {
         );
         let count = format!("SELECT COUNT(*) FROM orders WHERE {cond}");
         let status = filter.status.map(OrderStatus::as_str);
-        let email = filter.email.as_deref().map(|e| format!("%{}%", kit::db::like_escape(&e.trim().to_lowercase())));
+        let email =
+            filter.email.as_deref().map(|e| format!("%{}%", kit::db::like_escape(&e.trim().to_lowercase())));
         let user = filter.user;
         with_db!(&self.db, pool => {
             let mut conn = pool.acquire().await?;
@@ -541,7 +546,8 @@ impl Store {
         to: Option<Timestamp>,
     ) -> StoreResult<(Vec<(String, i64)>, Vec<(String, i64)>)> {
         let window = "($1 IS NULL OR created_at >= $1) AND ($2 IS NULL OR created_at < $2)";
-        let by_status = format!("SELECT status, COUNT(*) FROM orders WHERE {window} GROUP BY status ORDER BY status");
+        let by_status =
+            format!("SELECT status, COUNT(*) FROM orders WHERE {window} GROUP BY status ORDER BY status");
         let revenue = format!(
             "SELECT currency, CAST(SUM(total - refunded_amount) AS BIGINT) FROM orders \
              WHERE paid_at IS NOT NULL AND {window} GROUP BY currency ORDER BY currency"

@@ -365,14 +365,18 @@ pub async fn list_payments(
         let parsed = PaymentStatus::parse(&s.to_ascii_uppercase());
         if parsed.is_none() {
             let known: Vec<&str> = PaymentStatus::ALL.iter().map(|s| s.as_str()).collect();
-            errors.push(FieldError { field: "status".into(), message: format!("must be one of {}", known.join(", ")) });
+            errors.push(FieldError {
+                field: "status".into(),
+                message: format!("must be one of {}", known.join(", ")),
+            });
         }
         parsed
     });
     let provider = upper(q.provider).and_then(|p| {
         let parsed = ProviderKind::parse(&p.to_ascii_lowercase());
         if parsed.is_none() {
-            errors.push(FieldError { field: "provider".into(), message: "must be simulated or stripe".into() });
+            errors
+                .push(FieldError { field: "provider".into(), message: "must be simulated or stripe".into() });
         }
         parsed
     });

@@ -434,10 +434,16 @@ impl Store {
     }
 
     /// Every payment matching `filter`, newest first, with the total count (admin list).
-    pub async fn list(&self, filter: &PaymentFilter, page: kit::pagination::PageRequest) -> StoreResult<(Vec<Payment>, i64)> {
+    pub async fn list(
+        &self,
+        filter: &PaymentFilter,
+        page: kit::pagination::PageRequest,
+    ) -> StoreResult<(Vec<Payment>, i64)> {
         let cond = "($1 IS NULL OR status = $1) AND ($2 IS NULL OR provider = $2) AND ($3 IS NULL OR order_id = $3) \
                     AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5)";
-        let ids_sql = format!("SELECT id FROM payments WHERE {cond} ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7");
+        let ids_sql = format!(
+            "SELECT id FROM payments WHERE {cond} ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"
+        );
         let count_sql = format!("SELECT COUNT(*) FROM payments WHERE {cond}");
         let status = filter.status.map(PaymentStatus::as_str);
         let provider = filter.provider.map(ProviderKind::as_str);

@@ -66,7 +66,12 @@ impl Browser {
     }
 
     /// A same-origin request as a page of the console sends it.
-    async fn send(&mut self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, HeaderMap, Value) {
+    async fn send(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, HeaderMap, Value) {
         let mut req = self
             .c
             .request(method.clone(), format!("{}{path}", self.base))
@@ -90,7 +95,11 @@ impl Browser {
 
     async fn sign_in(&mut self, email: &str, password: &str) -> (StatusCode, HeaderMap, Value) {
         let r = self
-            .send(reqwest::Method::POST, "/api/v1/console/session", Some(json!({"email": email, "password": password})))
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/console/session",
+                Some(json!({"email": email, "password": password})),
+            )
             .await;
         if r.0 == StatusCode::OK {
             self.csrf = r.2["csrfToken"].as_str().map(str::to_string);
@@ -150,14 +159,23 @@ async fn the_console_page_its_session_and_its_endpoints() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["user"]["email"], "admin@example.com");
     assert!(v["expiresIn"].as_u64().unwrap() > 60);
-    assert!(v.get("accessToken").is_none() && v.get("refreshToken").is_none(), "no token reaches the page: {v}");
+    assert!(
+        v.get("accessToken").is_none() && v.get("refreshToken").is_none(),
+        "no token reaches the page: {v}"
+    );
     let cookies: Vec<&str> = h.get_all(SET_COOKIE).iter().map(|c| c.to_str().unwrap()).collect();
     assert_eq!(cookies.len(), 3, "{cookies:?}");
     for c in &cookies {
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
     }
-    assert!(cookies.iter().any(|c| c.starts_with("shop_refresh=") && c.contains("Path=/api/v1/console/session")));
-    assert_eq!(b.jar.get("shop_csrf"), v["csrfToken"].as_str(), "the CSRF token is the session's cookie value");
+    assert!(cookies
+        .iter()
+        .any(|c| c.starts_with("shop_refresh=") && c.contains("Path=/api/v1/console/session")));
+    assert_eq!(
+        b.jar.get("shop_csrf"),
+        v["csrfToken"].as_str(),
+        "the CSRF token is the session's cookie value"
+    );
     let (s, _, v) = b.send(reqwest::Method::GET, "/api/v1/console/session", None).await;
     assert_eq!((s, v["user"]["email"].as_str()), (StatusCode::OK, Some("admin@example.com")), "{v}");
     assert_eq!(v["csrfToken"].as_str(), b.csrf.as_deref());
@@ -192,7 +210,9 @@ async fn the_console_page_its_session_and_its_endpoints() {
 
     // A session cookie that no longer verifies (expired, forged) is ignored: public routes
     // answer as usual, the others ask for a token (on which the console refreshes).
-    let stale = |path: &str| c.get(shop.url(path)).header(COOKIE, "shop_session=eyJhbGciOiJFZERTQSJ9.e30.AAAA; shop_csrf=x");
+    let stale = |path: &str| {
+        c.get(shop.url(path)).header(COOKIE, "shop_session=eyJhbGciOiJFZERTQSJ9.e30.AAAA; shop_csrf=x")
+    };
     assert_eq!(stale("/api/v1/products?pageSize=1").send().await.unwrap().status(), 200);
     let refused: Value = stale("/api/v1/users").send().await.unwrap().json().await.unwrap();
     assert_eq!(refused["code"], "token_missing", "{refused}");
@@ -276,20 +296,26 @@ async fn the_console_page_its_session_and_its_endpoints() {
     let (s, _, recent) =
         b.send(reqwest::Method::GET, &format!("/api/v1/events?orderId={order_id}&limit=50"), None).await;
     assert_eq!(s, StatusCode::OK, "{recent}");
-    let types: Vec<&str> = recent["items"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> =
+        recent["items"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(types.contains(&"order.placed") && types.contains(&"inventory.reserved"), "{types:?}");
     assert!(recent["recorded"].as_u64().unwrap() >= types.len() as u64);
     assert_eq!(recent["capacity"], 1000);
 
     // ---- orders by customer email, and the dashboard's summary
     let email = order["customerEmail"].as_str().expect("the order knows its customer's email").to_string();
-    let (s, _, found) = b.send(reqwest::Method::GET, &format!("/api/v1/orders?email={}", &email[..12]), None).await;
+    let (s, _, found) =
+        b.send(reqwest::Method::GET, &format!("/api/v1/orders?email={}", &email[..12]), None).await;
     assert_eq!(s, StatusCode::OK, "{found}");
     assert_eq!(found["total"], 1, "{found}");
     assert_eq!(found["items"][0]["id"], order_id.as_str());
     let (s, _, summary) = b.send(reqwest::Method::GET, "/api/v1/orders/summary", None).await;
     assert_eq!(s, StatusCode::OK, "{summary}");
-    assert!(summary["orders"].as_i64().unwrap() >= 1 && summary["byStatus"]["AWAITING_PAYMENT"].as_i64().unwrap() >= 1, "{summary}");
+    assert!(
+        summary["orders"].as_i64().unwrap() >= 1
+            && summary["byStatus"]["AWAITING_PAYMENT"].as_i64().unwrap() >= 1,
+        "{summary}"
+    );
     let res = c.get(shop.url("/api/v1/orders/summary")).bearer_auth(&customer).send().await.unwrap();
     assert_eq!(res.status(), 403);
     let (s, _, _) = b.send(reqwest::Method::GET, "/api/v1/orders/summary?from=today", None).await;

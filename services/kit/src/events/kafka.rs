@@ -720,7 +720,8 @@ mod tests {
 
     #[test]
     fn the_tap_consumer_never_commits_and_has_a_group_of_its_own() {
-        let config = EventsConfig { brokers: "kafka:9092".into(), client_id: "shop-gw".into(), ..Default::default() };
+        let config =
+            EventsConfig { brokers: "kafka:9092".into(), client_id: "shop-gw".into(), ..Default::default() };
         let (a, b) = (tap_consumer_config(&config).unwrap(), tap_consumer_config(&config).unwrap());
         assert_eq!(a.get("enable.auto.commit"), Some("false"));
         assert_eq!(a.get("enable.auto.offset.store"), Some("false"));

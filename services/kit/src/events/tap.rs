@@ -130,11 +130,8 @@ mod tests {
     use uuid::Uuid;
 
     fn event(n: i64) -> Envelope {
-        Envelope::new(
-            "/test",
-            &InventoryLowStock { product_id: Uuid::now_v7(), available: n, threshold: 10 },
-        )
-        .unwrap()
+        Envelope::new("/test", &InventoryLowStock { product_id: Uuid::now_v7(), available: n, threshold: 10 })
+            .unwrap()
     }
 
     #[test]
