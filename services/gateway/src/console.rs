@@ -7,6 +7,8 @@
 //! its own Content-Security-Policy, stricter than the default of HTML answers: only this
 //! origin's scripts, styles and connections, no inline code of any kind.
 
+use std::borrow::Cow;
+
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -55,8 +57,14 @@ impl Files {
         Files { dir: Some(dir) }
     }
 
-    fn get(&self, path: &str) -> Option<&'static Asset> {
-        let Some(dir) = &self.dir else { return asset(path) };
+    fn get(&self, path: &str) -> Option<File> {
+        let Some(dir) = &self.dir else {
+            return asset(path).map(|a| File {
+                content_type: a.content_type,
+                etag: a.etag.into(),
+                body: Cow::Borrowed(a.body),
+            });
+        };
         if path.split('/').any(|seg| seg.is_empty() || seg.starts_with('.')) {
             return None;
         }
@@ -73,31 +81,33 @@ impl Files {
         let hash = body
             .iter()
             .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
-        // Leaked on purpose: a development aid, one copy per request.
-        Some(Box::leak(Box::new(Asset {
-            path: "",
-            content_type,
-            etag: Box::leak(format!("\"{hash:016x}\"").into_boxed_str()),
-            body: Box::leak(body.into_boxed_slice()),
-        })))
+        Some(File { content_type, etag: format!("\"{hash:016x}\"").into(), body: Cow::Owned(body) })
     }
 }
 
-fn serve(asset: &'static Asset, req: &Request) -> Response {
+/// A file about to be served: embedded (borrowed) or read from the development directory.
+struct File {
+    content_type: &'static str,
+    etag: Cow<'static, str>,
+    body: Cow<'static, [u8]>,
+}
+
+fn serve(file: File, req: &Request) -> Response {
     let fresh = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag));
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == file.etag));
+    let etag = HeaderValue::from_str(&file.etag).expect("an ETag is a quoted hex string");
     let mut res = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response()
+        ([(header::CONTENT_TYPE, file.content_type)], file.body).into_response()
     };
     let h = res.headers_mut();
-    h.insert(header::ETAG, HeaderValue::from_static(asset.etag));
+    h.insert(header::ETAG, etag);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if asset.content_type.starts_with("text/html") {
+    if file.content_type.starts_with("text/html") {
         h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     }
     res
@@ -142,5 +152,22 @@ mod tests {
             assert!(a.path == "index.html" || a.path.starts_with("assets/"), "{}", a.path);
             assert!(a.etag.starts_with('"') && a.etag.ends_with('"'));
         }
+    }
+
+    #[test]
+    fn a_development_directory_is_read_at_every_request() {
+        let dir = std::env::temp_dir().join(format!("shop-console-dir-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(dir.join("assets")).unwrap();
+        std::fs::write(dir.join("assets/app.css"), "a{}").unwrap();
+        let files = Files::from_dir(dir.clone());
+        let first = files.get("assets/app.css").unwrap();
+        assert_eq!((first.content_type, &*first.body), ("text/css; charset=utf-8", &b"a{}"[..]));
+        std::fs::write(dir.join("assets/app.css"), "b{}").unwrap();
+        let second = files.get("assets/app.css").unwrap();
+        assert_eq!(&*second.body, b"b{}");
+        assert_ne!(first.etag, second.etag, "a changed file has a new ETag");
+        assert!(files.get("assets/../../etc/passwd").is_none() && files.get("assets/.hidden").is_none());
+        assert!(files.get("assets/missing.js").is_none());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

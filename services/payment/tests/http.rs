@@ -311,7 +311,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
         assert_eq!(outbox_count(&db, "payment.authorized").await, 5, "one event per payment");
     }
     async fn admins_list_payments_with_filters(db) {
-        let app = App::new(db.clone());
+        let app = App::new(db.clone()).await;
         let uri = "/api/v1/payments";
         let before = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
         let first = app.intent(&app.alice, app.order(&app.alice, 1000)).await;
