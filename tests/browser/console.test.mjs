@@ -63,10 +63,13 @@ const shop = spawn(BIN, ['up', '--data-dir', dataDir, '--addr', '127.0.0.1:0'], 
   },
   stdio: ['ignore', 'pipe', 'pipe'],
 });
-// When the run is cut short (scripts/browser-test's time limit sends SIGTERM), the shop goes too.
+// When the run is cut short (scripts/browser-test's time limit sends SIGTERM), the shop and the
+// temporary directories go too (Chromium exits with its parent).
 for (const sig of ['SIGTERM', 'SIGINT']) {
   process.on(sig, () => {
     shop.kill('SIGKILL');
+    rmSync(profile, { recursive: true, force: true });
+    rmSync(dataDir, { recursive: true, force: true });
     console.error(`\n${sig}: stopped after ${((Date.now() - started) / 1000).toFixed(1)} s`);
     process.exit(1);
   });
