@@ -7,7 +7,7 @@ use kit::auth::Identity;
 use kit::extract::{Json, Path, Query};
 use kit::openapi::{responses as r, BearerSecurity, Problems};
 use kit::pagination::{Page, PageParams};
-use kit::problem::FieldError;
+use kit::problem::{ErrorCode, FieldError};
 use kit::{ApiError, ApiResult};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
@@ -143,18 +143,66 @@ pub async fn list_all(
     Ok(Json(Page::new(to_api(rows)?, page, total)))
 }
 
+/// Send a FAILED notification again (admin): it becomes PENDING with its attempts counted
+/// afresh, and the dispatcher takes it at once (and retries it as any other). A notification
+/// that failed because no address was known when it was planned has nothing to send (409).
+#[utoipa::path(
+    post, path = "/api/v1/notifications/{id}/resend", tag = "notifications",
+    params(("id" = Uuid, Path, description = "Notification id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Queued again: the notification, now PENDING", body = Notification),
+        r::Read, r::Admin, r::NotFound, r::Conflict,
+    )
+)]
+pub async fn resend(
+    State(st): State<NotificationState>,
+    who: Identity,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Notification>> {
+    who.require_admin()?;
+    let row = st
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("notification `{id}` not found")))?;
+    if row.recipient.is_empty() {
+        return Err(ApiError::conflict(
+            ErrorCode::NotificationUnaddressable,
+            format!(
+                "notification `{id}` was never addressed ({}): there is nothing to send again",
+                row.last_error.as_deref().unwrap_or("no recipient")
+            ),
+        ));
+    }
+    if !st.store.requeue_failed(id, kit::db::Timestamp::now()).await? {
+        return Err(ApiError::conflict(
+            ErrorCode::NotificationNotFailed,
+            format!("notification `{id}` is {}: only FAILED notifications are sent again", row.status),
+        ));
+    }
+    st.wake_dispatcher();
+    let row = st
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("notification `{id}` not found")))?;
+    row.into_api().map(Json).map_err(ApiError::internal)
+}
+
 /// The notification routes (no common layers; the composer adds them and the `Verifier`).
 pub fn router(state: NotificationState) -> Router {
     Router::new()
         .route("/api/v1/notifications", get(list_own))
         .route("/api/v1/notifications/admin/all", get(list_all))
         .route("/api/v1/notifications/{id}", get(get_one))
+        .route("/api/v1/notifications/{id}/resend", axum::routing::post(resend))
         .with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(list_own, get_one, list_all),
+    paths(list_own, get_one, list_all, resend),
     components(schemas(Notification, NotificationType, ChannelKind, Status, Page<Notification>)),
     modifiers(&BearerSecurity, &Problems),
     tags((name = "notifications", description = "Email/SMS/push notification history"))
