@@ -200,6 +200,7 @@ PATH_PINS = {
     ("*", "/api/v1/users/{id}/disable"): user_id,
     ("*", "/api/v1/users/{id}/enable"): user_id,
     ("*", "/api/v1/notifications/{id}"): notification_id,
+    ("*", "/api/v1/notifications/{id}/resend"): notification_id,
     ("*", "/api/v1/payments/hosted/{sessionId}"): session["sessionId"],
     ("*", "/api/v1/payments/hosted/{sessionId}/pay"): session["sessionId"],
     ("*", "/api/v1/payments/hosted/{sessionId}/cancel"): session["sessionId"],

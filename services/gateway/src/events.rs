@@ -50,7 +50,7 @@ impl Events {
 
 /// Which events to show.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventFilter {
     /// An event type (`order.placed`), or a prefix ending in `.` (`payment.`).

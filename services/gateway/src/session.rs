@@ -427,7 +427,7 @@ pub async fn refresh(
 /// Sign out: the session is revoked at the auth service and the cookies cleared.
 #[utoipa::path(
     delete, path = "/api/v1/console/session", tag = "console",
-    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    params(("X-CSRF-Token" = Option<String>, Header, description = "The session's CSRF token: required when the request carries a session cookie (without one there is nothing to sign out of)")),
     responses(
         (status = 204, description = "Signed out; the cookies are cleared"),
         r::Read, r::Forbidden,

@@ -222,12 +222,14 @@ pub async fn list_orders(
 
 /// Period of `GET /api/v1/orders/summary`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SummaryQuery {
     /// Orders created at or after this time (RFC 3339); default: since the first.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Orders created before this time (RFC 3339); default: until now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
 }
 
@@ -261,8 +263,9 @@ pub async fn summary(
     who.require_admin()?;
     let mut errors = Vec::new();
     let mut time = |field: &str, v: Option<String>| {
-        let v = v.filter(|s| !s.trim().is_empty())?;
-        match time::OffsetDateTime::parse(v.trim(), &time::format_description::well_known::Rfc3339) {
+        // Exactly an RFC 3339 time, as the document's `date-time` says.
+        let v = v?;
+        match time::OffsetDateTime::parse(&v, &time::format_description::well_known::Rfc3339) {
             Ok(t) => Some(kit::db::Timestamp::from(t)),
             Err(_) => {
                 errors.push(FieldError { field: field.into(), message: "must be an RFC 3339 time".into() });

@@ -265,26 +265,35 @@ pub async fn order_payments(
     Ok(Json(payments))
 }
 
-/// Filters of `GET /api/v1/payments`.
+/// The query of `GET /api/v1/payments`: the page and the filters (nothing else).
 #[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PaymentQuery {
-    /// Only payments in this status (`CAPTURED`, `FAILED`, …; case-insensitive).
-    pub status: Option<String>,
-    /// `simulated` or `stripe`.
-    pub provider: Option<String>,
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1, maximum = 4294967295_u64, default = 1)]
+    pub page: Option<u32>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub page_size: Option<u32>,
+    /// Only payments in this status.
+    pub status: Option<PaymentStatus>,
+    /// Only payments of this provider.
+    pub provider: Option<ProviderKind>,
     /// Only the payments of this order.
     pub order_id: Option<Uuid>,
     /// Created at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Created before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
 }
 
 fn parse_time(field: &str, v: Option<String>, errors: &mut Vec<FieldError>) -> Option<kit::db::Timestamp> {
-    let v = v.filter(|s| !s.trim().is_empty())?;
-    match time::OffsetDateTime::parse(v.trim(), &time::format_description::well_known::Rfc3339) {
+    // Exactly an RFC 3339 time, as the document's `date-time` says: an empty or padded value is refused.
+    let v = v?;
+    match time::OffsetDateTime::parse(&v, &time::format_description::well_known::Rfc3339) {
         Ok(t) => Some(t.into()),
         Err(_) => {
             errors.push(FieldError { field: field.into(), message: "must be an RFC 3339 time".into() });
@@ -296,7 +305,7 @@ fn parse_time(field: &str, v: Option<String>, errors: &mut Vec<FieldError>) -> O
 /// Every payment (admin), newest first, filtered by status, provider, order and creation time.
 #[utoipa::path(
     get, path = "/api/v1/payments", tag = "payments",
-    params(PageParams, PaymentQuery),
+    params(PaymentQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of payments, with their history and refunds", body = Page<Payment>),
@@ -306,35 +315,17 @@ fn parse_time(field: &str, v: Option<String>, errors: &mut Vec<FieldError>) -> O
 pub async fn list_payments(
     State(st): State<PaymentState>,
     who: Identity,
-    Query(pp): Query<PageParams>,
     Query(q): Query<PaymentQuery>,
 ) -> ApiResult<Json<Page<Payment>>> {
     who.require_admin()?;
     let mut errors = Vec::new();
-    let page = pp.validate().map_err(|e| errors.extend(e.errors)).ok();
-    let upper = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let status = upper(q.status).and_then(|s| {
-        let parsed = PaymentStatus::parse(&s.to_ascii_uppercase());
-        if parsed.is_none() {
-            let known: Vec<&str> = PaymentStatus::ALL.iter().map(|s| s.as_str()).collect();
-            errors.push(FieldError {
-                field: "status".into(),
-                message: format!("must be one of {}", known.join(", ")),
-            });
-        }
-        parsed
-    });
-    let provider = upper(q.provider).and_then(|p| {
-        let parsed = ProviderKind::parse(&p.to_ascii_lowercase());
-        if parsed.is_none() {
-            errors
-                .push(FieldError { field: "provider".into(), message: "must be simulated or stripe".into() });
-        }
-        parsed
-    });
+    let page = PageParams { page: q.page, page_size: q.page_size }
+        .validate()
+        .map_err(|e| errors.extend(e.errors))
+        .ok();
     let filter = PaymentFilter {
-        status,
-        provider,
+        status: q.status,
+        provider: q.provider,
         order_id: q.order_id,
         from: parse_time("from", q.from, &mut errors),
         to: parse_time("to", q.to, &mut errors),
