@@ -130,7 +130,9 @@ pub mod strings {
             b = b.min_length(Some(min));
         }
         if !pattern.is_empty() {
-            b = b.pattern(Some(pattern));
+            // The lengths are repeated in the pattern: generators that build strings from a
+            // pattern may not apply `minLength`/`maxLength` as well.
+            b = b.pattern(Some(format!(r"^(?=[\s\S]*?(?:{pattern}))[\s\S]{{{min},{max}}}$")));
         }
         if nullable {
             AnyOfBuilder::new()
