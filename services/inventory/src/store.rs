@@ -632,6 +632,7 @@ impl Store {
                 outbox::enqueue(&mut *tx, &event(low, origin)?).await?;
             }
             tx.commit().await?;
+            reservation_outcome("created");
             Ok(ReserveOutcome::Created(Reservation {
                 id,
                 order_id,
@@ -683,6 +684,7 @@ impl Store {
             outbox::enqueue(&mut *tx, &event(&InventoryCommitted { order_id, reservation_id: id }, origin)?).await?;
             let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
             tx.commit().await?;
+            reservation_outcome("committed");
             Ok(Transition::Done(r))
         })
     }
@@ -737,6 +739,7 @@ impl Store {
             outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
             let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
             tx.commit().await?;
+            reservation_outcome("returned");
             Ok(Transition::Done(r))
         })
     }
@@ -824,6 +827,7 @@ impl Store {
             outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
             let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
             tx.commit().await?;
+            reservation_outcome(if expired_at.is_some() { "expired" } else { "released" });
             Ok(Transition::Done(r))
         })
     }
@@ -851,4 +855,9 @@ impl Store {
             }
         }
     }
+}
+
+/// Counts a reservation that was created, committed, released, expired or returned.
+fn reservation_outcome(outcome: &'static str) {
+    metrics::counter!(kit::contract::metrics::RESERVATIONS.name, "outcome" => outcome).increment(1);
 }

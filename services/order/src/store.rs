@@ -467,6 +467,7 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
+        crate::metrics::placed();
         self.get(new.id).await?.map(Ok).ok_or(StoreError::NotFound(new.id))
     }
 
@@ -580,7 +581,7 @@ impl Store {
                 outbox::enqueue(&mut *tx, &ev).await?;
             }
             tx.commit().await?;
-            metrics::counter!("shop_order_transitions_total", "to" => to.as_str()).increment(1);
+            crate::metrics::transitioned(from, to, &actor.name, after.created_at);
             Ok(Transitioned::Done(after))
         })
     }
