@@ -179,6 +179,7 @@ EVENTS = dashboard(
             panel("Handler failures", [(rate("events_failed_total", "group, type"), "{{group}}: {{type}}")], unit="ops"),
             panel("Dead-lettered", [(f"sum by (group, type) (increase(events_dead_lettered_total{{{NS}}}[1h]))", "{{group}}: {{type}}")]),
             panel("Outbox publish failures", [(rate("events_outbox_publish_failures_total", "service"), "{{service}}")], unit="ops"),
+            panel("Skipped by the console's event browser", [(f"sum(increase(events_tap_dropped_total{{{NS}}}[1h]))", "per hour")]),
         ],
     ],
 )

@@ -117,6 +117,12 @@ pub const OUTBOX_LAG: Metric = services(
     &["service"],
     "Age of the oldest unsent outbox row (0 when none), by the service owning the outbox.",
 );
+pub const EVENTS_TAP_DROPPED: Metric = services(
+    "events_tap_dropped_total",
+    Counter,
+    &[],
+    "Events the admin console's live event browser skipped because a watcher read too slowly.",
+);
 pub const CONSUMER_LAG: Metric = services(
     "events_consumer_lag",
     Gauge,
@@ -229,6 +235,7 @@ pub const ALL: &[Metric] = &[
     OUTBOX_PUBLISH_FAILURES,
     OUTBOX_LAG,
     CONSUMER_LAG,
+    EVENTS_TAP_DROPPED,
     CHECKOUTS_STARTED,
     CHECKOUTS_COMPLETED,
     CHECKOUTS_FAILED,
