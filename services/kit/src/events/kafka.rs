@@ -143,7 +143,7 @@ impl ClientContext for BusContext {
             for (partition, p) in &t.partitions {
                 // librdkafka reports -1 for the internal partition and while the lag is unknown.
                 if *partition >= 0 && p.consumer_lag >= 0 {
-                    metrics::gauge!(contract::metrics::CONSUMER_LAG.name, "group" => group.clone(),
+                    metrics::gauge!(crate::contract::metrics::CONSUMER_LAG.name, "group" => group.clone(),
                         "topic" => topic.clone(), "partition" => partition.to_string())
                     .set(p.consumer_lag as f64);
                 }
@@ -499,7 +499,7 @@ impl KafkaBus {
             }
             match self.send(&dlq, msg.key(), msg.payload(), hs).await {
                 Ok(()) => {
-                    metrics::counter!(contract::metrics::EVENTS_DEAD_LETTERED.name, "type" => ty, "group" => sub.group.clone())
+                    metrics::counter!(crate::contract::metrics::EVENTS_DEAD_LETTERED.name, "type" => ty, "group" => sub.group.clone())
                         .increment(1);
                     return true;
                 }
@@ -671,7 +671,7 @@ impl EventBus for KafkaBus {
         }
         let value = event.to_kafka_value();
         self.send(&topic, Some(event.key().as_bytes()), Some(&value), hs).await?;
-        metrics::counter!(contract::metrics::EVENTS_PUBLISHED.name, "type" => event.ty.clone()).increment(1);
+        metrics::counter!(crate::contract::metrics::EVENTS_PUBLISHED.name, "type" => event.ty.clone()).increment(1);
         self.inner.tap.record(event);
         Ok(())
     }

@@ -317,7 +317,7 @@ impl Relay {
                 Err(error) => {
                     let wait = self.config.retry.backoff(attempts as u32 + 1);
                     tracing::warn!(seq, attempts = attempts + 1, %error, "outbox publish failed; row stays pending");
-                    metrics::counter!(contract::metrics::OUTBOX_PUBLISH_FAILURES.name, "service" => self.service).increment(1);
+                    metrics::counter!(crate::contract::metrics::OUTBOX_PUBLISH_FAILURES.name, "service" => self.service).increment(1);
                     conn.mark_failed(seq, &error, now + wait.as_millis() as i64).await?;
                     report.failed += 1;
                 }
@@ -348,7 +348,7 @@ impl Relay {
         let oldest: Option<i64> =
             crate::with_db!(&self.db, pool => sqlx::query_scalar(OLDEST_PENDING_SQL).fetch_one(pool).await)?;
         let lag = oldest.map(|t| (now_ms() - t).max(0) as f64 / 1000.0).unwrap_or(0.0);
-        metrics::gauge!(contract::metrics::OUTBOX_LAG.name, "service" => self.service).set(lag);
+        metrics::gauge!(crate::contract::metrics::OUTBOX_LAG.name, "service" => self.service).set(lag);
         Ok(())
     }
 
