@@ -17,7 +17,7 @@ const PROMQL_WORDS: &[&str] = &[
     "absent", "absent_over_time", "clamp_min", "clamp_max", "vector", "scalar", "time", "label_replace",
     "label_join", "sort", "sort_desc", "max_over_time", "min_over_time", "avg_over_time", "and", "or",
     "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
-    "label_values", "humanize", "humanizePercentage", "humanizeDuration",
+    "humanize", "humanizePercentage", "humanizeDuration",
 ];
 
 /// The series names in a PromQL expression: identifiers outside label matchers, ranges,
@@ -95,8 +95,10 @@ fn dashboard_exprs(path: &Path) -> Vec<String> {
         }
     }
     for v in board["templating"]["list"].as_array().expect("templating") {
+        // `label_values(<metric>, <label>)`: the metric is the first argument.
         if let Some(q) = v["definition"].as_str() {
-            exprs.push(q.to_string());
+            let inner = q.trim_start_matches("label_values(").trim_end_matches(')');
+            exprs.push(inner.split(',').next().unwrap_or_default().to_string());
         }
     }
     exprs
