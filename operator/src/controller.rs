@@ -140,12 +140,13 @@ pub async fn reconcile(sp: Arc<ShopPlatform>, ctx: Arc<Context>) -> Result<Actio
     let start = Instant::now();
     let ns = sp.namespace().ok_or_else(|| Error::InvalidSpec("a ShopPlatform must be namespaced".into()))?;
     let api: Api<ShopPlatform> = Api::namespaced(ctx.client.clone(), &ns);
-    let (result, tally) = crate::metrics::tallied(finalizer(&api, FINALIZER, sp.clone(), |event| async {
+    // Boxed: a pass's state is large (every builder's objects), too large for a test thread's stack.
+    let (result, tally) = crate::metrics::tallied(Box::pin(finalizer(&api, FINALIZER, sp.clone(), |event| async {
         match event {
-            Finalizer::Apply(sp) => apply(&sp, &ctx).await,
-            Finalizer::Cleanup(sp) => cleanup(&sp, &ctx).await,
+            Finalizer::Apply(sp) => Box::pin(apply(&sp, &ctx)).await,
+            Finalizer::Cleanup(sp) => Box::pin(cleanup(&sp, &ctx)).await,
         }
-    }))
+    })))
     .await;
     let result = result.map_err(Error::from);
     crate::metrics::reconciled(start.elapsed());
