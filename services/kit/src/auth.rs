@@ -271,6 +271,10 @@ struct Inner {
     issuer: String,
     audience: String,
     keys: RwLock<KeyCache>,
+    /// Tokens whose signature, issuer and audience were verified, with their claims: a token
+    /// presented again (every request of a session, and again by each service a request
+    /// reaches) costs a lookup and the time checks instead of a signature verification.
+    verified: std::sync::Mutex<HashMap<String, Claims>>,
 }
 
 /// Verifies access tokens against a JWKS. Cheap to clone.
@@ -280,6 +284,12 @@ pub struct Verifier(Arc<Inner>);
 /// Minimum time between two JWKS refreshes caused by unknown key ids.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Leeway of the `exp` and `nbf` checks, in seconds.
+const LEEWAY: u64 = 30;
+
+/// Verified tokens remembered (the map is emptied when it is full).
+const VERIFIED_CAPACITY: usize = 4096;
+
 impl Verifier {
     pub fn new(source: Arc<dyn JwksSource>, issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Verifier(Arc::new(Inner {
@@ -287,6 +297,7 @@ impl Verifier {
             issuer: issuer.into(),
             audience: audience.into(),
             keys: RwLock::new((HashMap::new(), None)),
+            verified: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 
@@ -333,8 +344,31 @@ impl Verifier {
         keys.0.get(kid).cloned().ok_or(TokenError::UnknownKey)
     }
 
-    /// Verifies a compact JWS and returns its claims.
+    /// Verifies a compact JWS and returns its claims. A token verified before is not verified
+    /// again: its claims are remembered, and only `exp` and `nbf` are checked against the clock.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let remembered = self.0.verified.lock().expect("verified tokens").get(token).cloned();
+        if let Some(claims) = remembered {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let leeway = LEEWAY as i64;
+            if claims.exp < now - leeway {
+                return Err(TokenError::Expired);
+            }
+            if claims.nbf.is_some_and(|nbf| nbf > now + leeway) {
+                return Err(TokenError::NotYetValid);
+            }
+            return Ok(claims);
+        }
+        let claims = self.verify_signature(token).await?;
+        let mut verified = self.0.verified.lock().expect("verified tokens");
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), claims.clone());
+        Ok(claims)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName => TokenError::Algorithm,
             _ => TokenError::Malformed,
@@ -352,7 +386,7 @@ impl Verifier {
         v.set_audience(&[&self.0.audience]);
         v.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
         v.validate_nbf = true;
-        v.leeway = 30;
+        v.leeway = LEEWAY;
         jsonwebtoken::decode::<Claims>(token, &key.key, &v).map(|d| d.claims).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
@@ -513,6 +547,25 @@ mod tests {
         assert_eq!(v.verify(&parts.join(".")).await.unwrap_err(), TokenError::Signature);
 
         assert_eq!(v.verify("not-a-token").await.unwrap_err(), TokenError::Malformed);
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_still_checked_against_the_clock() {
+        let (key, v) = test_keys();
+        let user = Uuid::now_v7();
+        let t = key.sign(&claims_for(user, &[roles::CUSTOMER], None, HOUR));
+        assert_eq!(v.verify(&t).await.unwrap().sub, user);
+        assert_eq!(v.verify(&t).await.unwrap().sub, user, "answered from the verified tokens");
+        assert!(v.0.verified.lock().unwrap().contains_key(&t));
+        // The remembered claims expire like the token.
+        v.0.verified.lock().unwrap().get_mut(&t).unwrap().exp -= 2 * 3600;
+        assert_eq!(v.verify(&t).await.unwrap_err(), TokenError::Expired);
+        // Refused tokens are never remembered.
+        let mut c = claims_for(user, &[], None, HOUR);
+        c.aud = "someone-else".into();
+        let wrong = key.sign(&c);
+        assert_eq!(v.verify(&wrong).await.unwrap_err(), TokenError::Audience);
+        assert!(!v.0.verified.lock().unwrap().contains_key(&wrong));
     }
 
     #[test]
