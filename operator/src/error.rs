@@ -5,7 +5,7 @@ use crate::provision::ProvisionError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed.
-    #[error("{action} {kind} {name}: {source}")]
+    #[error("{action} {kind} {name}: {}", describe(.source))]
     Kube {
         action: &'static str,
         kind: &'static str,
@@ -44,6 +44,24 @@ impl Error {
         }
     }
 
+    /// The API server refused the request (403): a permission is missing.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Error::Kube { source: kube::Error::Api(s), .. } if s.code == 403)
+    }
+
+    /// The condition reason of this error: `Forbidden`, `ApiError` or the step's own.
+    pub fn reason(&self) -> &'static str {
+        use crate::status::reasons;
+        match self {
+            e if e.is_forbidden() => reasons::FORBIDDEN,
+            Error::Kube { .. } => reasons::API_ERROR,
+            Error::Database(_) => reasons::PROVISIONING_FAILED,
+            Error::Kafka(_) => reasons::PROVISIONING_FAILED,
+            Error::MissingSecret { .. } => reasons::FAILED,
+            Error::InvalidSpec(_) | Error::Finalizer(_) => reasons::FAILED,
+        }
+    }
+
     pub(crate) fn kube(
         action: &'static str,
         kind: &'static str,
@@ -66,3 +84,12 @@ impl From<kube::runtime::finalizer::Error<Error>> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A Kubernetes API error as a person reads it: the API server's message, code and reason (kube's
+/// own text repeats the whole status).
+fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
+    }
+}

@@ -6,6 +6,7 @@
 //! - [`controller`]: reconcile, error policy and the controller loop;
 //! - [`provision`]: per-service databases (PostgreSQL) and Kafka topics (admin API);
 //! - [`kafka`]: the operator's small Kafka admin client (`kafka-protocol`; TLS, SASL);
+//! - [`lease`]: leader election through a `coordination.k8s.io` Lease (ADR 0012);
 //! - [`metrics`]: reconcile metrics and the `/metrics` + `/healthz` server;
 //! - [`status`]: conditions and phase.
 
@@ -14,9 +15,13 @@ pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod kafka;
+pub mod lease;
 pub mod metrics;
 pub mod names;
+pub mod overrides;
 pub mod provision;
+pub mod rollout;
+pub mod ssa;
 pub mod status;
 pub mod tls;
 
@@ -29,8 +34,7 @@ pub use error::{Error, Result};
 
 /// The CRD as YAML, exactly as checked in at `crds/shopplatforms.platform.shop.yaml`.
 pub fn crd_yaml() -> String {
-    use kube::CustomResourceExt;
-    serde_yaml::to_string(&crd::ShopPlatform::crd()).expect("CRD serializes")
+    serde_yaml::to_string(&crd::crd()).expect("CRD serializes")
 }
 
 /// Parses a ShopPlatform manifest (YAML) and fills what the API server would (namespace

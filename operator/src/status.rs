@@ -27,6 +27,15 @@ pub mod reasons {
     pub const FAILED: &str = "Failed";
     pub const WAITING_FOR_DATABASE: &str = "WaitingForDatabase";
     pub const PROGRESSING: &str = "Progressing";
+    /// A Deployment whose rollout fails: its pods crashloop, cannot pull their image or start,
+    /// or it exceeded its progress deadline.
+    pub const ROLLOUT_FAILED: &str = "RolloutFailed";
+    /// A Deployment that was rolled out has fewer available pods than it wants.
+    pub const UNAVAILABLE: &str = "Unavailable";
+    /// A Kubernetes API request failed.
+    pub const API_ERROR: &str = "ApiError";
+    /// A Kubernetes API request was refused: the operator's role lacks a permission.
+    pub const FORBIDDEN: &str = "Forbidden";
     pub const ALL_READY: &str = "AllReady";
     pub const NOT_READY: &str = "NotReady";
     pub const DELETING: &str = "Deleting";
@@ -88,11 +97,24 @@ pub fn settle(
         .collect()
 }
 
-/// The `Ready` condition and the phase from the other conditions.
+/// Reasons of a failure (phase Degraded), as opposed to something still starting.
+pub fn is_failure(reason: &str) -> bool {
+    matches!(
+        reason,
+        reasons::PROVISIONING_FAILED
+            | reasons::FAILED
+            | reasons::ROLLOUT_FAILED
+            | reasons::UNAVAILABLE
+            | reasons::API_ERROR
+            | reasons::FORBIDDEN
+    )
+}
+
+/// The `Ready` condition and the phase from the other conditions: Degraded on a failure, Pending
+/// while waiting for the user, Ready when all is ready; otherwise Provisioning for a platform
+/// that was never ready and Progressing for one that was (an upgrade, a configuration change).
 pub fn summarize(observed: &[Observed], previous: Option<Phase>) -> (Observed, Phase) {
-    let failed = observed
-        .iter()
-        .find(|o| o.ok == Some(false) && matches!(o.reason, reasons::PROVISIONING_FAILED | reasons::FAILED));
+    let failed = observed.iter().find(|o| o.ok == Some(false) && is_failure(o.reason));
     let waiting_for_input = observed.iter().find(|o| o.reason == reasons::ADMIN_SECRET_MISSING);
     let not_ready = observed.iter().find(|o| o.ok != Some(true));
     match (failed, waiting_for_input, not_ready) {
@@ -116,7 +138,7 @@ pub fn summarize(observed: &[Observed], previous: Option<Phase>) -> (Observed, P
         ),
         (None, None, Some(n)) => {
             let phase = match previous {
-                Some(Phase::Ready | Phase::Degraded) => Phase::Degraded,
+                Some(Phase::Ready | Phase::Progressing | Phase::Degraded) => Phase::Progressing,
                 _ => Phase::Provisioning,
             };
             (
@@ -179,7 +201,15 @@ mod tests {
         assert_eq!((ready.ok, phase), (Some(true), Phase::Ready));
         let starting = Observed::new(types::SERVICES_READY, Some(false), reasons::PROGRESSING, "0/1");
         assert_eq!(summarize(std::slice::from_ref(&starting), None).1, Phase::Provisioning);
-        assert_eq!(summarize(&[starting], Some(Phase::Ready)).1, Phase::Degraded);
+        assert_eq!(summarize(std::slice::from_ref(&starting), Some(Phase::Ready)).1, Phase::Progressing);
+        assert_eq!(summarize(&[starting], Some(Phase::Degraded)).1, Phase::Progressing);
+        let crashing =
+            Observed::new(types::SERVICES_READY, Some(false), reasons::ROLLOUT_FAILED, "CrashLoopBackOff");
+        assert_eq!(summarize(&[crashing], Some(Phase::Progressing)).1, Phase::Degraded);
+        let lost = Observed::new(types::SERVICES_READY, Some(false), reasons::UNAVAILABLE, "0/1");
+        assert_eq!(summarize(&[lost], Some(Phase::Ready)).1, Phase::Degraded);
+        let forbidden = Observed::new(types::SERVICES_READY, Some(false), reasons::FORBIDDEN, "ingresses");
+        assert_eq!(summarize(&[forbidden], None).1, Phase::Degraded);
         let failed = Observed::new(types::MIGRATIONS_READY, Some(false), reasons::FAILED, "job failed");
         assert_eq!(summarize(&[failed], None).1, Phase::Degraded);
         let waiting = Observed::new(types::DATABASE_READY, Some(false), reasons::ADMIN_SECRET_MISSING, "x");

@@ -31,6 +31,9 @@ pub struct ConnectionConfig {
     pub tls: Option<TlsConfig>,
     /// SASL authentication (Kafka's `SASL_PLAINTEXT` / `SASL_SSL`); `None`: none.
     pub sasl: Option<SaslConfig>,
+    /// Addresses to connect to instead of brokers' `host:port` (the operator's
+    /// `--connect-override`); TLS still verifies the broker's own host name.
+    pub overrides: crate::overrides::ConnectOverrides,
 }
 
 impl Default for ConnectionConfig {
@@ -40,6 +43,7 @@ impl Default for ConnectionConfig {
             timeout: Duration::from_secs(15),
             tls: None,
             sasl: None,
+            overrides: Default::default(),
         }
     }
 }
@@ -100,7 +104,8 @@ impl Connection {
     /// Connects to `addr` (`host:port`), negotiates versions and authenticates.
     pub async fn open(addr: &str, config: &ConnectionConfig) -> Result<Connection, KafkaError> {
         let timeout = config.timeout;
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        let target = config.overrides.resolve(addr);
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(target))
             .await
             .map_err(|_| KafkaError::Connect(format!("{addr}: connect timed out after {timeout:?}")))?
             .map_err(|e| KafkaError::Connect(format!("{addr}: {e}")))?;

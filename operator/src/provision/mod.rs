@@ -23,6 +23,10 @@ pub struct DatabaseGrant {
     pub name: String,
     /// The role's password.
     pub password: String,
+    /// The role is known to have this password already: the service's connection Secret, written
+    /// only after a successful `ensure`, holds it. Then `ensure` only reads the catalogs and
+    /// changes nothing when everything is in place (a steady state runs no DDL).
+    pub password_current: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,20 +35,52 @@ pub enum ProvisionError {
     InvalidDsn(String),
     #[error("invalid identifier `{0}` (only [a-z0-9_] allowed)")]
     InvalidIdentifier(String),
-    #[error("database server: {0}")]
+    #[error("database server: {}", describe_pg(.0))]
     Sql(#[from] tokio_postgres::Error),
     #[error("database TLS: {0}")]
     Tls(String),
+}
+
+/// A PostgreSQL error with what the server or the connection said (`tokio_postgres::Error`
+/// displays only "db error" or "error connecting to server").
+fn describe_pg(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    match std::error::Error::source(e) {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
 }
 
 /// Creates and drops per-service databases with an admin connection.
 #[async_trait]
 pub trait DatabaseProvisioner: Send + Sync {
     /// Idempotently ensures the role (LOGIN, with this password) and its database exist, and
-    /// returns the service's connection URL.
+    /// returns the service's connection URL. When the grant's password is current and the
+    /// catalogs show everything in place, nothing is changed.
     async fn ensure(&self, admin_dsn: &str, grant: &DatabaseGrant) -> Result<String, ProvisionError>;
     /// Drops the database and role if they exist.
     async fn drop_database(&self, admin_dsn: &str, name: &str) -> Result<(), ProvisionError>;
+    /// [`ensure`](Self::ensure) with the platform's CA (`spec.database.tls.ca`), which replaces
+    /// the operator-wide one for this call.
+    async fn ensure_with_ca(
+        &self,
+        admin_dsn: &str,
+        _ca_pem: Option<&[u8]>,
+        grant: &DatabaseGrant,
+    ) -> Result<String, ProvisionError> {
+        self.ensure(admin_dsn, grant).await
+    }
+    /// [`drop_database`](Self::drop_database) with the platform's CA.
+    async fn drop_database_with_ca(
+        &self,
+        admin_dsn: &str,
+        _ca_pem: Option<&[u8]>,
+        name: &str,
+    ) -> Result<(), ProvisionError> {
+        self.drop_database(admin_dsn, name).await
+    }
 }
 
 /// The real provisioner: plain SQL over one admin connection per call (`tokio-postgres`; TLS as
@@ -55,11 +91,49 @@ pub struct PgProvisioner {
     /// `verify-full`, and `require`, which then verifies like `verify-ca`). Without it the
     /// verifying modes use the Mozilla roots.
     pub ca_pem: Option<Vec<u8>>,
+    /// Addresses to connect to instead of the DSN's `host:port` (`--connect-override`).
+    pub overrides: crate::overrides::ConnectOverrides,
 }
 
 impl PgProvisioner {
     async fn connect(&self, dsn: &str) -> Result<tokio_postgres::Client, ProvisionError> {
-        postgres::connect(dsn, self.ca_pem.as_deref()).await
+        postgres::connect(dsn, self.ca_pem.as_deref(), &self.overrides).await
+    }
+
+    /// Whether the role, its database and its `public` schema are as [`DatabaseProvisioner::ensure`]
+    /// leaves them. Read-only.
+    async fn in_place(
+        &self,
+        admin: &tokio_postgres::Client,
+        admin_dsn: &str,
+        name: &str,
+    ) -> Result<bool, ProvisionError> {
+        let row = admin
+            .query_opt(
+                "SELECT r.rolcanlogin AND NOT r.rolsuper AND NOT r.rolcreatedb AND NOT r.rolcreaterole \
+                        AND NOT r.rolreplication AND NOT r.rolbypassrls \
+                    AND d.datdba = r.oid \
+                    AND NOT has_database_privilege('public', d.datname, 'CONNECT') \
+                    AND NOT has_database_privilege('public', d.datname, 'TEMPORARY') \
+                    AND pg_has_role(current_user, r.oid, 'MEMBER') \
+                 FROM pg_roles r JOIN pg_database d ON d.datname = r.rolname WHERE r.rolname = $1",
+                &[&name],
+            )
+            .await?;
+        if !row.is_some_and(|r| r.get::<_, bool>(0)) {
+            return Ok(false);
+        }
+        let db = self.connect(&with_database(admin_dsn, name)?).await?;
+        let schema_ok: Option<bool> = db
+            .query_opt(
+                "SELECT n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = $1) \
+                    AND NOT has_schema_privilege('public', n.oid, 'CREATE') \
+                 FROM pg_namespace n WHERE n.nspname = 'public'",
+                &[&name],
+            )
+            .await?
+            .map(|r| r.get(0));
+        Ok(schema_ok == Some(true))
     }
 }
 
@@ -100,10 +174,43 @@ fn with_database(admin_dsn: &str, db: &str) -> Result<String, ProvisionError> {
 
 #[async_trait]
 impl DatabaseProvisioner for PgProvisioner {
+    async fn ensure_with_ca(
+        &self,
+        admin_dsn: &str,
+        ca_pem: Option<&[u8]>,
+        grant: &DatabaseGrant,
+    ) -> Result<String, ProvisionError> {
+        match ca_pem {
+            Some(ca) => {
+                PgProvisioner { ca_pem: Some(ca.to_vec()), ..self.clone() }.ensure(admin_dsn, grant).await
+            }
+            None => self.ensure(admin_dsn, grant).await,
+        }
+    }
+
+    async fn drop_database_with_ca(
+        &self,
+        admin_dsn: &str,
+        ca_pem: Option<&[u8]>,
+        name: &str,
+    ) -> Result<(), ProvisionError> {
+        match ca_pem {
+            Some(ca) => {
+                PgProvisioner { ca_pem: Some(ca.to_vec()), ..self.clone() }
+                    .drop_database(admin_dsn, name)
+                    .await
+            }
+            None => self.drop_database(admin_dsn, name).await,
+        }
+    }
+
     async fn ensure(&self, admin_dsn: &str, grant: &DatabaseGrant) -> Result<String, ProvisionError> {
         let role = ident(&grant.name)?;
         let url = service_url(admin_dsn, grant)?;
         let admin = self.connect(admin_dsn).await?;
+        if grant.password_current && self.in_place(&admin, admin_dsn, &grant.name).await? {
+            return Ok(url);
+        }
         let role_exists: bool = admin
             .query_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[&grant.name])
             .await?
@@ -217,6 +324,16 @@ pub struct KafkaTarget {
     /// Whether the operator's Kafka security settings (TLS, SASL) apply: brokers of mode
     /// `external`. The embedded development broker is plaintext.
     pub secured: bool,
+    /// The platform's own settings (`spec.kafka.security`): they replace the operator-wide
+    /// ones for this target.
+    pub security: Option<TargetSecurity>,
+}
+
+/// TLS and SASL of one platform's brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSecurity {
+    pub tls: Option<kafka::TlsConfig>,
+    pub sasl: Option<kafka::SaslConfig>,
 }
 
 /// Creates and deletes topics through the Kafka admin API (modes `external` and `embedded`).
@@ -262,7 +379,9 @@ impl KafkaTopicProvisioner {
     }
 
     async fn admin(&self, target: &KafkaTarget) -> Result<AdminClient, String> {
-        let config = if target.secured {
+        let config = if let Some(sec) = &target.security {
+            ConnectionConfig { tls: sec.tls.clone(), sasl: sec.sasl.clone(), ..self.connection.clone() }
+        } else if target.secured {
             self.connection.clone()
         } else {
             ConnectionConfig { tls: None, sasl: None, ..self.connection.clone() }
@@ -411,7 +530,11 @@ mod tests {
 
     #[test]
     fn service_url_keeps_host_and_options() {
-        let g = DatabaseGrant { name: "prod_shop_auth".into(), password: "pw123".into() };
+        let g = DatabaseGrant {
+            name: "prod_shop_auth".into(),
+            password: "pw123".into(),
+            password_current: false,
+        };
         assert_eq!(
             service_url("postgres://admin:secret@db.example:6432/postgres?sslmode=require", &g).unwrap(),
             "postgres://prod_shop_auth:pw123@db.example:6432/prod_shop_auth?sslmode=require"
@@ -425,7 +548,7 @@ mod tests {
         let sp: ShopPlatform = serde_json::from_value(serde_json::json!({
             "apiVersion": "platform.shop/v1alpha1", "kind": "ShopPlatform",
             "metadata": {"name": "shop", "namespace": "ns"},
-            "spec": {"version": "1", "kafka": {"topics": {"replicationFactor": 3, "partitions": 2}}},
+            "spec": {"version": "1", "payment": {"provider": "simulated"}, "kafka": {"topics": {"replicationFactor": 3, "partitions": 2}}},
         }))
         .unwrap();
         let names = topic_names(&sp);

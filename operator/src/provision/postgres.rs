@@ -21,6 +21,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 use super::ProvisionError;
+use crate::overrides::ConnectOverrides;
 use crate::tls::{provider, roots};
 
 /// The DSN's `sslmode` (libpq's names).
@@ -63,9 +64,29 @@ pub struct Target {
 /// (`tokio-postgres` knows only `disable`, `prefer` and `require`); libpq-only TLS file
 /// parameters are dropped.
 pub fn parse_dsn(dsn: &str) -> Result<Target, ProvisionError> {
+    parse_dsn_with(dsn, &ConnectOverrides::default())
+}
+
+/// [`parse_dsn`], connecting to the override of the DSN's `host:port` when there is one (the
+/// host name stays the one TLS verifies).
+pub fn parse_dsn_with(dsn: &str, overrides: &ConnectOverrides) -> Result<Target, ProvisionError> {
     let mut url = url::Url::parse(dsn).map_err(|e| ProvisionError::InvalidDsn(e.to_string()))?;
     if !matches!(url.scheme(), "postgres" | "postgresql") || url.host_str().is_none() {
         return Err(ProvisionError::InvalidDsn("expected postgres://user@host[:port]/db".into()));
+    }
+    let mut hostaddr = None;
+    let addr = format!("{}:{}", url.host_str().unwrap_or_default(), url.port().unwrap_or(5432));
+    let target = overrides.resolve(&addr);
+    if target != addr {
+        let (host, port) = target.rsplit_once(':').expect("overrides are host:port");
+        let bad = |_| ProvisionError::InvalidDsn(format!("connect override {target}"));
+        url.set_port(port.parse().ok()).map_err(bad)?;
+        match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+            Ok(ip) => hostaddr = Some(ip),
+            Err(_) => url
+                .set_host(Some(host))
+                .map_err(|_| ProvisionError::InvalidDsn(format!("connect override {target}")))?,
+        }
     }
     let mut sslmode = SslMode::Prefer;
     let mut kept = Vec::new();
@@ -90,14 +111,21 @@ pub fn parse_dsn(dsn: &str) -> Result<Target, ProvisionError> {
     if !kept.is_empty() {
         url.query_pairs_mut().extend_pairs(kept);
     }
-    let config: tokio_postgres::Config =
+    let mut config: tokio_postgres::Config =
         url.as_str().parse().map_err(|e: tokio_postgres::Error| ProvisionError::InvalidDsn(e.to_string()))?;
+    if let Some(ip) = hostaddr {
+        config.hostaddr(ip);
+    }
     Ok(Target { config, sslmode })
 }
 
 /// Opens one connection to `dsn`; the connection task runs until the client is dropped.
-pub async fn connect(dsn: &str, ca_pem: Option<&[u8]>) -> Result<tokio_postgres::Client, ProvisionError> {
-    let Target { mut config, sslmode } = parse_dsn(dsn)?;
+pub async fn connect(
+    dsn: &str,
+    ca_pem: Option<&[u8]>,
+    overrides: &ConnectOverrides,
+) -> Result<tokio_postgres::Client, ProvisionError> {
+    let Target { mut config, sslmode } = parse_dsn_with(dsn, overrides)?;
     config.connect_timeout(std::time::Duration::from_secs(15));
     let client = match sslmode {
         SslMode::Disable => {

@@ -41,5 +41,16 @@ async fn component(
 ) -> anyhow::Result<kit::component::Component> {
     let state = AuthState::new(cx.db()?, config).await?;
     let jwks = state.jwks_source();
-    Ok(kit::component::Component::new(router(state)).with_jwks(jwks))
+    // Expired refresh tokens can no longer be used (nor need reuse detection): delete them.
+    let store = state.store().clone();
+    let purge = kit::component::every(
+        "expired refresh tokens deleted",
+        std::time::Duration::from_secs(3600),
+        cx.shutdown.clone(),
+        move || {
+            let store = store.clone();
+            async move { store.delete_expired_refresh(time::OffsetDateTime::now_utc()).await }
+        },
+    );
+    Ok(kit::component::Component::new(router(state)).with_jwks(jwks).task(purge))
 }

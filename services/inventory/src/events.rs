@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use kit::events::contract::types;
 use kit::events::payloads::{OrderCancelled, OrderPlaced, PaymentAuthorized, PaymentCaptured, PaymentFailed};
-use kit::events::{handler_fn, Envelope, EventBus, EventError, Handler, Subscription};
+use kit::events::{handler_fn, Envelope, Handler, Subscription};
 
 use crate::model::ReservationLine;
 use crate::store::{Origin, StoreError, CONSUMER_GROUP};
@@ -75,13 +75,4 @@ pub fn handlers(state: InventoryState) -> Vec<Subscription> {
         topics: kit::contract::ServiceName::Inventory.subscriptions().iter().map(|t| t.to_string()).collect(),
         handler,
     }]
-}
-
-/// Registers [`handlers`] on `bus`.
-pub fn subscribe(bus: &dyn EventBus, state: InventoryState) -> Result<(), EventError> {
-    for s in handlers(state) {
-        let topics: Vec<&str> = s.topics.iter().map(String::as_str).collect();
-        bus.subscribe(&s.group, &topics, s.handler)?;
-    }
-    Ok(())
 }

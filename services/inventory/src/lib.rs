@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 pub use api::{openapi, router};
-pub use events::{handlers, subscribe};
+pub use events::handlers;
 pub use seed::{seed, SeedProduct, SeedReport};
 pub use store::{Origin, ReserveOutcome, Store, StoreError, Transition};
 

@@ -60,7 +60,7 @@ kit::db_tests! { shop_inventory::MIGRATIONS;
         store.create(&NewStock { product_id: product, sku: "EV-1".into(), quantity: 10, reorder_level: 2, reorder_quantity: 20 },
             &Origin::service()).await.unwrap();
         let bus = InProcessBus::new("", RetryPolicy::default());
-        shop_inventory::subscribe(&bus, state.clone()).unwrap();
+        kit::events::register(&bus, shop_inventory::handlers(state.clone())).unwrap();
         let shutdown = CancellationToken::new();
         let consumers = bus.start(shutdown.clone()).await.unwrap();
 

@@ -252,7 +252,6 @@ impl ServiceClient {
     pub async fn send(&self, call: Call) -> Result<Reply, CallError> {
         self.check_breaker()?;
         let attempts = if call.idempotent { self.policy.attempts.max(1) } else { 1 };
-        let mut backoff = self.policy.initial_backoff;
         let mut last = String::new();
         for attempt in 1..=attempts {
             match self.once(&call).await {
@@ -264,8 +263,12 @@ impl ServiceClient {
                 Err(e) => last = e,
             }
             if attempt < attempts {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(crate::backoff::exponential(
+                    self.policy.initial_backoff,
+                    Duration::from_secs(2),
+                    attempt,
+                ))
+                .await;
             }
         }
         self.record(false);

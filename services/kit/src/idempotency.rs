@@ -177,10 +177,23 @@ async fn finish(
 }
 
 /// Deletes keys older than `age` (housekeeping; Stripe keeps keys for 24 hours).
+/// How long keys are kept: a retry within two days replays the first answer (Stripe keeps
+/// theirs 24 h).
+pub const RETENTION: Duration = Duration::from_secs(48 * 3600);
+
+/// Deletes keys older than `age` ([`RETENTION`] in production; [`spawn_purge`] runs it hourly).
 pub async fn purge(db: &Db, age: Duration) -> Result<u64, sqlx::Error> {
     let cutoff = now_ms() - age.as_millis() as i64;
     Ok(with_db!(db, pool => sqlx::query("DELETE FROM idempotency_keys WHERE created_at_ms < $1")
         .bind(cutoff).execute(pool).await.map(|r| r.rows_affected()))?)
+}
+
+/// Purges the keys of `db` older than [`RETENTION`] every hour until `shutdown`.
+pub fn spawn_purge(db: Db, shutdown: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
+    crate::component::every("idempotency keys purged", Duration::from_secs(3600), shutdown, move || {
+        let db = db.clone();
+        async move { purge(&db, RETENTION).await }
+    })
 }
 
 #[cfg(all(test, feature = "testing"))]

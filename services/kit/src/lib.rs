@@ -16,6 +16,7 @@
 pub use ::contract;
 
 pub mod auth;
+pub mod backoff;
 pub mod client;
 pub mod component;
 pub mod config;

@@ -55,6 +55,42 @@ impl Money {
     }
 }
 
+impl std::fmt::Display for Money {
+    /// For people: `$129.99`, `€0.05`, `¥500`, `10.00 CHF` ([`format`]).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format(self.amount, &self.currency))
+    }
+}
+
+/// Money for people, the one formatter of the platform (emails, the hosted payment page, the
+/// console): the currency's minor-unit exponent, its symbol when it has a well-known one
+/// (`12999 USD` → `$129.99`; `500 JPY` → `¥500`), the code after the number otherwise
+/// (`1000 CHF` → `10.00 CHF`).
+pub fn format(amount: i64, currency: &str) -> String {
+    let exp = u32::from(minor_units(currency).unwrap_or(2));
+    let sign = if amount < 0 { "-" } else { "" };
+    let abs = amount.unsigned_abs();
+    let number = if exp == 0 {
+        abs.to_string()
+    } else {
+        let unit = 10u64.pow(exp);
+        format!("{}.{:0width$}", abs / unit, abs % unit, width = exp as usize)
+    };
+    let symbol = match currency {
+        "USD" => Some("$"),
+        "EUR" => Some("€"),
+        "GBP" => Some("£"),
+        "JPY" => Some("¥"),
+        "CAD" => Some("CA$"),
+        "AUD" => Some("A$"),
+        _ => None,
+    };
+    match symbol {
+        Some(s) => format!("{sign}{s}{number}"),
+        None => format!("{sign}{number} {currency}"),
+    }
+}
+
 /// Checks that `code` is an ISO 4217 code the platform accepts.
 pub fn validate_currency(code: &str) -> Result<(), String> {
     if CURRENCIES.iter().any(|(c, _)| *c == code) {
@@ -72,6 +108,16 @@ pub fn minor_units(code: &str) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_for_people() {
+        assert_eq!(format(12999, "USD"), "$129.99");
+        assert_eq!(format(5, "EUR"), "€0.05");
+        assert_eq!(format(500, "JPY"), "¥500");
+        assert_eq!(format(1000, "CHF"), "10.00 CHF");
+        assert_eq!(format(-250, "GBP"), "-£2.50");
+        assert_eq!(Money::new(12999, "USD").to_string(), "$129.99");
+    }
 
     #[test]
     fn validates() {

@@ -101,9 +101,12 @@ impl NotificationConfig {
     /// Delay before the next attempt after `failures` failed attempts (1-based):
     /// `base · 2^(failures-1)`, capped at `backoff_max_secs`.
     pub fn backoff(&self, failures: u32) -> std::time::Duration {
-        let exp = failures.saturating_sub(1).min(30);
-        let secs = self.backoff_base_secs.saturating_mul(1u64 << exp).min(self.backoff_max_secs);
-        std::time::Duration::from_secs(secs)
+        use std::time::Duration;
+        kit::backoff::exponential(
+            Duration::from_secs(self.backoff_base_secs),
+            Duration::from_secs(self.backoff_max_secs),
+            failures,
+        )
     }
 }
 

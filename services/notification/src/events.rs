@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use kit::events::contract::types;
 use kit::events::payloads::*;
-use kit::events::{handler_fn, Envelope, EventBus, EventError, Handler};
+use kit::events::{handler_fn, Envelope, Handler};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::model::*;
 use crate::store::Effects;
-use crate::templates::format_money;
 use crate::NotificationState;
+use kit::money::format as format_money;
 
 /// The consumer group (and inbox group) of the notification service.
 pub const CONSUMER_GROUP: &str = kit::contract::ServiceName::Notification.as_str();
@@ -36,11 +36,6 @@ pub fn handlers(state: NotificationState) -> Vec<kit::events::Subscription> {
         topics: TOPICS.iter().map(|t| t.to_string()).collect(),
         handler: handler(state),
     }]
-}
-
-/// Subscribes the handler on `bus` for [`TOPICS`] in group [`CONSUMER_GROUP`].
-pub fn subscribe(bus: &dyn EventBus, state: NotificationState) -> Result<(), EventError> {
-    bus.subscribe(CONSUMER_GROUP, TOPICS, handler(state))
 }
 
 fn extra_str(ev: &Envelope, keys: &[&str]) -> Option<String> {

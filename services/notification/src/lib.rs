@@ -23,7 +23,7 @@ pub use api::{openapi, router};
 pub use channel::{Channel, Channels, EmailChannel, LogChannel, OutgoingMessage, SendError, WebhookChannel};
 pub use config::{NotificationConfig, SmtpConfig, TlsMode};
 pub use dispatcher::spawn_dispatcher;
-pub use events::{handler, handlers, subscribe, CONSUMER_GROUP, TOPICS};
+pub use events::{handler, handlers, CONSUMER_GROUP, TOPICS};
 pub use store::Store;
 
 /// The notification service's migrations for both backends.

@@ -117,44 +117,10 @@ impl Templates {
     }
 }
 
-/// `12999 USD` → `$129.99`; `500 JPY` → `¥500`; unknown symbols → `129.99 CHF`.
-pub fn format_money(amount: i64, currency: &str) -> String {
-    let exp = kit::money::minor_units(currency).unwrap_or(2) as u32;
-    let sign = if amount < 0 { "-" } else { "" };
-    let abs = amount.unsigned_abs();
-    let number = if exp == 0 {
-        abs.to_string()
-    } else {
-        let div = 10u64.pow(exp);
-        format!("{}.{:0width$}", abs / div, abs % div, width = exp as usize)
-    };
-    let symbol = match currency {
-        "USD" => Some("$"),
-        "EUR" => Some("€"),
-        "GBP" => Some("£"),
-        "JPY" => Some("¥"),
-        "CAD" => Some("CA$"),
-        "AUD" => Some("A$"),
-        _ => None,
-    };
-    match symbol {
-        Some(s) => format!("{sign}{s}{number}"),
-        None => format!("{sign}{number} {currency}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn money() {
-        assert_eq!(format_money(12999, "USD"), "$129.99");
-        assert_eq!(format_money(5, "EUR"), "€0.05");
-        assert_eq!(format_money(500, "JPY"), "¥500");
-        assert_eq!(format_money(1000, "CHF"), "10.00 CHF");
-    }
 
     #[test]
     fn every_type_renders_and_html_is_escaped() {

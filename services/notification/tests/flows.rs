@@ -148,7 +148,7 @@ kit::db_tests! { MIGRATIONS;
             .unwrap();
         let user = customer(&st, "hal@example.com", "Hal").await;
         let bus = InProcessBus::new("", RetryPolicy::default());
-        subscribe(&bus, st.clone()).unwrap();
+        kit::events::register(&bus, handlers(st.clone())).unwrap();
         let stop = CancellationToken::new();
         let consumers = bus.start(stop.clone()).await.unwrap();
         let dispatcher = spawn_dispatcher(st.clone(), stop.clone());

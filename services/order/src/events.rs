@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use kit::events::contract::types;
 use kit::events::payloads::{PaymentAuthorized, PaymentCaptured, PaymentFailed, PaymentRefunded};
-use kit::events::{handler_fn, Envelope, EventBus, EventError, Handler, Subscription};
+use kit::events::{handler_fn, Envelope, Handler, Subscription};
 
 use crate::model::OrderStatus;
 use crate::saga::Saga;
@@ -146,13 +146,4 @@ pub fn handlers(saga: Saga) -> Vec<Subscription> {
         topics: kit::contract::ServiceName::Order.subscriptions().iter().map(|t| t.to_string()).collect(),
         handler,
     }]
-}
-
-/// Registers [`handlers`] on `bus`.
-pub fn subscribe(bus: &dyn EventBus, saga: Saga) -> Result<(), EventError> {
-    for s in handlers(saga) {
-        let topics: Vec<&str> = s.topics.iter().map(String::as_str).collect();
-        bus.subscribe(&s.group, &topics, s.handler)?;
-    }
-    Ok(())
 }

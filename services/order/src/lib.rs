@@ -18,7 +18,7 @@ mod store_tests;
 
 pub use api::{openapi, router};
 pub use config::{OrderConfig, ShippingMethod, TaxConfig};
-pub use events::{handlers, subscribe};
+pub use events::handlers;
 pub use saga::{spawn_worker, Peers, Saga};
 pub use store::{Store, CONSUMER_GROUP};
 

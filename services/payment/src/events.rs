@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use kit::events::contract::types;
 use kit::events::payloads::{OrderCancelled, OrderConfirmed};
-use kit::events::{handler_fn, Envelope, EventBus, EventError, Handler, Subscription};
+use kit::events::{handler_fn, Envelope, Handler, Subscription};
 use uuid::Uuid;
 
 use crate::model::{ChangeSource, PaymentStatus};
@@ -108,13 +108,4 @@ pub fn handlers(state: PaymentState) -> Vec<Subscription> {
         topics: kit::contract::ServiceName::Payment.subscriptions().iter().map(|t| t.to_string()).collect(),
         handler,
     }]
-}
-
-/// Registers [`handlers`] on `bus`.
-pub fn subscribe(bus: &dyn EventBus, state: PaymentState) -> Result<(), EventError> {
-    for s in handlers(state) {
-        let topics: Vec<&str> = s.topics.iter().map(String::as_str).collect();
-        bus.subscribe(&s.group, &topics, s.handler)?;
-    }
-    Ok(())
 }

@@ -21,7 +21,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use kit::extract::Path;
-use kit::money::Money;
 use kit::problem::FieldError;
 use kit::{ApiError, ApiResult};
 
@@ -37,89 +36,29 @@ pub const TEST_CARDS: [(&str, &str); 2] = [
     ("pm_card_chargeDeclined", "Visa 4000 0000 0000 0002 (declined)"),
 ];
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `USD 129.99` for `{12999, USD}` (the currency's minor-unit exponent; JPY has none).
-pub fn format_amount(m: &Money) -> String {
-    let exp = u32::from(kit::money::minor_units(&m.currency).unwrap_or(2));
-    if exp == 0 {
-        return format!("{} {}", m.currency, m.amount);
-    }
-    let unit = 10u64.pow(exp);
-    let sign = if m.amount < 0 { "-" } else { "" };
-    let abs = m.amount.unsigned_abs();
-    format!("{} {sign}{}.{:0width$}", m.currency, abs / unit, abs % unit, width = exp as usize)
-}
+/// The page's template (minijinja, HTML auto-escaping: every value is escaped).
+const PAGE: &str = include_str!("../templates/hosted.html");
 
 /// The page of an open session.
 pub fn render_page(session: &SimulatedSession) -> String {
-    let id = escape_html(&session.id);
-    let amount = escape_html(&format_amount(&session.amount));
-    let order = escape_html(&session.order_id);
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    env.add_template("hosted.html", PAGE).expect("the hosted page template parses");
     let expires =
         session.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    let expires = escape_html(&expires);
-    let options: String = TEST_CARDS
-        .iter()
-        .map(|(pm, label)| format!(r#"<option value="{}">{}</option>"#, escape_html(pm), escape_html(label)))
-        .collect::<Vec<_>>()
-        .join("\n          ");
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <meta name="robots" content="noindex">
-  <title>Pay {amount} - test checkout</title>
-  <style>
-    body {{ font-family: system-ui, sans-serif; background: #f4f5f7; margin: 0; }}
-    main {{ max-width: 26rem; margin: 3rem auto; background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 4px rgba(0,0,0,.1); }}
-    .amount {{ font-size: 2rem; font-weight: 600; margin: .5rem 0 1rem; }}
-    .note {{ color: #666; font-size: .9rem; }}
-    label, select, button {{ display: block; width: 100%; box-sizing: border-box; }}
-    select, button {{ font-size: 1rem; padding: .6rem; margin: .4rem 0 1rem; }}
-    button {{ background: #635bff; color: #fff; border: 0; border-radius: 6px; cursor: pointer; }}
-    button.secondary {{ background: #fff; color: #333; border: 1px solid #ccc; }}
-  </style>
-</head>
-<body>
-  <main>
-    <h1>Test checkout</h1>
-    <p class="amount" id="amount">{amount}</p>
-    <p>Order <code id="order">{order}</code></p>
-    <p class="note">Simulated payment provider: no card is charged. The amount is authorised
-      now and captured when the order is confirmed.</p>
-    <form method="post" action="/api/v1/payments/hosted/{id}/pay">
-      <label for="paymentMethod">Test card</label>
-      <select id="paymentMethod" name="paymentMethod">
-          {options}
-      </select>
-      <button type="submit">Pay {amount}</button>
-    </form>
-    <form method="post" action="/api/v1/payments/hosted/{id}/cancel">
-      <button type="submit" class="secondary">Cancel and return to the shop</button>
-    </form>
-    <p class="note">This page expires at <time datetime="{expires}">{expires}</time>.</p>
-  </main>
-</body>
-</html>
-"#
-    )
+    let cards: Vec<_> =
+        TEST_CARDS.iter().map(|(method, label)| minijinja::context! { method, label }).collect();
+    env.get_template("hosted.html")
+        .and_then(|t| {
+            t.render(minijinja::context! {
+                id => session.id,
+                amount => session.amount.to_string(),
+                order => session.order_id,
+                expires => expires,
+                cards => cards,
+            })
+        })
+        .expect("the hosted page renders")
 }
 
 fn hosted_provider(st: &PaymentState) -> Result<&SimulatedProvider, ApiError> {
@@ -360,14 +299,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_and_formats() {
-        assert_eq!(
-            escape_html(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
-        assert_eq!(format_amount(&Money::new(12999, "USD")), "USD 129.99");
-        assert_eq!(format_amount(&Money::new(5, "EUR")), "EUR 0.05");
-        assert_eq!(format_amount(&Money::new(1200, "JPY")), "JPY 1200");
+    fn the_page_shows_the_amount_and_escapes_everything() {
+        use kit::money::Money;
         let session = SimulatedSession {
             id: "cs_test_<script>".into(),
             order_id: "\"><img src=x onerror=alert(1)>".into(),
@@ -379,7 +312,7 @@ mod tests {
             payment_intent: None,
         };
         let html = render_page(&session);
-        assert!(html.contains("USD 129.99"), "{html}");
+        assert!(html.contains("$129.99"), "{html}");
         assert!(!html.contains("<script>") && !html.contains("<img"), "{html}");
         assert!(html.contains("cs_test_&lt;script&gt;/pay"), "{html}");
         assert!(html.contains(r#"<option value="pm_card_visa">"#), "{html}");

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use api::{openapi, router};
 pub use config::{PaymentConfig, RedirectPolicy, StripeConfig};
-pub use events::{handlers, subscribe, CONSUMER_GROUP};
+pub use events::{handlers, CONSUMER_GROUP};
 pub use model::{Payment, PaymentStatus, ProviderKind};
 pub use orders::{LookupError, OrderInfo, OrderLookup};
 pub use provider::{simulated::SimulatedProvider, stripe::StripeProvider, PaymentProvider};
@@ -152,9 +152,9 @@ impl PaymentState {
     /// Delivers the simulated provider's due webhooks to [`webhook::process`], signed like
     /// Stripe signs them. Returns how many were accepted.
     pub async fn deliver_simulated_webhooks(&self) -> Result<usize, sqlx::Error> {
-        let db = self.store.db();
+        let Some(simulated) = self.hosted_provider() else { return Ok(0) };
         let mut delivered = 0;
-        for (id, payload) in SimulatedProvider::due_webhooks(db, Timestamp::now(), 50).await? {
+        for (id, payload) in simulated.due_webhooks(Timestamp::now(), 50).await? {
             let result = match self.webhook_secret() {
                 None => Err("no webhook secret".to_string()),
                 Some(secret) => {
@@ -176,8 +176,7 @@ impl PaymentState {
             } else if let Err(e) = &result {
                 tracing::warn!(webhook = %id, error = %e, "simulated webhook not accepted; retrying later");
             }
-            SimulatedProvider::record_delivery(db, id, result, Timestamp::now() + Duration::from_secs(5))
-                .await?;
+            simulated.record_delivery(id, result, Timestamp::now() + Duration::from_secs(5)).await?;
         }
         Ok(delivered)
     }
@@ -196,7 +195,11 @@ pub fn spawn_simulated_webhooks(
             if let Err(e) = state.deliver_simulated_webhooks().await {
                 tracing::warn!(error = %e, "simulated webhook delivery failed; retrying");
             }
-            let wait = match SimulatedProvider::next_webhook_due(state.store.db()).await {
+            let next = match state.hosted_provider() {
+                Some(simulated) => simulated.next_webhook_due().await,
+                None => Ok(None),
+            };
+            let wait = match next {
                 Ok(Some(due)) => {
                     let left = (due.0 - time::OffsetDateTime::now_utc()).whole_milliseconds().max(1);
                     Duration::from_millis(u64::try_from(left).unwrap_or(1)).min(poll)
@@ -233,6 +236,9 @@ pub fn spawn_sweeper(state: PaymentState, shutdown: CancellationToken) -> tokio:
     )
 }
 
+/// How long a processed webhook event id is remembered (duplicates arrive within days).
+pub const WEBHOOK_EVENT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// The payment service as the composer sees it (`kit::component`).
 pub fn service(config: PaymentConfig) -> kit::component::Service {
     kit::component::Service::new(kit::contract::ServiceName::Payment, Some(&MIGRATIONS), openapi, |cx| {
@@ -245,12 +251,31 @@ async fn component(
     config: PaymentConfig,
 ) -> anyhow::Result<kit::component::Component> {
     let orders = orders::lookup(cx.client_with(kit::contract::ServiceName::Order, orders::policy())?);
-    let state = PaymentState::new(cx.db()?, config, orders)?;
+    let db = cx.db()?;
+    if config.provider == Some(ProviderKind::Simulated) {
+        SimulatedProvider::ensure_schema(&db)
+            .await
+            .map_err(|e| anyhow::anyhow!("the simulated provider's tables: {e}"))?;
+    }
+    let state = PaymentState::new(db, config, orders)?;
     let webhooks = spawn_simulated_webhooks(state.clone(), cx.shutdown.clone());
     let sweeper = spawn_sweeper(state.clone(), cx.shutdown.clone());
+    let keys = kit::idempotency::spawn_purge(state.store.db().clone(), cx.shutdown.clone());
+    let store = state.store.clone();
+    let events = kit::component::every(
+        "processed webhook events forgotten",
+        Duration::from_secs(3600),
+        cx.shutdown.clone(),
+        move || {
+            let store = store.clone();
+            async move { store.purge_webhook_events(Timestamp::now() - WEBHOOK_EVENT_RETENTION).await }
+        },
+    );
     Ok(kit::component::Component::new(router(state.clone()))
         .subscribe(handlers(state))
         .task(webhooks)
         .task(sweeper)
+        .task(keys)
+        .task(events)
         .with_outbox())
 }

@@ -376,6 +376,9 @@ impl PaymentState {
             .field("amountToCapture", format!("must be between 1 and {}", payment.amount.amount)));
         }
         let key = keys::capture(payment.order_id, id);
+        if let Some(cause) = cause {
+            self.store.note_capture_cause(id, cause).await?;
+        }
         let (captured, charge_id) =
             match self.provider.capture(&payment.provider_payment_id, Some(amount), &key).await {
                 Ok(intent) if intent.amount_received > 0 => (intent.amount_received, intent.charge_id),
@@ -662,7 +665,7 @@ impl PaymentState {
         claim: Option<Claim>,
         cause: Option<&Envelope>,
     ) -> Result<Payment, ApiError> {
-        let reserved = self.store.reserve_refund(payment.id, refund_id, amount, reason).await?;
+        let reserved = self.store.reserve_refund(payment.id, refund_id, amount, reason, cause).await?;
         match reserved.refund.status {
             RefundStatus::Succeeded => return self.finish_without_change(reserved.payment, claim).await,
             RefundStatus::Failed => {

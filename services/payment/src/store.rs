@@ -520,7 +520,18 @@ impl Store {
             if let Some(intent) = intent_id.filter(|_| row.awaits_intent()) {
                 next.provider_payment_id = intent;
             }
+            // The event that asked for a capture when it was requested ([`Store::note_capture_cause`]):
+            // the capture's event carries it even when the provider's webhook records the capture first.
+            let capture_cause: Option<(Option<String>, Option<String>)> = match (&effect, &cause) {
+                (Effect::Captured { .. }, None) => sqlx::query_as(
+                    "SELECT capture_causation_id, capture_correlation_id FROM payments WHERE id = $1")
+                    .bind(payment_id).fetch_optional(&mut *tx).await?,
+                _ => None,
+            };
             let mut refund_exists: Option<RefundStatus> = None;
+            // The event that asked for the refund when it was reserved: whichever path records the
+            // refund (the handler that asked, or the provider's webhook first), the event says so.
+            let mut refund_cause: Option<(Option<String>, Option<String>)> = None;
             let to = match &effect {
                 Effect::RequiresConfirmation => PaymentStatus::RequiresConfirmation,
                 Effect::RequiresAction { next_action } => {
@@ -549,10 +560,12 @@ impl Store {
                     PaymentStatus::Cancelled
                 }
                 Effect::Refunded { refund_id, amount, provider_refund_id, .. } => {
-                    let known: Option<String> = sqlx::query_scalar(
-                        "SELECT status FROM refunds WHERE id = $1 OR (provider_refund_id IS NOT NULL AND provider_refund_id = $2)")
+                    let known: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+                        "SELECT status, causation_id, correlation_id FROM refunds \
+                         WHERE id = $1 OR (provider_refund_id IS NOT NULL AND provider_refund_id = $2)")
                         .bind(refund_id).bind(provider_refund_id).fetch_optional(&mut *tx).await?;
-                    refund_exists = known.as_deref().and_then(RefundStatus::parse);
+                    refund_exists = known.as_ref().and_then(|(s, _, _)| RefundStatus::parse(s));
+                    refund_cause = known.map(|(_, causation, correlation)| (causation, correlation));
                     if refund_exists == Some(RefundStatus::Succeeded) || *amount <= 0
                         || row.refunded_amount + amount > row.captured_amount
                     {
@@ -607,8 +620,17 @@ impl Store {
             let ev = match &effect {
                 Effect::Authorized { .. } => Some(event(&PaymentAuthorized {
                     order_id: row.order_id, payment_id, amount: money(row.amount), charge_id: next.charge_id.clone() }, cause)?),
-                Effect::Captured { .. } => Some(event(&PaymentCaptured {
-                    order_id: row.order_id, payment_id, amount: money(next.captured_amount), charge_id: next.charge_id.clone() }, cause)?),
+                Effect::Captured { .. } => {
+                    let mut ev = event(&PaymentCaptured {
+                        order_id: row.order_id, payment_id, amount: money(next.captured_amount), charge_id: next.charge_id.clone() }, cause)?;
+                    if let Some((Some(causation), correlation)) = capture_cause {
+                        ev.causationid = Some(causation);
+                        if let Some(correlation) = correlation {
+                            ev.correlationid = correlation;
+                        }
+                    }
+                    Some(ev)
+                }
                 Effect::Failed { reason, .. } => Some(event(&PaymentFailed {
                     order_id: row.order_id, payment_id, amount: money(row.amount), reason: reason.clone() }, cause)?),
                 Effect::Refunded { refund_id, amount, reason: refund_reason, provider_refund_id } => {
@@ -622,8 +644,15 @@ impl Store {
                             .bind(refund_id).bind(payment_id).bind(amount).bind(refund_reason).bind(provider_refund_id)
                             .bind(now).execute(&mut *tx).await?;
                     }
-                    Some(event(&PaymentRefunded {
-                        order_id: row.order_id, payment_id, amount: money(*amount), refund_id: *refund_id }, cause)?)
+                    let mut ev = event(&PaymentRefunded {
+                        order_id: row.order_id, payment_id, amount: money(*amount), refund_id: *refund_id }, cause)?;
+                    if let (None, Some((Some(causation), correlation))) = (cause, refund_cause) {
+                        ev.causationid = Some(causation);
+                        if let Some(correlation) = correlation {
+                            ev.correlationid = correlation;
+                        }
+                    }
+                    Some(ev)
                 }
                 Effect::RequiresConfirmation | Effect::RequiresAction { .. } | Effect::Cancelled => None,
             };
@@ -647,6 +676,7 @@ impl Store {
         refund_id: Uuid,
         amount: Option<i64>,
         reason: Option<&str>,
+        cause: Option<&Envelope>,
     ) -> StoreResult<ReservedRefund> {
         let begin = self.begin_sql();
         let lock = for_update(self.db.backend());
@@ -678,9 +708,10 @@ impl Store {
                 if amount <= 0 || amount > available {
                     return Err(StoreError::RefundTooLarge { requested: amount, available: available.max(0) });
                 }
-                sqlx::query("INSERT INTO refunds (id, payment_id, amount, reason, status, provider_refund_id, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, 'PENDING', NULL, $5, $5)")
+                sqlx::query("INSERT INTO refunds (id, payment_id, amount, reason, status, provider_refund_id, created_at, updated_at, \
+                             causation_id, correlation_id) VALUES ($1, $2, $3, $4, 'PENDING', NULL, $5, $5, $6, $7)")
                     .bind(refund_id).bind(payment_id).bind(amount).bind(reason).bind(now)
+                    .bind(cause.map(|c| c.id.to_string())).bind(cause.map(|c| c.correlationid.clone()))
                     .execute(&mut *tx).await?;
             }
             let payment = load_payment!(tx, &reload, payment_id)
@@ -740,6 +771,22 @@ impl Store {
             "INSERT INTO webhook_events (event_id, event_type, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(event_id).bind(event_type).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
+    }
+
+    /// Remembers the event that asks for a capture, before the provider is called: the capture's
+    /// `payment.captured` event carries its causation whichever path records the capture.
+    pub async fn note_capture_cause(&self, payment_id: Uuid, cause: &Envelope) -> StoreResult<()> {
+        with_db!(&self.db, pool => sqlx::query(
+            "UPDATE payments SET capture_causation_id = $2, capture_correlation_id = $3 WHERE id = $1")
+            .bind(payment_id).bind(cause.id.to_string()).bind(&cause.correlationid).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Forgets webhook events received before `before` (a provider retries a delivery for days,
+    /// not weeks: Stripe for up to three days). Returns how many rows went.
+    pub async fn purge_webhook_events(&self, before: Timestamp) -> StoreResult<u64> {
+        Ok(with_db!(&self.db, pool => sqlx::query("DELETE FROM webhook_events WHERE received_at < $1")
+            .bind(before).execute(pool).await.map(|r| r.rows_affected()))?)
     }
 
     /// True when `group` processed the event before.

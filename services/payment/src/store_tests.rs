@@ -72,6 +72,7 @@ fn simulated(db: &Db) -> SimulatedProvider {
 }
 
 async fn queued_webhooks(db: &Db) -> Vec<String> {
+    SimulatedProvider::ensure_schema(db).await.unwrap();
     with_db!(db, pool => sqlx::query_scalar("SELECT event_type FROM simulated_webhooks ORDER BY created_at, id")
         .fetch_all(pool).await)
     .unwrap()
@@ -219,7 +220,7 @@ kit::db_tests! { crate::MIGRATIONS;
     async fn refund_reservations_never_exceed_the_captured_amount(db) {
         let store = Store::new(db.clone());
         let p = created(&store, Uuid::now_v7()).await;
-        let err = store.reserve_refund(p.id, Uuid::now_v7(), None, None).await.unwrap_err();
+        let err = store.reserve_refund(p.id, Uuid::now_v7(), None, None, None).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict { code: "payment_not_refundable", .. }), "{err:?}");
         done(store.transition(Change::new(p.id, Effect::Authorized { charge_id: None }, ChangeSource::Api)).await.unwrap());
         done(store.transition(Change::new(p.id, Effect::Captured { amount: 5000, charge_id: None }, ChangeSource::Api)).await.unwrap());
@@ -227,7 +228,7 @@ kit::db_tests! { crate::MIGRATIONS;
         let mut tasks = Vec::new();
         for _ in 0..10 {
             let store = store.clone();
-            tasks.push(tokio::spawn(async move { store.reserve_refund(p.id, Uuid::now_v7(), Some(1000), None).await }));
+            tasks.push(tokio::spawn(async move { store.reserve_refund(p.id, Uuid::now_v7(), Some(1000), None, None).await }));
         }
         let mut ok = 0;
         for t in tasks {
@@ -241,11 +242,11 @@ kit::db_tests! { crate::MIGRATIONS;
         assert_eq!(store.pending_refund_total(p.id).await.unwrap(), 5000);
         let pending = store.get(p.id).await.unwrap().unwrap().refunds;
         // A reservation is idempotent per refund id.
-        let again = store.reserve_refund(p.id, pending[0].id, Some(1000), None).await.unwrap();
+        let again = store.reserve_refund(p.id, pending[0].id, Some(1000), None, None).await.unwrap();
         assert_eq!(again.refund.id, pending[0].id);
         // Failing one frees its amount; settling one moves the money.
         store.fail_refund(pending[0].id).await.unwrap();
-        let extra = store.reserve_refund(p.id, Uuid::now_v7(), None, Some("rest")).await.unwrap();
+        let extra = store.reserve_refund(p.id, Uuid::now_v7(), None, Some("rest"), None).await.unwrap();
         assert_eq!(extra.refund.amount.amount, 1000);
         let after = done(store.transition(Change::new(p.id, refund(pending[1].id, 1000), ChangeSource::Api)).await.unwrap());
         assert_eq!((after.status, after.refunded_amount), (PaymentStatus::PartiallyRefunded, 1000));
@@ -253,8 +254,22 @@ kit::db_tests! { crate::MIGRATIONS;
         assert_eq!(after.refunds.iter().filter(|r| r.status == RefundStatus::Failed).count(), 1);
         let stale = store.stale_pending_refunds(kit::db::Timestamp::now() + Duration::from_secs(1)).await.unwrap();
         assert_eq!(stale.len(), 4);
-        assert!(matches!(store.reserve_refund(p.id, Uuid::now_v7(), Some(1), None).await,
+        assert!(matches!(store.reserve_refund(p.id, Uuid::now_v7(), Some(1), None, None).await,
             Err(StoreError::RefundTooLarge { requested: 1, available: 0 })));
+    }
+
+    async fn the_payment_schema_has_no_simulator_tables_until_the_simulator_runs(db) {
+        let sql = match db.backend() {
+            kit::db::Backend::Postgres => "SELECT table_name::text FROM information_schema.tables \
+                WHERE table_schema = current_schema() AND table_name LIKE 'simulated%' ORDER BY 1",
+            kit::db::Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'simulated%' ORDER BY 1",
+        };
+        let tables = || async { with_db!(&db, pool => sqlx::query_scalar::<_, String>(sql).fetch_all(pool).await).unwrap() };
+        assert_eq!(tables().await, Vec::<String>::new(), "production (Stripe) schemas hold no simulator state");
+        SimulatedProvider::ensure_schema(&db).await.unwrap();
+        SimulatedProvider::ensure_schema(&db).await.unwrap();
+        assert_eq!(tables().await, ["simulated_checkout_sessions", "simulated_intents", "simulated_refunds",
+            "simulated_requests", "simulated_webhooks"]);
     }
 
     async fn simulated_provider_behaves_like_stripe_and_survives_restarts(db) {
@@ -323,7 +338,7 @@ kit::db_tests! { crate::MIGRATIONS;
         }
         assert_eq!(hooks.iter().filter(|h| *h == "charge.refunded").count(), 2);
         assert_eq!(hooks.iter().filter(|h| *h == "payment_intent.payment_failed").count(), 1, "a replay emits nothing");
-        let due = SimulatedProvider::due_webhooks(&db, kit::db::Timestamp::now() + Duration::from_secs(1), 100).await.unwrap();
+        let due = simulated(&db).due_webhooks(kit::db::Timestamp::now() + Duration::from_secs(1), 100).await.unwrap();
         let last_refund: serde_json::Value = due.iter().map(|(_, p)| serde_json::from_str::<serde_json::Value>(p).unwrap())
             .rfind(|e| e["type"] == "charge.refunded").unwrap();
         assert_eq!(last_refund["data"]["object"]["amount_refunded"], 2000);
@@ -371,7 +386,7 @@ kit::db_tests! { crate::MIGRATIONS;
         assert_eq!(queued_webhooks(&db).await,
             ["payment_intent.created", "payment_intent.amount_capturable_updated", "checkout.session.completed",
              "payment_intent.succeeded"]);
-        let due = SimulatedProvider::due_webhooks(&db, kit::db::Timestamp::now() + Duration::from_secs(1), 100).await.unwrap();
+        let due = simulated(&db).due_webhooks(kit::db::Timestamp::now() + Duration::from_secs(1), 100).await.unwrap();
         let completed: serde_json::Value = due.iter().map(|(_, p)| serde_json::from_str::<serde_json::Value>(p).unwrap())
             .find(|e| e["type"] == "checkout.session.completed").unwrap();
         let object = &completed["data"]["object"];

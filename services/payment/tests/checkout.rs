@@ -70,7 +70,7 @@ async fn lapse(app: &App, session: &str) {
 kit::db_tests! { shop_payment::MIGRATIONS;
 
     async fn hosted_checkout_is_authorised_once_by_its_signed_webhook(db) {
-        let app = App::new(db.clone());
+        let app = App::new(db.clone()).await;
         let order = app.order(&app.alice, 12999);
         let body = json!({"orderId": order, "successUrl": SUCCESS_URL, "cancelUrl": CANCEL_URL});
         app.request(Method::POST, URI, &[], Some(body.to_string())).await.is_problem(StatusCode::UNAUTHORIZED, "token_missing");
@@ -129,7 +129,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
         assert_eq!(page.headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
         assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
         assert!(page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("default-src 'none'"));
-        for part in ["USD 129.99", &order.to_string(), &format!(r#"<form method="post" action="{url}/pay">"#),
+        for part in ["$129.99", &order.to_string(), &format!(r#"<form method="post" action="{url}/pay">"#),
                      &format!(r#"action="{url}/cancel""#), r#"<option value="pm_card_visa">"#,
                      r#"<option value="pm_card_chargeDeclined">"#, r#"name="paymentMethod""#] {
             assert!(page.body.contains(part), "{part} missing from {}", page.body);
@@ -200,7 +200,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
     }
 
     async fn declined_and_cancelled_checkouts(db) {
-        let app = App::new(db.clone());
+        let app = App::new(db.clone()).await;
         let order = app.order(&app.alice, 4200);
         let s1 = app.checkout(&app.alice, order).await.ok(StatusCode::CREATED).clone();
         let (sid1, pid1) = (s1["sessionId"].as_str().unwrap().to_string(), s1["paymentId"].as_str().unwrap().to_string());
@@ -265,7 +265,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
     }
 
     async fn order_cancellation_and_expiry_end_sessions(db) {
-        let app = App::new(db.clone());
+        let app = App::new(db.clone()).await;
         let alice = app.alice.id;
         // order.cancelled while the session is open: expired at the provider, payment CANCELLED.
         let a = app.order(&app.alice, 1000);
@@ -321,7 +321,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
     }
 
     async fn parallel_session_requests_make_one_session(db) {
-        let app = std::sync::Arc::new(App::new(db.clone()));
+        let app = std::sync::Arc::new(App::new(db.clone()).await);
         let order = app.order(&app.alice, 777);
         let mut tasks = Vec::new();
         for i in 0..20 {

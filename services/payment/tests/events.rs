@@ -53,9 +53,9 @@ fn cancelled(order: Uuid, user: Uuid) -> Envelope {
 kit::db_tests! { shop_payment::MIGRATIONS;
 
     async fn order_events_capture_refund_and_void_once(db) {
-        let app = App::new(db.clone());
+        let app = App::new(db.clone()).await;
         let bus = InProcessBus::new("", RetryPolicy::default());
-        shop_payment::subscribe(&bus, app.state.clone()).unwrap();
+        kit::events::register(&bus, shop_payment::handlers(app.state.clone())).unwrap();
         let shutdown = CancellationToken::new();
         let consumers = bus.start(shutdown.clone()).await.unwrap();
         let deliveries = shop_payment::spawn_simulated_webhooks(app.state.clone(), shutdown.clone());

@@ -13,7 +13,7 @@ use uuid::Uuid;
 kit::db_tests! { shop_payment::MIGRATIONS;
 
     async fn intent_creation_rules(db) {
-        let app = App::new(db.clone());
+        let app = App::new(db.clone()).await;
         let order = app.order(&app.alice, 12999);
         let body = Some(json!({"orderId": order}));
         let uri = "/api/v1/payments/intent";
@@ -86,7 +86,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
     }
 
     async fn confirm_capture_refund_lifecycle(db) {
-        let app = App::new(db.clone());
+        let app = App::new(db.clone()).await;
         let order = app.order(&app.alice, 10000);
         let p = app.intent(&app.alice, order).await;
         let id = p["id"].as_str().unwrap().to_string();
@@ -158,7 +158,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
     }
 
     async fn declined_cards_and_three_d_secure(db) {
-        let app = App::new(db.clone());
+        let app = App::new(db.clone()).await;
         let order = app.order(&app.alice, 4200);
         let p = app.intent(&app.alice, order).await;
         let id = p["id"].as_str().unwrap().to_string();
@@ -193,7 +193,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
     }
 
     async fn fifty_parallel_intents_make_one_payment(db) {
-        let app = std::sync::Arc::new(App::new(db.clone()));
+        let app = std::sync::Arc::new(App::new(db.clone()).await);
         let order = app.order(&app.alice, 777);
         let mut tasks = Vec::new();
         for i in 0..50 {
@@ -221,7 +221,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
     }
 
     async fn webhook_signatures_and_duplicates(db) {
-        let app = App::new(db.clone());
+        let app = App::new(db.clone()).await;
         let order = app.order(&app.alice, 3000);
         let p = app.intent(&app.alice, order).await;
         let intent = p["providerPaymentId"].as_str().unwrap();
@@ -287,7 +287,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
     }
 
     async fn confirm_racing_a_webhook_makes_one_transition(db) {
-        let app = std::sync::Arc::new(App::new(db.clone()));
+        let app = std::sync::Arc::new(App::new(db.clone()).await);
         for round in 0..5 {
             let order = app.order(&app.alice, 1000 + round);
             let p = app.intent(&app.alice, order).await;

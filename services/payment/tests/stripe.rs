@@ -157,7 +157,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
             },
             ..Default::default()
         };
-        let app = std::sync::Arc::new(App::with_config(db.clone(), config));
+        let app = std::sync::Arc::new(App::with_config(db.clone(), config).await);
         // The service listens on a real socket; localstripe sends it webhooks signed with SECRET.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -448,7 +448,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
             },
             ..Default::default()
         };
-        let app = App::with_config(db.clone(), config);
+        let app = App::with_config(db.clone(), config).await;
         let order = app.order(&app.alice, 6400);
         let s = app.checkout(&app.alice, order).await.ok(StatusCode::CREATED).clone();
         let sid = s["sessionId"].as_str().unwrap().to_string();

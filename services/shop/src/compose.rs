@@ -187,10 +187,8 @@ impl Mounted {
         }
         if !component.subscriptions.is_empty() || component.outbox {
             let bus = bus.ok_or_else(|| anyhow::anyhow!("the {name} service needs an event bus"))?;
-            for s in component.subscriptions.drain(..) {
-                let topics: Vec<&str> = s.topics.iter().map(String::as_str).collect();
-                bus.subscribe(&s.group, &topics, s.handler).with_context(|| format!("subscribing {name}"))?;
-            }
+            kit::events::register(&**bus, component.subscriptions.drain(..).collect())
+                .with_context(|| format!("subscribing {name}"))?;
             if component.outbox {
                 let db =
                     db.ok_or_else(|| anyhow::anyhow!("the {name} service has an outbox but no database"))?;

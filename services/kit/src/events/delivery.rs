@@ -34,8 +34,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait after failed attempt number `attempt` (1-based): initial × 2^(attempt-1), capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+        crate::backoff::exponential(self.initial_backoff, self.max_backoff, attempt)
     }
 }
 

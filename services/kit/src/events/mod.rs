@@ -114,6 +114,16 @@ pub trait EventBus: Send + Sync {
     async fn start(&self, shutdown: CancellationToken) -> Result<Consumers, EventError>;
 }
 
+/// Registers `subscriptions` on `bus` (before it starts consuming): the one loop every
+/// composition and test uses.
+pub fn register(bus: &dyn EventBus, subscriptions: Vec<Subscription>) -> Result<(), EventError> {
+    for s in subscriptions {
+        let topics: Vec<&str> = s.topics.iter().map(String::as_str).collect();
+        bus.subscribe(&s.group, &topics, s.handler)?;
+    }
+    Ok(())
+}
+
 /// Subscriptions registered but not started; shared by both buses.
 #[derive(Default)]
 pub(crate) struct Registry {

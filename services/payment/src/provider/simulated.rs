@@ -86,7 +86,14 @@ pub struct SimulatedProvider {
     db: Db,
     webhook_delay: Duration,
     wake: Arc<Notify>,
+    /// Set once the simulator's tables exist ([`SimulatedProvider::ensure_schema`]).
+    schema: Arc<tokio::sync::OnceCell<()>>,
 }
+
+/// The simulator's own tables: not part of the payment service's migrations (production
+/// schemas never have them), created idempotently before the simulator's first use.
+const SCHEMA_POSTGRES: &str = include_str!("simulated_schema/postgres.sql");
+const SCHEMA_SQLITE: &str = include_str!("simulated_schema/sqlite.sql");
 
 impl std::fmt::Debug for SimulatedProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -738,10 +745,29 @@ impl SimulatedProvider {
     /// A provider over the payment database. `wake` is notified after a change queued
     /// webhooks; `webhook_delay` is how long they wait before delivery.
     pub fn new(db: Db, webhook_delay: Duration, wake: Arc<Notify>) -> SimulatedProvider {
-        SimulatedProvider { db, webhook_delay, wake }
+        SimulatedProvider { db, webhook_delay, wake, schema: Arc::new(tokio::sync::OnceCell::new()) }
+    }
+
+    /// Creates the simulator's tables in `db` when they are missing (idempotent).
+    pub async fn ensure_schema(db: &Db) -> Result<(), sqlx::Error> {
+        let sql = match db.backend() {
+            kit::db::Backend::Postgres => SCHEMA_POSTGRES,
+            kit::db::Backend::Sqlite => SCHEMA_SQLITE,
+        };
+        with_db!(db, pool => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()))
+    }
+
+    /// Every entry point waits for the schema once.
+    async fn ready(&self) -> Result<(), sqlx::Error> {
+        self.schema.get_or_try_init(|| Self::ensure_schema(&self.db)).await.map(|_| ())
+    }
+
+    fn unavailable(e: sqlx::Error) -> ProviderError {
+        ProviderError::Unavailable(format!("simulated provider database: {e}"))
     }
 
     async fn run(&self, key: &str, op: Op) -> Result<Answer, ProviderError> {
+        self.ready().await.map_err(Self::unavailable)?;
         let fingerprint = serde_json::to_string(&op).expect("operations serialise");
         let op_name = serde_json::to_value(&op).ok().and_then(|v| v["op"].as_str().map(str::to_string));
         let op_name = op_name.unwrap_or_default();
@@ -904,6 +930,7 @@ impl SimulatedProvider {
 
     /// A checkout session, for its hosted page (`None` when there is no such session).
     pub async fn checkout_session(&self, id: &str) -> Result<Option<SimulatedSession>, ProviderError> {
+        self.ready().await.map_err(Self::unavailable)?;
         let row: Option<SessionRow> = with_db!(&self.db, pool => sqlx::query_as(
             &format!("SELECT {SESSION_COLS} FROM simulated_checkout_sessions WHERE id = $1"))
             .bind(id).fetch_optional(pool).await)
@@ -934,6 +961,7 @@ impl SimulatedProvider {
     /// Expires the open sessions whose time is up (as Stripe does after `expires_at`), each with
     /// its `checkout.session.expired` webhook. Returns how many expired.
     pub async fn expire_due_sessions(&self) -> Result<usize, ProviderError> {
+        self.ready().await.map_err(Self::unavailable)?;
         let now = Timestamp::now();
         let due: Vec<String> = with_db!(&self.db, pool => sqlx::query_scalar(
             "SELECT id FROM simulated_checkout_sessions WHERE status = 'open' AND expires_at <= $1 \
@@ -954,32 +982,34 @@ impl SimulatedProvider {
 
     /// Webhooks due for delivery: (row id, payload).
     pub async fn due_webhooks(
-        db: &Db,
+        &self,
         now: Timestamp,
         limit: i64,
     ) -> Result<Vec<(uuid::Uuid, String)>, sqlx::Error> {
-        with_db!(db, pool => sqlx::query_as(
+        self.ready().await?;
+        with_db!(&self.db, pool => sqlx::query_as(
             "SELECT id, payload FROM simulated_webhooks WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
              ORDER BY next_attempt_at, id LIMIT $2")
             .bind(now).bind(limit).fetch_all(pool).await)
     }
 
     /// The earliest time a pending webhook is due, if any.
-    pub async fn next_webhook_due(db: &Db) -> Result<Option<Timestamp>, sqlx::Error> {
-        with_db!(db, pool => sqlx::query_scalar(
+    pub async fn next_webhook_due(&self) -> Result<Option<Timestamp>, sqlx::Error> {
+        self.ready().await?;
+        with_db!(&self.db, pool => sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM simulated_webhooks WHERE delivered_at IS NULL")
             .fetch_one(pool).await)
     }
 
     /// Records a delivery: done, or failed with a retry at `retry_at`.
     pub async fn record_delivery(
-        db: &Db,
+        &self,
         id: uuid::Uuid,
         result: Result<(), String>,
         retry_at: Timestamp,
     ) -> Result<(), sqlx::Error> {
         let now = Timestamp::now();
-        with_db!(db, pool => match &result {
+        with_db!(&self.db, pool => match &result {
             Ok(()) => sqlx::query("UPDATE simulated_webhooks SET delivered_at = $2, attempts = attempts + 1, last_error = NULL WHERE id = $1")
                 .bind(id).bind(now).execute(pool).await.map(|_| ()),
             Err(e) => sqlx::query("UPDATE simulated_webhooks SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 WHERE id = $1")
@@ -1045,6 +1075,7 @@ impl PaymentProvider for SimulatedProvider {
     }
 
     async fn retrieve(&self, intent_id: &str) -> Result<Intent, ProviderError> {
+        self.ready().await.map_err(Self::unavailable)?;
         let row: Option<IntentRow> = with_db!(&self.db, pool => sqlx::query_as(
             &format!("SELECT {INTENT_COLS} FROM simulated_intents WHERE id = $1"))
             .bind(intent_id).fetch_optional(pool).await)
@@ -1077,6 +1108,7 @@ impl PaymentProvider for SimulatedProvider {
     }
 
     async fn retrieve_checkout_session(&self, session_id: &str) -> Result<ProviderSession, ProviderError> {
+        self.ready().await.map_err(Self::unavailable)?;
         let row: Option<SessionRow> = with_db!(&self.db, pool => sqlx::query_as(
             &format!("SELECT {SESSION_COLS} FROM simulated_checkout_sessions WHERE id = $1"))
             .bind(session_id).fetch_optional(pool).await)

@@ -110,17 +110,21 @@ pub struct App {
 impl App {
     /// The simulated provider with the test secret; webhooks are delivered only when a test
     /// calls `state.deliver_simulated_webhooks()`.
-    pub fn new(db: Db) -> App {
+    pub async fn new(db: Db) -> App {
         let config = PaymentConfig {
             provider: Some(shop_payment::ProviderKind::Simulated),
             webhook_secret: Some(SECRET.to_string().into()),
             simulated_webhook_delay_ms: 0,
             ..Default::default()
         };
-        App::with_config(db, config)
+        App::with_config(db, config).await
     }
 
-    pub fn with_config(db: Db, config: PaymentConfig) -> App {
+    /// The simulator's tables exist from the start, as they do when the composer starts it.
+    pub async fn with_config(db: Db, config: PaymentConfig) -> App {
+        if config.provider == Some(shop_payment::ProviderKind::Simulated) {
+            shop_payment::SimulatedProvider::ensure_schema(&db).await.unwrap();
+        }
         let orders = Arc::new(FakeOrders::default());
         let state = PaymentState::new(db.clone(), config, orders.clone()).unwrap();
         App::with_state(db, state, orders)
