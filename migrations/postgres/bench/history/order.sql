@@ -1,6 +1,6 @@
 -- scripts/bench: :orders paid orders of history in the order database, written with SQL rather
 -- than through the API (ids are md5-derived, times lie in the past). The outbox rows are
--- written pending and then marked sent, as the relay leaves them.
+-- written pending and then deleted, as the relay deletes what it published (ADR 0018).
 \set ON_ERROR_STOP on
 BEGIN;
 CREATE TEMP TABLE h AS
@@ -36,7 +36,7 @@ SELECT md5('hist-oev-' || s || '-' || g)::uuid, t, 'orders', id::text,
     (extract(epoch FROM at) * 1000)::bigint
 FROM h, (VALUES (1, 'order.status_changed'), (2, 'order.placed'), (3, 'order.status_changed'), (4, 'order.confirmed')) v(s, t)
 ORDER BY g, s;
-UPDATE outbox SET sent_at_ms = created_at_ms + 5 WHERE sent_at_ms IS NULL AND event_id IN
+DELETE FROM outbox WHERE event_id IN
     (SELECT md5('hist-oev-' || s || '-' || g)::uuid FROM h, generate_series(1, 4) s);
 INSERT INTO inbox (consumer_group, event_id, processed_at_ms)
 SELECT 'order', md5('hist-pev-' || s || '-' || g)::uuid, (extract(epoch FROM at) * 1000)::bigint

@@ -1,6 +1,6 @@
 //! The transactional outbox: events are written in the same transaction as the state change
 //! that caused them, and a [`Relay`] publishes them, in order per key, deleting each row only
-//! after the broker acknowledged it (ADR 0010).
+//! after the broker acknowledged it (ADR 0018).
 //!
 //! Each service's first migration must contain [`OUTBOX_POSTGRES_SQL`] (PostgreSQL) and
 //! [`OUTBOX_SQLITE_SQL`] (SQLite) verbatim, and a later PostgreSQL migration
@@ -109,7 +109,8 @@ events_conn!(PgConnection);
 events_conn!(SqliteConnection);
 
 /// Writes `event` to the outbox inside the caller's transaction. Nothing is published if the
-/// transaction rolls back. On PostgreSQL the commit notifies the relay (`pg_notify` trigger).
+/// transaction rolls back. After the commit, call [`Db::outbox_committed`] so the process's relay
+/// publishes at once (otherwise the row waits for its next poll).
 pub async fn enqueue<C: EventsConn + ?Sized>(conn: &mut C, event: &Envelope) -> Result<(), EventError> {
     let topic = event.topic()?;
     let json = serde_json::to_string(event).map_err(|e| EventError::Malformed(e.to_string()))?;
@@ -199,7 +200,8 @@ const DELETE_SENT_PG: &str = "DELETE FROM outbox WHERE seq = ANY($1)";
 const DELETE_SENT_SQLITE: &str = "DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each($1))";
 const MARK_FAILED_SQL: &str =
     "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_ms = $2 WHERE seq = $3";
-const OLDEST_PENDING_SQL: &str = "SELECT MIN(created_at_ms) FROM outbox WHERE sent_at_ms IS NULL";
+const OLDEST_PENDING_SQL: &str =
+    "SELECT created_at_ms FROM outbox WHERE sent_at_ms IS NULL ORDER BY seq LIMIT 1";
 const PENDING_COUNT_SQL: &str = "SELECT COUNT(*) FROM outbox WHERE sent_at_ms IS NULL";
 const CLEANUP_SQL: &str = "DELETE FROM outbox WHERE sent_at_ms IS NOT NULL AND sent_at_ms < $1";
 
@@ -359,7 +361,7 @@ impl Relay {
 
     async fn update_lag(&self) -> Result<(), EventError> {
         let oldest: Option<i64> =
-            crate::with_db!(&self.db, pool => sqlx::query_scalar(OLDEST_PENDING_SQL).fetch_one(pool).await)?;
+            crate::with_db!(&self.db, pool => sqlx::query_scalar(OLDEST_PENDING_SQL).fetch_optional(pool).await)?;
         let lag = oldest.map(|t| (now_ms() - t).max(0) as f64 / 1000.0).unwrap_or(0.0);
         metrics::gauge!("events_outbox_lag_seconds").set(lag);
         Ok(())
@@ -435,20 +437,14 @@ pub trait MarkConn: Send {
     async fn mark_failed(&mut self, seq: i64, error: &str, next_attempt_ms: i64) -> Result<(), sqlx::Error>;
 }
 
-macro_rules! mark_failed {
-    () => {
-        async fn mark_failed(&mut self, seq: i64, error: &str, next: i64) -> Result<(), sqlx::Error> {
-            sqlx::query(MARK_FAILED_SQL).bind(error).bind(next).bind(seq).execute(&mut *self).await.map(|_| ())
-        }
-    };
-}
-
 #[async_trait::async_trait]
 impl MarkConn for PgConnection {
     async fn delete_sent(&mut self, seqs: &[i64]) -> Result<(), sqlx::Error> {
         sqlx::query(DELETE_SENT_PG).bind(seqs).execute(&mut *self).await.map(|_| ())
     }
-    mark_failed!();
+    async fn mark_failed(&mut self, seq: i64, error: &str, next: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(MARK_FAILED_SQL).bind(error).bind(next).bind(seq).execute(&mut *self).await.map(|_| ())
+    }
 }
 
 #[async_trait::async_trait]
@@ -457,7 +453,9 @@ impl MarkConn for SqliteConnection {
         let list = serde_json::to_string(seqs).expect("integers serialise");
         sqlx::query(DELETE_SENT_SQLITE).bind(list).execute(&mut *self).await.map(|_| ())
     }
-    mark_failed!();
+    async fn mark_failed(&mut self, seq: i64, error: &str, next: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(MARK_FAILED_SQL).bind(error).bind(next).bind(seq).execute(&mut *self).await.map(|_| ())
+    }
 }
 
 /// Readiness of the relay (see [`Relay::health`]).
