@@ -341,6 +341,8 @@ impl Verifier {
             })
             .collect();
         keys.1 = Some(Instant::now());
+        // The key set changed: tokens are verified again against it.
+        self.0.verified.lock().expect("verified tokens").clear();
         keys.0.get(kid).cloned().ok_or(TokenError::UnknownKey)
     }
 
