@@ -233,6 +233,44 @@ kit::db_tests! { MIGRATIONS;
         task.await.unwrap();
     }
 
+    async fn a_row_committed_after_a_later_one_is_still_published(db) {
+        if db.backend() != Backend::Postgres {
+            return; // SQLite takes ids under its write lock: they become visible in order
+        }
+        // Ids are taken at insert and rows become visible at commit: a relay that has published
+        // a later id must still find the earlier one, soon after a quick round (within the lag
+        // of its cursor) and by a sweep after that.
+        let bus = InProcessBus::new("", fast_retry());
+        let shutdown = CancellationToken::new();
+        let relay = Relay::new(db.clone(), Arc::new(bus.clone()), RelayConfig {
+            poll_interval: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(1),
+            ..relay_config()
+        });
+        let task = relay.spawn(shutdown.clone());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (n, late) in [(0, Duration::from_millis(50)), (2, Duration::from_millis(600))] {
+            let kit::db::Pool::Postgres(pool) = db.pool() else { unreachable!() };
+            let mut early = pool.begin().await.unwrap();
+            outbox::enqueue(&mut *early, &event(Uuid::now_v7(), n)).await.unwrap();
+            place(&db, &event(Uuid::now_v7(), n + 1), true).await;
+            db.outbox_committed();
+            wait_until(Duration::from_secs(5), "the later row", || async {
+                bus.events(contract::topics::INVENTORY).len() == n as usize + 1
+            }).await;
+            tokio::time::sleep(late).await;
+            early.commit().await.unwrap();
+            db.outbox_committed();
+            let started = std::time::Instant::now();
+            wait_until(Duration::from_secs(5), "the earlier row", || async {
+                bus.events(contract::topics::INVENTORY).len() == n as usize + 2
+            }).await;
+            assert!(started.elapsed() < Duration::from_millis(1500), "{late:?}: {:?}", started.elapsed());
+        }
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
     async fn several_relays_share_a_postgres_outbox_without_reordering(db) {
         if db.backend() != Backend::Postgres {
             return; // SQLite runs a single relay

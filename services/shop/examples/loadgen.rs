@@ -33,7 +33,9 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 fn num(args: &[String], name: &str, default: u64) -> u64 {
-    arg(args, name).map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: not a number: {v}"))).unwrap_or(default)
+    arg(args, name)
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: not a number: {v}")))
+        .unwrap_or(default)
 }
 
 #[derive(Clone)]
@@ -56,7 +58,8 @@ impl Client {
         let res = req.send().await?;
         let status = res.status().as_u16();
         let bytes = res.bytes().await?;
-        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         Ok((status, v))
     }
 
@@ -64,7 +67,13 @@ impl Client {
         self.send(self.http.get(format!("{}{path}", self.base)).bearer_auth(token)).await
     }
 
-    async fn post(&self, token: &str, path: &str, body: &Value, key: Option<&str>) -> anyhow::Result<(u16, Value)> {
+    async fn post(
+        &self,
+        token: &str,
+        path: &str,
+        body: &Value,
+        key: Option<&str>,
+    ) -> anyhow::Result<(u16, Value)> {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
         if !token.is_empty() {
             req = req.bearer_auth(token);
@@ -76,8 +85,9 @@ impl Client {
     }
 
     async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
-        let (status, v) =
-            self.post("", "/api/v1/auth/login", &json!({ "email": email, "password": password }), None).await?;
+        let (status, v) = self
+            .post("", "/api/v1/auth/login", &json!({ "email": email, "password": password }), None)
+            .await?;
         anyhow::ensure!(status == 200, "login as {email}: {status} {v}");
         Ok(v["accessToken"].as_str().unwrap_or_default().to_string())
     }
@@ -185,11 +195,19 @@ async fn checkout(c: &Client, token: &str, product: &str, until_paid: bool) -> a
     let t = Instant::now();
     let confirmed = expect(
         "confirm",
-        c.post(token, &format!("/api/v1/payments/{payment}/confirm"), &json!({ "paymentMethod": "pm_card_visa" }), None)
-            .await?,
+        c.post(
+            token,
+            &format!("/api/v1/payments/{payment}/confirm"),
+            &json!({ "paymentMethod": "pm_card_visa" }),
+            None,
+        )
+        .await?,
         &[200],
     )?;
-    anyhow::ensure!(confirmed["status"] == "AUTHORIZED" || confirmed["status"] == "CAPTURED", "confirm: {confirmed}");
+    anyhow::ensure!(
+        confirmed["status"] == "AUTHORIZED" || confirmed["status"] == "CAPTURED",
+        "confirm: {confirmed}"
+    );
     s[3] = t.elapsed().as_micros() as u64;
     if until_paid {
         let t = Instant::now();
@@ -248,7 +266,9 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
             let mut seed = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             while !stop.load(Ordering::Relaxed) {
                 if fixed.is_some()
-                    && remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err()
+                    && remaining
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_err()
                 {
                     break;
                 }
@@ -326,7 +346,8 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let threads = num(&args, "--threads", 1) as usize;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build()?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build()?;
     rt.block_on(async {
         match args.first().map(String::as_str) {
             Some("setup") => setup(&args).await,

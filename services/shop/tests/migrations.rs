@@ -34,7 +34,11 @@ fn postgres_event_services_carry_the_second_outbox_version() {
             .filter(|p| std::fs::read_to_string(p).unwrap().contains(OUTBOX_POSTGRES_V2_SQL.trim()))
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(carriers.len(), 1, "{dir}: exactly one migration must contain outbox_v2.sql verbatim: {carriers:?}");
+        assert_eq!(
+            carriers.len(),
+            1,
+            "{dir}: exactly one migration must contain outbox_v2.sql verbatim: {carriers:?}"
+        );
         assert!(!carriers[0].starts_with("0001"), "{dir}: after the first migration");
     }
 }

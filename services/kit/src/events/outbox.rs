@@ -123,8 +123,11 @@ pub async fn enqueue<C: EventsConn + ?Sized>(conn: &mut C, event: &Envelope) -> 
 pub struct RelayConfig {
     /// Rows per round.
     pub batch_size: i64,
-    /// Slow poll when nothing wakes the relay (safety net for missed notifications).
+    /// Slow poll when nothing wakes the relay (rows written by another process).
     pub poll_interval: Duration,
+    /// Rounds start after the last row claimed; one in this interval reads the whole table
+    /// instead (a sweep: rows whose transaction committed after a later one's, rows retried).
+    pub sweep_interval: Duration,
     /// Backoff of a row whose publish failed (`max_attempts` is ignored: rows are retried
     /// for ever, nothing is dropped).
     pub retry: RetryPolicy,
@@ -139,6 +142,7 @@ impl Default for RelayConfig {
         RelayConfig {
             batch_size: 100,
             poll_interval: Duration::from_secs(1),
+            sweep_interval: Duration::from_secs(5),
             retry: RetryPolicy {
                 max_attempts: u32::MAX,
                 initial_backoff: Duration::from_millis(100),
@@ -175,7 +179,15 @@ pub struct Relay {
     config: RelayConfig,
     waker: OutboxWaker,
     status: Arc<Mutex<RelayStatus>>,
+    /// Where quick rounds start: the highest outbox id claimed by a round that started at least
+    /// [`QUICK_LAG`] ago, and the rounds since (start, highest id claimed).
+    cursor: Mutex<(i64, std::collections::VecDeque<(Instant, i64)>)>,
 }
+
+/// How long a quick round keeps reading the ids claimed by an earlier round: a transaction that
+/// took its id before that round and committed after it (ids are taken at insert, rows become
+/// visible at commit) is found by the quick rounds of this window, and by a sweep after it.
+const QUICK_LAG: Duration = Duration::from_millis(250);
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -187,14 +199,20 @@ struct Row {
     earlier: i64,
 }
 
-/// Due rows in id order, each with the number of pending rows of its key before it. A row is
-/// published only when every earlier pending row of its key is in the same round, before it
-/// ([`publishable`]): a key whose head backs off, or whose head another relay holds, waits.
-/// PostgreSQL appends `FOR UPDATE SKIP LOCKED` (several replicas may relay one database).
+/// Due rows after `$3` in id order, each with the number of pending rows of its key before it
+/// (wherever they are). A row is published only when every earlier pending row of its key is in
+/// the same round, before it ([`publishable`]): a key whose head backs off, or whose head another
+/// relay holds, waits. PostgreSQL appends `FOR UPDATE SKIP LOCKED` (several replicas may relay
+/// one database).
+///
+/// `$3` is the relay's cursor (the highest id it has claimed) in a quick round, 0 in a sweep.
+/// Deleted rows keep their index entries until PostgreSQL vacuums the table, and they all lie
+/// before the cursor: a quick round starts after them instead of walking them (ADR 0018).
 const SELECT_DUE: &str = "SELECT seq, message_key, envelope, attempts, \
      (SELECT COUNT(*) FROM outbox p WHERE p.message_key = o.message_key AND p.sent_at_ms IS NULL \
       AND p.seq < o.seq) AS earlier \
-     FROM outbox o WHERE sent_at_ms IS NULL AND next_attempt_ms <= $1 ORDER BY seq LIMIT $2";
+     FROM outbox o WHERE sent_at_ms IS NULL AND next_attempt_ms <= $1 AND seq > $3 \
+     ORDER BY seq LIMIT $2";
 /// Published rows go at once (one statement per round).
 const DELETE_SENT_PG: &str = "DELETE FROM outbox WHERE seq = ANY($1)";
 const DELETE_SENT_SQLITE: &str = "DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each($1))";
@@ -210,6 +228,10 @@ const CLEANUP_SQL: &str = "DELETE FROM outbox WHERE sent_at_ms IS NOT NULL AND s
 pub struct RoundReport {
     pub published: usize,
     pub failed: usize,
+    /// Rows claimed but held back behind an earlier row of their key that was not in the round.
+    pub held: usize,
+    /// When the first row that failed in this round is due again.
+    pub retry_in: Option<Duration>,
     /// The round took a full batch: there may be more.
     pub full: bool,
 }
@@ -234,7 +256,7 @@ fn publishable(rows: Vec<Row>) -> Vec<Row> {
 impl Relay {
     pub fn new(db: Db, bus: Arc<dyn EventBus>, config: RelayConfig) -> Relay {
         let waker = OutboxWaker(db.outbox_signal());
-        Relay { db, bus, config, waker, status: Arc::default() }
+        Relay { db, bus, config, waker, status: Arc::default(), cursor: Mutex::default() }
     }
 
     pub fn waker(&self) -> OutboxWaker {
@@ -246,8 +268,29 @@ impl Relay {
         RelayHealth { status: self.status.clone() }
     }
 
-    /// Publishes one batch of due rows.
+    /// Publishes one batch of due rows, from the start of the table (a sweep).
     pub async fn run_once(&self) -> Result<RoundReport, EventError> {
+        self.round(0).await
+    }
+
+    /// Publishes one batch of due rows after the relay's cursor: the rows committed since its
+    /// last round, without reading what was deleted before. Rows before the cursor that are
+    /// still pending (a publish that failed, a transaction that committed after a later one, a
+    /// row held back behind its key's head) wait for the next sweep ([`Relay::run_once`]).
+    pub async fn run_quick(&self) -> Result<RoundReport, EventError> {
+        let after = {
+            let mut c = self.cursor.lock().expect("cursor");
+            while c.1.front().is_some_and(|(at, _)| at.elapsed() >= QUICK_LAG) {
+                let (_, seq) = c.1.pop_front().expect("front");
+                c.0 = c.0.max(seq);
+            }
+            c.0
+        };
+        self.round(after).await
+    }
+
+    async fn round(&self, after: i64) -> Result<RoundReport, EventError> {
+        let started = Instant::now();
         let now = now_ms();
         match self.db.pool() {
             Pool::Postgres(pool) => {
@@ -256,32 +299,50 @@ impl Relay {
                 let rows: Vec<Row> = sqlx::query_as(&sql)
                     .bind(now)
                     .bind(self.config.batch_size)
+                    .bind(after)
                     .fetch_all(&mut *tx)
                     .await?;
                 if rows.is_empty() {
                     tx.commit().await?;
                     return Ok(RoundReport::default());
                 }
-                let full = rows.len() as i64 == self.config.batch_size;
-                let results = self.publish_rows(&publishable(rows)).await;
+                let (full, rows, held) = self.claimed(started, rows);
+                let results = self.publish_rows(&rows).await;
                 let report = self.record(&mut *tx, results, full).await?;
                 tx.commit().await?;
-                Ok(report)
+                Ok(RoundReport { held, ..report })
             }
             Pool::Sqlite(pool) => {
-                let rows: Vec<Row> =
-                    sqlx::query_as(SELECT_DUE).bind(now).bind(self.config.batch_size).fetch_all(pool).await?;
+                let rows: Vec<Row> = sqlx::query_as(SELECT_DUE)
+                    .bind(now)
+                    .bind(self.config.batch_size)
+                    .bind(after)
+                    .fetch_all(pool)
+                    .await?;
                 if rows.is_empty() {
                     return Ok(RoundReport::default());
                 }
-                let full = rows.len() as i64 == self.config.batch_size;
-                let results = self.publish_rows(&publishable(rows)).await;
+                let (full, rows, held) = self.claimed(started, rows);
+                let results = self.publish_rows(&rows).await;
                 let mut tx = pool.begin_with(self.db.begin_write_sql()).await?;
                 let report = self.record(&mut *tx, results, full).await?;
                 tx.commit().await?;
-                Ok(report)
+                Ok(RoundReport { held, ..report })
             }
         }
+    }
+
+    /// A round's claimed rows: whether the batch was full, the publishable ones, how many were
+    /// held back. The cursor passes them [`QUICK_LAG`] after `started`.
+    fn claimed(&self, started: Instant, rows: Vec<Row>) -> (bool, Vec<Row>, usize) {
+        let full = rows.len() as i64 == self.config.batch_size;
+        if let Some(last) = rows.last() {
+            self.cursor.lock().expect("cursor").1.push_back((started, last.seq));
+        }
+        let claimed = rows.len();
+        let rows = publishable(rows);
+        let held = claimed - rows.len();
+        (full, rows, held)
     }
 
     /// Publishes rows: keys concurrently, each key's rows in order, stopping a key at its
@@ -330,6 +391,7 @@ impl Relay {
                     metrics::counter!("events_outbox_publish_failures_total").increment(1);
                     conn.mark_failed(seq, &error, now + wait.as_millis() as i64).await?;
                     report.failed += 1;
+                    report.retry_in = Some(report.retry_in.map_or(wait, |d| d.min(wait)));
                 }
             }
         }
@@ -360,8 +422,7 @@ impl Relay {
     }
 
     async fn update_lag(&self) -> Result<(), EventError> {
-        let oldest: Option<i64> =
-            crate::with_db!(&self.db, pool => sqlx::query_scalar(OLDEST_PENDING_SQL).fetch_optional(pool).await)?;
+        let oldest: Option<i64> = crate::with_db!(&self.db, pool => sqlx::query_scalar(OLDEST_PENDING_SQL).fetch_optional(pool).await)?;
         let lag = oldest.map(|t| (now_ms() - t).max(0) as f64 / 1000.0).unwrap_or(0.0);
         metrics::gauge!("events_outbox_lag_seconds").set(lag);
         Ok(())
@@ -378,13 +439,33 @@ impl Relay {
         let mut last_cleanup = Instant::now();
         let mut last_lag = Instant::now() - Duration::from_secs(60);
         let mut failures = 0u32;
+        let mut next_sweep = Instant::now();
+        let mut sweep_due = true;
         while !shutdown.is_cancelled() {
-            let round = self.run_once().await;
+            let started = Instant::now();
+            let sweep = sweep_due || started >= next_sweep;
+            let round = if sweep {
+                next_sweep = started + self.config.sweep_interval;
+                self.run_once().await
+            } else {
+                self.run_quick().await
+            };
+            // Rows left behind the cursor are taken by a sweep: held rows in the next round,
+            // failed ones when their backoff ends.
+            match &round {
+                Ok(r) => {
+                    sweep_due = r.held > 0;
+                    if let Some(d) = r.retry_in {
+                        next_sweep = next_sweep.min(started + d);
+                    }
+                }
+                Err(_) => sweep_due = true,
+            }
             let again = match &round {
                 Ok(r) => {
                     failures = 0;
                     self.status.lock().expect("status").last_error = None;
-                    r.full && r.failed == 0
+                    r.full && r.failed == 0 && r.published > 0
                 }
                 Err(e) => {
                     failures += 1;
@@ -393,7 +474,7 @@ impl Relay {
                     false
                 }
             };
-            if last_lag.elapsed() >= Duration::from_secs(1) {
+            if sweep && last_lag.elapsed() >= Duration::from_secs(1) {
                 let _ = self.update_lag().await;
                 last_lag = Instant::now();
             }
@@ -410,14 +491,15 @@ impl Relay {
             if again {
                 continue;
             }
+            let until_sweep = next_sweep.saturating_duration_since(Instant::now());
             let wait = match (&round, failures) {
                 (Ok(r), _) if r.failed > 0 => {
-                    self.config.poll_interval.min(self.config.retry.initial_backoff)
+                    self.config.poll_interval.min(self.config.retry.initial_backoff).min(until_sweep)
                 }
                 (Err(_), n) => {
                     self.config.retry.backoff(n).min(self.config.poll_interval.max(Duration::from_secs(5)))
                 }
-                _ => self.config.poll_interval,
+                _ => self.config.poll_interval.min(until_sweep),
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
