@@ -102,6 +102,7 @@ pub async fn get_one(
     row.into_api().map(Json).map_err(ApiError::internal)
 }
 
+
 /// List every notification (admin), filtered by status, type and channel.
 #[utoipa::path(
     get, path = "/api/v1/notifications/admin/all", tag = "notifications",
@@ -148,6 +149,7 @@ pub fn router(state: NotificationState) -> Router {
         .route("/api/v1/notifications", get(list_own))
         .route("/api/v1/notifications/admin/all", get(list_all))
         .route("/api/v1/notifications/{id}", get(get_one))
+        .route(crate::security::PATH, axum::routing::post(crate::security::security_mail))
         .with_state(state)
 }
 
