@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use contract::events::env as events_env;
-use contract::{env, ServiceName, KUBERNETES_PORT};
+use contract::{env, ServiceName, KUBERNETES_OPS_PORT, KUBERNETES_PORT};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::ByteString;
@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::crd::{DatabaseMode, DeletionPolicy, KafkaMode, RedisMode, ShopPlatform};
+use crate::crd::{CaSource, DatabaseMode, DeletionPolicy, KafkaMode, RedisMode, ShopPlatform};
 use crate::names::{self, *};
 
 /// Component and `app.kubernetes.io/name` of the service workloads.
@@ -74,7 +74,25 @@ fn data_meta(sp: &ShopPlatform, name: String, app: &str, component: &str) -> Obj
 pub fn service_config(sp: &ShopPlatform, service: ServiceName) -> BTreeMap<String, String> {
     let mut data = BTreeMap::new();
     data.insert(env::HTTP_ADDR.to_string(), format!("0.0.0.0:{KUBERNETES_PORT}"));
+    // Operations endpoints on their own port (probes, Prometheus), drain before stop.
+    data.insert(env::OPS_ADDR.to_string(), format!("0.0.0.0:{KUBERNETES_OPS_PORT}"));
+    data.insert(env::SHUTDOWN_DELAY_SECS.to_string(), SHUTDOWN_DELAY_SECS.to_string());
     data.insert(env::LOG_FORMAT.to_string(), env::LOG_FORMAT_JSON.to_string());
+    // The client address: the gateway sits behind the Ingress controller (one proxy) when there
+    // is an Ingress; the auth service behind the gateway, one more.
+    let gateway_hops = gateway_trusted_proxy_hops(sp);
+    match service {
+        ServiceName::Gateway => {
+            data.insert(env::GATEWAY_TRUSTED_PROXY_HOPS.to_string(), gateway_hops.to_string());
+        }
+        ServiceName::Auth => {
+            data.insert(env::AUTH_TRUSTED_PROXY_HOPS.to_string(), (gateway_hops + 1).to_string());
+        }
+        _ => {}
+    }
+    if ingress(sp).is_some() && sp.spec.ingress.tls_secret_name.is_some() {
+        data.insert(env::HSTS_MAX_AGE_SECS.to_string(), HSTS_MAX_AGE_SECS.to_string());
+    }
     if service.has_database() {
         data.insert(env::MIGRATE_ON_START.to_string(), "false".to_string());
     }
@@ -90,20 +108,31 @@ pub fn service_config(sp: &ShopPlatform, service: ServiceName) -> BTreeMap<Strin
         data.insert(peer.url_env_key(), service_url(sp, *peer));
     }
     if service == ServiceName::Payment {
-        // Stripe when the spec names its Secret (the keys come from it, see `secret_env`).
-        let provider = if sp.spec.stripe.is_some() {
-            env::PAYMENT_PROVIDER_STRIPE
-        } else {
-            env::PAYMENT_PROVIDER_SIMULATED
-        };
-        data.insert(env::PAYMENT_PROVIDER.to_string(), provider.to_string());
+        // The spec's choice (required); Stripe's keys come from `spec.stripe` (see `secret_env`).
+        data.insert(env::PAYMENT_PROVIDER.to_string(), sp.spec.payment.provider.as_str().to_string());
     }
     // The event bus (`kit::events::EventsConfig`): Kafka, with the platform's topic prefix.
     data.insert(events_env::BUS.to_string(), events_env::BUS_KAFKA.to_string());
     data.insert(events_env::BROKERS.to_string(), kafka_bootstrap_servers(sp));
     data.insert(events_env::TOPIC_PREFIX.to_string(), names::topic_prefix(sp));
+    if let Some(sec) = kafka_security(sp) {
+        data.insert(events_env::SECURITY_PROTOCOL.to_string(), sec.protocol.as_str().to_string());
+        if sec.ca.is_some() {
+            data.insert(events_env::SSL_CA_FILE.to_string(), format!("{KAFKA_CA_DIR}/{CA_FILE}"));
+        }
+        if let Some(sasl) = &sec.sasl {
+            data.insert(events_env::SASL_MECHANISM.to_string(), sasl.mechanism.as_str().to_string());
+            data.insert(events_env::SASL_USERNAME.to_string(), sasl.username.clone());
+        }
+    }
     if sp.spec.redis.mode == RedisMode::Embedded {
         data.insert(env::REDIS_URL.to_string(), redis_url(sp));
+    }
+    if redis_ca(sp).is_some() {
+        data.insert(env::REDIS_CA_FILE.to_string(), format!("{REDIS_CA_DIR}/{CA_FILE}"));
+    }
+    if service.has_database() && database_ca(sp).is_some() {
+        data.insert(env::DATABASE_CA_FILE.to_string(), format!("{POSTGRES_CA_DIR}/{CA_FILE}"));
     }
     for var in sp.spec.service(service).env {
         if let Some(value) = var.value {
@@ -111,6 +140,125 @@ pub fn service_config(sp: &ShopPlatform, service: ServiceName) -> BTreeMap<Strin
         }
     }
     data
+}
+
+/// `SHOP_GATEWAY__RATE_LIMIT__TRUSTED_PROXY_HOPS`: 1 behind the platform's Ingress, else 0 (the
+/// TCP peer is the client: a `kubectl port-forward`, a load balancer without proxy).
+pub fn gateway_trusted_proxy_hops(sp: &ShopPlatform) -> u32 {
+    u32::from(ingress(sp).is_some())
+}
+
+/// The Kafka security settings in effect (mode `external` only).
+pub fn kafka_security(sp: &ShopPlatform) -> Option<&crate::crd::KafkaSecurity> {
+    (sp.spec.kafka.mode == KafkaMode::External).then_some(sp.spec.kafka.security.as_ref()).flatten()
+}
+
+/// The CA of the PostgreSQL servers, when the spec names one (not in mode `embedded`).
+pub fn database_ca(sp: &ShopPlatform) -> Option<&CaSource> {
+    if sp.spec.database.mode == DatabaseMode::Embedded {
+        return None;
+    }
+    sp.spec.database.tls.as_ref().and_then(|t| t.ca.as_ref())
+}
+
+/// The CA of a `rediss://` Redis, when the spec names one (mode `external`).
+pub fn redis_ca(sp: &ShopPlatform) -> Option<&CaSource> {
+    (sp.spec.redis.mode == RedisMode::External).then_some(sp.spec.redis.tls.as_ref()).flatten().map(|t| &t.ca)
+}
+
+/// The Kafka brokers' CA, when the spec names one.
+pub fn kafka_ca(sp: &ShopPlatform) -> Option<&CaSource> {
+    kafka_security(sp).and_then(|s| s.ca.as_ref())
+}
+
+/// The CA volumes and mounts of `service`'s pods: `(volume, mount)` pairs.
+fn ca_volumes(sp: &ShopPlatform, service: ServiceName) -> Vec<(Value, Value)> {
+    let mut out = Vec::new();
+    let mut add = |name: &str, source: &CaSource, dir: &str| {
+        let items = |key: &str| json!([{"key": key, "path": CA_FILE}]);
+        let volume = match (&source.secret_ref, &source.config_map_ref) {
+            (Some(r), _) => json!({"name": name, "secret": {"secretName": r.name, "items": items(&r.key)}}),
+            (None, Some(r)) => json!({"name": name, "configMap": {"name": r.name, "items": items(&r.key)}}),
+            (None, None) => return,
+        };
+        out.push((volume, json!({"name": name, "mountPath": dir, "readOnly": true})));
+    };
+    if service.has_database() {
+        if let Some(ca) = database_ca(sp) {
+            add("postgres-ca", ca, POSTGRES_CA_DIR);
+        }
+    }
+    if let Some(ca) = redis_ca(sp) {
+        add("redis-ca", ca, REDIS_CA_DIR);
+    }
+    if let Some(ca) = kafka_ca(sp) {
+        add("kafka-ca", ca, KAFKA_CA_DIR);
+    }
+    out
+}
+
+/// The image of the services and migration Jobs: `image@digest` when a digest is given.
+pub fn shop_image(sp: &ShopPlatform) -> String {
+    match &sp.spec.image_digest {
+        Some(digest) => format!("{}@{digest}", sp.spec.image),
+        None => format!("{}:{}", sp.spec.image, sp.spec.version),
+    }
+}
+
+/// Scheduling fields of a pod spec: image pull secrets, node selector, tolerations, affinity,
+/// and, with `spread` (the Deployment's selector), topology spread by zone and host.
+fn placement(
+    sp: &ShopPlatform,
+    service: Option<ServiceName>,
+    spread: Option<&BTreeMap<String, String>>,
+) -> Value {
+    let p = sp
+        .spec
+        .placement
+        .overlay(service.and_then(|s| sp.spec.services.get(&s)).and_then(|s| s.placement.as_ref()));
+    let mut out = serde_json::Map::new();
+    if !sp.spec.image_pull_secrets.is_empty() {
+        out.insert("imagePullSecrets".into(), json!(sp.spec.image_pull_secrets));
+    }
+    if let Some(ns) = p.node_selector.filter(|m| !m.is_empty()) {
+        out.insert("nodeSelector".into(), json!(ns));
+    }
+    if let Some(t) = p.tolerations.filter(|t| !t.is_empty()) {
+        out.insert("tolerations".into(), json!(t));
+    }
+    if let Some(a) = p.affinity {
+        out.insert("affinity".into(), a);
+    }
+    if let (Some(selector), true) = (spread, p.topology_spread.unwrap_or(true)) {
+        let constraint = |key: &str| {
+            json!({
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector},
+                "matchLabelKeys": ["pod-template-hash"],
+            })
+        };
+        out.insert(
+            "topologySpreadConstraints".into(),
+            json!([constraint("topology.kubernetes.io/zone"), constraint("kubernetes.io/hostname")]),
+        );
+    }
+    Value::Object(out)
+}
+
+/// Merges the fields of `extra` (an object) into `target` (an object).
+fn extend(target: &mut Value, extra: Value) {
+    if let (Some(t), Value::Object(e)) = (target.as_object_mut(), extra) {
+        t.extend(e);
+    }
+}
+
+/// `obj` (a workload) with the platform's [`placement`] in its pod template (no spread: the
+/// embedded single-pod backing services).
+fn with_placement<T: DeserializeOwned>(sp: &ShopPlatform, mut obj: Value) -> T {
+    extend(&mut obj["spec"]["template"]["spec"], placement(sp, None, None));
+    from_json(obj)
 }
 
 /// ConfigMap with the service's non-secret environment.
@@ -136,6 +284,10 @@ fn secret_env(sp: &ShopPlatform, service: ServiceName, serving: bool) -> Vec<Val
     out.push(secret(env::INTERNAL_TOKEN, internal_credential_secret(sp), INTERNAL_CREDENTIAL_KEY));
     if let (RedisMode::External, Some(r)) = (sp.spec.redis.mode, &sp.spec.redis.url_secret_ref) {
         out.push(secret(env::REDIS_URL, r.name.clone(), &r.key));
+    }
+    if let Some(sasl) = kafka_security(sp).and_then(|s| s.sasl.as_ref()) {
+        let r = &sasl.password_secret_ref;
+        out.push(secret(events_env::SASL_PASSWORD, r.name.clone(), &r.key));
     }
     if let (ServiceName::Payment, true, Some(stripe)) = (service, serving, &sp.spec.stripe) {
         out.push(secret(env::STRIPE_SECRET_KEY, stripe.secret_name.clone(), STRIPE_API_KEY_KEY));
@@ -194,33 +346,49 @@ fn pod_security_context(uid: i64) -> Value {
 /// The container running `shop <args…>`; `probes`: the serving container of a Deployment (ports,
 /// probes, every secret of the service), otherwise a migration Job's.
 fn shop_container(sp: &ShopPlatform, service: ServiceName, name: &str, args: Value, probes: bool) -> Value {
+    let mut mounts = vec![json!({"name": "tmp", "mountPath": "/tmp"})];
+    mounts.extend(ca_volumes(sp, service).into_iter().map(|(_, m)| m));
     let mut c = json!({
         "name": name,
-        "image": format!("{}:{}", sp.spec.image, sp.spec.version),
+        "image": shop_image(sp),
         "imagePullPolicy": sp.spec.image_pull_policy.as_str(),
         "args": args,
         "envFrom": [{"configMapRef": {"name": names::config_map(sp, service)}}],
         "env": secret_env(sp, service, probes),
         "resources": resources(sp, service),
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": mounts,
     });
     if probes {
-        c["ports"] = json!([{"name": HTTP_PORT_NAME, "containerPort": KUBERNETES_PORT, "protocol": "TCP"}]);
+        c["ports"] = json!([
+            {"name": HTTP_PORT_NAME, "containerPort": KUBERNETES_PORT, "protocol": "TCP"},
+            {"name": OPS_PORT_NAME, "containerPort": KUBERNETES_OPS_PORT, "protocol": "TCP"},
+        ]);
+        // The operations listener (`SHOP_OPS_ADDR`): the API port serves no `/readyz`.
         c["livenessProbe"] = json!({
-            "httpGet": {"path": "/healthz", "port": HTTP_PORT_NAME},
+            "httpGet": {"path": "/healthz", "port": OPS_PORT_NAME},
             "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
         });
         c["readinessProbe"] = json!({
-            "httpGet": {"path": "/readyz", "port": HTTP_PORT_NAME},
+            "httpGet": {"path": "/readyz", "port": OPS_PORT_NAME},
             "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3,
         });
         c["startupProbe"] = json!({
-            "httpGet": {"path": "/healthz", "port": HTTP_PORT_NAME},
+            "httpGet": {"path": "/healthz", "port": OPS_PORT_NAME},
             "periodSeconds": 2, "failureThreshold": 30,
         });
+        // Endpoints drop the pod while it sleeps; then SIGTERM, `/readyz` says `draining` for
+        // SHOP_SHUTDOWN_DELAY_SECS, in-flight requests finish.
+        c["lifecycle"] = json!({"preStop": {"sleep": {"seconds": SHUTDOWN_DELAY_SECS}}});
     }
     c
+}
+
+/// The pod volumes of a service's pods: `/tmp` and the CAs it reads.
+fn pod_volumes(sp: &ShopPlatform, service: ServiceName) -> Value {
+    let mut v = vec![json!({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}})];
+    v.extend(ca_volumes(sp, service).into_iter().map(|(v, _)| v));
+    json!(v)
 }
 
 fn short_hash(data: &[u8]) -> String {
@@ -296,13 +464,15 @@ pub fn deployment(sp: &ShopPlatform, service: ServiceName, secrets_hash: &str) -
                     "automountServiceAccountToken": false,
                     "enableServiceLinks": false,
                     "securityContext": pod_security_context(65532),
-                    "terminationGracePeriodSeconds": 30,
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_SECS,
                     "containers": [shop_container(sp, service, service.as_str(), json!(["serve", service.as_str()]), true)],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    "volumes": pod_volumes(sp, service),
                 },
             },
         },
     });
+    let selector = selector(sp, APP_NAME, service.as_str());
+    extend(&mut d["spec"]["template"]["spec"], placement(sp, Some(service), Some(&selector)));
     if spec.autoscaling.is_some() {
         d["spec"].as_object_mut().expect("spec").remove("replicas");
     }
@@ -329,7 +499,8 @@ pub fn horizontal_pod_autoscaler(sp: &ShopPlatform, service: ServiceName) -> Opt
     })))
 }
 
-/// Service `<platform>-<service>`: port 80 → the pods' `http` port (8080).
+/// Service `<platform>-<service>`: port 80 → the pods' `http` port (8080), and `ops` (9090,
+/// `/metrics` for a ServiceMonitor; the Ingress uses only `http`).
 pub fn service(sp: &ShopPlatform, service: ServiceName) -> Service {
     from_json(json!({
         "apiVersion": "v1",
@@ -338,7 +509,10 @@ pub fn service(sp: &ShopPlatform, service: ServiceName) -> Service {
         "spec": {
             "type": "ClusterIP",
             "selector": selector(sp, APP_NAME, service.as_str()),
-            "ports": [{"name": HTTP_PORT_NAME, "port": SERVICE_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+            "ports": [
+                {"name": HTTP_PORT_NAME, "port": SERVICE_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"},
+                {"name": OPS_PORT_NAME, "port": i32::from(KUBERNETES_OPS_PORT), "targetPort": OPS_PORT_NAME, "protocol": "TCP"},
+            ],
         },
     }))
 }
@@ -370,7 +544,7 @@ pub fn migration_job(sp: &ShopPlatform, service: ServiceName) -> Option<Job> {
         return None;
     }
     let component = format!("{}-migrate", service.as_str());
-    let template = json!({
+    let mut template = json!({
         "metadata": {"labels": labels(sp, APP_NAME, &component)},
         "spec": {
             "restartPolicy": "Never",
@@ -378,9 +552,10 @@ pub fn migration_job(sp: &ShopPlatform, service: ServiceName) -> Option<Job> {
             "enableServiceLinks": false,
             "securityContext": pod_security_context(65532),
             "containers": [shop_container(sp, service, "migrate", json!(["migrate", service.as_str()]), false)],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+            "volumes": pod_volumes(sp, service),
         },
     });
+    extend(&mut template["spec"], placement(sp, Some(service), None));
     let mut metadata = meta(sp, names::migration_job(sp, service), APP_NAME, &component);
     metadata.annotations = Some(BTreeMap::from([(
         TEMPLATE_HASH_ANNOTATION.to_string(),
@@ -578,62 +753,65 @@ pub fn postgres_statefulset(sp: &ShopPlatform) -> Option<StatefulSet> {
     if let Some(class) = &spec.storage_class_name {
         claim_spec["storageClassName"] = json!(class);
     }
-    Some(from_json(json!({
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": meta(sp, names::postgres(sp), "postgres", "database"),
-        "spec": {
-            "replicas": 1,
-            "serviceName": names::postgres(sp),
-            "selector": {"matchLabels": selector(sp, "postgres", "database")},
-            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": on_delete, "whenScaled": "Retain"},
-            "template": {
-                "metadata": {"labels": labels(sp, "postgres", "database")},
-                "spec": {
-                    "automountServiceAccountToken": false,
-                    "enableServiceLinks": false,
-                    "securityContext": pod_security_context(POSTGRES_UID),
-                    "containers": [{
-                        "name": "postgres",
-                        "image": spec.image,
-                        "imagePullPolicy": sp.spec.image_pull_policy.as_str(),
-                        "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
-                        "env": [
-                            {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {
-                                "name": postgres_admin_secret(sp), "key": PASSWORD_KEY}}},
-                            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+    Some(with_placement(
+        sp,
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": meta(sp, names::postgres(sp), "postgres", "database"),
+            "spec": {
+                "replicas": 1,
+                "serviceName": names::postgres(sp),
+                "selector": {"matchLabels": selector(sp, "postgres", "database")},
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": on_delete, "whenScaled": "Retain"},
+                "template": {
+                    "metadata": {"labels": labels(sp, "postgres", "database")},
+                    "spec": {
+                        "automountServiceAccountToken": false,
+                        "enableServiceLinks": false,
+                        "securityContext": pod_security_context(POSTGRES_UID),
+                        "containers": [{
+                            "name": "postgres",
+                            "image": spec.image,
+                            "imagePullPolicy": sp.spec.image_pull_policy.as_str(),
+                            "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
+                            "env": [
+                                {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {
+                                    "name": postgres_admin_secret(sp), "key": PASSWORD_KEY}}},
+                                {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+                            ],
+                            "readinessProbe": {
+                                "exec": {"command": ["pg_isready", "-U", "postgres", "-h", "127.0.0.1"]},
+                                "periodSeconds": 5, "timeoutSeconds": 3,
+                            },
+                            "livenessProbe": {
+                                "exec": {"command": ["pg_isready", "-U", "postgres", "-h", "127.0.0.1"]},
+                                "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 6,
+                            },
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "256Mi"},
+                                "limits": {"memory": "1Gi"},
+                            },
+                            "securityContext": container_security_context(),
+                            "volumeMounts": [
+                                {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                                {"name": "run", "mountPath": "/var/run/postgresql"},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }],
+                        "volumes": [
+                            {"name": "run", "emptyDir": {}},
+                            {"name": "tmp", "emptyDir": {}},
                         ],
-                        "readinessProbe": {
-                            "exec": {"command": ["pg_isready", "-U", "postgres", "-h", "127.0.0.1"]},
-                            "periodSeconds": 5, "timeoutSeconds": 3,
-                        },
-                        "livenessProbe": {
-                            "exec": {"command": ["pg_isready", "-U", "postgres", "-h", "127.0.0.1"]},
-                            "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 6,
-                        },
-                        "resources": {
-                            "requests": {"cpu": "100m", "memory": "256Mi"},
-                            "limits": {"memory": "1Gi"},
-                        },
-                        "securityContext": container_security_context(),
-                        "volumeMounts": [
-                            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
-                            {"name": "run", "mountPath": "/var/run/postgresql"},
-                            {"name": "tmp", "mountPath": "/tmp"},
-                        ],
-                    }],
-                    "volumes": [
-                        {"name": "run", "emptyDir": {}},
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
+                    },
                 },
+                "volumeClaimTemplates": [{
+                    "metadata": {"name": "data", "labels": selector(sp, "postgres", "database")},
+                    "spec": claim_spec,
+                }],
             },
-            "volumeClaimTemplates": [{
-                "metadata": {"name": "data", "labels": selector(sp, "postgres", "database")},
-                "spec": claim_spec,
-            }],
-        },
-    })))
+        }),
+    ))
 }
 
 /// CloudNativePG `Cluster` (`postgresql.cnpg.io/v1`), when `database.mode` is `cloudnativepg`.
@@ -645,20 +823,84 @@ pub fn cnpg_cluster(sp: &ShopPlatform) -> Option<DynamicObject> {
         instances: 1,
         storage_size: "10Gi".into(),
         storage_class_name: None,
+        backup: None,
+        recovery: None,
     });
     let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("postgresql.cnpg.io", "v1", "Cluster"));
     let mut storage = json!({"size": spec.storage_size});
     if let Some(class) = spec.storage_class_name {
         storage["storageClass"] = json!(class);
     }
-    let mut obj = DynamicObject::new(&names::cnpg_cluster(sp), &ar).data(json!({
+    let mut cluster = json!({
+        "instances": spec.instances,
+        "enableSuperuserAccess": true,
+        "storage": storage,
+    });
+    if !sp.spec.image_pull_secrets.is_empty() {
+        cluster["imagePullSecrets"] = json!(sp.spec.image_pull_secrets);
+    }
+    if let Some(b) = &spec.backup {
+        cluster["backup"] = json!({
+            "barmanObjectStore": barman_object_store(&b.object_store),
+            "retentionPolicy": b.retention_policy,
+        });
+    }
+    if let Some(r) = &spec.recovery {
+        let mut recovery = json!({"source": CNPG_RECOVERY_SOURCE});
+        if let Some(t) = &r.target_time {
+            recovery["recoveryTarget"] = json!({"targetTime": t});
+        }
+        cluster["bootstrap"] = json!({"recovery": recovery});
+        let mut store = barman_object_store(&r.object_store);
+        store["serverName"] = json!(r.server_name);
+        cluster["externalClusters"] = json!([{"name": CNPG_RECOVERY_SOURCE, "barmanObjectStore": store}]);
+    }
+    let mut obj = DynamicObject::new(&names::cnpg_cluster(sp), &ar).data(json!({"spec": cluster}));
+    obj.metadata = data_meta(sp, names::cnpg_cluster(sp), "postgres", "database");
+    Some(obj)
+}
+
+/// The name of the backed-up cluster in a recovering Cluster's `externalClusters`.
+const CNPG_RECOVERY_SOURCE: &str = "origin";
+
+/// CloudNativePG's `barmanObjectStore` of an [`ObjectStore`](crate::crd::ObjectStore): S3
+/// credentials by Secret reference, WAL and data gzip-compressed.
+fn barman_object_store(store: &crate::crd::ObjectStore) -> Value {
+    let c = &store.s3_credentials;
+    let mut v = json!({
+        "destinationPath": store.destination_path,
+        "s3Credentials": {
+            "accessKeyId": {"name": c.access_key_id.name, "key": c.access_key_id.key},
+            "secretAccessKey": {"name": c.secret_access_key.name, "key": c.secret_access_key.key},
+        },
+        "wal": {"compression": "gzip"},
+        "data": {"compression": "gzip"},
+    });
+    if let Some(e) = &store.endpoint_url {
+        v["endpointURL"] = json!(e);
+    }
+    v
+}
+
+/// CloudNativePG mode with `backup`: a `ScheduledBackup` (`postgresql.cnpg.io/v1`) of the
+/// Cluster, on the object store, owned by it (`backupOwnerReference: self`). Carries the data
+/// policy's owner reference like the Cluster.
+pub fn cnpg_scheduled_backup(sp: &ShopPlatform) -> Option<DynamicObject> {
+    if sp.spec.database.mode != DatabaseMode::Cloudnativepg {
+        return None;
+    }
+    let backup = sp.spec.database.cloudnativepg.as_ref()?.backup.as_ref()?;
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("postgresql.cnpg.io", "v1", "ScheduledBackup"));
+    let mut obj = DynamicObject::new(&names::cnpg_scheduled_backup(sp), &ar).data(json!({
         "spec": {
-            "instances": spec.instances,
-            "enableSuperuserAccess": true,
-            "storage": storage,
+            "schedule": backup.schedule,
+            "cluster": {"name": names::cnpg_cluster(sp)},
+            "method": "barmanObjectStore",
+            "backupOwnerReference": "self",
+            "immediate": true,
         }
     }));
-    obj.metadata = data_meta(sp, names::cnpg_cluster(sp), "postgres", "database");
+    obj.metadata = data_meta(sp, names::cnpg_scheduled_backup(sp), "postgres", "backup");
     Some(obj)
 }
 
@@ -725,74 +967,77 @@ pub fn kafka_statefulset(sp: &ShopPlatform) -> Option<StatefulSet> {
     // system stays writable; everything else is restricted.
     let mut security = container_security_context();
     security["readOnlyRootFilesystem"] = json!(false);
-    Some(from_json(json!({
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": meta(sp, names::kafka(sp), "kafka", "events"),
-        "spec": {
-            "replicas": 1,
-            "serviceName": names::kafka(sp),
-            "selector": {"matchLabels": selector(sp, "kafka", "events")},
-            "template": {
-                "metadata": {"labels": labels(sp, "kafka", "events")},
-                "spec": {
-                    "automountServiceAccountToken": false,
-                    "enableServiceLinks": false,
-                    "securityContext": pod_security_context(KAFKA_UID),
-                    "containers": [{
-                        "name": "kafka",
-                        "image": spec.image,
-                        "imagePullPolicy": sp.spec.image_pull_policy.as_str(),
-                        "ports": [
-                            {"name": "kafka", "containerPort": KAFKA_PORT, "protocol": "TCP"},
-                            {"name": "controller", "containerPort": KAFKA_CONTROLLER_PORT, "protocol": "TCP"},
+    Some(with_placement(
+        sp,
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": meta(sp, names::kafka(sp), "kafka", "events"),
+            "spec": {
+                "replicas": 1,
+                "serviceName": names::kafka(sp),
+                "selector": {"matchLabels": selector(sp, "kafka", "events")},
+                "template": {
+                    "metadata": {"labels": labels(sp, "kafka", "events")},
+                    "spec": {
+                        "automountServiceAccountToken": false,
+                        "enableServiceLinks": false,
+                        "securityContext": pod_security_context(KAFKA_UID),
+                        "containers": [{
+                            "name": "kafka",
+                            "image": spec.image,
+                            "imagePullPolicy": sp.spec.image_pull_policy.as_str(),
+                            "ports": [
+                                {"name": "kafka", "containerPort": KAFKA_PORT, "protocol": "TCP"},
+                                {"name": "controller", "containerPort": KAFKA_CONTROLLER_PORT, "protocol": "TCP"},
+                            ],
+                            "env": [
+                                env("CLUSTER_ID", KAFKA_CLUSTER_ID.into()),
+                                env("KAFKA_NODE_ID", "1".into()),
+                                env("KAFKA_PROCESS_ROLES", "broker,controller".into()),
+                                env("KAFKA_LISTENERS", format!("PLAINTEXT://:{KAFKA_PORT},CONTROLLER://:{KAFKA_CONTROLLER_PORT}")),
+                                env("KAFKA_ADVERTISED_LISTENERS", format!("PLAINTEXT://{host}:{KAFKA_PORT}")),
+                                env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into()),
+                                env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER".into()),
+                                env("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT".into()),
+                                env("KAFKA_CONTROLLER_QUORUM_VOTERS", format!("1@localhost:{KAFKA_CONTROLLER_PORT}")),
+                                env("KAFKA_LOG_DIRS", "/var/lib/kafka/data".into()),
+                                env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false".into()),
+                                env("KAFKA_NUM_PARTITIONS", t.partitions.to_string()),
+                                env("KAFKA_DEFAULT_REPLICATION_FACTOR", "1".into()),
+                                env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1".into()),
+                                env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1".into()),
+                                env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".into()),
+                                env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".into()),
+                                env("KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m".into()),
+                            ],
+                            "readinessProbe": {
+                                "tcpSocket": {"port": "kafka"},
+                                "initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 3,
+                            },
+                            "livenessProbe": {
+                                "tcpSocket": {"port": "kafka"},
+                                "initialDelaySeconds": 30, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 6,
+                            },
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "512Mi"},
+                                "limits": {"memory": "1Gi"},
+                            },
+                            "securityContext": security,
+                            "volumeMounts": [
+                                {"name": "data", "mountPath": "/var/lib/kafka/data"},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }],
+                        "volumes": [
+                            {"name": "data", "emptyDir": {"sizeLimit": "2Gi"}},
+                            {"name": "tmp", "emptyDir": {}},
                         ],
-                        "env": [
-                            env("CLUSTER_ID", KAFKA_CLUSTER_ID.into()),
-                            env("KAFKA_NODE_ID", "1".into()),
-                            env("KAFKA_PROCESS_ROLES", "broker,controller".into()),
-                            env("KAFKA_LISTENERS", format!("PLAINTEXT://:{KAFKA_PORT},CONTROLLER://:{KAFKA_CONTROLLER_PORT}")),
-                            env("KAFKA_ADVERTISED_LISTENERS", format!("PLAINTEXT://{host}:{KAFKA_PORT}")),
-                            env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into()),
-                            env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER".into()),
-                            env("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT".into()),
-                            env("KAFKA_CONTROLLER_QUORUM_VOTERS", format!("1@localhost:{KAFKA_CONTROLLER_PORT}")),
-                            env("KAFKA_LOG_DIRS", "/var/lib/kafka/data".into()),
-                            env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false".into()),
-                            env("KAFKA_NUM_PARTITIONS", t.partitions.to_string()),
-                            env("KAFKA_DEFAULT_REPLICATION_FACTOR", "1".into()),
-                            env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1".into()),
-                            env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1".into()),
-                            env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".into()),
-                            env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".into()),
-                            env("KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m".into()),
-                        ],
-                        "readinessProbe": {
-                            "tcpSocket": {"port": "kafka"},
-                            "initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 3,
-                        },
-                        "livenessProbe": {
-                            "tcpSocket": {"port": "kafka"},
-                            "initialDelaySeconds": 30, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 6,
-                        },
-                        "resources": {
-                            "requests": {"cpu": "100m", "memory": "512Mi"},
-                            "limits": {"memory": "1Gi"},
-                        },
-                        "securityContext": security,
-                        "volumeMounts": [
-                            {"name": "data", "mountPath": "/var/lib/kafka/data"},
-                            {"name": "tmp", "mountPath": "/tmp"},
-                        ],
-                    }],
-                    "volumes": [
-                        {"name": "data", "emptyDir": {"sizeLimit": "2Gi"}},
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
+                    },
                 },
             },
-        },
-    })))
+        }),
+    ))
 }
 
 /// Embedded Redis: the Service of the Redis pod.
@@ -824,43 +1069,311 @@ pub fn redis_deployment(sp: &ShopPlatform) -> Option<Deployment> {
             "initialDelaySeconds": delay, "periodSeconds": 10, "timeoutSeconds": 3,
         })
     };
-    Some(from_json(json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": meta(sp, names::redis(sp), "redis", "cache"),
-        "spec": {
-            "replicas": 1,
-            "revisionHistoryLimit": 2,
-            "selector": {"matchLabels": selector(sp, "redis", "cache")},
-            "strategy": {"type": "Recreate"},
-            "template": {
-                "metadata": {"labels": labels(sp, "redis", "cache")},
-                "spec": {
-                    "automountServiceAccountToken": false,
-                    "enableServiceLinks": false,
-                    "securityContext": pod_security_context(REDIS_UID),
-                    "containers": [{
-                        "name": "redis",
-                        "image": spec.image,
-                        "imagePullPolicy": sp.spec.image_pull_policy.as_str(),
-                        // No RDB snapshots; AOF is off by default (an explicit `--appendonly no`
-                        // would render as YAML `no`, which YAML 1.1 readers take for `false`).
-                        "args": ["redis-server", "--save", ""],
-                        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
-                        "readinessProbe": probe(2),
-                        "livenessProbe": probe(10),
-                        "resources": {
-                            "requests": {"cpu": "50m", "memory": "64Mi"},
-                            "limits": {"memory": "256Mi"},
-                        },
-                        "securityContext": container_security_context(),
-                        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                    }],
-                    "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "256Mi"}}],
+    Some(with_placement(
+        sp,
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta(sp, names::redis(sp), "redis", "cache"),
+            "spec": {
+                "replicas": 1,
+                "revisionHistoryLimit": 2,
+                "selector": {"matchLabels": selector(sp, "redis", "cache")},
+                "strategy": {"type": "Recreate"},
+                "template": {
+                    "metadata": {"labels": labels(sp, "redis", "cache")},
+                    "spec": {
+                        "automountServiceAccountToken": false,
+                        "enableServiceLinks": false,
+                        "securityContext": pod_security_context(REDIS_UID),
+                        "containers": [{
+                            "name": "redis",
+                            "image": spec.image,
+                            "imagePullPolicy": sp.spec.image_pull_policy.as_str(),
+                            // No RDB snapshots; AOF is off by default (an explicit `--appendonly no`
+                            // would render as YAML `no`, which YAML 1.1 readers take for `false`).
+                            "args": ["redis-server", "--save", ""],
+                            "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
+                            "readinessProbe": probe(2),
+                            "livenessProbe": probe(10),
+                            "resources": {
+                                "requests": {"cpu": "50m", "memory": "64Mi"},
+                                "limits": {"memory": "256Mi"},
+                            },
+                            "securityContext": container_security_context(),
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                        }],
+                        "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "256Mi"}}],
+                    },
                 },
             },
+        }),
+    ))
+}
+
+// --- NetworkPolicies ------------------------------------------------------------------------------
+
+/// A selector of other namespaces' pods (`from`/`to` entry).
+fn peer(sel: &crate::crd::PeerSelector) -> Value {
+    json!({"namespaceSelector": {"matchLabels": sel.namespace_labels}, "podSelector": {"matchLabels": sel.pod_labels}})
+}
+
+fn default_peer(ns: &str, pods: &[(&str, &str)]) -> crate::crd::PeerSelector {
+    crate::crd::PeerSelector {
+        namespace_labels: if ns.is_empty() {
+            BTreeMap::new()
+        } else {
+            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())])
         },
-    })))
+        pod_labels: pods.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+}
+
+/// The ingress controller's pods ([`NetworkPoliciesSpec::ingress_controller`](crate::crd::NetworkPoliciesSpec)).
+pub fn ingress_controller_peer(sp: &ShopPlatform) -> crate::crd::PeerSelector {
+    sp.spec.network_policies.ingress_controller.clone().unwrap_or_else(|| default_peer("ingress-nginx", &[]))
+}
+
+/// Prometheus's pods.
+pub fn prometheus_peer(sp: &ShopPlatform) -> crate::crd::PeerSelector {
+    sp.spec.network_policies.prometheus.clone().unwrap_or_else(|| default_peer("monitoring", &[]))
+}
+
+/// The operator's pods.
+pub fn operator_peer(sp: &ShopPlatform) -> crate::crd::PeerSelector {
+    sp.spec
+        .network_policies
+        .operator
+        .clone()
+        .unwrap_or_else(|| default_peer("", &[("app.kubernetes.io/name", "shop-operator")]))
+}
+
+fn pods(sp: &ShopPlatform, name: &str, component: &str) -> Value {
+    json!({"podSelector": {"matchLabels": selector(sp, name, component)}})
+}
+
+fn tcp(port: Value) -> Value {
+    json!({"protocol": "TCP", "port": port})
+}
+
+fn dns_egress() -> Value {
+    json!({"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]})
+}
+
+/// The callers of `service` among the enabled services: those that name it as a peer
+/// (`contract::ServiceName::peers`; the gateway calls every service) and, for `auth`, every
+/// other service (they fetch its JWKS).
+pub fn callers(sp: &ShopPlatform, service: ServiceName) -> Vec<ServiceName> {
+    sp.spec
+        .enabled_services()
+        .into_iter()
+        .filter(|c| *c != service && (c.peers().contains(&service) || service == ServiceName::Auth))
+        .collect()
+}
+
+/// The services `service` calls over HTTP among the enabled ones: its peers, and `auth` (JWKS).
+pub fn callees(sp: &ShopPlatform, service: ServiceName) -> Vec<ServiceName> {
+    sp.spec.enabled_services().into_iter().filter(|s| callers(sp, *s).contains(&service)).collect()
+}
+
+/// Egress to the database, event bus and cache the platform runs or names, for a pod that
+/// uses them (`database`: the service has one).
+fn backing_egress(sp: &ShopPlatform, database: bool, events_and_cache: bool) -> Vec<Value> {
+    let mut out = vec![dns_egress()];
+    if database {
+        match sp.spec.database.mode {
+            DatabaseMode::Embedded => {
+                out.push(json!({"to": [pods(sp, "postgres", "database")], "ports": [tcp(json!("postgres"))]}))
+            }
+            DatabaseMode::Cloudnativepg => out.push(json!({
+                "to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": names::cnpg_cluster(sp)}}}],
+                "ports": [tcp(json!(POSTGRES_PORT))],
+            })),
+            DatabaseMode::External => {}
+        }
+    }
+    if events_and_cache {
+        match sp.spec.kafka.mode {
+            KafkaMode::Embedded => {
+                out.push(json!({"to": [pods(sp, "kafka", "events")], "ports": [tcp(json!("kafka"))]}))
+            }
+            KafkaMode::Strimzi => {
+                let cluster = sp.spec.kafka.strimzi_cluster.clone().unwrap_or_else(|| "kafka".into());
+                out.push(json!({
+                    "to": [{"podSelector": {"matchLabels": {"strimzi.io/cluster": cluster}}}],
+                    "ports": [tcp(json!(KAFKA_PORT))],
+                }));
+            }
+            KafkaMode::External => {}
+        }
+        if sp.spec.redis.mode == RedisMode::Embedded {
+            out.push(json!({"to": [pods(sp, "redis", "cache")], "ports": [tcp(json!("redis"))]}));
+        }
+    }
+    for e in &sp.spec.network_policies.external_egress {
+        let mut rule = json!({"to": [{"ipBlock": {"cidr": e.cidr}}]});
+        if !e.ports.is_empty() {
+            rule["ports"] = json!(e.ports.iter().map(|p| tcp(json!(p))).collect::<Vec<_>>());
+        }
+        out.push(rule);
+    }
+    out
+}
+
+fn network_policy_object(sp: &ShopPlatform, what: &str, component: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta(sp, names::network_policy(sp, what), "network-policy", component),
+        "spec": spec,
+    })
+}
+
+/// The platform's NetworkPolicies (none with `networkPolicies.enabled: false`): every pod of
+/// the platform denied by default, then exactly the connections the shop makes — the ingress
+/// controller to the gateway's `http` port; each service's callers to its `http` port (the
+/// gateway to every service, the contract's peers, every service to `auth` for the JWKS);
+/// Prometheus to every `ops` port; DNS; the services and migration Jobs to the embedded or
+/// operator-run PostgreSQL, Kafka and Redis (and the operator to the embedded PostgreSQL and
+/// Kafka); `externalEgress` to what lives outside the cluster.
+pub fn network_policies(sp: &ShopPlatform) -> Vec<NetworkPolicy> {
+    if !sp.spec.network_policies.enabled {
+        return Vec::new();
+    }
+    let instance = sp.name_any();
+    let mut out = vec![network_policy_object(
+        sp,
+        "default-deny",
+        "default-deny",
+        json!({
+            "podSelector": {"matchLabels": {
+                "app.kubernetes.io/instance": instance,
+                "app.kubernetes.io/part-of": "shop-platform",
+            }},
+            "policyTypes": ["Ingress", "Egress"],
+        }),
+    )];
+    let enabled = sp.spec.enabled_services();
+    let prometheus = peer(&prometheus_peer(sp));
+    for s in &enabled {
+        let mut ingress = Vec::new();
+        if *s == ServiceName::Gateway {
+            ingress.push(
+                json!({"from": [peer(&ingress_controller_peer(sp))], "ports": [tcp(json!(HTTP_PORT_NAME))]}),
+            );
+        }
+        let from: Vec<Value> = callers(sp, *s).into_iter().map(|c| pods(sp, APP_NAME, c.as_str())).collect();
+        if !from.is_empty() {
+            ingress.push(json!({"from": from, "ports": [tcp(json!(HTTP_PORT_NAME))]}));
+        }
+        ingress.push(json!({"from": [prometheus.clone()], "ports": [tcp(json!(OPS_PORT_NAME))]}));
+        let mut egress = backing_egress(sp, s.has_database(), true);
+        let to: Vec<Value> = callees(sp, *s).into_iter().map(|c| pods(sp, APP_NAME, c.as_str())).collect();
+        if !to.is_empty() {
+            egress.insert(1, json!({"to": to, "ports": [tcp(json!(HTTP_PORT_NAME))]}));
+        }
+        out.push(network_policy_object(
+            sp,
+            s.as_str(),
+            s.as_str(),
+            json!({
+                "podSelector": {"matchLabels": selector(sp, APP_NAME, s.as_str())},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": ingress,
+                "egress": egress,
+            }),
+        ));
+    }
+    let migrating: Vec<String> =
+        enabled.iter().filter(|s| s.has_database()).map(|s| format!("{}-migrate", s.as_str())).collect();
+    if !migrating.is_empty() {
+        out.push(network_policy_object(
+            sp,
+            "migrations",
+            "migrations",
+            json!({
+                "podSelector": {
+                    "matchLabels": {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": instance},
+                    "matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "In", "values": migrating}],
+                },
+                "policyTypes": ["Ingress", "Egress"],
+                "egress": backing_egress(sp, true, false),
+            }),
+        ));
+    }
+    let shop_pods = json!({"podSelector": {"matchLabels": {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": instance}}});
+    let operator = peer(&operator_peer(sp));
+    if sp.spec.database.mode == DatabaseMode::Embedded && !migrating.is_empty() {
+        let mut from: Vec<Value> =
+            enabled.iter().filter(|s| s.has_database()).map(|s| pods(sp, APP_NAME, s.as_str())).collect();
+        from.push(json!({"podSelector": {
+            "matchLabels": {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": instance},
+            "matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "In", "values": migrating}],
+        }}));
+        from.push(operator.clone());
+        out.push(network_policy_object(
+            sp,
+            "postgres",
+            "database",
+            json!({
+                "podSelector": {"matchLabels": selector(sp, "postgres", "database")},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": from, "ports": [tcp(json!("postgres"))]}],
+            }),
+        ));
+    }
+    if sp.spec.kafka.mode == KafkaMode::Embedded {
+        out.push(network_policy_object(
+            sp,
+            "kafka",
+            "events",
+            json!({
+                "podSelector": {"matchLabels": selector(sp, "kafka", "events")},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [
+                    {"from": [shop_pods.clone(), operator.clone(), pods(sp, "kafka", "events")], "ports": [tcp(json!("kafka"))]},
+                ],
+                // The broker reaches itself at its advertised address (the Service).
+                "egress": [dns_egress(), {"to": [pods(sp, "kafka", "events")], "ports": [tcp(json!("kafka"))]}],
+            }),
+        ));
+    }
+    if sp.spec.redis.mode == RedisMode::Embedded {
+        out.push(network_policy_object(
+            sp,
+            "redis",
+            "cache",
+            json!({
+                "podSelector": {"matchLabels": selector(sp, "redis", "cache")},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": [shop_pods], "ports": [tcp(json!("redis"))]}],
+            }),
+        ));
+    }
+    out.into_iter().map(from_json).collect()
+}
+
+// --- ServiceMonitor -------------------------------------------------------------------------------
+
+/// A `ServiceMonitor` (`monitoring.coreos.com/v1`) of every shop service's `ops` port
+/// (`/metrics`), when `monitoring.serviceMonitor.enabled`.
+pub fn service_monitor(sp: &ShopPlatform) -> Option<DynamicObject> {
+    let m = &sp.spec.monitoring.service_monitor;
+    if !m.enabled {
+        return None;
+    }
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"));
+    let mut obj = DynamicObject::new(&names::service_monitor(sp), &ar).data(json!({
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": sp.name_any()}},
+            "namespaceSelector": {"matchNames": [names::namespace(sp)]},
+            "endpoints": [{"port": OPS_PORT_NAME, "path": "/metrics", "interval": m.interval}],
+        }
+    }));
+    let mut metadata = meta(sp, names::service_monitor(sp), APP_NAME, "metrics");
+    metadata.labels.get_or_insert_with(BTreeMap::new).extend(m.labels.clone());
+    obj.metadata = metadata;
+    Some(obj)
 }
 
 /// The `KafkaTopic` API version of Strimzi ≥ 1.0 (which no longer serves `v1beta2`).
@@ -929,6 +1442,7 @@ pub fn render(sp: &ShopPlatform) -> Vec<Value> {
     out.extend(postgres_service(sp).map(typed));
     out.extend(postgres_statefulset(sp).map(typed));
     out.extend(cnpg_cluster(sp).map(dynamic));
+    out.extend(cnpg_scheduled_backup(sp).map(dynamic));
     out.extend(kafka_service(sp).map(typed));
     out.extend(kafka_statefulset(sp).map(typed));
     out.extend(strimzi_topics(sp, STRIMZI_VERSION).into_iter().map(dynamic));
@@ -948,6 +1462,8 @@ pub fn render(sp: &ShopPlatform) -> Vec<Value> {
         out.extend(horizontal_pod_autoscaler(sp, s).map(typed));
     }
     out.extend(ingress(sp).map(typed));
+    out.extend(network_policies(sp).into_iter().map(typed));
+    out.extend(service_monitor(sp).map(dynamic));
     out
 }
 
@@ -965,7 +1481,11 @@ mod tests {
     use super::*;
     use crate::crd::ShopPlatform;
 
-    fn sp(spec: Value) -> ShopPlatform {
+    fn sp(mut spec: Value) -> ShopPlatform {
+        if spec.get("payment").is_none() {
+            let provider = if spec.get("stripe").is_some() { "stripe" } else { "simulated" };
+            spec["payment"] = json!({"provider": provider});
+        }
         let mut sp: ShopPlatform = serde_json::from_value(json!({
             "apiVersion": "platform.shop/v1alpha1", "kind": "ShopPlatform",
             "metadata": {"name": "shop", "namespace": "ns", "uid": "u-1"},
@@ -1301,5 +1821,250 @@ mod tests {
         let env = serde_json::to_value(secret_env(&ext, ServiceName::Catalog, true)).unwrap();
         assert!(env.as_array().unwrap().iter().any(|e| e["name"] == env::REDIS_URL
             && e["valueFrom"]["secretKeyRef"] == json!({"name": "r", "key": "url"})));
+    }
+    #[test]
+    fn production_settings_ops_port_drain_proxy_hops_hsts() {
+        let p = sp(
+            json!({"version": "1", "ingress": {"enabled": true, "host": "shop.example.com", "tlsSecretName": "tls"}}),
+        );
+        let gw = service_config(&p, ServiceName::Gateway);
+        assert_eq!(gw[env::OPS_ADDR], "0.0.0.0:9090");
+        assert_eq!(gw[env::SHUTDOWN_DELAY_SECS], "5");
+        assert_eq!(gw[env::GATEWAY_TRUSTED_PROXY_HOPS], "1");
+        assert_eq!(gw[env::HSTS_MAX_AGE_SECS], "31536000");
+        assert_eq!(service_config(&p, ServiceName::Auth)[env::AUTH_TRUSTED_PROXY_HOPS], "2");
+        let plain = sp(json!({"version": "1"}));
+        assert_eq!(service_config(&plain, ServiceName::Gateway)[env::GATEWAY_TRUSTED_PROXY_HOPS], "0");
+        assert_eq!(service_config(&plain, ServiceName::Auth)[env::AUTH_TRUSTED_PROXY_HOPS], "1");
+        assert!(!service_config(&plain, ServiceName::Gateway).contains_key(env::HSTS_MAX_AGE_SECS));
+        let d = serde_json::to_value(deployment(&p, ServiceName::Gateway, "h")).unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["terminationGracePeriodSeconds"], 45);
+        let c = &pod["containers"][0];
+        assert_eq!(c["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": "ops"}));
+        assert_eq!(c["livenessProbe"]["httpGet"]["port"], "ops");
+        assert_eq!(c["startupProbe"]["httpGet"]["port"], "ops");
+        assert_eq!(c["lifecycle"]["preStop"]["sleep"]["seconds"], 5);
+        assert_eq!(c["ports"][1], json!({"name": "ops", "containerPort": 9090, "protocol": "TCP"}));
+        let svc = serde_json::to_value(service(&p, ServiceName::Gateway)).unwrap();
+        assert_eq!(svc["spec"]["ports"][1]["name"], "ops");
+        // The Ingress routes to the http port only.
+        let ing = serde_json::to_value(ingress(&p).unwrap()).unwrap();
+        assert_eq!(ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["name"], "http");
+        // Spread by zone and host by default, off per service.
+        assert_eq!(pod["topologySpreadConstraints"].as_array().unwrap().len(), 2);
+        let off =
+            sp(json!({"version": "1", "services": {"gateway": {"placement": {"topologySpread": false}}}}));
+        let d = serde_json::to_value(deployment(&off, ServiceName::Gateway, "h")).unwrap();
+        assert!(d["spec"]["template"]["spec"].get("topologySpreadConstraints").is_none());
+    }
+
+    #[test]
+    fn the_payment_provider_is_the_specs() {
+        let p =
+            sp(json!({"version": "1", "payment": {"provider": "simulated"}, "stripe": {"secretName": "s"}}));
+        assert_eq!(service_config(&p, ServiceName::Payment)[env::PAYMENT_PROVIDER], "simulated");
+        let p = sp(json!({"version": "1", "payment": {"provider": "stripe"}, "stripe": {"secretName": "s"}}));
+        assert_eq!(service_config(&p, ServiceName::Payment)[env::PAYMENT_PROVIDER], "stripe");
+        let missing: Result<ShopPlatform, _> = serde_json::from_value(json!({
+            "apiVersion": "platform.shop/v1alpha1", "kind": "ShopPlatform",
+            "metadata": {"name": "shop", "namespace": "ns"}, "spec": {"version": "1"},
+        }));
+        assert!(missing.unwrap_err().to_string().contains("payment"));
+    }
+
+    #[test]
+    fn tls_to_backing_services_mounts_the_cas_and_names_them() {
+        use contract::events::env as ev;
+        let p = sp(json!({
+            "version": "1",
+            "database": {"mode": "external", "external": {"adminSecretRef": {"name": "pg", "key": "dsn"}},
+                         "tls": {"mode": "verify-full", "ca": {"secretRef": {"name": "pg-ca", "key": "ca.crt"}}}},
+            "kafka": {"mode": "external", "bootstrapServers": "k:9093", "security": {
+                "protocol": "sasl_ssl", "ca": {"configMapRef": {"name": "kafka-ca", "key": "ca.pem"}},
+                "sasl": {"mechanism": "SCRAM-SHA-512", "username": "shop", "passwordSecretRef": {"name": "kafka", "key": "password"}}}},
+            "redis": {"mode": "external", "urlSecretRef": {"name": "r", "key": "url"}, "tls": {"ca": {"secretRef": {"name": "redis-ca", "key": "ca.crt"}}}},
+        }));
+        let c = service_config(&p, ServiceName::Catalog);
+        assert_eq!(c[env::DATABASE_CA_FILE], "/etc/shop/ca/postgres/ca.crt");
+        assert_eq!(c[env::REDIS_CA_FILE], "/etc/shop/ca/redis/ca.crt");
+        assert_eq!(c[ev::SECURITY_PROTOCOL], "sasl_ssl");
+        assert_eq!(c[ev::SSL_CA_FILE], "/etc/shop/ca/kafka/ca.crt");
+        assert_eq!(c[ev::SASL_MECHANISM], "SCRAM-SHA-512");
+        assert_eq!(c[ev::SASL_USERNAME], "shop");
+        assert!(!c.contains_key(ev::SASL_PASSWORD));
+        assert!(!service_config(&p, ServiceName::Gateway).contains_key(env::DATABASE_CA_FILE), "no database");
+        let d = serde_json::to_value(deployment(&p, ServiceName::Catalog, "h")).unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        let env = pod["containers"][0]["env"].as_array().unwrap();
+        assert!(env.iter().any(|e| e["name"] == ev::SASL_PASSWORD
+            && e["valueFrom"]["secretKeyRef"] == json!({"name": "kafka", "key": "password"})));
+        let volumes = pod["volumes"].as_array().unwrap();
+        assert!(volumes.contains(&json!({"name": "postgres-ca", "secret": {"secretName": "pg-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}})));
+        assert!(volumes.contains(&json!({"name": "kafka-ca", "configMap": {"name": "kafka-ca", "items": [{"key": "ca.pem", "path": "ca.crt"}]}})));
+        let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+        assert!(mounts
+            .contains(&json!({"name": "redis-ca", "mountPath": "/etc/shop/ca/redis", "readOnly": true})));
+        // The migration Job reads the database CA too.
+        let job = serde_json::to_value(migration_job(&p, ServiceName::Catalog).unwrap()).unwrap();
+        assert!(job["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "postgres-ca"));
+        assert!(consumed_secrets(&p, ServiceName::Catalog)
+            .contains(&("kafka".to_string(), "password".to_string())));
+    }
+
+    #[test]
+    fn digest_pull_secrets_and_placement() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let p = sp(json!({
+            "version": "1", "imageDigest": digest, "imagePullSecrets": [{"name": "reg"}],
+            "placement": {"nodeSelector": {"pool": "shop"}, "tolerations": [{"key": "k", "operator": "Exists"}]},
+            "services": {"catalog": {"placement": {"nodeSelector": {"pool": "catalog"}}}},
+        }));
+        let d = serde_json::to_value(deployment(&p, ServiceName::Catalog, "h")).unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["image"], format!("shop@{digest}"));
+        assert_eq!(pod["imagePullSecrets"], json!([{"name": "reg"}]));
+        assert_eq!(pod["nodeSelector"], json!({"pool": "catalog"}), "the service's field wins");
+        assert_eq!(
+            pod["tolerations"],
+            json!([{"key": "k", "operator": "Exists"}]),
+            "the platform's otherwise"
+        );
+        let auth = serde_json::to_value(deployment(&p, ServiceName::Auth, "h")).unwrap();
+        assert_eq!(auth["spec"]["template"]["spec"]["nodeSelector"], json!({"pool": "shop"}));
+        let pg = serde_json::to_value(postgres_statefulset(&p).unwrap()).unwrap();
+        assert_eq!(pg["spec"]["template"]["spec"]["imagePullSecrets"], json!([{"name": "reg"}]));
+    }
+
+    /// The pods a policy's rule admits, as the component labels of the platform's pods.
+    fn components(rule: &Value, key: &str) -> Vec<String> {
+        rule[key]
+            .as_array()
+            .map(|peers| {
+                peers
+                    .iter()
+                    .filter_map(|p| {
+                        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                            .as_str()
+                            .map(String::from)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn network_policies_allow_exactly_the_edges_used() {
+        let p = sp(json!({"version": "1"}));
+        let nps: Vec<Value> =
+            network_policies(&p).into_iter().map(|n| serde_json::to_value(n).unwrap()).collect();
+        let by_name = |n: &str| {
+            nps.iter().find(|x| x["metadata"]["name"] == n).cloned().unwrap_or_else(|| panic!("{n}"))
+        };
+        let deny = by_name("shop-default-deny");
+        assert_eq!(deny["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        assert!(deny["spec"].get("ingress").is_none() && deny["spec"].get("egress").is_none());
+        // The catalog: called by the gateway, the cart and the order service.
+        let catalog = by_name("shop-catalog");
+        let http_from = components(&catalog["spec"]["ingress"][0], "from");
+        assert_eq!(http_from, vec!["cart", "order", "gateway"]);
+        assert_eq!(catalog["spec"]["ingress"][1]["ports"][0]["port"], "ops");
+        assert_eq!(
+            catalog["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"],
+            json!({"kubernetes.io/metadata.name": "monitoring"})
+        );
+        // The order service calls auth (JWKS), catalog, cart, inventory; reaches PostgreSQL, Kafka, Redis.
+        let order = by_name("shop-order");
+        assert_eq!(
+            components(&order["spec"]["egress"][1], "to"),
+            vec!["auth", "catalog", "cart", "inventory"]
+        );
+        let egress_to: Vec<String> =
+            order["spec"]["egress"].as_array().unwrap().iter().flat_map(|r| components(r, "to")).collect();
+        for backing in ["database", "events", "cache"] {
+            assert!(egress_to.contains(&backing.to_string()), "{backing}: {egress_to:?}");
+        }
+        // The gateway: from the ingress controller; it calls every other service.
+        let gateway = by_name("shop-gateway");
+        assert_eq!(
+            gateway["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"],
+            json!({"kubernetes.io/metadata.name": "ingress-nginx"})
+        );
+        assert_eq!(components(&gateway["spec"]["egress"][1], "to").len(), 7);
+        // Auth is called by every service (JWKS); it calls nobody.
+        assert_eq!(components(&by_name("shop-auth")["spec"]["ingress"][0], "from").len(), 7);
+        assert_eq!(
+            by_name("shop-auth")["spec"]["egress"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["ports"][0]["port"] == "http")
+                .count(),
+            0
+        );
+        // The embedded PostgreSQL: the database services, their migrations and the operator.
+        let pg = by_name("shop-postgres");
+        let from = pg["spec"]["ingress"][0]["from"].as_array().unwrap();
+        assert!(from
+            .iter()
+            .any(|f| f["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "shop-operator"));
+        assert!(!components(&pg["spec"]["ingress"][0], "from").contains(&"gateway".to_string()));
+        assert!(by_name("shop-kafka")["spec"]["ingress"][0]["from"].is_array());
+        assert!(by_name("shop-redis")["spec"]["ingress"][0]["from"].is_array());
+        // A disabled service is no edge.
+        let no_cart = sp(json!({"version": "1", "services": {"cart": {"enabled": false}}}));
+        let nps: Vec<Value> =
+            network_policies(&no_cart).into_iter().map(|n| serde_json::to_value(n).unwrap()).collect();
+        let order = nps.iter().find(|x| x["metadata"]["name"] == "shop-order").unwrap();
+        assert_eq!(components(&order["spec"]["egress"][1], "to"), vec!["auth", "catalog", "inventory"]);
+        assert!(!nps.iter().any(|x| x["metadata"]["name"] == "shop-cart"));
+        // External egress, and the opt-out.
+        let ext = sp(
+            json!({"version": "1", "networkPolicies": {"externalEgress": [{"cidr": "10.0.0.0/8", "ports": [5432]}]}}),
+        );
+        let auth = serde_json::to_value(&network_policies(&ext)[1]).unwrap();
+        assert!(auth["spec"]["egress"].as_array().unwrap().contains(&json!({"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"protocol": "TCP", "port": 5432}]})));
+        assert!(
+            network_policies(&sp(json!({"version": "1", "networkPolicies": {"enabled": false}}))).is_empty()
+        );
+    }
+
+    #[test]
+    fn cloudnativepg_backups_and_recovery() {
+        let store = json!({"destinationPath": "s3://b/p", "s3Credentials": {
+            "accessKeyId": {"name": "s3", "key": "id"}, "secretAccessKey": {"name": "s3", "key": "key"}}});
+        let p = sp(json!({"version": "1", "database": {"mode": "cloudnativepg", "cloudnativepg": {
+            "backup": {"objectStore": store},
+            "recovery": {"objectStore": store, "serverName": "old-db", "targetTime": "2025-01-31T12:00:00Z"}}}}));
+        let c = serde_json::to_value(cnpg_cluster(&p).unwrap()).unwrap();
+        assert_eq!(c["spec"]["backup"]["retentionPolicy"], "30d");
+        assert_eq!(
+            c["spec"]["backup"]["barmanObjectStore"]["s3Credentials"]["accessKeyId"],
+            json!({"name": "s3", "key": "id"})
+        );
+        assert_eq!(
+            c["spec"]["bootstrap"]["recovery"],
+            json!({"source": "origin", "recoveryTarget": {"targetTime": "2025-01-31T12:00:00Z"}})
+        );
+        assert_eq!(c["spec"]["externalClusters"][0]["barmanObjectStore"]["serverName"], "old-db");
+        let b = serde_json::to_value(cnpg_scheduled_backup(&p).unwrap()).unwrap();
+        assert_eq!(b["spec"]["cluster"]["name"], "shop-db");
+        assert_eq!(b["spec"]["schedule"], "0 0 2 * * *");
+        assert!(cnpg_scheduled_backup(&sp(json!({"version": "1"}))).is_none());
+    }
+
+    #[test]
+    fn a_service_monitor_only_when_enabled() {
+        assert!(service_monitor(&sp(json!({"version": "1"}))).is_none());
+        let p = sp(
+            json!({"version": "1", "monitoring": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}}}),
+        );
+        let m = serde_json::to_value(service_monitor(&p).unwrap()).unwrap();
+        assert_eq!(m["spec"]["endpoints"][0]["port"], "ops");
+        assert_eq!(m["metadata"]["labels"]["release"], "prom");
     }
 }

@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{
@@ -33,11 +33,14 @@ use serde_json::{json, Value};
 
 use crate::builders::{self, GeneratedSecretSpec, SecretKind};
 use crate::crd::{
-    DatabaseMode, DeletionPolicy, KafkaMode, Phase, ServiceStatus, ShopPlatform, ShopPlatformStatus,
+    CaSource, DatabaseMode, DeletionPolicy, KafkaMode, Phase, ServiceStatus, ShopPlatform, ShopPlatformStatus,
 };
 use crate::error::{Error, Result};
+use crate::kafka::{SaslConfig, SaslMechanism, TlsConfig};
 use crate::names::{self, FIELD_MANAGER, FINALIZER, TEMPLATE_HASH_ANNOTATION};
-use crate::provision::{self, DatabaseGrant, DatabaseProvisioner, KafkaTarget, TopicProvisioner};
+use crate::provision::{
+    self, DatabaseGrant, DatabaseProvisioner, KafkaTarget, TargetSecurity, TopicProvisioner,
+};
 use crate::rollout::{self, Rollout};
 use crate::ssa;
 use crate::status::{self, reasons, types, Observed};
@@ -174,6 +177,9 @@ fn kind_name(kind: &str) -> &'static str {
         "Ingress" => "Ingress",
         "PodDisruptionBudget" => "PodDisruptionBudget",
         "HorizontalPodAutoscaler" => "HorizontalPodAutoscaler",
+        "NetworkPolicy" => "NetworkPolicy",
+        "ServiceMonitor" => "ServiceMonitor",
+        "ScheduledBackup" => "ScheduledBackup",
         "Cluster" => "Cluster",
         "KafkaTopic" => "KafkaTopic",
         _ => "object",
@@ -513,6 +519,14 @@ async fn admin_dsn(
             let cluster = builders::cnpg_cluster(sp).expect("cloudnativepg mode");
             let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("postgresql.cnpg.io", "v1", "Cluster"));
             ensure_applied_dynamic(&ctx.client, &ar, &cluster).await?;
+            if let Some(backup) = builders::cnpg_scheduled_backup(sp) {
+                let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+                    "postgresql.cnpg.io",
+                    "v1",
+                    "ScheduledBackup",
+                ));
+                ensure_applied_dynamic(&ctx.client, &ar, &backup).await?;
+            }
             let name = names::cnpg_superuser_secret(sp);
             let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
             let secret = api.get_opt(&name).await.map_err(Error::kube("get", "Secret", &name))?;
@@ -556,9 +570,10 @@ async fn ensure_databases(
         });
     }
     let dsn = match admin_dsn(sp, ctx, secrets).await? {
-        Ok(dsn) => dsn,
+        Ok(dsn) => with_sslmode(sp, &dsn),
         Err(condition) => return Ok(DatabaseOutcome { condition, urls: BTreeMap::new(), error: None }),
     };
+    let ca = database_ca_pem(sp, ctx).await?;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names::namespace(sp));
     let mut urls = BTreeMap::new();
     for s in &services {
@@ -573,7 +588,7 @@ async fn ensure_databases(
         let live = api.get_opt(&secret).await.map_err(Error::kube("get", "Secret", &secret))?;
         let current = live.as_ref().and_then(|l| secret_value(l, names::DATABASE_URL_KEY));
         grant.password_current = current.is_some() && current == provision::service_url(&dsn, &grant).ok();
-        match ctx.db.ensure(&dsn, &grant).await {
+        match ctx.db.ensure_with_ca(&dsn, ca.as_deref(), &grant).await {
             Ok(url) => {
                 apply_if_changed(&api, &builders::connection_secret(sp, *s, &url), live).await?;
                 urls.insert(*s, url);
@@ -1019,6 +1034,12 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
     if let Err(e) = ingress {
         service_failures.push(e);
     }
+    if let Err(e) = ensure_network_policies(sp, ctx).await {
+        service_failures.push(e);
+    }
+    if let Err(e) = ensure_service_monitor(sp, ctx).await {
+        service_failures.push(e);
+    }
 
     observed.push(migrations_condition(&migrations));
     observed.push(services_condition(&rollouts, &service_failures));
@@ -1064,6 +1085,58 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
     }))
 }
 
+// --- NetworkPolicies and ServiceMonitor ------------------------------------------------------------
+
+/// Applies the platform's NetworkPolicies and deletes those of the operator that are no longer
+/// desired (a disabled service, `networkPolicies.enabled: false`).
+async fn ensure_network_policies(sp: &ShopPlatform, ctx: &Context) -> Result<()> {
+    let ns = names::namespace(sp);
+    let desired = builders::network_policies(sp);
+    let mut keep = Vec::new();
+    for np in &desired {
+        ensure_applied(&ctx.client, np).await?;
+        keep.push(np.metadata.name.clone().unwrap_or_default());
+    }
+    let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = format!(
+        "app.kubernetes.io/managed-by={FIELD_MANAGER},app.kubernetes.io/instance={},app.kubernetes.io/name=network-policy",
+        sp.name_any()
+    );
+    let live = api.list_metadata(&ListParams::default().labels(&selector)).await.map_err(Error::kube(
+        "list",
+        "NetworkPolicy",
+        &format!("network policies of {}", sp.name_any()),
+    ))?;
+    for np in live.items {
+        let name = np.metadata.name.unwrap_or_default();
+        if !keep.contains(&name) {
+            delete_owned::<NetworkPolicy>(&ctx.client, &ns, &name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies the `ServiceMonitor` when enabled and the cluster serves `monitoring.coreos.com/v1`
+/// (a warning otherwise); nothing is read or written when it is not enabled.
+async fn ensure_service_monitor(sp: &ShopPlatform, ctx: &Context) -> Result<()> {
+    let Some(monitor) = builders::service_monitor(sp) else { return Ok(()) };
+    let req = http::Request::get("/apis/monitoring.coreos.com/v1").body(Vec::new()).expect("request");
+    let served = match ctx.client.request::<Value>(req).await {
+        Ok(list) => {
+            list["resources"].as_array().is_some_and(|r| r.iter().any(|r| r["kind"] == "ServiceMonitor"))
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => false,
+        Err(e) => return Err(Error::kube("discover", "ServiceMonitor", "monitoring.coreos.com/v1")(e)),
+    };
+    if !served {
+        tracing::warn!(platform = %sp.name_any(), "monitoring.serviceMonitor.enabled, but the cluster serves no monitoring.coreos.com/v1 ServiceMonitor: is the Prometheus Operator installed?");
+        return Ok(());
+    }
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"));
+    ensure_applied_dynamic(&ctx.client, &ar, &monitor).await?;
+    Ok(())
+}
+
 // --- Kafka ----------------------------------------------------------------------------------------
 
 /// Outcome of the Kafka step.
@@ -1088,7 +1161,21 @@ fn kafka_waiting(message: String) -> KafkaOutcome {
 async fn provision_topics(sp: &ShopPlatform, ctx: &Context, bootstrap: &str) -> KafkaOutcome {
     let topics = provision::topics(sp);
     let mode = sp.spec.kafka.mode.as_str();
-    match ctx.topics.ensure_topics(&kafka_target(sp, bootstrap), &topics).await {
+    let target = match kafka_target(sp, ctx, bootstrap).await {
+        Ok(t) => t,
+        Err(e) => {
+            return KafkaOutcome {
+                condition: Observed::new(
+                    types::KAFKA_READY,
+                    Some(false),
+                    e.reason(),
+                    format!("{mode} mode: {e}"),
+                ),
+                error: Some(e),
+            }
+        }
+    };
+    match ctx.topics.ensure_topics(&target, &topics).await {
         Ok(report) => {
             let reason = if report.not_decreased.is_empty() {
                 reasons::PROVISIONED
@@ -1109,12 +1196,84 @@ async fn provision_topics(sp: &ShopPlatform, ctx: &Context, bootstrap: &str) -> 
     }
 }
 
-/// The admin API's target: the operator's Kafka security settings apply to `external` brokers.
-fn kafka_target(sp: &ShopPlatform, bootstrap: &str) -> KafkaTarget {
-    KafkaTarget {
+/// The admin API's target: `external` brokers with the platform's `kafka.security` (its CA and
+/// SASL password read from their Secret/ConfigMap), or else the operator-wide settings.
+async fn kafka_target(sp: &ShopPlatform, ctx: &Context, bootstrap: &str) -> Result<KafkaTarget> {
+    let mut target = KafkaTarget {
         bootstrap_servers: bootstrap.to_string(),
         secured: sp.spec.kafka.mode == KafkaMode::External,
+        security: None,
+    };
+    if let Some(sec) = builders::kafka_security(sp) {
+        let ns = names::namespace(sp);
+        let tls = match (sec.protocol.is_tls(), &sec.ca) {
+            (false, _) => None,
+            (true, None) => Some(TlsConfig { ca_pem: None, server_name: None }),
+            (true, Some(ca)) => {
+                Some(TlsConfig { ca_pem: Some(read_ca(ctx, &ns, ca).await?), server_name: None })
+            }
+        };
+        let sasl = match &sec.sasl {
+            None => None,
+            Some(s) => {
+                let r = &s.password_secret_ref;
+                let password = read_secret(&ctx.client, &ns, &r.name, &r.key)
+                    .await?
+                    .ok_or_else(|| Error::MissingSecret { name: r.name.clone(), key: r.key.clone() })?;
+                Some(SaslConfig {
+                    mechanism: SaslMechanism::parse(s.mechanism.as_str()).map_err(Error::InvalidSpec)?,
+                    username: s.username.clone(),
+                    password,
+                })
+            }
+        };
+        target.security = Some(TargetSecurity { tls, sasl });
     }
+    Ok(target)
+}
+
+/// The PEM of a CA the spec names (a Secret's or a ConfigMap's key).
+async fn read_ca(ctx: &Context, ns: &str, ca: &CaSource) -> Result<Vec<u8>> {
+    if let Some(r) = &ca.secret_ref {
+        return read_secret(&ctx.client, ns, &r.name, &r.key)
+            .await?
+            .map(String::into_bytes)
+            .ok_or_else(|| Error::MissingSecret { name: r.name.clone(), key: r.key.clone() });
+    }
+    let r = ca
+        .config_map_ref
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec("a CA needs secretRef or configMapRef".into()))?;
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let cm = api.get_opt(&r.name).await.map_err(Error::kube("get", "ConfigMap", &r.name))?;
+    cm.and_then(|c| c.data.and_then(|d| d.get(&r.key).cloned()))
+        .map(String::into_bytes)
+        .ok_or_else(|| Error::MissingSecret { name: format!("ConfigMap {}", r.name), key: r.key.clone() })
+}
+
+/// The platform's PostgreSQL CA (`database.tls.ca`), read for the operator's own connections.
+async fn database_ca_pem(sp: &ShopPlatform, ctx: &Context) -> Result<Option<Vec<u8>>> {
+    match builders::database_ca(sp) {
+        Some(ca) => Ok(Some(read_ca(ctx, &names::namespace(sp), ca).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The admin DSN with the spec's `sslmode` (`database.tls.mode`), which the services'
+/// connection URLs inherit.
+pub fn with_sslmode(sp: &ShopPlatform, dsn: &str) -> String {
+    let Some(tls) = sp.spec.database.tls.as_ref().filter(|_| sp.spec.database.mode != DatabaseMode::Embedded)
+    else {
+        return dsn.to_string();
+    };
+    let Ok(mut url) = url::Url::parse(dsn) else { return dsn.to_string() };
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "sslmode")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs).append_pair("sslmode", tls.mode.as_str());
+    url.to_string()
 }
 
 /// The `KafkaTopic` version to write, from the versions the cluster serves for
@@ -1254,10 +1413,12 @@ async fn cleanup(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
                         .ok_or(Error::MissingSecret { name, key: "uri".into() })?
                 }
             };
+            let dsn = with_sslmode(sp, dsn.trim());
+            let ca = database_ca_pem(sp, ctx).await?;
             let mut dropped = Vec::new();
             for s in ServiceName::ALL.into_iter().filter(|s| s.has_database()) {
                 let name = names::db_identifier(sp, s);
-                ctx.db.drop_database(dsn.trim(), &name).await?;
+                ctx.db.drop_database_with_ca(&dsn, ca.as_deref(), &name).await?;
                 dropped.push(name);
             }
             format!("dropped databases and roles {}", dropped.join(", "))
@@ -1292,11 +1453,8 @@ async fn cleanup(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
                 "no bootstrap servers: no topics to delete".to_string()
             } else {
                 let names = provision::topic_names(sp);
-                let deleted = ctx
-                    .topics
-                    .delete_topics(&kafka_target(sp, &bootstrap), &names)
-                    .await
-                    .map_err(Error::Kafka)?;
+                let target = kafka_target(sp, ctx, &bootstrap).await?;
+                let deleted = ctx.topics.delete_topics(&target, &names).await.map_err(Error::Kafka)?;
                 format!("deleted {} topics at {bootstrap}", deleted.len())
             }
         }
@@ -1346,7 +1504,8 @@ pub async fn run(
         .owns(scoped::<Secret>(&client, ns), owned.clone())
         .owns(scoped::<Job>(&client, ns), owned.clone())
         .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
-        .owns(scoped::<StatefulSet>(&client, ns), owned)
+        .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
+        .owns(scoped::<NetworkPolicy>(&client, ns), owned)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

@@ -29,6 +29,12 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.payment.provider != 'stripe' || has(self.stripe)", "message": "payment.provider stripe needs spec.stripe (the Secret with the Stripe keys)"},
+    {"rule": "!has(self.database.tls) || self.database.mode != 'embedded'", "message": "database.tls is for modes external and cloudnativepg (the embedded PostgreSQL serves no TLS)"},
+    {"rule": "!has(self.redis.tls) || self.redis.mode == 'external'", "message": "redis.tls is for mode external (the embedded Redis serves no TLS)"},
+    {"rule": "!has(self.kafka.security) || self.kafka.mode == 'external'", "message": "kafka.security is for mode external (the embedded broker is plaintext; Strimzi listeners are configured on the Kafka resource)"}
+]))]
 pub struct ShopPlatformSpec {
     /// Container image repository of the `shop` binary, without a tag (the tag is `version`).
     #[serde(default = "default_image")]
@@ -38,9 +44,28 @@ pub struct ShopPlatformSpec {
     /// then rolls the Deployments.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"))]
     pub version: String,
+    /// Digest of the image of `version` (`sha256:…`): when set, the services and migration Jobs
+    /// run `image@digest` (immutable) instead of `image:version`; `version` still names the
+    /// release (labels, migration Job names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^sha256:[a-f0-9]{64}$"))]
+    pub image_digest: Option<String>,
     /// Image pull policy of every container the operator creates.
     #[serde(default)]
     pub image_pull_policy: PullPolicy,
+    /// Secrets (type `kubernetes.io/dockerconfigjson`) for pulling the images of every pod the
+    /// operator creates, e.g. `[{name: registry-credentials}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// Where the service pods are scheduled: node selector, tolerations, affinity and topology
+    /// spread (by zone and by host, unless turned off). `services.<name>.placement` overrides it
+    /// per field.
+    #[serde(default)]
+    pub placement: PlacementSpec,
+    /// The payment provider of the payment service (`SHOP_PAYMENT__PROVIDER`). Required: a shop
+    /// takes real payments only when someone chose `stripe`.
+    pub payment: PaymentSpec,
     /// Per-service settings, keyed by service name. A service not listed runs with the defaults
     /// (enabled, one replica).
     #[serde(default)]
@@ -55,8 +80,8 @@ pub struct ShopPlatformSpec {
     /// The Redis cache (cart storage).
     #[serde(default)]
     pub redis: RedisSpec,
-    /// Stripe credentials: when set, the payment service uses Stripe with the keys of this
-    /// Secret; without them it uses its simulated provider.
+    /// Stripe credentials of `payment.provider: stripe`: the payment pods read the keys of this
+    /// Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe: Option<StripeSpec>,
     /// SMTP relay for outgoing email; without it email is captured by the notification service.
@@ -65,6 +90,13 @@ pub struct ShopPlatformSpec {
     /// Public HTTP(S) entry point: an Ingress in front of the gateway.
     #[serde(default)]
     pub ingress: IngressSpec,
+    /// NetworkPolicies of the platform's pods: deny by default, then exactly the connections the
+    /// shop makes. On unless `enabled: false`.
+    #[serde(default)]
+    pub network_policies: NetworkPoliciesSpec,
+    /// Prometheus Operator integration: a `ServiceMonitor` scraping every service's `ops` port.
+    #[serde(default)]
+    pub monitoring: MonitoringSpec,
     /// What happens to the data when the ShopPlatform is deleted. `Retain` (default) keeps the
     /// databases and roles, the CloudNativePG `Cluster` or the embedded database's volume and
     /// admin Secret, and the topics; `Delete` removes them.
@@ -163,11 +195,22 @@ pub struct ServiceSpec {
     /// come after the operator's own, so they can override them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVarSpec>,
+    /// Scheduling of this service's pods; each field set here replaces the platform's
+    /// `placement` field of the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementSpec>,
 }
 
 impl Default for ServiceSpec {
     fn default() -> Self {
-        ServiceSpec { enabled: true, replicas: 1, autoscaling: None, resources: None, env: Vec::new() }
+        ServiceSpec {
+            enabled: true,
+            replicas: 1,
+            autoscaling: None,
+            resources: None,
+            env: Vec::new(),
+            placement: None,
+        }
     }
 }
 
@@ -289,6 +332,74 @@ pub struct DatabaseSpec {
     /// Settings of mode `embedded`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedded: Option<EmbeddedDatabase>,
+    /// TLS to PostgreSQL (modes `external` and `cloudnativepg`): the `sslmode` of every service's
+    /// connection URL and of the operator's own connections, and the CA that verifies the
+    /// server (mounted into the service pods as `SHOP_DATABASE_CA_FILE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<DatabaseTls>,
+}
+
+/// TLS to PostgreSQL.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.mode == 'require' || has(self.ca)", "message": "database.tls modes verify-ca and verify-full need database.tls.ca"}
+]))]
+pub struct DatabaseTls {
+    /// libpq's `sslmode`: `require` (encrypted, the server not verified), `verify-ca` (the
+    /// server's certificate chains to `ca`) or `verify-full` (and names the host).
+    #[serde(default)]
+    pub mode: DatabaseSslMode,
+    /// The CA certificate(s) that verify the server (PEM). CloudNativePG: its Secret
+    /// `<platform>-db-ca`, key `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaSource>,
+}
+
+/// libpq's `sslmode` values that encrypt.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatabaseSslMode {
+    Require,
+    VerifyCa,
+    #[default]
+    VerifyFull,
+}
+
+impl DatabaseSslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatabaseSslMode::Require => "require",
+            DatabaseSslMode::VerifyCa => "verify-ca",
+            DatabaseSslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// A PEM file from a key of a Secret or of a ConfigMap in the platform's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.secretRef) != has(self.configMapRef)", "message": "set exactly one of secretRef and configMapRef"}
+]))]
+pub struct CaSource {
+    /// A key of a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// A key of a ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ConfigMapKeyRef>,
+}
+
+/// A key of a ConfigMap in the ShopPlatform's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct ConfigMapKeyRef {
+    /// Name of the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
 }
 
 /// How the databases are provided.
@@ -335,6 +446,81 @@ pub struct CloudNativePgDatabase {
     /// StorageClass of the volumes (the cluster default when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+    /// Continuous backup to an S3-compatible object store (base backups and WAL archive,
+    /// CloudNativePG's `barmanObjectStore`) plus a `ScheduledBackup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<CnpgBackup>,
+    /// Create the cluster from a backup in an object store instead of empty
+    /// (`bootstrap.recovery`). Read only when the `Cluster` is created: set it on a new
+    /// ShopPlatform (or after deleting the Cluster) to restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<CnpgRecovery>,
+}
+
+/// An S3-compatible object store of CloudNativePG's barman-cloud.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStore {
+    /// Where the backups go, e.g. `s3://shop-backups/prod`.
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^(s3|gs|https?)://.+"))]
+    pub destination_path: String,
+    /// Endpoint of an S3-compatible store other than AWS (e.g. MinIO), `https://…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "endpointURL")]
+    pub endpoint_url: Option<String>,
+    /// The access key id and secret access key, from Secrets in the platform's namespace.
+    pub s3_credentials: S3Credentials,
+}
+
+/// S3 credentials from Secret keys.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Credentials {
+    /// The access key id.
+    pub access_key_id: SecretKeyRef,
+    /// The secret access key.
+    pub secret_access_key: SecretKeyRef,
+}
+
+/// Backups of the CloudNativePG cluster.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CnpgBackup {
+    /// The object store of base backups and the WAL archive.
+    pub object_store: ObjectStore,
+    /// How long backups are kept, e.g. `30d` (CloudNativePG's `retentionPolicy`).
+    #[serde(default = "default_backup_retention")]
+    #[schemars(regex(pattern = r"^[1-9][0-9]*[dwm]$"))]
+    pub retention_policy: String,
+    /// When base backups run: a cron expression with seconds (CloudNativePG's
+    /// `ScheduledBackup`), e.g. `0 0 2 * * *` for 02:00 daily.
+    #[serde(default = "default_backup_schedule")]
+    #[schemars(length(min = 9, max = 100))]
+    pub schedule: String,
+}
+
+fn default_backup_retention() -> String {
+    "30d".to_string()
+}
+
+fn default_backup_schedule() -> String {
+    "0 0 2 * * *".to_string()
+}
+
+/// A restore of the CloudNativePG cluster from an object store.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CnpgRecovery {
+    /// The object store holding the backups (its `destinationPath` as the backed-up cluster
+    /// wrote it).
+    pub object_store: ObjectStore,
+    /// The backed-up cluster's name in the store (its `Cluster` name: `<platform>-db`).
+    #[schemars(length(min = 1, max = 63))]
+    pub server_name: String,
+    /// Point in time to recover to (RFC 3339, e.g. `2025-01-31T12:00:00Z`); the end of the WAL
+    /// archive when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_time: Option<String>,
 }
 
 fn default_cnpg_storage() -> String {
@@ -401,6 +587,86 @@ pub struct KafkaSpec {
     /// Partitions can be increased later, never decreased.
     #[serde(default)]
     pub topics: TopicSettings,
+    /// TLS and SASL to the brokers (mode `external`), for the services (`SHOP_EVENTS__*`) and
+    /// the operator's own topic provisioning alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<KafkaSecurity>,
+}
+
+/// How clients talk to the brokers.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(self.protocol == 'sasl_plaintext' || self.protocol == 'sasl_ssl') == has(self.sasl)", "message": "kafka.security.sasl is needed by, and only by, protocols sasl_plaintext and sasl_ssl"},
+    {"rule": "!has(self.ca) || self.protocol == 'ssl' || self.protocol == 'sasl_ssl'", "message": "kafka.security.ca needs protocol ssl or sasl_ssl"}
+]))]
+pub struct KafkaSecurity {
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl` (librdkafka's `security.protocol`).
+    pub protocol: KafkaProtocol,
+    /// CA certificate(s) of the brokers (PEM); the public roots when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaSource>,
+    /// SASL authentication (protocols `sasl_*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<KafkaSasl>,
+}
+
+/// librdkafka's `security.protocol`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl KafkaProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KafkaProtocol::Plaintext => "plaintext",
+            KafkaProtocol::Ssl => "ssl",
+            KafkaProtocol::SaslPlaintext => "sasl_plaintext",
+            KafkaProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+    pub fn is_tls(self) -> bool {
+        matches!(self, KafkaProtocol::Ssl | KafkaProtocol::SaslSsl)
+    }
+}
+
+/// SASL credentials.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: SaslMechanismSpec,
+    /// The user name.
+    #[schemars(length(min = 1, max = 255))]
+    pub username: String,
+    /// The password, from a Secret key (never copied into a ConfigMap).
+    pub password_secret_ref: SecretKeyRef,
+}
+
+/// SASL mechanisms both the services and the operator speak.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SaslMechanismSpec {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanismSpec {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanismSpec::Plain => "PLAIN",
+            SaslMechanismSpec::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanismSpec::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
 }
 
 /// How Kafka is provided.
@@ -492,12 +758,24 @@ pub struct RedisSpec {
     /// Redis pod for development.
     #[serde(default)]
     pub mode: RedisMode,
-    /// Secret key holding `redis://…` (mode `external`).
+    /// Secret key holding `redis://…` or `rediss://…` (TLS) (mode `external`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_secret_ref: Option<SecretKeyRef>,
+    /// CA certificate(s) that verify a `rediss://` server (mounted into the service pods as
+    /// `SHOP_REDIS_CA_FILE`); the public roots when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RedisTls>,
     /// Settings of mode `embedded`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedded: Option<EmbeddedRedis>,
+}
+
+/// TLS to Redis.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisTls {
+    /// The CA certificate(s) (PEM).
+    pub ca: CaSource,
 }
 
 /// One Redis pod for development: no persistence, no replication.
@@ -577,6 +855,207 @@ pub struct IngressSpec {
     /// Annotations of the Ingress (e.g. for cert-manager or the ingress controller).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// The payment service's provider.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentSpec {
+    /// `stripe` (real payments; needs `spec.stripe`) or `simulated` (no money moves: every
+    /// payment succeeds; the payment service announces it as a warning and on `/info`).
+    pub provider: PaymentProvider,
+}
+
+/// `SHOP_PAYMENT__PROVIDER`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentProvider {
+    Stripe,
+    Simulated,
+}
+
+impl PaymentProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentProvider::Stripe => "stripe",
+            PaymentProvider::Simulated => "simulated",
+        }
+    }
+}
+
+/// A Secret in the ShopPlatform's namespace, by name.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct LocalObjectReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Where pods are scheduled. Unset fields: the platform's (for a service), or nothing.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementSpec {
+    /// Labels a node must carry, e.g. `{kubernetes.io/arch: amd64}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// A Kubernetes `Affinity` (`nodeAffinity`, `podAffinity`, `podAntiAffinity`), passed to the
+    /// pods as given (the API server validates it when the operator applies the Deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub affinity: Option<serde_json::Value>,
+    /// Spread each service's pods over zones (`topology.kubernetes.io/zone`) and nodes
+    /// (`kubernetes.io/hostname`), `maxSkew: 1`, `ScheduleAnyway` (a preference: single-zone
+    /// clusters and small ones still schedule). Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread: Option<bool>,
+}
+
+/// A free-form object (validated where it is used).
+fn any_object(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+impl PlacementSpec {
+    /// `self` with the fields `over` sets replaced.
+    pub fn overlay(&self, over: Option<&PlacementSpec>) -> PlacementSpec {
+        let Some(o) = over else { return self.clone() };
+        PlacementSpec {
+            node_selector: o.node_selector.clone().or_else(|| self.node_selector.clone()),
+            tolerations: o.tolerations.clone().or_else(|| self.tolerations.clone()),
+            affinity: o.affinity.clone().or_else(|| self.affinity.clone()),
+            topology_spread: o.topology_spread.or(self.topology_spread),
+        }
+    }
+}
+
+/// A toleration of a node taint.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Toleration {
+    /// The taint key (all keys when empty, with operator `Exists`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `Equal` (default) or `Exists`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(Equal|Exists)$"))]
+    pub operator: Option<String>,
+    /// The taint value (operator `Equal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`; every effect when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(NoSchedule|PreferNoSchedule|NoExecute)$"))]
+    pub effect: Option<String>,
+    /// With `NoExecute`: how long the pod stays bound after the taint appears.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toleration_seconds: Option<i64>,
+}
+
+/// The platform's NetworkPolicies.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPoliciesSpec {
+    /// Render them (default). `false` removes them; the pods then accept and open any
+    /// connection the cluster's network allows.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The pods of the ingress controller, allowed to the gateway's `http` port. Default: every
+    /// pod of the namespace `ingress-nginx`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_controller: Option<PeerSelector>,
+    /// The Prometheus pods, allowed to every service's `ops` port (9090). Default: every pod of
+    /// the namespace `monitoring`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PeerSelector>,
+    /// The operator's pods, allowed to the embedded PostgreSQL and Kafka (it provisions
+    /// databases and topics). Default: pods labelled `app.kubernetes.io/name: shop-operator` in
+    /// any namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<PeerSelector>,
+    /// Destinations outside the cluster the services may reach, e.g. the external PostgreSQL,
+    /// Kafka and Redis, Stripe, SMTP: `{cidr: 10.20.0.0/16, ports: [5432]}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub external_egress: Vec<ExternalEgress>,
+}
+
+impl Default for NetworkPoliciesSpec {
+    fn default() -> Self {
+        NetworkPoliciesSpec {
+            enabled: true,
+            ingress_controller: None,
+            prometheus: None,
+            operator: None,
+            external_egress: Vec::new(),
+        }
+    }
+}
+
+/// Pods in other namespaces, by namespace labels and pod labels (both must match; an empty map
+/// matches everything).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerSelector {
+    /// Labels of the namespace, e.g. `{kubernetes.io/metadata.name: ingress-nginx}`.
+    #[serde(default)]
+    pub namespace_labels: BTreeMap<String, String>,
+    /// Labels of the pods, e.g. `{app.kubernetes.io/name: ingress-nginx}`.
+    #[serde(default)]
+    pub pod_labels: BTreeMap<String, String>,
+}
+
+/// An address block outside the cluster and the TCP ports open to it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalEgress {
+    /// CIDR, e.g. `10.20.0.0/16` or `0.0.0.0/0`.
+    #[schemars(regex(pattern = r"^[0-9a-fA-F:.]+/[0-9]{1,3}$"))]
+    pub cidr: String,
+    /// TCP ports; every port when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+}
+
+/// Monitoring.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// A `ServiceMonitor` (`monitoring.coreos.com/v1`) for the shop services' `/metrics` on
+    /// their `ops` port; applied only where the cluster serves that API.
+    #[serde(default)]
+    pub service_monitor: ServiceMonitorSpec,
+}
+
+/// The `ServiceMonitor`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMonitorSpec {
+    /// Create it (default `false`).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Scrape interval, e.g. `30s`.
+    #[serde(default = "default_scrape_interval")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub interval: String,
+    /// Extra labels of the ServiceMonitor (e.g. the `release` label a Prometheus selects).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for ServiceMonitorSpec {
+    fn default() -> Self {
+        ServiceMonitorSpec { enabled: false, interval: default_scrape_interval(), labels: BTreeMap::new() }
+    }
+}
+
+fn default_scrape_interval() -> String {
+    "30s".to_string()
 }
 
 /// What deleting the ShopPlatform does to its data.

@@ -24,7 +24,10 @@ use crate::provision::{
 pub const NS: &str = "testns";
 
 /// A ShopPlatform as the API server would return it (namespace, uid, generation set).
-pub fn platform(name: &str, spec: Value) -> ShopPlatform {
+pub fn platform(name: &str, mut spec: Value) -> ShopPlatform {
+    if spec.get("payment").is_none() {
+        spec["payment"] = json!({"provider": "simulated"});
+    }
     serde_json::from_value(json!({
         "apiVersion": "platform.shop/v1alpha1",
         "kind": "ShopPlatform",
@@ -158,6 +161,19 @@ pub fn event() -> Step {
 }
 
 /// The pods of a service, listed while its Deployment is not available (answered: none).
+/// The platform's NetworkPolicies listed (metadata only): none.
+pub fn network_policies_listed() -> Step {
+    Step::new(
+        Method::GET,
+        format!("/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"),
+        Reply::Json(
+            200,
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "items": []}),
+        ),
+    )
+    .query("labelSelector=")
+}
+
 pub fn pods_listed() -> Step {
     Step::new(
         Method::GET,

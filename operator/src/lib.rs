@@ -6,6 +6,7 @@
 //! - [`controller`]: reconcile, error policy and the controller loop;
 //! - [`provision`]: per-service databases (PostgreSQL) and Kafka topics (admin API);
 //! - [`kafka`]: the operator's small Kafka admin client (`kafka-protocol`; TLS, SASL);
+//! - [`lease`]: leader election through a `coordination.k8s.io` Lease (ADR 0012);
 //! - [`metrics`]: reconcile metrics and the `/metrics` + `/healthz` server;
 //! - [`status`]: conditions and phase.
 
@@ -14,6 +15,7 @@ pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod kafka;
+pub mod lease;
 pub mod metrics;
 pub mod names;
 pub mod overrides;

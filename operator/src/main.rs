@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use shop_operator::controller::Settings;
 use shop_operator::kafka::{SaslConfig, SaslMechanism, TlsConfig};
+use shop_operator::lease::{LeaderElector, LeaseConfig};
 use shop_operator::overrides::ConnectOverrides;
 use shop_operator::provision::{KafkaTopicProvisioner, PgProvisioner};
 
@@ -54,6 +55,28 @@ struct Cli {
     /// `host:port=addr:port`, comma-separated.
     #[arg(long, env = "SHOP_OPERATOR_CONNECT_OVERRIDES", default_value = "")]
     connect_overrides: String,
+    /// Reconcile only while holding the Lease `--lease-name` (several replicas: one leads, the
+    /// others stand by; ADR 0012).
+    #[arg(long, env = "SHOP_OPERATOR_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the Lease (the operator's own; the chart passes the pod's namespace).
+    #[arg(long, env = "SHOP_OPERATOR_LEASE_NAMESPACE", default_value = "")]
+    lease_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, env = "SHOP_OPERATOR_LEASE_NAME", default_value = "shop-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease; default: `POD_NAME`, else the host name.
+    #[arg(long, env = "POD_NAME", default_value = "")]
+    lease_identity: String,
+    /// Seconds a Lease not renewed keeps its holder.
+    #[arg(long, env = "SHOP_OPERATOR_LEASE_DURATION", default_value_t = 15)]
+    lease_duration: u64,
+    /// Seconds the leader keeps trying to renew before it steps down (below the lease duration).
+    #[arg(long, env = "SHOP_OPERATOR_LEASE_RENEW_DEADLINE", default_value_t = 10)]
+    lease_renew_deadline: u64,
+    /// Seconds between attempts to acquire or renew.
+    #[arg(long, env = "SHOP_OPERATOR_LEASE_RETRY_PERIOD", default_value_t = 2)]
+    lease_retry_period: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -82,6 +105,31 @@ impl Cli {
             });
         }
         Ok((pg, kafka))
+    }
+
+    /// The leader election's settings, with `--leader-election`.
+    fn lease(&self) -> anyhow::Result<Option<LeaseConfig>> {
+        if !self.leader_election {
+            return Ok(None);
+        }
+        let identity = if self.lease_identity.is_empty() {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default()
+        } else {
+            self.lease_identity.clone()
+        };
+        let secs = std::time::Duration::from_secs;
+        let config = LeaseConfig {
+            namespace: self.lease_namespace.clone(),
+            name: self.lease_name.clone(),
+            identity: format!("{identity}_{}", std::process::id()),
+            lease_duration: secs(self.lease_duration),
+            renew_deadline: secs(self.lease_renew_deadline),
+            retry_period: secs(self.lease_retry_period),
+        };
+        config.validate().map_err(|e| anyhow::anyhow!("leader election: {e} (--lease-namespace, --lease-duration, --lease-renew-deadline, --lease-retry-period)"))?;
+        Ok(Some(config))
     }
 }
 
@@ -140,9 +188,16 @@ fn main() -> ExitCode {
                 progress_requeue: std::time::Duration::from_secs(cli.progress_interval.max(1)),
                 max_backoff: std::time::Duration::from_secs(cli.max_retry_interval.max(1)),
             };
+            let lease = match cli.lease() {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "invalid configuration");
+                    return ExitCode::from(2);
+                }
+            };
             let namespace = cli.namespace.clone().filter(|n| !n.is_empty());
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-            match rt.block_on(run(cli.metrics_addr, namespace, settings, provisioners)) {
+            match rt.block_on(run(cli.metrics_addr, namespace, settings, provisioners, lease)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "operator stopped");
@@ -182,13 +237,62 @@ async fn run(
     namespace: Option<String>,
     settings: Settings,
     (pg, kafka): (PgProvisioner, KafkaTopicProvisioner),
+    lease: Option<LeaseConfig>,
 ) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, namespace = namespace.as_deref().unwrap_or("(all)"), "metrics and health listening");
     let server = tokio::spawn(shop_operator::metrics::serve(listener));
-    shop_operator::controller::run(client, namespace, settings, Arc::new(pg), Arc::new(kafka)).await;
+    let controller =
+        shop_operator::controller::run(client.clone(), namespace, settings, Arc::new(pg), Arc::new(kafka));
+    let Some(lease) = lease else {
+        shop_operator::metrics::set_leader(true);
+        controller.await;
+        server.abort();
+        return Ok(());
+    };
+    let mut elector = LeaderElector::new(client, lease);
+    // A standby stops at SIGTERM without ever leading.
+    tokio::select! {
+        _ = elector.acquire() => {}
+        _ = shutdown_signal() => {
+            server.abort();
+            return Ok(());
+        }
+    }
+    shop_operator::metrics::set_leader(true);
+    let mut controller = tokio::spawn(controller);
+    let result = tokio::select! {
+        // Stopped by a signal (the controller's graceful shutdown): hand the Lease over.
+        _ = &mut controller => {
+            elector.release().await;
+            Ok(())
+        }
+        lost = elector.hold() => {
+            // Step down at once: another replica may lead after the lease duration.
+            controller.abort();
+            shop_operator::metrics::set_leader(false);
+            Err(anyhow::anyhow!("leadership lost ({lost}): stopping"))
+        }
+    };
     server.abort();
-    Ok(())
+    result
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

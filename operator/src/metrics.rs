@@ -2,7 +2,9 @@
 //! `/healthz` by a minimal HTTP/1 server ([`serve`]):
 //! - `shop_operator_reconciles_total` — reconcile runs;
 //! - `shop_operator_reconcile_failures_total{reason}` — failures by [`crate::Error::metric_label`];
-//! - `shop_operator_reconcile_duration_seconds` — histogram of reconcile durations.
+//! - `shop_operator_reconcile_duration_seconds` — histogram of reconcile durations;
+//! - `shop_operator_leader` — 1 while this replica reconciles (holds the Lease, or runs without
+//!   leader election), 0 while it stands by.
 
 use std::convert::Infallible;
 use std::sync::OnceLock;
@@ -22,6 +24,12 @@ pub fn reconciled(duration: Duration) {
 
 pub fn failed(reason: &'static str) {
     metrics::counter!("shop_operator_reconcile_failures_total", "reason" => reason).increment(1);
+}
+
+/// Whether this replica leads (see [`crate::lease`]).
+pub fn set_leader(leading: bool) {
+    let _ = handle();
+    metrics::gauge!("shop_operator_leader").set(if leading { 1.0 } else { 0.0 });
 }
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -47,6 +47,22 @@ pub fn redis(sp: &ShopPlatform) -> String {
 pub const HTTP_PORT_NAME: &str = "http";
 /// Port of every service's Service.
 pub const SERVICE_PORT: i32 = 80;
+/// Named container and Service port of the operations endpoints (`SHOP_OPS_ADDR`).
+pub const OPS_PORT_NAME: &str = "ops";
+/// Seconds a stopping service keeps serving while `/readyz` says `draining`
+/// (`SHOP_SHUTDOWN_DELAY_SECS`), and the `preStop` sleep before its SIGTERM.
+pub const SHUTDOWN_DELAY_SECS: i64 = 5;
+/// Grace period of a service pod: above the preStop sleep, the drain delay and the gateway's
+/// request timeout (30 s).
+pub const TERMINATION_GRACE_SECS: i64 = 45;
+/// `Strict-Transport-Security` max-age when the Ingress serves TLS: one year.
+pub const HSTS_MAX_AGE_SECS: u64 = 31_536_000;
+/// Where the CA certificates of the backing services are mounted (`<dir>/ca.crt`).
+pub const POSTGRES_CA_DIR: &str = "/etc/shop/ca/postgres";
+pub const REDIS_CA_DIR: &str = "/etc/shop/ca/redis";
+pub const KAFKA_CA_DIR: &str = "/etc/shop/ca/kafka";
+/// File name of a mounted CA.
+pub const CA_FILE: &str = "ca.crt";
 
 /// Key of the auth signing key in its Secret.
 pub const SIGNING_KEY_KEY: &str = "private-key.pem";
@@ -103,6 +119,21 @@ pub fn cnpg_cluster(sp: &ShopPlatform) -> String {
 
 pub fn cnpg_superuser_secret(sp: &ShopPlatform) -> String {
     format!("{}-superuser", cnpg_cluster(sp))
+}
+
+/// CloudNativePG mode with backups: the `ScheduledBackup`.
+pub fn cnpg_scheduled_backup(sp: &ShopPlatform) -> String {
+    format!("{}-db-backup", sp.name_any())
+}
+
+/// The `ServiceMonitor` of the shop services.
+pub fn service_monitor(sp: &ShopPlatform) -> String {
+    format!("{}-services", sp.name_any())
+}
+
+/// A NetworkPolicy of the platform: `<platform>-<what>`.
+pub fn network_policy(sp: &ShopPlatform, what: &str) -> String {
+    format!("{}-{what}", sp.name_any())
 }
 
 pub fn ingress(sp: &ShopPlatform) -> String {
@@ -181,8 +212,13 @@ mod tests {
     use crate::crd::ShopPlatformSpec;
 
     fn sp(name: &str, version: &str) -> ShopPlatform {
-        let mut sp: ShopPlatform =
-            ShopPlatform::new(name, serde_json::from_value(serde_json::json!({"version": version})).unwrap());
+        let mut sp: ShopPlatform = ShopPlatform::new(
+            name,
+            serde_json::from_value(
+                serde_json::json!({"version": version, "payment": {"provider": "simulated"}}),
+            )
+            .unwrap(),
+        );
         sp.metadata.namespace = Some("prod".into());
         let _: &ShopPlatformSpec = &sp.spec;
         sp

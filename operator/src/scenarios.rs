@@ -30,6 +30,8 @@ fn spec() -> Value {
         "database": {"mode": "external", "external": {"adminSecretRef": {"name": "pg-admin", "key": "dsn"}}},
         "kafka": {"mode": "external", "bootstrapServers": BROKERS},
         "redis": {"mode": "external", "urlSecretRef": {"name": "redis", "key": "url"}},
+        "payment": {"provider": "simulated"},
+        "networkPolicies": {"enabled": false},
     })
 }
 
@@ -124,8 +126,12 @@ fn services_steps(live: &Live, ready: i32) -> Vec<Step> {
     ServiceName::ALL.into_iter().flat_map(|s| service_steps(live, s, ready, false)).collect()
 }
 
+/// The Ingress (none), then the NetworkPolicies (disabled: only listed, none to delete).
 fn ingress_steps(live: &Live) -> Vec<Step> {
-    vec![read(live, group("networking.k8s.io/v1", "ingresses", &format!("{NAME}-gateway")))]
+    vec![
+        read(live, group("networking.k8s.io/v1", "ingresses", &format!("{NAME}-gateway"))),
+        network_policies_listed(),
+    ]
 }
 
 /// `ready/total` over every service of the contract.

@@ -36,7 +36,7 @@ fn provisioner() -> KafkaTopicProvisioner {
 }
 
 fn target() -> KafkaTarget {
-    KafkaTarget { bootstrap_servers: brokers(), secured: false }
+    KafkaTarget { bootstrap_servers: brokers(), secured: false, security: None }
 }
 
 fn config() -> ConnectionConfig {
@@ -196,7 +196,7 @@ async fn retention_follows_the_spec() {
 async fn an_unreachable_broker_is_an_error_not_a_hang() {
     let p = KafkaTopicProvisioner::with_timeout(Duration::from_secs(2));
     let started = std::time::Instant::now();
-    let unreachable = KafkaTarget { bootstrap_servers: "127.0.0.1:1".into(), secured: false };
+    let unreachable = KafkaTarget { bootstrap_servers: "127.0.0.1:1".into(), secured: false, security: None };
     let err = p.ensure_topics(&unreachable, &[spec("never".into(), 1, 1)]).await.unwrap_err();
     assert!(err.contains("metadata"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -288,14 +288,14 @@ fn tls(server_name: Option<&str>, ca: bool) -> KafkaTopicProvisioner {
 #[tokio::test]
 async fn topics_over_tls_with_the_ca_and_the_name_verified() {
     let (proxy, task) = tls_proxy().await;
-    let secured = KafkaTarget { bootstrap_servers: proxy.clone(), secured: true };
+    let secured = KafkaTarget { bootstrap_servers: proxy.clone(), secured: true, security: None };
     let name = format!("{}orders", unique("tls"));
     let report = tls(None, true).ensure_topics(&secured, &[spec(name.clone(), 2, 24)]).await.unwrap();
     assert_eq!(report.created, vec![name.clone()]);
     assert_eq!(partitions(&name).await, 2);
 
     // Not secured (the embedded broker): the TLS settings are not used, so TLS at the proxy fails.
-    let plain = KafkaTarget { bootstrap_servers: proxy.clone(), secured: false };
+    let plain = KafkaTarget { bootstrap_servers: proxy.clone(), secured: false, security: None };
     assert!(tls(None, true).ensure_topics(&plain, &[spec(name.clone(), 2, 24)]).await.is_err());
     // An unknown CA (the Mozilla roots do not include the test CA) is refused…
     let err = tls(None, false).ensure_topics(&secured, &[spec(name.clone(), 2, 24)]).await.unwrap_err();

@@ -271,3 +271,75 @@ async fn errors_say_what_the_server_said() {
         "{err}"
     );
 }
+
+/// The embedded database's backup path (docs/operations.md, "Backups"): a service database
+/// dumped with the documented `pg_dump` command (custom format, run as the superuser) and
+/// restored with the documented `pg_restore` command into a fresh database of a new
+/// provisioning (another role): tables, rows and sequences come back, owned by the new role.
+#[tokio::test]
+async fn a_service_database_dumps_and_restores_with_the_documented_commands() {
+    let p = PgProvisioner::default();
+    let source =
+        DatabaseGrant { name: unique("dump"), password: "pw-source".into(), password_current: false };
+    let target =
+        DatabaseGrant { name: unique("restore"), password: "pw-target".into(), password_current: false };
+    let source_url = p.ensure(&admin_dsn(), &source).await.unwrap();
+    let db = connect(&source_url, None, &Default::default()).await.unwrap();
+    db.batch_execute(
+        "CREATE TABLE products (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, price_cents BIGINT NOT NULL);
+         INSERT INTO products (name, price_cents) VALUES ('tea', 450), ('coffee', 390), ('mate', 520);",
+    )
+    .await
+    .unwrap();
+    drop(db);
+    let dir = std::env::temp_dir().join(unique("dumpdir"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dump = dir.join("service.dump");
+    let with_db = |db: &str| {
+        let mut u = url::Url::parse(&admin_dsn()).unwrap();
+        u.set_path(&format!("/{db}"));
+        u.to_string()
+    };
+    // As in docs/operations.md: pg_dump --format=custom --no-owner --no-privileges <db>.
+    let out = std::process::Command::new("pg_dump")
+        .args(["--format=custom", "--no-owner", "--no-privileges", "--dbname"])
+        .arg(with_db(&source.name))
+        .arg("--file")
+        .arg(&dump)
+        .output()
+        .expect("pg_dump runs");
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    // A fresh database for the service (the operator provisions it), then
+    // pg_restore --no-owner --no-privileges --role=<service role> --dbname <db> <file>.
+    let target_url = p.ensure(&admin_dsn(), &target).await.unwrap();
+    let out = std::process::Command::new("pg_restore")
+        .args(["--no-owner", "--no-privileges", "--exit-on-error"])
+        .arg(format!("--role={}", target.name))
+        .arg("--dbname")
+        .arg(with_db(&target.name))
+        .arg(&dump)
+        .output()
+        .expect("pg_restore runs");
+    assert!(out.status.success(), "pg_restore: {}", String::from_utf8_lossy(&out.stderr));
+    // The service's own role reads the data and owns the table; the sequence continues.
+    let db = connect(&target_url, None, &Default::default()).await.unwrap();
+    let rows = db.query("SELECT name, price_cents FROM products ORDER BY id", &[]).await.unwrap();
+    let got: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![("tea".into(), 450), ("coffee".into(), 390), ("mate".into(), 520)]);
+    let owner: String = db
+        .query_one("SELECT tableowner::text FROM pg_tables WHERE tablename = 'products'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, target.name);
+    let next: i64 = db
+        .query_one("INSERT INTO products (name, price_cents) VALUES ('cocoa', 300) RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, 4);
+    drop(db);
+    p.drop_database(&admin_dsn(), &source.name).await.unwrap();
+    p.drop_database(&admin_dsn(), &target.name).await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

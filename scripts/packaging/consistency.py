@@ -6,8 +6,9 @@
 - manifests/overlays/<o>/shopplatform.yaml is byte-for-byte manifests/samples/<o>.yaml;
 - dev/ctlptl.yaml's kindV1Alpha4Cluster is dev/kind.yaml;
 - the chart's ClusterRole rules equal manifests/operator/rbac.yaml's;
-- the chart's operator Deployment keeps ADR 0005 (1 replica, Recreate) and the pod security of
-  manifests/operator/deployment.yaml.
+- the chart's operator Deployment keeps ADR 0012 (several replicas with leader election,
+  RollingUpdate, a PodDisruptionBudget) and the pod security of manifests/operator/deployment.yaml,
+  which runs the same way.
 """
 import sys
 
@@ -50,8 +51,14 @@ if one(rendered, "ClusterRole", "chart").get("rules") != one(plain, "ClusterRole
 chart_dep, plain_dep = one(rendered, "Deployment", "chart"), one(plain, "Deployment", "manifests/operator")
 if chart_dep and plain_dep:
     cs, ps = chart_dep["spec"], plain_dep["spec"]
-    if cs.get("replicas") != 1 or cs["strategy"] != {"type": "Recreate"}:
-        problems.append("chart operator Deployment: must be 1 replica with strategy Recreate (ADR 0005)")
+    def elected(spec):
+        env = {e["name"]: e.get("value") for e in spec["template"]["spec"]["containers"][0].get("env", [])}
+        return env.get("SHOP_OPERATOR_LEADER_ELECTION") == "true"
+    for where, spec in (("chart", cs), ("manifests/operator", ps)):
+        if spec.get("replicas", 1) < 2 or spec["strategy"].get("type") != "RollingUpdate" or not elected(spec):
+            problems.append(f"{where} operator Deployment: must run 2+ replicas, RollingUpdate, with leader election (ADR 0012)")
+    one(rendered, "PodDisruptionBudget", "chart")
+    one(plain, "PodDisruptionBudget", "manifests/operator")
     if cs["template"]["spec"]["securityContext"] != ps["template"]["spec"]["securityContext"]:
         problems.append("chart operator pod securityContext differs from manifests/operator/deployment.yaml")
     cc, pc = cs["template"]["spec"]["containers"][0], ps["template"]["spec"]["containers"][0]
@@ -63,4 +70,4 @@ for p in problems:
     print(f"consistency: {p}")
 if problems:
     sys.exit(1)
-print("consistency: CRD copy, overlay ShopPlatforms, kind config, RBAC rules, operator Deployment in step")
+print("consistency: CRD copy, overlay ShopPlatforms, kind config, RBAC rules, operator Deployment (HA) in step")

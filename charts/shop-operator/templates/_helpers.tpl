@@ -52,3 +52,69 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 {{- end }}
+
+{{/*
+Least privilege: exactly the verbs the reconciler uses — the same rules as
+manifests/operator/rbac.yaml (scripts/check-packaging fails when they differ).
+*/}}
+{{- define "shop-operator.rules" }}
+rules:
+  - apiGroups: ["platform.shop"]
+    resources: ["shopplatforms"]
+    verbs: ["get", "list", "watch", "patch"]
+  - apiGroups: ["platform.shop"]
+    resources: ["shopplatforms/status"]
+    verbs: ["get", "patch"]
+  # Owner references with blockOwnerDeletion need update on the owner's finalizers.
+  - apiGroups: ["platform.shop"]
+    resources: ["shopplatforms/finalizers"]
+    verbs: ["update"]
+  - apiGroups: ["apps"]
+    resources: ["deployments", "statefulsets"]
+    verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  - apiGroups: [""]
+    resources: ["services", "configmaps"]
+    verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  # Secrets: generated ones are created once, connection Secrets applied; never deleted.
+  - apiGroups: [""]
+    resources: ["secrets"]
+    verbs: ["get", "list", "watch", "create", "patch"]
+  # Migration Jobs: created once per version, only read after that; a failed one whose
+  # template changed is deleted and created anew.
+  - apiGroups: ["batch"]
+    resources: ["jobs"]
+    verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  # The pods of a Deployment that is not available, to tell a crashloop from a slow start.
+  - apiGroups: [""]
+    resources: ["pods"]
+    verbs: ["list"]
+  - apiGroups: ["policy"]
+    resources: ["poddisruptionbudgets"]
+    verbs: ["get", "create", "patch", "delete"]
+  - apiGroups: ["networking.k8s.io"]
+    resources: ["ingresses"]
+    verbs: ["get", "create", "patch", "delete"]
+  # spec.networkPolicies: applied, watched, and the ones no longer desired deleted.
+  - apiGroups: ["networking.k8s.io"]
+    resources: ["networkpolicies"]
+    verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  # services.<name>.autoscaling.
+  - apiGroups: ["autoscaling"]
+    resources: ["horizontalpodautoscalers"]
+    verbs: ["get", "create", "patch", "delete"]
+  - apiGroups: ["events.k8s.io"]
+    resources: ["events"]
+    verbs: ["create", "patch"]
+  # database.mode cloudnativepg only.
+  - apiGroups: ["postgresql.cnpg.io"]
+    resources: ["clusters", "scheduledbackups"]
+    verbs: ["get", "create", "patch"]
+  # monitoring.serviceMonitor (only where the Prometheus Operator's CRD is installed).
+  - apiGroups: ["monitoring.coreos.com"]
+    resources: ["servicemonitors"]
+    verbs: ["get", "create", "patch"]
+  # kafka.mode strimzi only: topics as KafkaTopic objects, their Ready condition read back.
+  - apiGroups: ["kafka.strimzi.io"]
+    resources: ["kafkatopics"]
+    verbs: ["get", "create", "patch"]
+{{- end }}

@@ -62,6 +62,25 @@ pub trait DatabaseProvisioner: Send + Sync {
     async fn ensure(&self, admin_dsn: &str, grant: &DatabaseGrant) -> Result<String, ProvisionError>;
     /// Drops the database and role if they exist.
     async fn drop_database(&self, admin_dsn: &str, name: &str) -> Result<(), ProvisionError>;
+    /// [`ensure`](Self::ensure) with the platform's CA (`spec.database.tls.ca`), which replaces
+    /// the operator-wide one for this call.
+    async fn ensure_with_ca(
+        &self,
+        admin_dsn: &str,
+        _ca_pem: Option<&[u8]>,
+        grant: &DatabaseGrant,
+    ) -> Result<String, ProvisionError> {
+        self.ensure(admin_dsn, grant).await
+    }
+    /// [`drop_database`](Self::drop_database) with the platform's CA.
+    async fn drop_database_with_ca(
+        &self,
+        admin_dsn: &str,
+        _ca_pem: Option<&[u8]>,
+        name: &str,
+    ) -> Result<(), ProvisionError> {
+        self.drop_database(admin_dsn, name).await
+    }
 }
 
 /// The real provisioner: plain SQL over one admin connection per call (`tokio-postgres`; TLS as
@@ -155,6 +174,36 @@ fn with_database(admin_dsn: &str, db: &str) -> Result<String, ProvisionError> {
 
 #[async_trait]
 impl DatabaseProvisioner for PgProvisioner {
+    async fn ensure_with_ca(
+        &self,
+        admin_dsn: &str,
+        ca_pem: Option<&[u8]>,
+        grant: &DatabaseGrant,
+    ) -> Result<String, ProvisionError> {
+        match ca_pem {
+            Some(ca) => {
+                PgProvisioner { ca_pem: Some(ca.to_vec()), ..self.clone() }.ensure(admin_dsn, grant).await
+            }
+            None => self.ensure(admin_dsn, grant).await,
+        }
+    }
+
+    async fn drop_database_with_ca(
+        &self,
+        admin_dsn: &str,
+        ca_pem: Option<&[u8]>,
+        name: &str,
+    ) -> Result<(), ProvisionError> {
+        match ca_pem {
+            Some(ca) => {
+                PgProvisioner { ca_pem: Some(ca.to_vec()), ..self.clone() }
+                    .drop_database(admin_dsn, name)
+                    .await
+            }
+            None => self.drop_database(admin_dsn, name).await,
+        }
+    }
+
     async fn ensure(&self, admin_dsn: &str, grant: &DatabaseGrant) -> Result<String, ProvisionError> {
         let role = ident(&grant.name)?;
         let url = service_url(admin_dsn, grant)?;
@@ -275,6 +324,16 @@ pub struct KafkaTarget {
     /// Whether the operator's Kafka security settings (TLS, SASL) apply: brokers of mode
     /// `external`. The embedded development broker is plaintext.
     pub secured: bool,
+    /// The platform's own settings (`spec.kafka.security`): they replace the operator-wide
+    /// ones for this target.
+    pub security: Option<TargetSecurity>,
+}
+
+/// TLS and SASL of one platform's brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSecurity {
+    pub tls: Option<kafka::TlsConfig>,
+    pub sasl: Option<kafka::SaslConfig>,
 }
 
 /// Creates and deletes topics through the Kafka admin API (modes `external` and `embedded`).
@@ -320,7 +379,9 @@ impl KafkaTopicProvisioner {
     }
 
     async fn admin(&self, target: &KafkaTarget) -> Result<AdminClient, String> {
-        let config = if target.secured {
+        let config = if let Some(sec) = &target.security {
+            ConnectionConfig { tls: sec.tls.clone(), sasl: sec.sasl.clone(), ..self.connection.clone() }
+        } else if target.secured {
             self.connection.clone()
         } else {
             ConnectionConfig { tls: None, sasl: None, ..self.connection.clone() }
@@ -487,7 +548,7 @@ mod tests {
         let sp: ShopPlatform = serde_json::from_value(serde_json::json!({
             "apiVersion": "platform.shop/v1alpha1", "kind": "ShopPlatform",
             "metadata": {"name": "shop", "namespace": "ns"},
-            "spec": {"version": "1", "kafka": {"topics": {"replicationFactor": 3, "partitions": 2}}},
+            "spec": {"version": "1", "payment": {"provider": "simulated"}, "kafka": {"topics": {"replicationFactor": 3, "partitions": 2}}},
         }))
         .unwrap();
         let names = topic_names(&sp);

@@ -273,6 +273,18 @@ pub fn documented_install_commands() -> Vec<(&'static str, Vec<String>)> {
 }
 
 /// A kubeconfig for `token`, with the admin kubeconfig's server and CA.
+/// `payment.provider: simulated` unless the spec names one (it is required); a spec with
+/// `"payment": null` is left without one (to see it refused).
+pub fn with_payment(spec: &mut Value) {
+    match spec.get("payment") {
+        Some(Value::Null) => {
+            spec.as_object_mut().expect("spec").remove("payment");
+        }
+        Some(_) => {}
+        None => spec["payment"] = json!({"provider": "simulated"}),
+    }
+}
+
 pub fn write_token_kubeconfig(admin: &Path, token: &str, out: &Path) {
     let kc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(admin).unwrap()).unwrap();
     let cluster = &kc["clusters"][0]["cluster"];
@@ -372,7 +384,8 @@ impl Scenario {
     }
 
     /// Server-side applies a ShopPlatform `name` with `spec` as the admin (a user).
-    pub async fn apply_platform(&self, name: &str, spec: Value) -> Result<DynamicObject> {
+    pub async fn apply_platform(&self, name: &str, mut spec: Value) -> Result<DynamicObject> {
+        with_payment(&mut spec);
         let obj = json!({
             "apiVersion": "platform.shop/v1alpha1", "kind": "ShopPlatform",
             "metadata": {"name": name, "namespace": self.ns},
@@ -423,6 +436,16 @@ impl Scenario {
 
     /// Starts `shop-operator` for this namespace with the credentials of `kubeconfig`.
     pub fn start_operator_as(&self, kubeconfig: &Path, overrides: &[(String, String)]) -> Result<()> {
+        self.start_operator_with(kubeconfig, overrides, &[]).map(|_| ())
+    }
+
+    /// Starts `shop-operator` with extra environment (flags); returns its index.
+    pub fn start_operator_with(
+        &self,
+        kubeconfig: &Path,
+        overrides: &[(String, String)],
+        extra_env: &[(String, String)],
+    ) -> Result<usize> {
         let mut ops = self.operators.lock().unwrap();
         let n = ops.len();
         let op = Operator::start(
@@ -431,10 +454,34 @@ impl Scenario {
             kubeconfig,
             overrides,
             &self.dir.join(format!("operator-{n}.log")),
+            extra_env,
         )?;
         self.note(format!("operator #{n} started (pid {}, metrics 127.0.0.1:{})", op.child.id(), op.port));
         ops.push(op);
-        Ok(())
+        Ok(n)
+    }
+
+    /// SIGKILLs operator `i`.
+    pub fn kill_operator_at(&self, i: usize) {
+        let mut ops = self.operators.lock().unwrap();
+        let pid = ops[i].child.id();
+        let _ = ops[i].child.kill();
+        let _ = ops[i].child.wait();
+        drop(ops);
+        self.note(format!("operator #{i} (pid {pid}) killed"));
+    }
+
+    /// `shop_operator_reconciles_total` of operator `i`.
+    pub async fn reconciles_of(&self, i: usize) -> Result<u64> {
+        let port = self.operators.lock().unwrap()[i].port;
+        let text = http_get(port, "/metrics").await?;
+        Ok(text
+            .lines()
+            .find(|l| l.starts_with("shop_operator_reconciles_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .unwrap_or(0))
     }
 
     /// SIGKILLs the running operator (no graceful shutdown).
@@ -618,6 +665,7 @@ impl Operator {
         kubeconfig: &Path,
         overrides: &[(String, String)],
         log: &Path,
+        extra_env: &[(String, String)],
     ) -> Result<Operator> {
         let port = free_port()?;
         let out = std::fs::File::create(log)?;
@@ -625,6 +673,7 @@ impl Operator {
         let child = Command::new(&env.operator_bin)
             .arg("run")
             .env_clear()
+            .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig)
             .env("SHOP_OPERATOR_NAMESPACE", ns)

@@ -14,7 +14,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -51,6 +51,8 @@ scenarios!(
     secret_rotation,
     autoscaling,
     restart,
+    production,
+    leader_election,
 );
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -395,6 +397,32 @@ async fn install(s: Arc<Scenario>) -> Result<()> {
             json!({"version": "1", "services": {"catalog": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}}}),
             "minReplicas must not be greater than maxReplicas",
         ),
+        ("no payment provider", json!({"version": "1", "payment": null}), "spec.payment: Required value"),
+        (
+            "stripe without its Secret",
+            json!({"version": "1", "payment": {"provider": "stripe"}}),
+            "payment.provider stripe needs spec.stripe",
+        ),
+        (
+            "SASL without its password Secret",
+            json!({"version": "1", "kafka": {"mode": "external", "bootstrapServers": "k:9092", "security": {"protocol": "sasl_ssl", "sasl": {"mechanism": "PLAIN", "username": "u"}}}}),
+            "passwordSecretRef: Required value",
+        ),
+        (
+            "a SASL protocol without credentials",
+            json!({"version": "1", "kafka": {"mode": "external", "bootstrapServers": "k:9092", "security": {"protocol": "sasl_plaintext"}}}),
+            "kafka.security.sasl is needed by, and only by, protocols sasl_plaintext and sasl_ssl",
+        ),
+        (
+            "verify-full without a CA",
+            json!({"version": "1", "database": {"mode": "external", "external": {"adminSecretRef": {"name": "a", "key": "b"}}, "tls": {"mode": "verify-full"}}}),
+            "database.tls modes verify-ca and verify-full need database.tls.ca",
+        ),
+        (
+            "TLS to the embedded database",
+            json!({"version": "1", "database": {"tls": {"mode": "require"}}}),
+            "database.tls is for modes external and cloudnativepg",
+        ),
     ];
     for (what, spec, message) in bad {
         let out = apply_refused(&s, "bad", spec.clone())?;
@@ -405,7 +433,8 @@ async fn install(s: Arc<Scenario>) -> Result<()> {
 }
 
 /// `kubectl apply --server-side --dry-run=server` of a ShopPlatform, which must fail: its output.
-fn apply_refused(s: &Scenario, name: &str, spec: Value) -> Result<String> {
+fn apply_refused(s: &Scenario, name: &str, mut spec: Value) -> Result<String> {
+    harness::with_payment(&mut spec);
     let doc = json!({"apiVersion": "platform.shop/v1alpha1", "kind": "ShopPlatform", "metadata": {"name": name, "namespace": s.ns}, "spec": spec});
     let file = s.dir.join(format!("refused-{}.json", rand::random::<u32>()));
     std::fs::write(&file, serde_json::to_vec(&doc)?)?;
@@ -443,7 +472,7 @@ async fn names(s: Arc<Scenario>) -> Result<()> {
             json!({"database": {"mode": "cloudnativepg"}, "kafka": {"mode": "strimzi", "strimziCluster": "events"}}),
         ),
     ] {
-        let mut spec = json!({"version": "1.0.0-rc.1"});
+        let mut spec = json!({"version": "1.0.0-rc.1", "payment": {"provider": "simulated"}});
         merge(&mut spec, extra);
         let doc = json!({"apiVersion": "platform.shop/v1alpha1", "kind": "ShopPlatform", "metadata": {"name": longest, "namespace": s.ns}, "spec": spec});
         let file = s.dir.join("longest.json");
@@ -1005,7 +1034,7 @@ async fn rbac_forbidden(s: Arc<Scenario>) -> Result<()> {
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .filter(|r| !r.api_groups.iter().flatten().any(|g| g == "networking.k8s.io"))
+        .filter(|r| !r.resources.iter().flatten().any(|res| res == "ingresses"))
         .collect();
     let limited = format!("{}-limited", s.ns);
     let role: ClusterRole = serde_json::from_value(json!({
@@ -1399,5 +1428,269 @@ async fn restart(s: Arc<Scenario>) -> Result<()> {
     let ev = events(&s, &name).await?;
     let generated_events = ev.iter().filter(|(_, r, _)| r == "SecretsGenerated").count();
     s.note(format!("{generated_events} SecretsGenerated events, {} Secrets", now.len()));
+    Ok(())
+}
+
+/// The production settings on real objects: the services' ops port and probes, drain, proxy
+/// hops and HSTS behind a TLS Ingress; PostgreSQL with `verify-ca` and the CA from a Secret (the
+/// operator's own connections verify the machine's PostgreSQL with it; the services get the CA
+/// mounted, its path and `sslmode`); Kafka SASL from a Secret (the services' `secretKeyRef`, the
+/// operator's provisioning attempts SASL); the NetworkPolicies accepted by the API server with
+/// exactly the edges the services use.
+async fn production(s: Arc<Scenario>) -> Result<()> {
+    let admin = harness::pg_connect(&s.env.postgres_url).await?;
+    let cert_file: String = admin.query_one("SHOW ssl_cert_file", &[]).await?.get(0);
+    let Ok(ca) = std::fs::read_to_string(&cert_file) else {
+        bail!(
+            "the machine's PostgreSQL certificate {cert_file} cannot be read: it is the CA of this scenario"
+        );
+    };
+    s.create_secret("pg-ca", &[("ca.crt", &ca)]).await?;
+    s.create_secret("kafka-sasl", &[("password", "not-a-real-password")]).await?;
+    external_secrets(&s, &s.env.postgres_url).await?;
+    s.start_operator(&[])?;
+    let name = s.platform_name("prod");
+    // The SASL test broker (scripts/test starts it) refuses an unknown SCRAM user.
+    let sasl_brokers = std::env::var("SHOP_TEST_KAFKA_SASL_BROKERS").ok().filter(|b| !b.is_empty());
+    let mut spec = external_spec(
+        &s,
+        json!({
+            "database": {"tls": {"mode": "verify-ca", "ca": {"secretRef": {"name": "pg-ca", "key": "ca.crt"}}}},
+            "kafka": {"security": {"protocol": "sasl_plaintext", "sasl": {"mechanism": "SCRAM-SHA-256", "username": "shop", "passwordSecretRef": {"name": "kafka-sasl", "key": "password"}}}},
+            "ingress": {"enabled": true, "host": "shop.example.test", "tlsSecretName": "shop-tls", "className": "nginx"},
+            "services": {"catalog": {"replicas": 2}},
+        }),
+    );
+    if let Some(b) = &sasl_brokers {
+        spec["kafka"]["bootstrapServers"] = json!(b);
+    }
+    s.apply_platform(&name, spec).await?;
+    // The database through TLS verified with the Secret's CA.
+    let p = wait_platform(&s, &name, "DatabaseReady True", SECS(90), |p| {
+        condition(p, "DatabaseReady").is_some_and(|(st, _, _)| st == "True")
+    })
+    .await?;
+    s.note(format!("DatabaseReady: {:?}", condition(&p, "DatabaseReady")));
+    let url = s.secret_value(&format!("{name}-catalog-db"), "DATABASE_URL").await?.unwrap_or_default();
+    ensure!(url.contains("sslmode=verify-ca"), "the service's URL lacks the sslmode: {url}");
+    // Kafka: the platform's SASL settings reach the operator's admin client: the SASL test
+    // broker refuses the unknown user, and the condition says so.
+    if sasl_brokers.is_none() {
+        s.note("NOTE: SHOP_TEST_KAFKA_SASL_BROKERS unset: the operator's SASL attempt is not checked");
+    }
+    let p = if sasl_brokers.is_none() {
+        s.platform(&name).await?
+    } else {
+        wait_platform(&s, &name, "KafkaReady False", SECS(60), |p| {
+            condition(p, "KafkaReady").is_some_and(|(st, _, _)| st == "False")
+        })
+        .await?
+    };
+    let (_, _, kafka_msg) = condition(&p, "KafkaReady").unwrap_or_default();
+    s.note(format!("KafkaReady: {kafka_msg}"));
+    ensure!(
+        sasl_brokers.is_none() || kafka_msg.contains("SASL"),
+        "KafkaReady does not mention SASL: {kafka_msg}"
+    );
+    // The services: rolled out regardless.
+    let d = wait_for("the catalog Deployment", SECS(60), || async {
+        Ok(deployment(&s, &format!("{name}-catalog")).await?)
+    })
+    .await?;
+    let c = container(&d);
+    let pod = serde_json::to_value(d.spec.template.spec.clone().unwrap())?;
+    ensure!(
+        c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            && c["readinessProbe"]["httpGet"]["port"] == "ops",
+        "{}",
+        c["readinessProbe"]
+    );
+    ensure!(c["livenessProbe"]["httpGet"]["port"] == "ops" && c["startupProbe"]["httpGet"]["port"] == "ops");
+    ensure!(c["lifecycle"]["preStop"]["sleep"]["seconds"] == 5, "{}", c["lifecycle"]);
+    ensure!(pod["terminationGracePeriodSeconds"] == 45);
+    ensure!(
+        c["ports"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["name"] == "ops" && p["containerPort"] == 9090)),
+        "{}",
+        c["ports"]
+    );
+    ensure!(
+        pod["volumes"].as_array().is_some_and(|v| v
+            .iter()
+            .any(|v| v["name"] == "postgres-ca" && v["secret"]["secretName"] == "pg-ca")),
+        "{}",
+        pod["volumes"]
+    );
+    ensure!(c["volumeMounts"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|m| m["mountPath"] == "/etc/shop/ca/postgres")));
+    ensure!(
+        c["env"].as_array().is_some_and(|e| e.iter().any(|e| e["name"] == "SHOP_EVENTS__SASL_PASSWORD"
+            && e["valueFrom"]["secretKeyRef"] == json!({"name": "kafka-sasl", "key": "password"}))),
+        "{}",
+        c["env"]
+    );
+    let config = |svc: &str| {
+        let s = s.clone();
+        let name = name.clone();
+        let svc = svc.to_string();
+        async move {
+            let cm = s.api::<ConfigMap>().get(&format!("{name}-{svc}-config")).await?;
+            Ok::<_, anyhow::Error>(cm.data.unwrap_or_default())
+        }
+    };
+    let catalog = config("catalog").await?;
+    for (k, v) in [
+        ("SHOP_OPS_ADDR", "0.0.0.0:9090"),
+        ("SHOP_SHUTDOWN_DELAY_SECS", "5"),
+        ("SHOP_DATABASE_CA_FILE", "/etc/shop/ca/postgres/ca.crt"),
+        ("SHOP_EVENTS__SECURITY_PROTOCOL", "sasl_plaintext"),
+        ("SHOP_EVENTS__SASL_MECHANISM", "SCRAM-SHA-256"),
+        ("SHOP_EVENTS__SASL_USERNAME", "shop"),
+        ("SHOP_HSTS_MAX_AGE_SECS", "31536000"),
+    ] {
+        ensure!(catalog.get(k).map(String::as_str) == Some(v), "catalog {k}: {:?}", catalog.get(k));
+    }
+    let gateway = config("gateway").await?;
+    ensure!(gateway.get("SHOP_GATEWAY__RATE_LIMIT__TRUSTED_PROXY_HOPS").map(String::as_str) == Some("1"));
+    ensure!(config("auth").await?.get("SHOP_AUTH__TRUSTED_PROXY_HOPS").map(String::as_str) == Some("2"));
+    let svc = s.api::<Service>().get(&format!("{name}-gateway")).await?;
+    let ports: Vec<_> =
+        svc.spec.unwrap().ports.unwrap().into_iter().map(|p| (p.name.unwrap_or_default(), p.port)).collect();
+    ensure!(ports == vec![("http".to_string(), 80), ("ops".to_string(), 9090)], "{ports:?}");
+    // NetworkPolicies, as the API server stored them: default deny, then the edges used.
+    let nps = s.api::<NetworkPolicy>().list(&ListParams::default()).await?.items;
+    let np = |what: &str| {
+        nps.iter()
+            .find(|n| n.name_any() == format!("{name}-{what}"))
+            .map(|n| serde_json::to_value(n.spec.clone()).unwrap())
+            .ok_or_else(|| {
+                anyhow!(
+                    "no NetworkPolicy {name}-{what} among {:?}",
+                    nps.iter().map(|n| n.name_any()).collect::<Vec<_>>()
+                )
+            })
+    };
+    let deny = np("default-deny")?;
+    ensure!(deny["policyTypes"] == json!(["Ingress", "Egress"]) && deny.get("ingress").is_none(), "{deny}");
+    let components = |rule: &Value, key: &str| -> Vec<String> {
+        rule[key]
+            .as_array()
+            .map(|peers| {
+                peers
+                    .iter()
+                    .filter_map(|p| {
+                        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                            .as_str()
+                            .map(String::from)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // SMALL: auth, catalog, gateway. The catalog is called by the gateway only; auth by both.
+    ensure!(components(&np("catalog")?["ingress"][0], "from") == vec!["gateway"], "{}", np("catalog")?);
+    ensure!(components(&np("auth")?["ingress"][0], "from") == vec!["catalog", "gateway"], "{}", np("auth")?);
+    ensure!(components(&np("gateway")?["egress"][1], "to") == vec!["auth", "catalog"], "{}", np("gateway")?);
+    ensure!(
+        np("gateway")?["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
+            == json!({"kubernetes.io/metadata.name": "ingress-nginx"})
+    );
+    ensure!(
+        np("migrations").is_ok() && np("postgres").is_err(),
+        "external database: no policy for an embedded one"
+    );
+    s.note(format!("{} NetworkPolicies accepted; edges as the contract's peers", nps.len()));
+    // Turned off: the operator deletes them.
+    s.patch_spec(&name, json!({"networkPolicies": {"enabled": false}})).await?;
+    wait_for("the NetworkPolicies deleted", SECS(30), || async {
+        let left = s.api::<NetworkPolicy>().list(&ListParams::default()).await?.items;
+        Ok(left.is_empty().then_some(()))
+    })
+    .await?;
+    s.note("networkPolicies.enabled false: every policy deleted");
+    Ok(())
+}
+
+/// Two operator processes with leader election on one Lease: only the holder reconciles; the
+/// holder SIGKILLed, the other takes over within the lease duration and reconciles.
+async fn leader_election(s: Arc<Scenario>) -> Result<()> {
+    external_secrets(&s, &s.env.postgres_url).await?;
+    let lease_name = format!("shop-operator-{}", s.tag);
+    let (duration, retry) = (4u64, 1u64);
+    let env = |id: &str| {
+        vec![
+            ("SHOP_OPERATOR_LEADER_ELECTION".to_string(), "true".to_string()),
+            ("SHOP_OPERATOR_LEASE_NAMESPACE".to_string(), harness::OPERATOR_NS.to_string()),
+            ("SHOP_OPERATOR_LEASE_NAME".to_string(), lease_name.clone()),
+            ("SHOP_OPERATOR_LEASE_DURATION".to_string(), duration.to_string()),
+            ("SHOP_OPERATOR_LEASE_RENEW_DEADLINE".to_string(), "3".to_string()),
+            ("SHOP_OPERATOR_LEASE_RETRY_PERIOD".to_string(), retry.to_string()),
+            ("POD_NAME".to_string(), id.to_string()),
+        ]
+    };
+    let kubeconfig = s.env.operator_kubeconfig.clone();
+    let a = s.start_operator_with(&kubeconfig, &[], &env("op-a"))?;
+    let b = s.start_operator_with(&kubeconfig, &[], &env("op-b"))?;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(s.client.clone(), harness::OPERATOR_NS);
+    let holder = || async {
+        Ok::<_, anyhow::Error>(
+            leases
+                .get_opt(&lease_name)
+                .await?
+                .and_then(|l| l.spec)
+                .and_then(|sp| sp.holder_identity)
+                .unwrap_or_default(),
+        )
+    };
+    let first = wait_for("a lease holder", SECS(20), || async {
+        let h = holder().await?;
+        Ok((!h.is_empty()).then_some(h))
+    })
+    .await?;
+    let (leader, standby) = if first.starts_with("op-a") { (a, b) } else { (b, a) };
+    s.note(format!("lease {lease_name} held by {first}"));
+    let name = s.platform_name("ha");
+    s.apply_platform(&name, external_spec(&s, json!({}))).await?;
+    wait_ready(&s, &name, SECS(120)).await?;
+    ensure!(s.reconciles_of(leader).await? > 0, "the leader did not reconcile");
+    ensure!(s.reconciles_of(standby).await? == 0, "the standby reconciled");
+    // Events name the reporting instance: only the leader's.
+    let instances: Vec<String> = s
+        .api::<Event>()
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some("shop-operator"))
+        .filter_map(|e| e.reporting_instance)
+        .collect();
+    let leader_id = if leader == a { "op-a" } else { "op-b" };
+    ensure!(!instances.is_empty() && instances.iter().all(|i| i == leader_id), "events from {instances:?}");
+    // Kill the leader (no release): the standby takes over once the lease has expired.
+    s.kill_operator_at(leader);
+    let killed = std::time::Instant::now();
+    let next = wait_for("a new lease holder", SECS(30), || async {
+        let h = holder().await?;
+        Ok((!h.is_empty() && h != first).then_some(h))
+    })
+    .await?;
+    let took = killed.elapsed();
+    s.note(format!("lease taken over by {next} {:.1}s after the leader was killed", took.as_secs_f64()));
+    ensure!(
+        took <= Duration::from_secs(duration + 2 * retry + 1),
+        "takeover took {took:?}, more than the lease duration ({duration}s) plus two retries"
+    );
+    // The new leader reconciles: a spec change is applied.
+    s.patch_spec(&name, json!({"services": {"catalog": {"replicas": 2}}})).await?;
+    wait_for("the catalog scaled by the new leader", SECS(60), || async {
+        let d = deployment(&s, &format!("{name}-catalog")).await?;
+        Ok(d.and_then(|d| d.spec.replicas).filter(|r| *r == 2).map(|_| ()))
+    })
+    .await?;
+    ensure!(s.reconciles_of(standby).await? > 0, "the new leader did not reconcile");
+    s.note("the new leader reconciled the change");
     Ok(())
 }

@@ -118,6 +118,14 @@ pub mod env {
     pub const BROKERS: &str = "SHOP_EVENTS__BROKERS";
     /// Platform prefix of every topic name, e.g. `shop-`.
     pub const TOPIC_PREFIX: &str = "SHOP_EVENTS__TOPIC_PREFIX";
+    /// librdkafka's `security.protocol`: `plaintext`, `ssl`, `sasl_plaintext`, `sasl_ssl`.
+    pub const SECURITY_PROTOCOL: &str = "SHOP_EVENTS__SECURITY_PROTOCOL";
+    /// CA certificates (PEM) of the brokers.
+    pub const SSL_CA_FILE: &str = "SHOP_EVENTS__SSL_CA_FILE";
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub const SASL_MECHANISM: &str = "SHOP_EVENTS__SASL_MECHANISM";
+    pub const SASL_USERNAME: &str = "SHOP_EVENTS__SASL_USERNAME";
+    pub const SASL_PASSWORD: &str = "SHOP_EVENTS__SASL_PASSWORD";
 }
 
 #[cfg(test)]

@@ -181,6 +181,8 @@ pub fn consumer_subscriptions() -> impl Iterator<Item = (&'static str, &'static 
 
 /// Port every pod listens on in Kubernetes.
 pub const KUBERNETES_PORT: u16 = 8080;
+/// In Kubernetes the operations endpoints (`SHOP_OPS_ADDR`) listen on this port.
+pub const KUBERNETES_OPS_PORT: u16 = 9090;
 
 /// Environment keys understood by every service (see `docs/configuration.md`).
 pub mod env {
@@ -223,6 +225,22 @@ pub mod env {
     pub const STRIPE_API_BASE: &str = "SHOP_PAYMENT__STRIPE__API_BASE";
     /// The payment service's webhook signing secret (`whsec_…`).
     pub const PAYMENT_WEBHOOK_SECRET: &str = "SHOP_PAYMENT__WEBHOOK_SECRET";
+    /// Listener of the operations endpoints (`/healthz`, `/readyz`, `/metrics`, `/info`), e.g.
+    /// `0.0.0.0:9090`; the API listener then serves none of `/readyz`, `/metrics`.
+    pub const OPS_ADDR: &str = "SHOP_OPS_ADDR";
+    /// Seconds a stopping process keeps serving with `/readyz` answering `draining`.
+    pub const SHUTDOWN_DELAY_SECS: &str = "SHOP_SHUTDOWN_DELAY_SECS";
+    /// `Strict-Transport-Security` max-age (set when the shop is served over TLS).
+    pub const HSTS_MAX_AGE_SECS: &str = "SHOP_HSTS_MAX_AGE_SECS";
+    /// Proxies of our own in front of the gateway: the client address is the N-th
+    /// `X-Forwarded-For` entry from the right (0: the TCP peer).
+    pub const GATEWAY_TRUSTED_PROXY_HOPS: &str = "SHOP_GATEWAY__RATE_LIMIT__TRUSTED_PROXY_HOPS";
+    /// The same for the auth service's throttle (it sits behind the gateway: one more hop).
+    pub const AUTH_TRUSTED_PROXY_HOPS: &str = "SHOP_AUTH__TRUSTED_PROXY_HOPS";
+    /// CA certificates (PEM) that verify PostgreSQL servers.
+    pub const DATABASE_CA_FILE: &str = "SHOP_DATABASE_CA_FILE";
+    /// CA certificates (PEM) that verify a `rediss://` Redis.
+    pub const REDIS_CA_FILE: &str = "SHOP_REDIS_CA_FILE";
     /// Values of [`LOG_FORMAT`].
     pub const LOG_FORMAT_TEXT: &str = "text";
     pub const LOG_FORMAT_JSON: &str = "json";
