@@ -276,7 +276,8 @@ pub async fn change_password(
     ClientIp(ip): ClientIp,
     Json(req): Json<ChangePasswordRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let issued = s.change_password(id.user_id, &req.current_password, &req.new_password, ip.as_deref()).await?;
+    let issued =
+        s.change_password(id.user_id, &req.current_password, &req.new_password, ip.as_deref()).await?;
     Ok(Json(issued.into()))
 }
 
@@ -352,7 +353,10 @@ pub async fn verify_email(
     ))]
 pub async fn resend_verification(State(s): State<AuthState>, id: Identity) -> ApiResult<impl IntoResponse> {
     s.resend_verification(id.user_id).await?;
-    Ok((StatusCode::ACCEPTED, Json(Accepted::new("if the address is not verified yet, a new link is on its way"))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted::new("if the address is not verified yet, a new link is on its way")),
+    ))
 }
 
 /// Sign out everywhere: every session's refresh token is revoked and every access token of the
@@ -375,10 +379,11 @@ pub async fn revocation_feed(
     headers: axum::http::HeaderMap,
     Query(q): Query<FeedQuery>,
 ) -> ApiResult<Json<kit::auth::RevocationFeed>> {
-    let verdict = kit::client::verify_internal(&headers, s.config().internal_token.as_ref()).unwrap_or_else(|| {
-        Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_internal_token", "Authentication required")
-            .detail("this endpoint is for the platform's services"))
-    });
+    let verdict =
+        kit::client::verify_internal(&headers, s.config().internal_token.as_ref()).unwrap_or_else(|| {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_internal_token", "Authentication required")
+                .detail("this endpoint is for the platform's services"))
+        });
     verdict?;
     Ok(Json(s.revocation_feed(q.since).await?))
 }

@@ -94,6 +94,10 @@ pub struct AuthConfig {
     /// process behind the gateway (which appends its peer's address), 2 with an ingress
     /// controller in front of the gateway, and so on.
     pub trusted_proxy_hops: u32,
+    /// How often every process that verifies tokens pulls the revocation feed, in ms (the auth
+    /// service pulls its own database). A revoked token is refused within about this long.
+    /// Default 2,000.
+    pub revocation_poll_ms: u64,
     /// The credential that reads the revocation feed (`x-internal-token`); the composer gives
     /// the platform's (`SHOP_INTERNAL_TOKEN`). Unset: the feed answers nobody.
     #[serde(skip_serializing)]
@@ -131,6 +135,7 @@ impl Default for AuthConfig {
             mails_per_address_per_hour: 5,
             login_requires_verified_email: false,
             trusted_proxy_hops: 0,
+            revocation_poll_ms: 2000,
             internal_token: None,
         }
     }

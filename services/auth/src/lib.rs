@@ -46,7 +46,7 @@ async fn component(
     if cx.embedded || config.internal_token.is_none() {
         config.internal_token = cx.internal_token.clone();
     }
-    // Security emails go through the notification service (ADR 0012).
+    // Security emails go through the notification service (ADR 0016).
     let mailer: std::sync::Arc<dyn mail::Mailer> = match cx.client(kit::contract::ServiceName::Notification) {
         Ok(client) => std::sync::Arc::new(mail::NotificationMailer(client)),
         Err(e) => {
@@ -60,20 +60,26 @@ async fn component(
     let hour = std::time::Duration::from_secs(3600);
     // Expired refresh tokens can no longer be used (nor need reuse detection): delete them.
     let store = state.store().clone();
-    let purge_refresh = kit::component::every("expired refresh tokens deleted", hour, cx.shutdown.clone(), move || {
-        let store = store.clone();
-        async move { store.delete_expired_refresh(time::OffsetDateTime::now_utc()).await }
-    });
+    let purge_refresh =
+        kit::component::every("expired refresh tokens deleted", hour, cx.shutdown.clone(), move || {
+            let store = store.clone();
+            async move { store.delete_expired_refresh(time::OffsetDateTime::now_utc()).await }
+        });
     // Reset and verification tokens: deleted a day after they expired (used ones expire too;
     // until then they count for the mail limit).
     let store = state.store().clone();
-    let purge_tokens = kit::component::every("spent reset and verification tokens deleted", hour, cx.shutdown.clone(), move || {
-        let store = store.clone();
-        async move {
-            let now = store::epoch_ms(time::OffsetDateTime::now_utc());
-            store.delete_spent_account_tokens(now, 24 * 3600 * 1000).await
-        }
-    });
+    let purge_tokens = kit::component::every(
+        "spent reset and verification tokens deleted",
+        hour,
+        cx.shutdown.clone(),
+        move || {
+            let store = store.clone();
+            async move {
+                let now = store::epoch_ms(time::OffsetDateTime::now_utc());
+                store.delete_spent_account_tokens(now, 24 * 3600 * 1000).await
+            }
+        },
+    );
     Ok(kit::component::Component::new(router(state))
         .with_jwks(jwks)
         .with_revocations(revocations)

@@ -1,4 +1,4 @@
-//! Security emails: how a reset or verification link reaches its owner (ADR 0012).
+//! Security emails: how a reset or verification link reaches its owner (ADR 0016).
 //!
 //! The auth service asks the notification service over an internal call
 //! (`POST /internal/v1/security-mail`, `x-internal-token`), never through an event: the token
@@ -68,7 +68,11 @@ pub struct NotificationMailer(pub ServiceClient);
 impl Mailer for NotificationMailer {
     async fn send(&self, mail: &SecurityMail) -> Result<(), String> {
         // Idempotent: the notification service deduplicates by `id`.
-        let reply = self.0.send(Call::post(SECURITY_MAIL_PATH, mail).idempotent()).await.map_err(|e| e.to_string())?;
+        let reply = self
+            .0
+            .send(Call::post(SECURITY_MAIL_PATH, mail).idempotent())
+            .await
+            .map_err(|e| e.to_string())?;
         if reply.status.is_success() {
             Ok(())
         } else {

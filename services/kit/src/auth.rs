@@ -4,7 +4,7 @@
 //! Verification accepts only the algorithm of the key named by the token's `kid` (never the
 //! algorithm the token claims for itself), so `alg: none` and HMAC-confusion tokens fail; it
 //! checks `exp`, `nbf`, `iss` and `aud`, and — with a [`Revocations`] cache — refuses tokens
-//! issued before their user's "tokens valid after" instant (ADR 0013).
+//! issued before their user's "tokens valid after" instant (ADR 0016).
 //!
 //! The key set is cached for the `max-age` the JWKS answer carries (`Cache-Control`, clamped
 //! to 10 s … 1 h; 5 min without one): a stale set keeps verifying while one background fetch
@@ -36,7 +36,7 @@ use crate::problem::ApiError;
 
 mod revocation;
 pub use revocation::{
-    issued_at_ms, HttpRevocations, Revocations, RevocationFeed, RevocationSource, RevokedUser,
+    issued_at_ms, HttpRevocations, RevocationFeed, RevocationSource, Revocations, RevokedUser,
     REVOCATIONS_PATH,
 };
 
@@ -135,7 +135,9 @@ pub enum TokenError {
     Issuer,
     #[error("the token's claims are invalid")]
     Claims,
-    #[error("the token was revoked (signed out everywhere, password changed, roles changed or account disabled)")]
+    #[error(
+        "the token was revoked (signed out everywhere, password changed, roles changed or account disabled)"
+    )]
     Revoked,
     /// The signing keys could not be fetched. The reason is for logs only: the public answer
     /// says nothing about where the keys live.
@@ -492,7 +494,8 @@ impl Verifier {
         let mut state = self.state_mut();
         match result {
             Ok(fetched) => {
-                let age = fetched.max_age.unwrap_or(DEFAULT_KEYS_MAX_AGE).clamp(MIN_KEYS_REFRESH, MAX_KEYS_MAX_AGE);
+                let age =
+                    fetched.max_age.unwrap_or(DEFAULT_KEYS_MAX_AGE).clamp(MIN_KEYS_REFRESH, MAX_KEYS_MAX_AGE);
                 state.keys = decoding_keys(&fetched.keys);
                 state.loaded = true;
                 state.fresh_until = Some(started + age);
@@ -501,11 +504,8 @@ impl Verifier {
             }
             Err(e) => {
                 state.failures = state.failures.saturating_add(1);
-                let wait = crate::backoff::exponential(
-                    Duration::from_secs(1),
-                    MAX_KEYS_BACKOFF,
-                    state.failures,
-                );
+                let wait =
+                    crate::backoff::exponential(Duration::from_secs(1), MAX_KEYS_BACKOFF, state.failures);
                 state.retry_at = Some(Instant::now() + wait);
                 tracing::warn!(error = %e, failures = state.failures, retry_in_ms = wait.as_millis() as u64,
                     "token signing keys could not be fetched; known keys stay in use");

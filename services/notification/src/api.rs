@@ -102,7 +102,6 @@ pub async fn get_one(
     row.into_api().map(Json).map_err(ApiError::internal)
 }
 
-
 /// List every notification (admin), filtered by status, type and channel.
 #[utoipa::path(
     get, path = "/api/v1/notifications/admin/all", tag = "notifications",

@@ -53,7 +53,7 @@ string_enum!(
 );
 
 /// What stands in the stored message where a security email's token goes: the token itself is
-/// kept apart (`notifications.secret`) only until the message is sent (ADR 0012), and neither
+/// kept apart (`notifications.secret`) only until the message is sent (ADR 0016), and neither
 /// the history API nor a database dump shows it.
 pub const SECRET_PLACEHOLDER: &str = "[redacted]";
 

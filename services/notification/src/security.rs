@@ -1,4 +1,4 @@
-//! Security emails for the auth service (ADR 0012): `POST /internal/v1/security-mail`, with the
+//! Security emails for the auth service (ADR 0016): `POST /internal/v1/security-mail`, with the
 //! platform's internal credential. Reset and verification links carry a single-use token; it
 //! never travels through the event bus, and here it is kept apart from the stored message (whose
 //! content shows [`SECRET_PLACEHOLDER`] in its place) only until the message is sent.
@@ -90,9 +90,8 @@ pub async fn security_mail(
     headers: HeaderMap,
     Json(req): Json<SecurityMailRequest>,
 ) -> ApiResult<StatusCode> {
-    kit::client::verify_internal(&headers, st.config.internal_token.as_ref()).unwrap_or_else(|| {
-        Err(ApiError::unauthorized("this endpoint is for the platform's services"))
-    })?;
+    kit::client::verify_internal(&headers, st.config.internal_token.as_ref())
+        .unwrap_or_else(|| Err(ApiError::unauthorized("this endpoint is for the platform's services")))?;
     let n = st.security_notification(&req)?;
     if st.store.insert_one(&n).await? {
         st.wake_dispatcher();
@@ -111,7 +110,9 @@ impl NotificationState {
         let page = req.kind.link_page();
         let token = match (page, &req.token) {
             (Some(_), Some(t)) if plausible_token(t) => Some(t.clone()),
-            (Some(_), _) => return Err(bad("this kind of email needs a token (base64url, 20–128 characters)")),
+            (Some(_), _) => {
+                return Err(bad("this kind of email needs a token (base64url, 20–128 characters)"))
+            }
             (None, Some(_)) => return Err(bad("this kind of email carries no token")),
             (None, None) => None,
         };
@@ -159,7 +160,8 @@ mod tests {
     #[test]
     fn addresses_and_tokens() {
         assert!(plausible_address("ada@example.com"));
-        for bad in ["", "ada", "a@b@c", "ada@example.com\r\nBcc: x@y.z", "a b@c.d", "<a@b.c>", "a@b.c, d@e.f"] {
+        for bad in ["", "ada", "a@b@c", "ada@example.com\r\nBcc: x@y.z", "a b@c.d", "<a@b.c>", "a@b.c, d@e.f"]
+        {
             assert!(!plausible_address(bad), "{bad:?}");
         }
         assert!(plausible_token("abcdefghijklmnopqrstuvwxyz-_0123456789ABCDEF"));

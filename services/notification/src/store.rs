@@ -40,10 +40,23 @@ macro_rules! insert {
         let n: &NewNotification = $n;
         let sent_at: Option<Timestamp> = None;
         sqlx::query(const_format_insert())
-            .bind(n.id).bind(n.event_id).bind(&n.event_type).bind(n.user_id).bind(n.order_id)
-            .bind(&n.recipient).bind(n.notification_type.as_str()).bind(n.channel.as_str())
-            .bind(&n.subject).bind(&n.content).bind(&n.html).bind(n.status.as_str())
-            .bind(&n.last_error).bind($now).bind(sent_at).bind(&n.secret).bind(n.secret_expires_at)
+            .bind(n.id)
+            .bind(n.event_id)
+            .bind(&n.event_type)
+            .bind(n.user_id)
+            .bind(n.order_id)
+            .bind(&n.recipient)
+            .bind(n.notification_type.as_str())
+            .bind(n.channel.as_str())
+            .bind(&n.subject)
+            .bind(&n.content)
+            .bind(&n.html)
+            .bind(n.status.as_str())
+            .bind(&n.last_error)
+            .bind($now)
+            .bind(sent_at)
+            .bind(&n.secret)
+            .bind(n.secret_expires_at)
     }};
 }
 
@@ -121,7 +134,8 @@ impl Store {
     /// service): idempotent per (`event_id`, channel), the caller's request id. True when new.
     pub async fn insert_one(&self, n: &NewNotification) -> Result<bool, sqlx::Error> {
         let now = Timestamp::now();
-        let inserted = with_db!(&self.db, pool => insert!(n, now).execute(pool).await.map(|r| r.rows_affected()))?;
+        let inserted =
+            with_db!(&self.db, pool => insert!(n, now).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(inserted == 1)
     }
 

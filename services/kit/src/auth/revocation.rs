@@ -1,4 +1,4 @@
-//! Revocation of access tokens that are still within their lifetime (ADR 0013).
+//! Revocation of access tokens that are still within their lifetime (ADR 0016).
 //!
 //! The auth service keeps, per user, a "tokens valid after" instant (milliseconds since the
 //! epoch), moved forward when the user signs out everywhere, changes or resets their password,
@@ -8,10 +8,12 @@
 //! (`GET /internal/v1/revocations?since=…`, with the internal credential). In one process the
 //! auth service writes into the same cache as it revokes, so the effect is immediate there.
 //!
-//! A token is refused when it was issued before its user's instant. The issue instant is the
-//! millisecond timestamp of the token's `jti` (a UUIDv7, which the auth service always issues),
-//! or `iat` (seconds) for other ids: second-granular `iat` alone could not tell a token issued a
-//! few milliseconds before a password change from the one issued right after it.
+//! A token is refused when it was issued at or before its user's instant. The issue instant is
+//! the millisecond timestamp of the token's `jti` (a UUIDv7, which the auth service always
+//! issues), or `iat` (seconds) for other ids: second-granular `iat` alone could not tell a token
+//! issued a few milliseconds before a password change from the one issued right after it. A
+//! token issued in the very millisecond of a revocation is refused too; the auth service never
+//! issues one then (it waits for the next millisecond).
 //!
 //! When the feed cannot be read, the cache keeps what it knew (tokens stay accepted as they
 //! were before the outage) and `/readyz` reports it as an informational check: an auth outage
@@ -43,7 +45,7 @@ const OVERLAP_MS: i64 = 60_000;
 #[serde(rename_all = "camelCase")]
 pub struct RevokedUser {
     pub user_id: Uuid,
-    /// Tokens issued before this instant (ms since the epoch) are refused.
+    /// Tokens issued at or before this instant (ms since the epoch) are refused.
     pub valid_after: i64,
 }
 
@@ -147,9 +149,9 @@ impl Revocations {
         self.users.read().unwrap_or_else(|p| p.into_inner()).get(&user).copied()
     }
 
-    /// Whether `claims` were issued before their user's instant.
+    /// Whether `claims` were issued at or before their user's instant.
     pub fn is_revoked(&self, claims: &Claims) -> bool {
-        self.valid_after(claims.sub).is_some_and(|after| issued_at_ms(claims) < after)
+        self.valid_after(claims.sub).is_some_and(|after| issued_at_ms(claims) <= after)
     }
 
     /// How many users have an instant in the cache.
@@ -318,7 +320,8 @@ mod tests {
         let r = Revocations::new(feed.clone());
         assert_eq!(r.pull().await.unwrap(), 1);
         assert!(r.is_revoked(&claims_at(a, 2_000_000_000_499)), "a millisecond before");
-        assert!(!r.is_revoked(&claims_at(a, 2_000_000_000_500)), "issued at the instant");
+        assert!(r.is_revoked(&claims_at(a, 2_000_000_000_500)), "issued in the instant's millisecond");
+        assert!(!r.is_revoked(&claims_at(a, 2_000_000_000_501)), "a millisecond after");
         assert!(!r.is_revoked(&claims_at(b, 1)), "other users untouched");
 
         feed.entries.lock().unwrap().push(RevokedUser { user_id: b, valid_after: 2_000_000_000_900 });
