@@ -32,19 +32,7 @@ use kit::problem::ApiError;
 
 use crate::config::RateLimitConfig;
 
-/// Whether a raw request path holds a dot segment (`.`, `..`, raw or percent-encoded, in any
-/// case) or a backslash (raw or `%5C`): what URL resolution would collapse or turn into a
-/// separator, reaching paths outside the route the request matched.
-pub fn suspicious_path(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    if lower.contains('\\') || lower.contains("%5c") {
-        return true;
-    }
-    lower.split('/').any(|segment| {
-        let decoded = segment.replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    })
-}
+pub use kit::http::suspicious_path;
 
 /// Whether a client-sent header is one only the platform's services may send (`x-internal-token`
 /// and any other `x-internal-*`): the gateway drops them from every request it receives.
@@ -52,14 +40,9 @@ pub fn internal_header(name: &str) -> bool {
     name.len() >= 10 && name[..10].eq_ignore_ascii_case("x-internal")
 }
 
-/// Before anything else: refuses dot segments and backslashes in the path (400 `bad_path`,
-/// before routing could resolve them), and drops the platform's internal headers a client sent.
+/// Before authentication and rate limits: drops the platform's internal headers a client sent.
+/// (Dot segments and backslashes were refused by the common layers, [`suspicious_path`].)
 pub async fn guard(mut req: Request, next: Next) -> Response {
-    if suspicious_path(req.uri().path()) {
-        return ApiError::new(StatusCode::BAD_REQUEST, "bad_path", "Bad request")
-            .detail("the path may not contain dot segments or backslashes")
-            .into_response();
-    }
     let headers = req.headers_mut();
     let internal: Vec<_> = headers.keys().filter(|k| internal_header(k.as_str())).cloned().collect();
     for name in internal {

@@ -91,7 +91,8 @@ pub fn api(
     let mut api =
         api.merge(openapi::routes(docs)).merge(aggregate::routes(aggregate::Peers::new(clients, local)));
     // Innermost first: rate limits need the identity that authentication attaches; a refused
-    // token is limited per client address inside authentication; the guard runs before both.
+    // token is limited per client address inside authentication; the guard (internal headers)
+    // runs before both.
     if let Some(limits) = limits.clone() {
         api = api
             .layer(axum::middleware::from_fn(move |req, next| edge::rate_limit(limits.clone(), req, next)));
