@@ -5,8 +5,8 @@
 ALTER TABLE users ADD COLUMN email_verified_at TIMESTAMPTZ;
 UPDATE users SET email_verified_at = created_at;
 
--- Access tokens issued before this instant (ms since the epoch) are refused everywhere
--- (ADR 0013); the revocation feed reads the recent ones.
+-- Access tokens issued at or before this instant (ms since the epoch) are refused everywhere
+-- (ADR 0016); the revocation feed reads the recent ones.
 ALTER TABLE users ADD COLUMN tokens_valid_after_ms BIGINT;
 CREATE INDEX users_tokens_valid_after_idx ON users (tokens_valid_after_ms);
 

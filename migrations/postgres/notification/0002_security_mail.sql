@@ -1,4 +1,4 @@
--- Security emails (reset and verification links, ADR 0012). Keep in step with
+-- Security emails (reset and verification links, ADR 0016). Keep in step with
 -- migrations/sqlite/notification/0002_security_mail.sql.
 --
 -- The stored content carries a placeholder where the link's token goes; the token itself is

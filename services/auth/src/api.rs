@@ -240,7 +240,8 @@ impl FromRequestParts<AuthState> for ClientIp {
         (status = 422, description = "Invalid email, password policy or names", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too_many_requests` (shares the per-IP login budget); see `Retry-After`", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Password hashing saturated; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing saturated; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn register(
     State(s): State<AuthState>,
@@ -268,7 +269,8 @@ pub async fn register(
         (status = 422, description = "The new password breaks the policy or equals the current one", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Password hashing saturated; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing saturated; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn change_password(
     State(s): State<AuthState>,
@@ -315,7 +317,8 @@ pub async fn request_password_reset(
         (status = 422, description = "The new password breaks the policy", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Password hashing saturated; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing saturated; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn confirm_password_reset(
     State(s): State<AuthState>,
@@ -394,7 +397,10 @@ pub async fn revocation_feed(
         (status = 200, description = "Signed in", body = TokenResponse),
         (status = 401, description = "`invalid_credentials` (unknown email or wrong password alike)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_disabled` (after a correct password)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+        (status = 422, description = "A missing or mistyped field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`: the client address's attempts, or the delay after failures of this account from this address (or from many); see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Password hashing saturated (the argon2 pool is full); see `Retry-After`", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn login(

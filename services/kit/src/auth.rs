@@ -360,6 +360,11 @@ impl KeyState {
     fn recently_attempted(&self, now: Instant) -> bool {
         self.last_attempt.is_some_and(|t| now.duration_since(t) < MIN_KEYS_REFRESH)
     }
+    /// No fetch now: in backoff after failures, or a successful fetch less than
+    /// [`MIN_KEYS_REFRESH`] ago (after a failure, the backoff alone decides).
+    fn hold_off(&self, now: Instant) -> bool {
+        self.in_backoff(now) || (self.failures == 0 && self.recently_attempted(now))
+    }
 }
 
 struct Inner {
@@ -425,7 +430,7 @@ impl Verifier {
             let state = self.state();
             if let Some(k) = state.keys.get(kid) {
                 let stale = state.fresh_until.is_none_or(|t| now >= t);
-                if stale && !state.in_backoff(now) && !state.recently_attempted(now) {
+                if stale && !state.hold_off(now) {
                     self.refresh_in_background();
                 }
                 return Ok(k.clone());
@@ -457,7 +462,7 @@ impl Verifier {
     /// Why an unknown key is refused without fetching: in backoff after failures, or fetched
     /// too recently.
     fn refusal(&self, state: &KeyState, now: Instant) -> Option<TokenError> {
-        if state.in_backoff(now) || state.recently_attempted(now) {
+        if state.hold_off(now) {
             Some(if state.loaded {
                 TokenError::UnknownKey
             } else {
@@ -478,7 +483,7 @@ impl Verifier {
             {
                 let state = this.state();
                 let fresh = state.fresh_until.is_some_and(|t| now < t);
-                if fresh || state.in_backoff(now) || state.recently_attempted(now) {
+                if fresh || state.hold_off(now) {
                     return;
                 }
             }

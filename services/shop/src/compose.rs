@@ -24,7 +24,7 @@ use crate::settings::{DbScope, Settings};
 /// The service `name`, configured from `settings`: the one table of the platform's services.
 pub fn service(name: ServiceName, settings: &Settings) -> Service {
     match name {
-        ServiceName::Auth => shop_auth::service(settings.auth.clone()),
+        ServiceName::Auth => shop_auth::service(auth_config(settings)),
         ServiceName::Catalog => shop_catalog::service(),
         ServiceName::Cart => shop_cart::service(
             settings.cart.clone(),
@@ -43,6 +43,16 @@ pub fn service(name: ServiceName, settings: &Settings) -> Service {
 /// the others verify tokens with; the gateway last, which routes to all of them).
 pub fn services(settings: &Settings) -> Vec<Service> {
     ServiceName::ALL.into_iter().map(|name| service(name, settings)).collect()
+}
+
+/// The auth service shares its login failure counters through the platform's Redis
+/// (`SHOP_REDIS_URL`) unless `SHOP_AUTH__REDIS_URL` names another.
+fn auth_config(settings: &Settings) -> shop_auth::AuthConfig {
+    let mut config = settings.auth.clone();
+    if config.redis_url.is_none() {
+        config.redis_url = settings.redis_url.clone();
+    }
+    config
 }
 
 /// The gateway shares its rate limits through the platform's Redis (`SHOP_REDIS_URL`) unless

@@ -47,6 +47,7 @@ async fn checkout_saga_with_services_apart_on_postgres_redis_and_kafka() {
         );
         s.cart.redis_prefix = format!("e2e{run}:");
         s.gateway.rate_limit.redis_prefix = format!("e2e{run}:ratelimit:");
+        s.auth.redis_prefix = format!("e2e{run}:auth:");
         s
     };
 
