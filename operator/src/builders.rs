@@ -2007,7 +2007,8 @@ mod tests {
             .flat_map(|r| components(r, "to"))
             .collect();
         assert_eq!(auth_calls, vec!["notification"]);
-        assert!(components(&by_name("shop-notification")["spec"]["ingress"][0], "from").contains(&"auth".to_string()));
+        assert!(components(&by_name("shop-notification")["spec"]["ingress"][0], "from")
+            .contains(&"auth".to_string()));
         // The embedded PostgreSQL: the database services, their migrations and the operator.
         let pg = by_name("shop-postgres");
         let from = pg["spec"]["ingress"][0]["from"].as_array().unwrap();

@@ -62,7 +62,11 @@ async fn main() {
             app.oneshot(req).await.unwrap().status().as_u16()
         }
     };
-    let status = call(serde_json::json!({"email": "ada@example.com", "password": "Secret123"}), "/api/v1/auth/register").await;
+    let status = call(
+        serde_json::json!({"email": "ada@example.com", "password": "Secret123"}),
+        "/api/v1/auth/register",
+    )
+    .await;
     assert_eq!(status, 202);
     let before = peak_rss_kib();
     println!(
@@ -73,8 +77,12 @@ async fn main() {
     let start = Instant::now();
     let tasks: Vec<_> = (0..n)
         .map(|i| {
-            let email = if i % 2 == 0 { "ada@example.com".to_string() } else { format!("ghost{i}@example.com") };
-            tokio::spawn(call(serde_json::json!({"email": email, "password": "Wrong1234"}), "/api/v1/auth/login"))
+            let email =
+                if i % 2 == 0 { "ada@example.com".to_string() } else { format!("ghost{i}@example.com") };
+            tokio::spawn(call(
+                serde_json::json!({"email": email, "password": "Wrong1234"}),
+                "/api/v1/auth/login",
+            ))
         })
         .collect();
     let mut answers = BTreeMap::new();

@@ -337,7 +337,7 @@ mod tests {
         r.record(a, 1);
         assert_eq!(r.valid_after(a), Some(2_000_000_000_500));
         feed.down.store(true, Ordering::SeqCst);
-        assert!(r.pull().await.is_err());
+        r.pull().await.unwrap_err();
         assert!(r.is_revoked(&claims_at(a, 2_000_000_000_499)));
 
         // Instants older than the window are forgotten.
