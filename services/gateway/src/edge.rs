@@ -31,6 +31,7 @@ use kit::auth::{Identity, Verifier};
 use kit::problem::ApiError;
 
 use crate::config::RateLimitConfig;
+use crate::session;
 
 pub use kit::http::suspicious_path;
 
@@ -52,9 +53,17 @@ pub async fn guard(mut req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Verifies a bearer token when one is present and attaches the [`Identity`]. A refused token
-/// spends a token of the client address's `failed_auth` bucket first: past that limit the
+/// Verifies a bearer token when one is present and attaches the [`Identity`]. A refused bearer
+/// token spends a token of the client address's `failed_auth` bucket first: past that limit the
 /// answer is 429, so guessing tokens is as limited as guessing passwords.
+///
+/// Without one, an API request carrying the admin console's session cookie is authenticated
+/// with the cookie's token ([`crate::session`]): a state-changing request must pass the CSRF
+/// check first, and the token then travels on as `Authorization: Bearer`, so every service
+/// sees an ordinary caller. A cookie whose token has expired (or is not valid, or was revoked)
+/// is ignored: the request goes on anonymously, public routes answer as usual and the others say
+/// 401 `token_missing`, on which the console renews its session. The session routes read their
+/// cookies on their own.
 pub async fn authenticate(
     verifier: Verifier,
     limits: Option<Arc<Limits>>,
@@ -75,6 +84,29 @@ pub async fn authenticate(
                     }
                 }
                 return ApiError::from(e).into_response();
+            }
+        }
+    } else if let Some(token) = session::cookie(req.headers(), session::SESSION_COOKIE).map(str::to_string) {
+        let path = req.uri().path();
+        if path.starts_with("/api/") && !path.starts_with(session::SESSION_PATH) {
+            if session::is_unsafe(req.method()) {
+                if let Err(e) = session::check_csrf(req.headers()) {
+                    return e.into_response();
+                }
+            }
+            let verified = verifier.verify(&token).await;
+            session::strip_session_cookies(req.headers_mut());
+            match verified {
+                Ok(claims) => {
+                    if let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                        req.headers_mut().insert(axum::http::header::AUTHORIZATION, bearer);
+                        req.extensions_mut().insert(Identity::from(claims));
+                    }
+                }
+                Err(e @ kit::auth::TokenError::KeysUnavailable(_)) => {
+                    return ApiError::from(e).into_response()
+                }
+                Err(_) => {}
             }
         }
     }
@@ -101,7 +133,9 @@ pub enum RouteClass {
 
 impl RouteClass {
     pub fn of(method: &Method, path: &str) -> RouteClass {
-        if path.starts_with("/api/v1/auth/") && *method == Method::POST {
+        if (path.starts_with("/api/v1/auth/") || path.starts_with(session::SESSION_PATH))
+            && *method == Method::POST
+        {
             RouteClass::Auth
         } else if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
             RouteClass::Read

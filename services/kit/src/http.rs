@@ -240,12 +240,22 @@ pub async fn serve(addr: SocketAddr, app: Router) -> std::io::Result<()> {
 /// Resolves `delay` after SIGINT/SIGTERM, having called `readiness.drain()` at the signal: the
 /// service answers `/readyz` with 503 `draining` while it still serves, so load balancers take it
 /// out of rotation before the listener stops accepting (Kubernetes: keep the pod's grace period
-/// above this delay plus the longest request).
+/// above this delay plus the longest request). Then [`stopping`] is cancelled.
 pub async fn drain_then_stop(readiness: Readiness, delay: Duration) {
     shutdown_signal().await;
     readiness.drain();
     tracing::info!(delay_secs = delay.as_secs(), "stopping: draining before the listeners close");
     tokio::time::sleep(delay).await;
+    stopping().cancel();
+}
+
+static STOPPING: std::sync::OnceLock<tokio_util::sync::CancellationToken> = std::sync::OnceLock::new();
+
+/// Cancelled when the process's listeners stop (after the drain of [`drain_then_stop`]).
+/// Answers that never end by themselves — event streams — end with it, so a graceful shutdown
+/// does not wait for them.
+pub fn stopping() -> tokio_util::sync::CancellationToken {
+    STOPPING.get_or_init(tokio_util::sync::CancellationToken::new).clone()
 }
 
 /// Serves `app` on an already-bound listener until `shutdown` resolves.

@@ -205,6 +205,16 @@ impl Store {
         Ok(r == 1)
     }
 
+    /// FAILED → PENDING, due at `now`, with its attempts counted afresh (an admin's resend).
+    /// False when the row is not FAILED (or does not exist).
+    pub async fn requeue_failed(&self, id: Uuid, now: Timestamp) -> Result<bool, sqlx::Error> {
+        let r = with_db!(&self.db, pool => sqlx::query(
+            "UPDATE notifications SET status = 'PENDING', retry_count = 0, next_attempt_at = $2 \
+             WHERE id = $1 AND status = 'FAILED' AND recipient <> ''")
+            .bind(id).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(r == 1)
+    }
+
     pub async fn get(&self, id: Uuid) -> Result<Option<NotificationRow>, sqlx::Error> {
         with_db!(&self.db, pool => sqlx::query_as::<_, NotificationRow>(
             &format!("SELECT {COLS} FROM notifications WHERE id = $1"))

@@ -56,11 +56,15 @@ fn auth_config(settings: &Settings) -> shop_auth::AuthConfig {
 }
 
 /// The gateway shares its rate limits through the platform's Redis (`SHOP_REDIS_URL`) unless
-/// `SHOP_GATEWAY__RATE_LIMIT__REDIS_URL` names another.
+/// `SHOP_GATEWAY__RATE_LIMIT__REDIS_URL` names another. Running apart on Kafka, it reads the
+/// bus (read-only) for the console's event browser.
 fn gateway_config(settings: &Settings) -> shop_gateway::GatewayConfig {
     let mut config = settings.gateway.clone();
     if config.rate_limit.redis_url.is_none() {
         config.rate_limit.redis_url = settings.redis_url.clone();
+    }
+    if settings.events.bus == kit::events::BusKind::Kafka {
+        config.events = Some(settings.events.clone());
     }
     config
 }
