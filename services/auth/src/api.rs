@@ -138,6 +138,7 @@ pub struct ChangePasswordRequest {
     pub current_password: String,
     /// 8–128 characters with an upper-case letter, a lower-case letter and a digit; not the
     /// current one.
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
@@ -152,7 +153,10 @@ pub struct PasswordResetRequest {
 #[serde(rename_all = "camelCase")]
 pub struct PasswordResetConfirm {
     /// The token of the mailed link.
+    #[schema(max_length = 128)]
     pub token: String,
+    /// 8–128 characters with an upper-case letter, a lower-case letter and a digit.
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
@@ -160,6 +164,7 @@ pub struct PasswordResetConfirm {
 #[serde(rename_all = "camelCase")]
 pub struct VerifyEmailRequest {
     /// The token of the mailed link.
+    #[schema(max_length = 128)]
     pub token: String,
 }
 
@@ -336,6 +341,7 @@ pub async fn confirm_password_reset(
     responses(
         (status = 204, description = "Verified"),
         (status = 400, description = "`invalid_token`: unknown, used or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A missing or mistyped field", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
