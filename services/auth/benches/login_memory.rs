@@ -5,8 +5,9 @@
 //! RSS (`VmHWM`) before and after; no timed assertion. Without the bound each concurrent
 //! computation held 19 MiB (≈ 1.9 GiB for 100).
 //!
-//! Run: `cargo bench -p shop-auth --bench login_memory` (`SHOP_AUTH__ARGON2_MAX_CONCURRENT`-like
-//! knob: `LOGIN_MEMORY_BENCH_PERMITS`, default one per CPU).
+//! Run: `cargo bench -p shop-auth --bench login_memory` (add `--profile dev` to skip the
+//! release build); `LOGIN_MEMORY_BENCH_PERMITS` sets `ARGON2_MAX_CONCURRENT` (default: one per
+//! CPU).
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -186,7 +186,9 @@ pub async fn resend(
     ) {
         return Err(ApiError::conflict(
             "notification_link_expired",
-            format!("notification `{id}` carried a single-use link that is not kept: the user asks for a new one"),
+            format!(
+                "notification `{id}` carried a single-use link that is not kept: the user asks for a new one"
+            ),
         ));
     }
     if !st.store.requeue_failed(id, kit::db::Timestamp::now()).await? {
