@@ -753,7 +753,9 @@ async fn ensure_service(
         if let (Some(_), Some(live)) = (&spec.autoscaling, &live) {
             if owns_replicas(live) {
                 // Starting to autoscale: another manager takes spec.replicas over first, so the
-                // apply without it does not reset the count.
+                // apply without it does not reset the count. A partial apply configuration, so
+                // JSON: a typed `Deployment` would also send its required `selector` and
+                // `template` (empty), and this manager would own them.
                 let handover = json!({
                     "apiVersion": "apps/v1", "kind": "Deployment",
                     "metadata": {"name": name, "namespace": ns},

@@ -41,6 +41,20 @@ fn full_spec_renders_as_golden() {
     check("full");
 }
 
+/// CloudNativePG with backups and a recovery, Kafka over SASL/TLS, autoscaling, extra env over
+/// the Stripe Secret, a disabled service, custom NetworkPolicy peers, `deletionPolicy: Retain`.
+#[test]
+fn cloudnativepg_spec_renders_as_golden() {
+    check("cloudnativepg");
+}
+
+/// Everything embedded with its own images and storage class, TLS at the Ingress, no
+/// NetworkPolicies, `deletionPolicy: Retain`.
+#[test]
+fn embedded_spec_renders_as_golden() {
+    check("embedded");
+}
+
 #[test]
 fn checked_in_crd_is_current() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/shopplatforms.platform.shop.yaml");

@@ -60,7 +60,7 @@ async fn creates_the_platform_topics_and_is_idempotent() {
     let prefix = unique("create");
     let sp = shop_operator::load_sample(&format!(
         "apiVersion: platform.shop/v1alpha1\nkind: ShopPlatform\nmetadata: {{name: {}}}\n\
-         spec: {{version: '1', kafka: {{mode: external, bootstrapServers: x, topics: {{partitions: 3, retentionHours: 24}}}}}}\n",
+         spec: {{version: '1', payment: {{provider: simulated}}, kafka: {{mode: external, bootstrapServers: x, topics: {{partitions: 3, retentionHours: 24}}}}}}\n",
         prefix.trim_end_matches('-')
     ))
     .unwrap();

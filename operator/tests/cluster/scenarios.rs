@@ -1494,7 +1494,7 @@ async fn production(s: Arc<Scenario>) -> Result<()> {
     );
     // The services: rolled out regardless.
     let d = wait_for("the catalog Deployment", SECS(60), || async {
-        Ok(deployment(&s, &format!("{name}-catalog")).await?)
+        deployment(&s, &format!("{name}-catalog")).await
     })
     .await?;
     let c = container(&d);

@@ -431,6 +431,68 @@ pub async fn create_brand(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(b)))
 }
 
+/// Replace a category's name, slug, description, parent and position (admin). Without a
+/// `slug` the current one is kept.
+#[utoipa::path(
+    put, path = "/api/v1/categories/{id}", tag = "catalog",
+    params(("id" = Uuid, Path, description = "Category UUID")),
+    request_body = CategoryInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = CategoryDetail),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such category", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Duplicate slug", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (a parent that is the category or its descendant, too)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_category(
+    State(st): State<CatalogState>,
+    who: Identity,
+    Path(id): Path<Uuid>,
+    Json(input): Json<CategoryInput>,
+) -> ApiResult<Json<CategoryDetail>> {
+    who.require_admin()?;
+    st.store
+        .update_category(id, input)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("category `{id}` not found")))
+}
+
+/// Replace a brand's name, slug, description and logo (admin). Without a `slug` the current
+/// one is kept.
+#[utoipa::path(
+    put, path = "/api/v1/brands/{id}", tag = "catalog",
+    params(("id" = Uuid, Path, description = "Brand UUID")),
+    request_body = BrandInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = Brand),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such brand", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Duplicate slug", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_brand(
+    State(st): State<CatalogState>,
+    who: Identity,
+    Path(id): Path<Uuid>,
+    Json(input): Json<BrandInput>,
+) -> ApiResult<Json<Brand>> {
+    who.require_admin()?;
+    st.store
+        .update_brand(id, input)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("brand `{id}` not found")))
+}
+
 /// The catalog's `/api/v1/...` routes (no common layers; the composer adds them and the
 /// token verifier extension).
 pub fn router(state: CatalogState) -> Router {
@@ -443,9 +505,9 @@ pub fn router(state: CatalogState) -> Router {
             get(get_product).put(replace_product).patch(patch_product).delete(delete_product),
         )
         .route("/api/v1/categories", get(list_categories).post(create_category))
-        .route("/api/v1/categories/{id}", get(get_category))
+        .route("/api/v1/categories/{id}", get(get_category).put(update_category))
         .route("/api/v1/brands", get(list_brands).post(create_brand))
-        .route("/api/v1/brands/{id}", get(get_brand))
+        .route("/api/v1/brands/{id}", get(get_brand).put(update_brand))
         .with_state(state)
 }
 
@@ -454,7 +516,7 @@ pub fn router(state: CatalogState) -> Router {
     paths(
         list_products, get_product, create_product, replace_product, patch_product, delete_product,
         validate_products, batch_products, list_categories, get_category, create_category,
-        list_brands, get_brand, create_brand,
+        update_category, list_brands, get_brand, create_brand, update_brand,
     ),
     components(schemas(
         Product, BrandRef, CategoryRef, ProductInput, ProductPatch, Money, Category, CategoryDetail,

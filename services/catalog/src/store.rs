@@ -746,6 +746,64 @@ impl Store {
         self.get_category(&id.to_string()).await?.ok_or_else(|| StoreError::NotFound("category".into()))
     }
 
+    /// Replaces a category's fields (`PUT`): without a slug the current one is kept; the parent
+    /// must exist and must not be the category itself or one of its descendants. `None` when
+    /// there is no such category.
+    pub async fn update_category(
+        &self,
+        id: Uuid,
+        input: CategoryInput,
+    ) -> StoreResult<Option<CategoryDetail>> {
+        let rows = self.category_rows().await?;
+        let Some(current) = rows.iter().find(|r| r.id == id) else { return Ok(None) };
+        let mut errors = Vec::new();
+        let slug = input.slug.clone().or_else(|| Some(current.slug.clone()));
+        let named = validate_named(&input.name, slug.as_deref(), &input.description, &mut errors);
+        if let Some(parent) = input.parent_id {
+            let parents: HashMap<Uuid, Option<Uuid>> = rows.iter().map(|r| (r.id, r.parent_id)).collect();
+            if !parents.contains_key(&parent) {
+                errors.push(field("parentId", format!("no category has the id {parent}")));
+            } else {
+                // Walk up from the new parent: meeting the category itself would make a cycle.
+                let mut at = Some(parent);
+                let mut steps = 0;
+                while let Some(p) = at {
+                    if p == id {
+                        errors.push(field(
+                            "parentId",
+                            "must not be the category itself or one of its descendants",
+                        ));
+                        break;
+                    }
+                    at = parents.get(&p).copied().flatten();
+                    steps += 1;
+                    if steps > rows.len() {
+                        break;
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(StoreError::Invalid(errors));
+        }
+        with_db!(&self.db, pool => sqlx::query(
+            "UPDATE categories SET parent_id = $2, name = $3, slug = $4, description = $5, position = $6, \
+             updated_at = $7 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(input.parent_id)
+        .bind(&named.name)
+        .bind(&named.slug)
+        .bind(&named.description)
+        .bind(input.position)
+        .bind(now())
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| write_error(e, "category"))?;
+        self.get_category(&id.to_string()).await
+    }
+
     // ----- brands -------------------------------------------------------------------------
 
     pub async fn list_brands(&self) -> StoreResult<Vec<Brand>> {
@@ -798,6 +856,35 @@ impl Store {
         .map(|_| ()))
         .map_err(|e| write_error(e, "brand"))?;
         self.get_brand(&id.to_string()).await?.ok_or_else(|| StoreError::NotFound("brand".into()))
+    }
+
+    /// Replaces a brand's fields (`PUT`): without a slug the current one is kept. `None` when
+    /// there is no such brand.
+    pub async fn update_brand(&self, id: Uuid, input: BrandInput) -> StoreResult<Option<Brand>> {
+        let Some(current) = self.get_brand(&id.to_string()).await? else { return Ok(None) };
+        let mut errors = Vec::new();
+        let slug = input.slug.clone().unwrap_or(current.slug);
+        let named = validate_named(&input.name, Some(&slug), &input.description, &mut errors);
+        if let Some(p) = input.logo_url.as_deref().and_then(url_problem) {
+            errors.push(field("logoUrl", p));
+        }
+        if !errors.is_empty() {
+            return Err(StoreError::Invalid(errors));
+        }
+        with_db!(&self.db, pool => sqlx::query(
+            "UPDATE brands SET name = $2, slug = $3, description = $4, logo_url = $5, updated_at = $6 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&named.name)
+        .bind(&named.slug)
+        .bind(&named.description)
+        .bind(&input.logo_url)
+        .bind(now())
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| write_error(e, "brand"))?;
+        self.get_brand(&id.to_string()).await
     }
 }
 

@@ -112,6 +112,54 @@ fn skus(body: &Value) -> Vec<String> {
 
 kit::db_tests! { shop_catalog::MIGRATIONS;
 
+    async fn categories_and_brands_are_edited(db) {
+        let app = app(db);
+        let root = app.category("Garden", None).await;
+        let child = app.category("Tools", Some(&root)).await;
+        let uri = format!("/api/v1/categories/{child}");
+        // Admins only; the body of a create.
+        app.call(Method::PUT, &uri, Some(&app.customer), Some(json!({"name": "x"}))).await
+            .is_problem(StatusCode::FORBIDDEN, "forbidden");
+        let r = app.admin(Method::PUT, &uri, Some(json!({"name": "Garden tools", "description": "Spades", "parentId": root, "position": 3}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!((r.body["name"].as_str(), r.body["slug"].as_str()), (Some("Garden tools"), Some("tools")), "the slug is kept");
+        assert_eq!((r.body["description"].as_str(), r.body["position"].as_i64()), (Some("Spades"), Some(3)));
+        assert_eq!(r.body["ancestors"][0]["id"], root);
+        let r = app.admin(Method::PUT, &uri, Some(json!({"name": "Tools", "slug": "garden-tools"}))).await;
+        assert_eq!((r.status, r.body["slug"].as_str(), r.body["parentId"].as_str()), (StatusCode::OK, Some("garden-tools"), None), "{}", r.body);
+        // No cycles: a category under itself or under its own descendant.
+        app.admin(Method::PUT, &uri, Some(json!({"name": "Tools", "parentId": root}))).await;
+        let r = app.admin(Method::PUT, &format!("/api/v1/categories/{root}"), Some(json!({"name": "Garden", "parentId": child}))).await;
+        r.is_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(r.error_fields(), ["parentId"]);
+        let r = app.admin(Method::PUT, &uri, Some(json!({"name": "", "slug": "Not A Slug", "parentId": child}))).await;
+        r.is_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(r.error_fields(), ["name", "slug", "parentId"]);
+        app.admin(Method::PUT, &uri, Some(json!({"name": "Garden", "slug": "garden"}))).await
+            .is_problem(StatusCode::CONFLICT, "duplicate_slug");
+        app.admin(Method::PUT, &format!("/api/v1/categories/{}", Uuid::now_v7()), Some(json!({"name": "x"}))).await
+            .is_problem(StatusCode::NOT_FOUND, "not_found");
+
+        let brand = app.admin(Method::POST, "/api/v1/brands", Some(json!({"name": "Acme"}))).await.body["id"].as_str().unwrap().to_string();
+        let other = app.admin(Method::POST, "/api/v1/brands", Some(json!({"name": "Other"}))).await;
+        assert_eq!(other.status, StatusCode::CREATED);
+        let uri = format!("/api/v1/brands/{brand}");
+        let r = app.admin(Method::PUT, &uri, Some(json!({"name": "Acme Corp", "logoUrl": "https://img.example/acme.png"}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!((r.body["name"].as_str(), r.body["slug"].as_str(), r.body["logoUrl"].as_str()),
+            (Some("Acme Corp"), Some("acme"), Some("https://img.example/acme.png")));
+        assert_eq!(app.get(&uri).await.body["name"], "Acme Corp");
+        let r = app.admin(Method::PUT, &uri, Some(json!({"name": "Acme", "logoUrl": "ftp://nope"}))).await;
+        r.is_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(r.error_fields(), ["logoUrl"]);
+        app.admin(Method::PUT, &uri, Some(json!({"name": "Acme", "slug": "other"}))).await
+            .is_problem(StatusCode::CONFLICT, "duplicate_slug");
+        app.call(Method::PUT, &uri, None, Some(json!({"name": "x"}))).await
+            .is_problem(StatusCode::UNAUTHORIZED, "token_missing");
+        app.admin(Method::PUT, "/api/v1/brands/acme", Some(json!({"name": "x"}))).await
+            .is_problem(StatusCode::BAD_REQUEST, "invalid_path");
+    }
+
     async fn crud_over_http(db) {
         let app = app(db);
         let audio = app.category("Audio", None).await;
@@ -369,6 +417,9 @@ fn openapi_documents_every_route() {
     assert_eq!(json["paths"]["/api/v1/products"]["post"]["security"][0]["bearer"], json!([]));
     assert!(json["paths"]["/api/v1/products"]["get"]["security"].is_null());
     assert_eq!(json["paths"]["/api/v1/products"]["get"]["tags"][0], "catalog");
+    for p in ["/api/v1/categories/{id}", "/api/v1/brands/{id}"] {
+        assert_eq!(json["paths"][p]["put"]["security"][0]["bearer"], json!([]), "PUT {p}");
+    }
     for s in ["Product", "ProductInput", "ValidateResponse", "Problem", "Money"] {
         assert!(json["components"]["schemas"][s].is_object(), "schema {s} missing");
     }

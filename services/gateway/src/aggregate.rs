@@ -239,9 +239,20 @@ pub fn routes(peers: Peers) -> Router {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(order_view, all_info),
-    components(schemas(OrderView, ServiceStatus, ServiceInfo)),
-    tags((name = "gateway", description = "Answers the gateway composes from several services"))
+    paths(
+        order_view, all_info,
+        crate::session::sign_in, crate::session::current, crate::session::refresh, crate::session::sign_out,
+        crate::events::list, crate::events::stream,
+    ),
+    components(schemas(
+        OrderView, ServiceStatus, ServiceInfo,
+        crate::session::SignIn, crate::session::SessionUser, crate::session::SessionView,
+        crate::events::EventView, crate::events::RecentEvents,
+    )),
+    tags(
+        (name = "gateway", description = "Answers the gateway composes from several services"),
+        (name = "console", description = "The admin console's cookie session and its view of the event bus"),
+    )
 )]
 struct AggregateApi;
 

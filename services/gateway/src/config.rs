@@ -15,6 +15,43 @@ pub struct GatewayConfig {
     pub upstream_timeout_secs: u64,
     /// Rate limits (`SHOP_GATEWAY__RATE_LIMIT__*`).
     pub rate_limit: RateLimitConfig,
+    /// The admin console (`SHOP_GATEWAY__CONSOLE__*`).
+    pub console: ConsoleConfig,
+    /// The event bus, when the gateway runs apart and watches Kafka for the console's event
+    /// browser (the composer fills it from `SHOP_EVENTS__*`; in one process the bus's own tap is
+    /// used).
+    #[serde(skip)]
+    pub events: Option<kit::events::EventsConfig>,
+}
+
+/// The admin console at `/admin` and its event browser.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsoleConfig {
+    /// Serve the console and its session routes.
+    pub enabled: bool,
+    /// Mark the session cookies `Secure` always (they are whenever a request arrives with
+    /// `X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
+    /// Events the event browser keeps (the gateway's own tap, when running apart).
+    pub event_tap_capacity: usize,
+    /// Event streams open at once.
+    pub max_event_streams: usize,
+    /// Serve the console's files from this directory instead of those built into the binary
+    /// (development: `SHOP_GATEWAY__CONSOLE__DIR=services/gateway/console`, then edit and reload).
+    pub dir: Option<std::path::PathBuf>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            secure_cookies: false,
+            event_tap_capacity: kit::events::tap::DEFAULT_CAPACITY,
+            max_event_streams: 32,
+            dir: None,
+        }
+    }
 }
 
 /// Token-bucket limits per route class, per user (when a token was verified) or per client IP.
@@ -29,6 +66,9 @@ pub struct RateLimitConfig {
     pub write_per_minute: u32,
     /// GET/HEAD requests per user or IP per minute.
     pub read_per_minute: u32,
+    /// Requests with a refused bearer token (invalid, expired, revoked) per client IP per
+    /// minute; past it the answer is 429 instead of 401.
+    pub failed_auth_per_minute: u32,
     /// Proxies of our own in front of the gateway that append to `X-Forwarded-For`
     /// (an ingress controller: 1). 0 uses the TCP peer address.
     pub trusted_proxy_hops: u32,
@@ -49,6 +89,7 @@ impl Default for RateLimitConfig {
             auth_per_minute: 30,
             write_per_minute: 300,
             read_per_minute: 1200,
+            failed_auth_per_minute: 60,
             trusted_proxy_hops: 0,
             redis_url: None,
             redis_prefix: "shop:ratelimit:".into(),
@@ -64,6 +105,8 @@ impl Default for GatewayConfig {
             request_timeout_secs: 30,
             upstream_timeout_secs: 15,
             rate_limit: RateLimitConfig::default(),
+            console: ConsoleConfig::default(),
+            events: None,
         }
     }
 }

@@ -8,9 +8,12 @@
 
 pub mod aggregate;
 pub mod config;
+pub mod console;
 pub mod edge;
+pub mod events;
 pub mod openapi;
 pub mod proxy;
+pub mod session;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -24,7 +27,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-pub use config::{GatewayConfig, RateLimitConfig};
+pub use config::{ConsoleConfig, GatewayConfig, RateLimitConfig};
 
 /// How the gateway reaches one service.
 pub enum Upstream {
@@ -61,6 +64,25 @@ pub fn api(
     verifier: Option<kit::auth::Verifier>,
     limits: Option<Arc<edge::Limits>>,
 ) -> (Router, Vec<Arc<dyn kit::health::Check>>) {
+    api_with_events(
+        config,
+        upstreams,
+        docs,
+        verifier,
+        limits,
+        events::Events::new(None, 0, Default::default()),
+    )
+}
+
+/// [`api`] with the view of the event bus the console's event browser reads.
+pub fn api_with_events(
+    config: &GatewayConfig,
+    upstreams: Vec<(ServiceName, Upstream)>,
+    docs: utoipa::openapi::OpenApi,
+    verifier: Option<kit::auth::Verifier>,
+    limits: Option<Arc<edge::Limits>>,
+    events: events::Events,
+) -> (Router, Vec<Arc<dyn kit::health::Check>>) {
     let client = proxy::client(Duration::from_secs(config.upstream_timeout_secs));
     let mut api = Router::new();
     let mut checks: Vec<Arc<dyn kit::health::Check>> = Vec::new();
@@ -88,19 +110,35 @@ pub fn api(
             }
         }
     }
+    if config.console.enabled {
+        let sessions = session::Sessions {
+            auth: clients.get(&ServiceName::Auth).cloned(),
+            verifier: verifier.clone(),
+            secure_cookies: config.console.secure_cookies,
+        };
+        let files = match &config.console.dir {
+            Some(dir) => console::Files::from_dir(dir.clone()),
+            None => console::Files::embedded(),
+        };
+        api =
+            api.merge(console::routes(files)).merge(session::routes(sessions)).merge(events::routes(events));
+    }
     let mut api =
         api.merge(openapi::routes(docs)).merge(aggregate::routes(aggregate::Peers::new(clients, local)));
-    // Innermost first: rate limits need the identity that authentication attaches.
-    if let Some(limits) = limits {
+    // Innermost first: rate limits need the identity that authentication attaches; a refused
+    // token is limited per client address inside authentication; the guard (internal headers)
+    // runs before both.
+    if let Some(limits) = limits.clone() {
         api = api
             .layer(axum::middleware::from_fn(move |req, next| edge::rate_limit(limits.clone(), req, next)));
     }
     if let Some(verifier) = verifier {
         api = api.layer(axum::middleware::from_fn(move |req, next| {
-            edge::authenticate(verifier.clone(), req, next)
+            edge::authenticate(verifier.clone(), limits.clone(), req, next)
         }));
     }
     let api = api
+        .layer(axum::middleware::from_fn(edge::guard))
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::GATEWAY_TIMEOUT,
@@ -128,8 +166,24 @@ pub fn service(config: GatewayConfig) -> kit::component::Service {
             true => Some(edge::Limits::connect(&config.rate_limit).await?),
             false => None,
         };
-        let (api, checks) = api(&config, upstreams, docs, cx.verifier.clone(), limits);
-        Ok(checks.into_iter().fold(kit::component::Component::new(api), |c, check| c.informational(check)))
+        // The event browser's view of the bus: the bus's own tap in one process; apart, a
+        // read-only Kafka reader of the gateway's own.
+        let mut tasks = Vec::new();
+        let tap = match cx.bus().ok().and_then(|bus| bus.tap()) {
+            Some(tap) => Some(tap),
+            None => match &config.events {
+                Some(ev) if config.console.enabled && ev.bus == kit::events::BusKind::Kafka => {
+                    let tap = kit::events::tap::Tap::new(config.console.event_tap_capacity);
+                    tasks.push(kit::events::kafka::spawn_tap(ev.clone(), tap.clone(), cx.shutdown.clone()));
+                    Some(tap)
+                }
+                _ => None,
+            },
+        };
+        let events = events::Events::new(tap, config.console.max_event_streams, cx.shutdown.clone());
+        let (api, checks) = api_with_events(&config, upstreams, docs, cx.verifier.clone(), limits, events);
+        let component = tasks.into_iter().fold(kit::component::Component::new(api), |c, t| c.task(t));
+        Ok(checks.into_iter().fold(component, |c, check| c.informational(check)))
     })
 }
 

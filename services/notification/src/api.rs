@@ -142,18 +142,84 @@ pub async fn list_all(
     Ok(Json(Page::new(to_api(rows)?, page, total)))
 }
 
+/// Send a FAILED notification again (admin): it becomes PENDING with its attempts counted
+/// afresh, and the dispatcher takes it at once (and retries it as any other). A notification
+/// that failed because no address was known when it was planned has nothing to send (409).
+#[utoipa::path(
+    post, path = "/api/v1/notifications/{id}/resend", tag = "notifications",
+    params(("id" = Uuid, Path, description = "Notification id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Queued again: the notification, now PENDING", body = Notification),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such notification", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`notification_not_failed`: only FAILED notifications are sent again; `notification_unaddressable`: it never had a recipient; `notification_link_expired`: a password-reset or verification email (its link is not kept)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn resend(
+    State(st): State<NotificationState>,
+    who: Identity,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Notification>> {
+    who.require_admin()?;
+    let row = st
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("notification `{id}` not found")))?;
+    if row.recipient.is_empty() {
+        return Err(ApiError::conflict(
+            "notification_unaddressable",
+            format!(
+                "notification `{id}` was never addressed ({}): there is nothing to send again",
+                row.last_error.as_deref().unwrap_or("no recipient")
+            ),
+        ));
+    }
+    // A reset or verification link's token is erased when its message fails for good: sending
+    // the message again would mail a dead link.
+    if matches!(
+        NotificationType::parse(&row.notification_type),
+        Some(NotificationType::PasswordReset | NotificationType::EmailVerification)
+    ) {
+        return Err(ApiError::conflict(
+            "notification_link_expired",
+            format!(
+                "notification `{id}` carried a single-use link that is not kept: the user asks for a new one"
+            ),
+        ));
+    }
+    if !st.store.requeue_failed(id, kit::db::Timestamp::now()).await? {
+        return Err(ApiError::conflict(
+            "notification_not_failed",
+            format!("notification `{id}` is {}: only FAILED notifications are sent again", row.status),
+        ));
+    }
+    st.wake_dispatcher();
+    let row = st
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("notification `{id}` not found")))?;
+    row.into_api().map(Json).map_err(ApiError::internal)
+}
+
 /// The notification routes (no common layers; the composer adds them and the `Verifier`).
 pub fn router(state: NotificationState) -> Router {
     Router::new()
         .route("/api/v1/notifications", get(list_own))
         .route("/api/v1/notifications/admin/all", get(list_all))
         .route("/api/v1/notifications/{id}", get(get_one))
+        .route("/api/v1/notifications/{id}/resend", axum::routing::post(resend))
+        .route(crate::security::PATH, axum::routing::post(crate::security::security_mail))
         .with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(list_own, get_one, list_all),
+    paths(list_own, get_one, list_all, resend),
     components(schemas(Notification, NotificationType, ChannelKind, Status, Page<Notification>, Problem, FieldError)),
     modifiers(&BearerSecurity),
     tags((name = "notifications", description = "Email/SMS/push notification history"))

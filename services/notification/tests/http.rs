@@ -31,7 +31,64 @@ async fn call(app: &axum::Router, uri: &str, token: Option<&str>) -> (StatusCode
     (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
 }
 
+async fn post(app: &axum::Router, uri: &str, token: &str) -> (StatusCode, Value) {
+    let req = Request::post(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
+}
+
 kit::db_tests! { MIGRATIONS;
+    async fn admins_resend_failed_notifications(db) {
+        let st = NotificationState::new(db, NotificationConfig::default()).await.unwrap();
+        let (key, verifier) = test_keys();
+        let app = kit::http::service_app("notification", router(st.clone()).layer(Extension(verifier)), Readiness::new());
+        // A customer nobody knows the address of: the confirmation fails at once.
+        let stranger = Uuid::now_v7();
+        let placed = Envelope::new(sources::ORDER, &OrderPlaced {
+            order_id: Uuid::now_v7(), user_id: stranger, items: vec![], total: Money::new(500, "EUR"), customer_email: None, customer_name: None }).unwrap();
+        st.handle_event(&placed).await.unwrap();
+        st.dispatch_once().await.unwrap();
+        let admin = key.sign(&claims_for(Uuid::now_v7(), &[roles::ADMIN], None, HOUR));
+        let customer = key.sign(&claims_for(stranger, &[roles::CUSTOMER], None, HOUR));
+        let (_, b) = call(&app, "/api/v1/notifications/admin/all?status=FAILED", Some(&admin)).await;
+        assert_eq!(b["total"], 1, "{b}");
+        let id = b["items"][0]["id"].as_str().unwrap().to_string();
+        let uri = format!("/api/v1/notifications/{id}/resend");
+
+        let (s, b) = post(&app, &uri, &customer).await;
+        assert_eq!((s, b["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+        let (s, b) = post(&app, &format!("/api/v1/notifications/{}/resend", Uuid::now_v7()), &admin).await;
+        assert_eq!((s, b["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+        // It never had an address: nothing to send again.
+        let (s, b) = post(&app, &uri, &admin).await;
+        assert_eq!((s, b["code"].as_str()), (StatusCode::CONFLICT, Some("notification_unaddressable")), "{b}");
+
+        // A message the mail server refused for good: sent again on request.
+        let known = Uuid::now_v7();
+        st.store.upsert_contact(&Contact { user_id: known, email: Some("ada@example.com".into()), name: None, phone: None }).await.unwrap();
+        let placed = Envelope::new(sources::ORDER, &OrderPlaced {
+            order_id: Uuid::now_v7(), user_id: known, items: vec![], total: Money::new(700, "EUR"), customer_email: None, customer_name: None }).unwrap();
+        st.handle_event(&placed).await.unwrap();
+        let row = st.store.by_event(placed.id).await.unwrap().remove(0);
+        assert!(st.store.mark_attempt_failed(row.id, "550 mailbox unavailable", None).await.unwrap());
+        let id = row.id.to_string();
+        let uri = format!("/api/v1/notifications/{id}/resend");
+        let (s, b) = post(&app, &uri, &admin).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!((b["status"].as_str(), b["retryCount"].as_i64()), (Some("PENDING"), Some(0)), "{b}");
+        st.dispatch_once().await.unwrap();
+        let (_, b) = call(&app, &format!("/api/v1/notifications/{id}"), Some(&admin)).await;
+        assert_eq!(b["status"], "SENT", "{b}");
+        // Only FAILED ones are sent again.
+        let (s, b) = post(&app, &uri, &admin).await;
+        assert_eq!((s, b["code"].as_str()), (StatusCode::CONFLICT, Some("notification_not_failed")), "{b}");
+    }
+
     async fn notifications_api(db) {
         let cfg = NotificationConfig { admin_emails: vec!["ops@example.com".into()], ..Default::default() };
         let st = NotificationState::new(db, cfg).await.unwrap();
@@ -99,7 +156,12 @@ kit::db_tests! { MIGRATIONS;
 #[test]
 fn openapi_has_the_notification_paths() {
     let doc = serde_json::to_value(openapi()).unwrap();
-    for p in ["/api/v1/notifications", "/api/v1/notifications/{id}", "/api/v1/notifications/admin/all"] {
+    for p in [
+        "/api/v1/notifications",
+        "/api/v1/notifications/{id}",
+        "/api/v1/notifications/admin/all",
+        "/api/v1/notifications/{id}/resend",
+    ] {
         assert!(doc["paths"].get(p).is_some(), "{p}");
     }
     assert!(doc["components"]["schemas"].get("Notification").is_some());

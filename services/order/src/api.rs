@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::config::{RateBand, ShippingMethod};
 use crate::model::*;
 use crate::saga::{PlaceRequest, Saga};
-use crate::store::{Actor, Patch};
+use crate::store::{Actor, OrderFilter, Patch};
 
 /// Who may read an order: another service (internal token) or a signed-in user.
 pub enum Caller {
@@ -78,6 +78,11 @@ async fn place_idempotently(
     p: Placement,
 ) -> ApiResult<Response> {
     let Placement { operation, fingerprint, lines, address, shipping_method, notes } = p;
+    // Unverified accounts may browse and fill a cart, not order (docs/auth.md).
+    if !who.email_verified {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "email_unverified", "Email address not verified")
+            .detail("open the verification link we mailed (or ask for a new one) before placing an order"));
+    }
     let key = idempotency::key_from_headers(headers)?;
     let scope = format!("{}:{operation}", who.user_id);
     let authorization = headers.get(header::AUTHORIZATION).cloned();
@@ -123,6 +128,7 @@ async fn place_idempotently(
         (status = 202, description = "Order placed (PENDING); the stock reservation is being retried", body = Order),
         (status = 400, description = "Missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`email_unverified`: the account's email address is not verified yet", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`insufficient_stock` or `product_unavailable`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Empty cart, invalid address or shipping method, key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The catalog or the cart cannot be reached", body = Problem, content_type = "application/problem+json"),
@@ -157,6 +163,7 @@ pub async fn checkout(
         (status = 202, description = "Order placed (PENDING); the stock reservation is being retried", body = Order),
         (status = 400, description = "Missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`email_unverified`: the account's email address is not verified yet", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`insufficient_stock` or `product_unavailable`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid items, address or shipping method; key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The catalog cannot be reached", body = Problem, content_type = "application/problem+json"),
@@ -186,6 +193,8 @@ pub async fn create_order(
 pub struct OrderQuery {
     /// Only orders in this status.
     pub status: Option<String>,
+    /// Only orders whose customer email contains this text (case-insensitive).
+    pub email: Option<String>,
 }
 
 /// The caller's orders, newest first (admins: everyone's).
@@ -214,8 +223,76 @@ pub async fn list_orders(
         })?),
     };
     let user = if who.is_admin() { None } else { Some(who.user_id) };
-    let (items, total) = saga.store.list(user, status, page).await?;
+    let email = q.email.filter(|e| !e.trim().is_empty());
+    let (items, total) = saga.store.list_filtered(&OrderFilter { user, status, email }, page).await?;
     Ok(axum::Json(Page::new(items, page, total)))
+}
+
+/// Period of `GET /api/v1/orders/summary`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// Orders created at or after this time (RFC 3339); default: since the first.
+    pub from: Option<String>,
+    /// Orders created before this time (RFC 3339); default: until now.
+    pub to: Option<String>,
+}
+
+/// Order counts and revenue of a period.
+#[derive(Debug, Clone, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSummary {
+    /// Orders created in the period.
+    pub orders: i64,
+    /// How many of them are in each status (statuses without orders are left out).
+    pub by_status: std::collections::BTreeMap<String, i64>,
+    /// Per currency: the totals of the period's paid orders minus what was refunded.
+    pub revenue: Vec<kit::money::Money>,
+}
+
+/// Order counts by status and revenue for a period (admin): the console's dashboard.
+#[utoipa::path(
+    get, path = "/api/v1/orders/summary", tag = "orders",
+    params(SummaryQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Counts and revenue", body = OrderSummary),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`from`/`to` not RFC 3339", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn summary(
+    State(saga): State<Saga>,
+    who: Identity,
+    Query(q): Query<SummaryQuery>,
+) -> ApiResult<axum::Json<OrderSummary>> {
+    who.require_admin()?;
+    let mut errors = Vec::new();
+    let mut time = |field: &str, v: Option<String>| {
+        let v = v.filter(|s| !s.trim().is_empty())?;
+        match time::OffsetDateTime::parse(v.trim(), &time::format_description::well_known::Rfc3339) {
+            Ok(t) => Some(kit::db::Timestamp::from(t)),
+            Err(_) => {
+                errors.push(FieldError { field: field.into(), message: "must be an RFC 3339 time".into() });
+                None
+            }
+        }
+    };
+    let (from, to) = (time("from", q.from), time("to", q.to));
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
+    let (statuses, revenue) = saga.store.summary(from, to).await?;
+    Ok(axum::Json(OrderSummary {
+        orders: statuses.iter().map(|(_, n)| n).sum(),
+        by_status: statuses.into_iter().collect(),
+        revenue: revenue
+            .into_iter()
+            .map(|(currency, amount)| kit::money::Money::new(amount, &currency))
+            .collect(),
+    }))
 }
 
 async fn visible(saga: &Saga, caller: &Caller, id: Uuid) -> ApiResult<Order> {
@@ -471,6 +548,7 @@ pub fn router(saga: Saga) -> Router {
         .route("/api/v1/orders", get(list_orders).post(create_order))
         .route("/api/v1/orders/checkout", post(checkout))
         .route("/api/v1/orders/shipping-methods", get(shipping_methods))
+        .route("/api/v1/orders/summary", get(summary))
         .route("/api/v1/orders/{id}", get(get_order))
         .route("/api/v1/orders/{id}/cancel", post(cancel_order))
         .route("/api/v1/orders/{id}/status", axum::routing::patch(update_status))
@@ -485,12 +563,12 @@ pub fn router(saga: Saga) -> Router {
 #[openapi(
     paths(
         checkout, create_order, list_orders, get_order, cancel_order, update_status, tracking, get_shipment, ship,
-        deliver, shipping_methods,
+        deliver, shipping_methods, summary,
     ),
     components(schemas(
         Order, OrderItem, OrderStatus, Address, CheckoutRequest, CreateOrderRequest, OrderLineRequest,
         CancelRequest, StatusUpdate, Tracking, HistoryEntry, ShippingMethod, Shipment, ShipmentStatus, ShipRequest,
-        RateBand, Problem, FieldError,
+        RateBand, OrderSummary, Problem, FieldError,
     )),
     modifiers(&ServiceSecurity),
     tags((name = "orders", description = "Checkout, orders, their status machine, cancellation and tracking"))

@@ -337,6 +337,9 @@ pub struct Order {
     pub total: Money,
     pub shipping_method: String,
     pub shipping_address: Address,
+    /// The customer's email address at checkout (from their token), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
     /// The payment of the order, once one was authorised.

@@ -87,6 +87,16 @@ pub struct NewOrder {
     pub idempotency_key: Option<String>,
 }
 
+/// Filters of [`Store::list_filtered`]; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    /// Only this customer's orders.
+    pub user: Option<Uuid>,
+    pub status: Option<OrderStatus>,
+    /// Only orders whose customer email contains this (case-insensitive).
+    pub email: Option<String>,
+}
+
 /// Fields a transition may set besides the status.
 #[derive(Debug, Clone, Default)]
 pub struct Patch {
@@ -248,6 +258,7 @@ fn to_order(
         total: money(row.total),
         shipping_method: row.shipping_method,
         shipping_address: address,
+        customer_email: row.customer_email,
         notes: row.notes,
         payment_id: row.payment_id,
         payment_status: row.payment_status,
@@ -491,17 +502,31 @@ impl Store {
         status: Option<OrderStatus>,
         page: PageRequest,
     ) -> StoreResult<(Vec<Order>, i64)> {
-        let filter = "($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2)";
+        self.list_filtered(&OrderFilter { user, status, email: None }, page).await
+    }
+
+    /// Orders matching `filter`, newest first, without history; and how many match.
+    pub async fn list_filtered(
+        &self,
+        filter: &OrderFilter,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<Order>, i64)> {
+        let cond = "($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2) \
+                    AND ($3 IS NULL OR LOWER(customer_email) LIKE $3 ESCAPE '\\')";
         let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE {cond} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
         );
-        let count = format!("SELECT COUNT(*) FROM orders WHERE {filter}");
-        let status = status.map(OrderStatus::as_str);
+        let count = format!("SELECT COUNT(*) FROM orders WHERE {cond}");
+        let status = filter.status.map(OrderStatus::as_str);
+        let email =
+            filter.email.as_deref().map(|e| format!("%{}%", kit::db::like_escape(&e.trim().to_lowercase())));
+        let user = filter.user;
         with_db!(&self.db, pool => {
             let mut conn = pool.acquire().await?;
-            let rows: Vec<OrderRow> = sqlx::query_as(&sql).bind(user).bind(status)
+            let rows: Vec<OrderRow> = sqlx::query_as(&sql).bind(user).bind(status).bind(&email)
                 .bind(page.limit()).bind(page.offset()).fetch_all(&mut *conn).await?;
-            let total: i64 = sqlx::query_scalar(&count).bind(user).bind(status).fetch_one(&mut *conn).await?;
+            let total: i64 = sqlx::query_scalar(&count).bind(user).bind(status).bind(&email)
+                .fetch_one(&mut *conn).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 let items: Vec<ItemRow> = sqlx::query_as(ITEMS_SQL).bind(row.id).fetch_all(&mut *conn).await?;
@@ -510,6 +535,30 @@ impl Store {
                 out.push(to_order(row, items, None, shipment)?);
             }
             Ok((out, total))
+        })
+    }
+
+    /// Counts by status and revenue per currency of the orders created in `[from, to)`
+    /// (either bound optional). Revenue: total minus refunds of the orders that were paid.
+    pub async fn summary(
+        &self,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> StoreResult<(Vec<(String, i64)>, Vec<(String, i64)>)> {
+        let window = "($1 IS NULL OR created_at >= $1) AND ($2 IS NULL OR created_at < $2)";
+        let by_status =
+            format!("SELECT status, COUNT(*) FROM orders WHERE {window} GROUP BY status ORDER BY status");
+        let revenue = format!(
+            "SELECT currency, CAST(SUM(total - refunded_amount) AS BIGINT) FROM orders \
+             WHERE paid_at IS NOT NULL AND {window} GROUP BY currency ORDER BY currency"
+        );
+        with_db!(&self.db, pool => {
+            let mut conn = pool.acquire().await?;
+            let statuses: Vec<(String, i64)> =
+                sqlx::query_as(&by_status).bind(from).bind(to).fetch_all(&mut *conn).await?;
+            let money: Vec<(String, i64)> =
+                sqlx::query_as(&revenue).bind(from).bind(to).fetch_all(&mut *conn).await?;
+            Ok((statuses, money))
         })
     }
 

@@ -54,6 +54,44 @@ async fn outbox_types(db: &Db) -> Vec<String> {
 
 kit::db_tests! { crate::MIGRATIONS;
 
+    async fn search_by_customer_email_and_summary(db) {
+        let store = Store::new(db.clone());
+        let page = PageRequest { page: 1, page_size: 10 };
+        let before = kit::db::Timestamp::now();
+        let ada = store.insert(&new_order(Uuid::now_v7(), None)).await.unwrap().unwrap();
+        let mut grace = new_order(Uuid::now_v7(), None);
+        grace.customer_email = Some("grace_h%@example.org".into());
+        let grace = store.insert(&grace).await.unwrap().unwrap();
+        let mut anonymous = new_order(Uuid::now_v7(), None);
+        anonymous.customer_email = None;
+        store.insert(&anonymous).await.unwrap().unwrap();
+        assert_eq!(ada.customer_email.as_deref(), Some("ada@example.com"));
+
+        let search = |email: &str| crate::store::OrderFilter { email: Some(email.into()), ..Default::default() };
+        let ids = |found: Vec<Order>| found.into_iter().map(|o| o.id).collect::<Vec<_>>();
+        let (found, total) = store.list_filtered(&search("ADA@"), page).await.unwrap();
+        assert_eq!((ids(found), total), (vec![ada.id], 1), "case-insensitive substring");
+        let (found, _) = store.list_filtered(&search("example"), page).await.unwrap();
+        assert_eq!(ids(found), [grace.id, ada.id]);
+        let (found, _) = store.list_filtered(&search("h%@"), page).await.unwrap();
+        assert_eq!(ids(found), [grace.id], "% is literal");
+        let (found, _) = store.list_filtered(&search("a_a"), page).await.unwrap();
+        assert!(found.is_empty(), "_ is literal");
+
+        // Paid, then partly refunded: revenue counts what was kept.
+        store.transition(ada.id, OrderStatus::AwaitingPayment, None, &Actor::system("t"), None, Patch::default()).await.unwrap();
+        store.transition(ada.id, OrderStatus::Paid, None, &Actor::system("t"), None, Patch::default()).await.unwrap();
+        with_db!(&db, pool => sqlx::query("UPDATE orders SET refunded_amount = 99 WHERE id = $1").bind(ada.id).execute(pool).await.map(|_| ())).unwrap();
+        let (by_status, revenue) = store.summary(Some(before), None).await.unwrap();
+        assert_eq!(by_status, [("PAID".to_string(), 1), ("PENDING".to_string(), 2)]);
+        assert_eq!(revenue, [("USD".to_string(), 3000)]);
+        let later = kit::db::Timestamp::from(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
+        let (by_status, revenue) = store.summary(Some(later), None).await.unwrap();
+        assert!(by_status.is_empty() && revenue.is_empty());
+        let (by_status, _) = store.summary(None, Some(before)).await.unwrap();
+        assert!(by_status.is_empty(), "nothing before the first order");
+    }
+
     async fn lifecycle_history_and_events(db) {
         let store = Store::new(db.clone());
         let user = Uuid::now_v7();

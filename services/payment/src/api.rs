@@ -7,20 +7,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use kit::auth::Identity;
-use kit::extract::{Json, Path};
+use kit::extract::{Json, Path, Query};
 use kit::idempotency;
 use kit::openapi::BearerSecurity;
+use kit::pagination::{Page, PageParams};
 use kit::problem::{FieldError, Problem};
 use kit::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use utoipa::OpenApi;
+use utoipa::{IntoParams, OpenApi};
 use uuid::Uuid;
 
 use crate::hosted;
 use crate::model::*;
 use crate::service::{declined_response, OpError};
+use crate::store::PaymentFilter;
 use crate::webhook::{self, ID_NAMESPACE};
 use crate::PaymentState;
 
@@ -308,6 +310,90 @@ pub async fn order_payments(
     Ok(Json(payments))
 }
 
+/// Filters of `GET /api/v1/payments`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct PaymentQuery {
+    /// Only payments in this status (`CAPTURED`, `FAILED`, …; case-insensitive).
+    pub status: Option<String>,
+    /// `simulated` or `stripe`.
+    pub provider: Option<String>,
+    /// Only the payments of this order.
+    pub order_id: Option<Uuid>,
+    /// Created at or after this time (RFC 3339).
+    pub from: Option<String>,
+    /// Created before this time (RFC 3339).
+    pub to: Option<String>,
+}
+
+fn parse_time(field: &str, v: Option<String>, errors: &mut Vec<FieldError>) -> Option<kit::db::Timestamp> {
+    let v = v.filter(|s| !s.trim().is_empty())?;
+    match time::OffsetDateTime::parse(v.trim(), &time::format_description::well_known::Rfc3339) {
+        Ok(t) => Some(t.into()),
+        Err(_) => {
+            errors.push(FieldError { field: field.into(), message: "must be an RFC 3339 time".into() });
+            None
+        }
+    }
+}
+
+/// Every payment (admin), newest first, filtered by status, provider, order and creation time.
+#[utoipa::path(
+    get, path = "/api/v1/payments", tag = "payments",
+    params(PageParams, PaymentQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of payments, with their history and refunds", body = Page<Payment>),
+        (status = 400, description = "Unparseable query string (e.g. `orderId` not a UUID)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown status or provider, bad time or pagination (`errors` names the field)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_payments(
+    State(st): State<PaymentState>,
+    who: Identity,
+    Query(pp): Query<PageParams>,
+    Query(q): Query<PaymentQuery>,
+) -> ApiResult<Json<Page<Payment>>> {
+    who.require_admin()?;
+    let mut errors = Vec::new();
+    let page = pp.validate().map_err(|e| errors.extend(e.errors)).ok();
+    let upper = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let status = upper(q.status).and_then(|s| {
+        let parsed = PaymentStatus::parse(&s.to_ascii_uppercase());
+        if parsed.is_none() {
+            let known: Vec<&str> = PaymentStatus::ALL.iter().map(|s| s.as_str()).collect();
+            errors.push(FieldError {
+                field: "status".into(),
+                message: format!("must be one of {}", known.join(", ")),
+            });
+        }
+        parsed
+    });
+    let provider = upper(q.provider).and_then(|p| {
+        let parsed = ProviderKind::parse(&p.to_ascii_lowercase());
+        if parsed.is_none() {
+            errors
+                .push(FieldError { field: "provider".into(), message: "must be simulated or stripe".into() });
+        }
+        parsed
+    });
+    let filter = PaymentFilter {
+        status,
+        provider,
+        order_id: q.order_id,
+        from: parse_time("from", q.from, &mut errors),
+        to: parse_time("to", q.to, &mut errors),
+    };
+    let Some(page) = page.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::invalid_fields(errors));
+    };
+    let (items, total) = st.store.list(&filter, page).await?;
+    Ok(Json(Page::new(items, page, total)))
+}
+
 /// Stripe webhook endpoint (no bearer token: the `Stripe-Signature` header authenticates).
 ///
 /// Each event id is processed once; duplicates, unknown types and stale updates answer 200.
@@ -333,6 +419,7 @@ pub async fn stripe_webhook(
 /// The payment routes (no common layers; the composer adds them and the `Verifier`).
 pub fn router(state: PaymentState) -> Router {
     Router::new()
+        .route("/api/v1/payments", get(list_payments))
         .route("/api/v1/payments/intent", post(create_intent))
         .route("/api/v1/payments/checkout-session", post(create_checkout_session))
         .route("/api/v1/payments/hosted/{sessionId}", get(hosted::page))
@@ -351,12 +438,12 @@ pub fn router(state: PaymentState) -> Router {
 #[openapi(
     paths(
         create_intent, create_checkout_session, confirm, capture, refund, get_payment, order_payments,
-        stripe_webhook, hosted::page, hosted::pay, hosted::cancel
+        list_payments, stripe_webhook, hosted::page, hosted::pay, hosted::cancel
     ),
     components(schemas(
         Payment, PaymentStatus, ProviderKind, ChangeSource, HistoryEntry, Refund, RefundStatus,
         CreateIntentRequest, CreateCheckoutSessionRequest, CheckoutSessionResponse, ConfirmRequest,
-        CaptureRequest, RefundRequest, kit::money::Money, Problem, FieldError
+        CaptureRequest, RefundRequest, kit::money::Money, Page<Payment>, Problem, FieldError
     )),
     modifiers(&BearerSecurity),
     tags((name = "payments", description = "Payments of orders: intents, hosted checkout, confirmation, capture, refunds, webhooks"))
@@ -386,6 +473,7 @@ mod tests {
             "/api/v1/payments/{id}/refund",
             "/api/v1/payments/{id}",
             "/api/v1/payments/order/{orderId}",
+            "/api/v1/payments",
             "/api/v1/webhooks/stripe",
         ] {
             assert!(doc.paths.paths.contains_key(path), "{path} missing from the OpenAPI document");

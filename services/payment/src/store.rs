@@ -346,6 +346,18 @@ fn status_list(statuses: &[PaymentStatus]) -> String {
     statuses.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")
 }
 
+/// Filters of [`Store::list`]; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentFilter {
+    pub status: Option<PaymentStatus>,
+    pub provider: Option<ProviderKind>,
+    pub order_id: Option<Uuid>,
+    /// Created at or after.
+    pub from: Option<Timestamp>,
+    /// Created before.
+    pub to: Option<Timestamp>,
+}
+
 /// The store.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -419,6 +431,39 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Every payment matching `filter`, newest first, with the total count (admin list).
+    pub async fn list(
+        &self,
+        filter: &PaymentFilter,
+        page: kit::pagination::PageRequest,
+    ) -> StoreResult<(Vec<Payment>, i64)> {
+        let cond = "($1 IS NULL OR status = $1) AND ($2 IS NULL OR provider = $2) AND ($3 IS NULL OR order_id = $3) \
+                    AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5)";
+        let ids_sql = format!(
+            "SELECT id FROM payments WHERE {cond} ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"
+        );
+        let count_sql = format!("SELECT COUNT(*) FROM payments WHERE {cond}");
+        let status = filter.status.map(PaymentStatus::as_str);
+        let provider = filter.provider.map(ProviderKind::as_str);
+        let (ids, total): (Vec<Uuid>, i64) = with_db!(&self.db, pool => {
+            let ids = sqlx::query_scalar(&ids_sql)
+                .bind(status).bind(provider).bind(filter.order_id).bind(filter.from).bind(filter.to)
+                .bind(page.limit()).bind(page.offset())
+                .fetch_all(pool).await?;
+            let total = sqlx::query_scalar(&count_sql)
+                .bind(status).bind(provider).bind(filter.order_id).bind(filter.from).bind(filter.to)
+                .fetch_one(pool).await?;
+            Ok::<_, sqlx::Error>((ids, total))
+        })?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(p) = self.get(id).await? {
+                out.push(p);
+            }
+        }
+        Ok((out, total))
     }
 
     /// The order's live payment (not FAILED or CANCELLED), if any: at most one exists.

@@ -310,4 +310,59 @@ kit::db_tests! { shop_payment::MIGRATIONS;
         }
         assert_eq!(outbox_count(&db, "payment.authorized").await, 5, "one event per payment");
     }
+    async fn admins_list_payments_with_filters(db) {
+        let app = App::new(db.clone()).await;
+        let uri = "/api/v1/payments";
+        let before = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+        let first = app.intent(&app.alice, app.order(&app.alice, 1000)).await;
+        let second = app.intent(&app.bob, app.order(&app.bob, 2000)).await;
+        let declined_order = app.order(&app.alice, 3000);
+        let declined = app.intent(&app.alice, declined_order).await;
+        app.confirm(&app.alice, declined["id"].as_str().unwrap(), "pm_card_chargeDeclined").await
+            .is_problem(StatusCode::PAYMENT_REQUIRED, "card-declined");
+        app.confirm(&app.bob, second["id"].as_str().unwrap(), "pm_card_visa").await.ok(StatusCode::OK);
+
+        // Admins only.
+        app.request(Method::GET, uri, &[], None).await.is_problem(StatusCode::UNAUTHORIZED, "token_missing");
+        app.call(&app.alice, Method::GET, uri, None, None).await.is_problem(StatusCode::FORBIDDEN, "forbidden");
+
+        // Everything, newest first, with history and refunds.
+        let all = app.call(&app.admin, Method::GET, uri, None, None).await;
+        let all = all.ok(StatusCode::OK);
+        assert_eq!((all["total"].as_i64(), all["page"].as_i64(), all["pageSize"].as_i64()), (Some(3), Some(1), Some(20)));
+        let ids: Vec<&str> = all["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [declined["id"].as_str().unwrap(), second["id"].as_str().unwrap(), first["id"].as_str().unwrap()]);
+        assert!(all["items"][0]["history"].as_array().unwrap().len() >= 2);
+
+        // By status (case-insensitive), provider, order and time; pages.
+        let failed = app.call(&app.admin, Method::GET, &format!("{uri}?status=failed"), None, None).await;
+        let failed = failed.ok(StatusCode::OK);
+        assert_eq!(failed["total"], 1);
+        assert_eq!(failed["items"][0]["id"], declined["id"]);
+        let authorized = app.call(&app.admin, Method::GET, &format!("{uri}?status=AUTHORIZED&provider=simulated"), None, None).await;
+        assert_eq!(authorized.ok(StatusCode::OK)["items"][0]["id"], second["id"]);
+        let stripe = app.call(&app.admin, Method::GET, &format!("{uri}?provider=stripe"), None, None).await;
+        assert_eq!(stripe.ok(StatusCode::OK)["total"], 0);
+        let by_order = app.call(&app.admin, Method::GET, &format!("{uri}?orderId={declined_order}"), None, None).await;
+        assert_eq!(by_order.ok(StatusCode::OK)["items"][0]["id"], declined["id"]);
+        let rfc = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap().replace('+', "%2B");
+        let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(1);
+        let window = app.call(&app.admin, Method::GET, &format!("{uri}?from={}&to={}", rfc(before), rfc(later)), None, None).await;
+        assert_eq!(window.ok(StatusCode::OK)["total"], 3);
+        let future = app.call(&app.admin, Method::GET, &format!("{uri}?from={}", rfc(later)), None, None).await;
+        assert_eq!(future.ok(StatusCode::OK)["total"], 0);
+        let paged = app.call(&app.admin, Method::GET, &format!("{uri}?page=2&pageSize=2"), None, None).await;
+        let paged = paged.ok(StatusCode::OK);
+        assert_eq!((paged["items"].as_array().unwrap().len(), paged["totalPages"].as_i64()), (1, Some(2)));
+        assert_eq!(paged["items"][0]["id"], first["id"]);
+
+        // Bad filters: one field error each.
+        let bad = app.call(&app.admin, Method::GET, &format!("{uri}?status=PAID&provider=paypal&from=yesterday&pageSize=500"), None, None).await;
+        bad.is_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let fields: Vec<&str> = bad.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+        assert_eq!(fields, ["pageSize", "status", "provider", "from"]);
+        app.call(&app.admin, Method::GET, &format!("{uri}?orderId=nope"), None, None).await
+            .is_problem(StatusCode::BAD_REQUEST, "invalid_query");
+    }
+
 }

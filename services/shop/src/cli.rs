@@ -196,6 +196,7 @@ async fn serve(
     if banner {
         println!(
             "\nShopPlatform {} is up (embedded mode: SQLite in {}, in-process services)\n\
+             \n  Console   http://{bound}/admin\
              \n  API       http://{bound}/api/v1/products?pageSize=5\
              \n  Docs      http://{bound}/docs   (OpenAPI: http://{bound}/api/v1/openapi.json)\
              \n  Health    http://{bound}/healthz  http://{bound}/readyz  http://{bound}/metrics\

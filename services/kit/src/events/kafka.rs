@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::contract::{self, headers};
 use super::delivery::{deliver, Outcome};
+use super::tap::Tap;
 use super::{
     keys, ConsumerState, Consumers, Envelope, EventBus, EventError, EventsConfig, Registry, Subscription,
 };
@@ -50,6 +51,8 @@ struct Inner {
     /// accepts the old producer's sequence again).
     producer: std::sync::RwLock<FutureProducer<BusContext>>,
     registry: Registry,
+    /// The events this process published (in one process: every service's).
+    tap: Tap,
 }
 
 /// The client context of the bus's clients: librdkafka's errors and log lines go to the log,
@@ -240,7 +243,13 @@ impl KafkaBus {
         .await?;
         let producer = std::sync::RwLock::new(producer);
         let bus = KafkaBus {
-            inner: Arc::new(Inner { config, client_properties, producer, registry: Registry::default() }),
+            inner: Arc::new(Inner {
+                config,
+                client_properties,
+                producer,
+                registry: Registry::default(),
+                tap: Tap::default(),
+            }),
         };
         if bus.inner.config.create_topics {
             let all: Vec<String> = contract::topics::ALL.iter().map(|t| bus.full(t)).collect();
@@ -487,6 +496,108 @@ impl KafkaBus {
     }
 }
 
+/// Feeds `tap` with the events of every contract topic from the moment it starts, as a reader
+/// that takes no part in delivery: the consumer is *assigned* every partition at its end offset
+/// (it never subscribes, so it never joins a consumer group and takes no partition from anyone),
+/// never stores or commits an offset, and drops what it cannot parse. Its `group.id` (required
+/// by librdkafka) is unique to this process, `<client_id>-tap-<uuid>`, so no group's committed
+/// offsets are ever touched. Topics that do not exist yet are looked up again every 10 s. Ends
+/// when `shutdown` is cancelled.
+pub fn spawn_tap(config: EventsConfig, tap: Tap, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match run_tap(&config, &tap, &shutdown).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "event tap: cannot read Kafka; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    })
+}
+
+/// The tap's consumer settings: the bus's connection properties, a private group id, no
+/// offset storage, no commits.
+fn tap_consumer_config(config: &EventsConfig) -> Result<ClientConfig, EventError> {
+    let mut cc = client_config(&config.client_properties()?);
+    cc.set("group.id", format!("{}-tap-{}", config.client_id, uuid::Uuid::new_v4().simple()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "latest");
+    for (k, v) in &config.consumer_properties {
+        cc.set(k, v);
+    }
+    Ok(cc)
+}
+
+async fn run_tap(config: &EventsConfig, tap: &Tap, shutdown: &CancellationToken) -> Result<(), EventError> {
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let consumer: Arc<StreamConsumer<BusContext>> = Arc::new(
+        tap_consumer_config(config)?
+            .create_with_context(BusContext::default())
+            .map_err(|e| config_err("cannot create the event tap's Kafka consumer", config, e))?,
+    );
+    let wanted: Vec<String> =
+        contract::topics::ALL.iter().map(|t| contract::full_topic(&config.topic_prefix, t)).collect();
+    let mut assigned = TopicPartitionList::new();
+    let mut missing = wanted.clone();
+    let mut next_lookup = tokio::time::Instant::now();
+    loop {
+        if !missing.is_empty() && tokio::time::Instant::now() >= next_lookup {
+            // Partitions of the topics not assigned yet (metadata is a blocking call).
+            let c = consumer.clone();
+            let names = missing.clone();
+            let found = tokio::task::spawn_blocking(move || -> Result<Vec<(String, i32)>, KafkaError> {
+                let md = c.fetch_metadata(None, Duration::from_secs(5))?;
+                Ok(md
+                    .topics()
+                    .iter()
+                    .filter(|t| names.iter().any(|n| n == t.name()) && t.error().is_none())
+                    .flat_map(|t| t.partitions().iter().map(move |p| (t.name().to_string(), p.id())))
+                    .collect())
+            })
+            .await
+            .map_err(|e| EventError::Kafka(e.to_string()))?
+            .map_err(kafka_err)?;
+            if !found.is_empty() {
+                for (topic, partition) in &found {
+                    assigned.add_partition_offset(topic, *partition, Offset::End).map_err(kafka_err)?;
+                }
+                consumer.assign(&assigned).map_err(kafka_err)?;
+                missing.retain(|m| !found.iter().any(|(t, _)| t == m));
+                tracing::info!(topics = ?wanted.iter().filter(|w| !missing.contains(w)).collect::<Vec<_>>(), "event tap reading Kafka (no group, no commits)");
+            }
+            next_lookup = tokio::time::Instant::now() + Duration::from_secs(10);
+        }
+        let wait = if missing.is_empty() { Duration::from_secs(3600) } else { Duration::from_secs(10) };
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            m = consumer.recv(), if assigned.count() > 0 => match m {
+                Ok(m) => {
+                    let parsed = Envelope::from_kafka(
+                        |name| m.headers().and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value)),
+                        m.payload(),
+                    );
+                    match parsed {
+                        Ok(event) => tap.record(&event),
+                        Err(e) => tracing::debug!(topic = m.topic(), error = %e, "event tap: not an event; skipped"),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "event tap: Kafka read failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            },
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
 fn client_config(properties: &BTreeMap<String, String>) -> ClientConfig {
     let mut cc = ClientConfig::new();
     for (k, v) in properties {
@@ -541,7 +652,12 @@ impl EventBus for KafkaBus {
         let value = event.to_kafka_value();
         self.send(&topic, Some(event.key().as_bytes()), Some(&value), hs).await?;
         metrics::counter!("events_published_total", "type" => event.ty.clone()).increment(1);
+        self.inner.tap.record(event);
         Ok(())
+    }
+
+    fn tap(&self) -> Option<Tap> {
+        Some(self.inner.tap.clone())
     }
 
     fn subscribe(
@@ -595,5 +711,23 @@ impl EventBus for KafkaBus {
         let bus = self.clone();
         consumers.on_stopped(move || bus.inner.registry.reopen());
         Ok(consumers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tap_consumer_never_commits_and_has_a_group_of_its_own() {
+        let config =
+            EventsConfig { brokers: "kafka:9092".into(), client_id: "shop-gw".into(), ..Default::default() };
+        let (a, b) = (tap_consumer_config(&config).unwrap(), tap_consumer_config(&config).unwrap());
+        assert_eq!(a.get("enable.auto.commit"), Some("false"));
+        assert_eq!(a.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(a.get("bootstrap.servers"), Some("kafka:9092"));
+        let group = a.get("group.id").unwrap();
+        assert!(group.starts_with("shop-gw-tap-"), "{group}");
+        assert_ne!(a.get("group.id"), b.get("group.id"), "one group per process: no one else's offsets");
     }
 }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::contract;
 use super::delivery::{deliver, Outcome, RetryPolicy};
+use super::tap::Tap;
 use super::{ConsumerState, Consumers, Envelope, EventBus, EventError, Handler, Registry};
 
 /// Partitions of every in-process topic.
@@ -125,6 +126,7 @@ struct Inner {
     state: Mutex<State>,
     registry: Registry,
     available: AtomicBool,
+    tap: Tap,
 }
 
 impl InProcessBus {
@@ -136,6 +138,7 @@ impl InProcessBus {
                 state: Mutex::default(),
                 registry: Registry::default(),
                 available: AtomicBool::new(true),
+                tap: Tap::default(),
             }),
         }
     }
@@ -257,7 +260,12 @@ impl EventBus for InProcessBus {
         st.trim(&topic, partition);
         drop(st);
         metrics::counter!("events_published_total", "type" => event.ty.clone()).increment(1);
+        self.inner.tap.record(event);
         Ok(())
+    }
+
+    fn tap(&self) -> Option<Tap> {
+        Some(self.inner.tap.clone())
     }
 
     fn subscribe(&self, group: &str, topics: &[&str], handler: Arc<dyn Handler>) -> Result<(), EventError> {

@@ -10,6 +10,7 @@
 //!   backoff and then dead-lettered, never acknowledged and forgotten.
 //! - [`outbox`]: events written in the caller's transaction, published by a [`outbox::Relay`].
 //! - [`inbox`]: processed event ids per consumer group, so redelivery has no second effect.
+//! - [`tap`]: a bounded, read-only view of recent events for operators, with no effect on delivery.
 
 /// Topics, event types, sources, the type → topic table, headers, env keys: `contract::events`
 /// of the `shop-contract` crate.
@@ -21,6 +22,7 @@ pub mod kafka;
 pub mod memory;
 pub mod outbox;
 pub mod payloads;
+pub mod tap;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -112,6 +114,11 @@ pub trait EventBus: Send + Sync {
     /// `shutdown` is cancelled: they stop fetching, finish the in-flight event, commit, and
     /// [`Consumers::join`] returns.
     async fn start(&self, shutdown: CancellationToken) -> Result<Consumers, EventError>;
+
+    /// The read-only view of the events this bus published ([`tap::Tap`]), if it keeps one.
+    fn tap(&self) -> Option<tap::Tap> {
+        None
+    }
 }
 
 /// Registers `subscriptions` on `bus` (before it starts consuming): the one loop every
