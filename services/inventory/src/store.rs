@@ -461,6 +461,7 @@ impl Store {
                         outbox::enqueue(&mut *tx, &event(&low, origin)?).await?;
                     }
                     tx.commit().await?;
+                    self.db.outbox_committed();
                     Ok(())
                 }
             }
@@ -618,6 +619,7 @@ impl Store {
                 };
                 outbox::enqueue(&mut *tx, &event(&failed, origin)?).await?;
                 tx.commit().await?;
+                self.db.outbox_committed();
                 return Ok(ReserveOutcome::Insufficient(shortages));
             }
             sp.commit().await?;
@@ -632,6 +634,7 @@ impl Store {
                 outbox::enqueue(&mut *tx, &event(low, origin)?).await?;
             }
             tx.commit().await?;
+            self.db.outbox_committed();
             Ok(ReserveOutcome::Created(Reservation {
                 id,
                 order_id,
@@ -683,6 +686,7 @@ impl Store {
             outbox::enqueue(&mut *tx, &event(&InventoryCommitted { order_id, reservation_id: id }, origin)?).await?;
             let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
             tx.commit().await?;
+            self.db.outbox_committed();
             Ok(Transition::Done(r))
         })
     }
@@ -737,6 +741,7 @@ impl Store {
             outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
             let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
             tx.commit().await?;
+            self.db.outbox_committed();
             Ok(Transition::Done(r))
         })
     }
@@ -824,6 +829,7 @@ impl Store {
             outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
             let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
             tx.commit().await?;
+            self.db.outbox_committed();
             Ok(Transition::Done(r))
         })
     }

@@ -706,6 +706,7 @@ impl Store {
             }
             let after = load_payment!(tx, &reload, payment_id);
             tx.commit().await?;
+            self.db.outbox_committed();
             Ok(after.map(Transitioned::Done).unwrap_or(Transitioned::NotFound))
         })
     }
