@@ -126,6 +126,11 @@ OVERVIEW = dashboard(
             panel("Calls between services that failed", [(rate("shop_client_failures_total", "service"), "to {{service}}")], unit="reqps"),
             panel("Rate limits decided without Redis", [(f"sum(rate(shop_gateway_ratelimit_fallback_total{{{NS}}}[$__rate_interval]))", "in memory")],
                   unit="ops", description="The gateway's shared rate-limit store failed; each replica limited on its own."),
+            panel("Sign-ins under pressure", [
+                (f"sum(rate(auth_password_hashing_busy_total{{{NS}}}[$__rate_interval]))", "refused: hashing busy"),
+                (f"sum(rate(auth_throttle_redis_fallback_total{{{NS}}}[$__rate_interval]))", "throttle without Redis"),
+                (f"sum(rate(auth_security_mail_failures_total{{{NS}}}[$__rate_interval]))", "security mail failed"),
+            ], unit="ops"),
             panel("Carts abandoned per hour", [(f"sum(increase(shop_carts_abandoned_total{{{NS}}}[1h]))", "carts")]),
             panel("Notifications by channel", [
                 (rate("shop_notifications_sent_total", "channel"), "sent {{channel}}"),

@@ -35,6 +35,9 @@ pub struct User {
     /// Some of `customer`, `vendor`, `admin`.
     pub roles: Vec<String>,
     pub disabled: bool,
+    /// The owner proved the address is theirs (a verification or reset link). Unverified
+    /// accounts may sign in, browse and fill a cart, but not check out.
+    pub email_verified: bool,
     /// RFC 3339, UTC.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -45,6 +48,7 @@ impl From<UserRow> for User {
     fn from(u: UserRow) -> Self {
         User {
             roles: u.roles(),
+            email_verified: u.email_verified(),
             id: u.id,
             email: u.email,
             first_name: u.first_name,
@@ -111,6 +115,67 @@ impl From<Issued> for TokenResponse {
     }
 }
 
+/// The answer of requests whose outcome must not be told (registration, reset requests):
+/// the same whether or not the address has an account.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    /// Always `accepted`.
+    pub status: String,
+    /// What happens next, for people.
+    pub detail: String,
+}
+
+impl Accepted {
+    fn new(detail: &str) -> Self {
+        Accepted { status: "accepted".into(), detail: detail.into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// 8–128 characters with an upper-case letter, a lower-case letter and a digit; not the
+    /// current one.
+    #[schema(min_length = 8, max_length = 128)]
+    pub new_password: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordResetRequest {
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordResetConfirm {
+    /// The token of the mailed link.
+    #[schema(max_length = 128)]
+    pub token: String,
+    /// 8–128 characters with an upper-case letter, a lower-case letter and a digit.
+    #[schema(min_length = 8, max_length = 128)]
+    pub new_password: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyEmailRequest {
+    /// The token of the mailed link.
+    #[schema(max_length = 128)]
+    pub token: String,
+}
+
+/// `GET /internal/v1/revocations` query.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FeedQuery {
+    /// Only instants set after this one (ms since the epoch).
+    pub since: Option<i64>,
+}
+
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct RolesRequest {
     /// Replaces the user's roles; each one of `customer`, `vendor`, `admin`.
@@ -170,13 +235,17 @@ impl FromRequestParts<AuthState> for ClientIp {
 
 // ---------------------------------------------------------------------- handlers
 
-/// Create an account (role `customer`) and sign in.
+/// Create an account (role `customer`, email unverified) and mail a verification link.
+///
+/// The answer is the same whether or not the address already has an account (its owner is
+/// mailed instead): registration tells nobody which addresses are registered. Sign in next.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses(
-        (status = 201, description = "Account created", body = TokenResponse),
-        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Accepted: check the inbox (whether the account is new or not)", body = Accepted),
         (status = 422, description = "Invalid email, password policy or names", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too_many_requests` (shares the per-IP login budget); see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Password hashing saturated; see `Retry-After`", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn register(
@@ -184,8 +253,148 @@ pub async fn register(
     ClientIp(ip): ClientIp,
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let issued = s.register(&req.email, &req.password, req.first_name, req.last_name, ip.as_deref()).await?;
-    Ok((StatusCode::CREATED, Json(TokenResponse::from(issued))))
+    s.register(&req.email, &req.password, req.first_name, req.last_name, ip.as_deref()).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted::new("check your inbox: we sent a message to this address; then sign in")),
+    ))
+}
+
+/// Change the caller's password; every other session is signed out.
+///
+/// The current password is checked with the same answers and throttles as a login. The answer
+/// is a new token pair for this session: the old access and refresh tokens stop working, here
+/// and everywhere else, within seconds.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = ChangePasswordRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed; a new pair for this session", body = TokenResponse),
+        (status = 401, description = "`invalid_credentials` (wrong current password), or a missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_disabled`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The new password breaks the policy or equals the current one", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Password hashing saturated; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn change_password(
+    State(s): State<AuthState>,
+    id: Identity,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<ChangePasswordRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    let issued =
+        s.change_password(id.user_id, &req.current_password, &req.new_password, ip.as_deref()).await?;
+    Ok(Json(issued.into()))
+}
+
+/// Ask for a password-reset link.
+///
+/// When the address has an enabled account, a single-use link valid 30 minutes is mailed to
+/// it. The answer is the same either way, and comes before any of that work.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = PasswordResetRequest,
+    responses(
+        (status = 202, description = "Accepted (whether or not the address has an account)", body = Accepted),
+        (status = 422, description = "Not an email address", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn request_password_reset(
+    State(s): State<AuthState>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<PasswordResetRequest>,
+) -> ApiResult<impl IntoResponse> {
+    s.request_password_reset(&req.email, ip.as_deref())?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted::new("if this address has an account, a link to set a new password is on its way")),
+    ))
+}
+
+/// Set a new password with the token of a reset link.
+///
+/// The token is used up; every session of the account is signed out; the address counts as
+/// verified. Sign in with the new password next.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = PasswordResetConfirm,
+    responses(
+        (status = 204, description = "The password is set"),
+        (status = 400, description = "`invalid_token`: unknown, used or expired (one answer for all three)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The new password breaks the policy", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Password hashing saturated; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn confirm_password_reset(
+    State(s): State<AuthState>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<PasswordResetConfirm>,
+) -> ApiResult<StatusCode> {
+    s.confirm_password_reset(&req.token, &req.new_password, ip.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Verify the email address with the token of a verification link.
+///
+/// Access tokens issued from now on say `email_verified: true` (refresh to get one).
+#[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", request_body = VerifyEmailRequest,
+    responses(
+        (status = 204, description = "Verified"),
+        (status = 400, description = "`invalid_token`: unknown, used or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A missing or mistyped field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn verify_email(
+    State(s): State<AuthState>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<VerifyEmailRequest>,
+) -> ApiResult<StatusCode> {
+    s.verify_email(&req.token, ip.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Mail the caller a new verification link (nothing when the address is verified).
+#[utoipa::path(post, path = "/api/v1/auth/verify-email/resend", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted", body = Accepted),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn resend_verification(State(s): State<AuthState>, id: Identity) -> ApiResult<impl IntoResponse> {
+    s.resend_verification(id.user_id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted::new("if the address is not verified yet, a new link is on its way")),
+    ))
+}
+
+/// Sign out everywhere: every session's refresh token is revoked and every access token of the
+/// caller is refused within seconds, by every service.
+#[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out everywhere"),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn logout_all(State(s): State<AuthState>, id: Identity) -> ApiResult<StatusCode> {
+    s.logout_everywhere(id.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The revocation feed (services only, `x-internal-token`; not in the public API document, and
+/// the gateway routes no `/internal/` path): every user whose tokens issued before an instant
+/// are refused, for the instants still within the access-token lifetime.
+pub async fn revocation_feed(
+    State(s): State<AuthState>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<FeedQuery>,
+) -> ApiResult<Json<kit::auth::RevocationFeed>> {
+    let verdict =
+        kit::client::verify_internal(&headers, s.config().internal_token.as_ref()).unwrap_or_else(|| {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_internal_token", "Authentication required")
+                .detail("this endpoint is for the platform's services"))
+        });
+    verdict?;
+    Ok(Json(s.revocation_feed(q.since).await?))
 }
 
 /// Sign in with email and password.
@@ -194,7 +403,10 @@ pub async fn register(
         (status = 200, description = "Signed in", body = TokenResponse),
         (status = 401, description = "`invalid_credentials` (unknown email or wrong password alike)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_disabled` (after a correct password)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+        (status = 422, description = "A missing or mistyped field", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`: the client address's attempts, or the delay after failures of this account from this address (or from many); see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Password hashing saturated (the argon2 pool is full); see `Retry-After`", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn login(
@@ -209,7 +421,7 @@ pub async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "New token pair", body = TokenResponse),
-        (status = 401, description = "`invalid_refresh_token`, `refresh_token_expired`, or `refresh_token_reused` (the whole session is revoked)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_refresh_token`, `refresh_token_expired`, `session_expired` (the session reached its absolute lifetime) or `refresh_token_reused` (the whole session is revoked)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_disabled`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn refresh(
@@ -315,7 +527,8 @@ pub async fn get_user(
     Ok(Json(row.into()))
 }
 
-/// Replace a user's roles (admin). Takes effect in access tokens issued from now on.
+/// Replace a user's roles (admin). The user's current access tokens are refused within
+/// seconds; a refresh gives tokens with the new roles.
 #[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "auth", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")), request_body = RolesRequest,
     responses(
@@ -336,7 +549,8 @@ pub async fn set_roles(
     Ok(Json(s.set_roles(id.user_id, user, &req.roles).await?.into()))
 }
 
-/// Disable a user (admin): they can no longer sign in and their refresh tokens are revoked.
+/// Disable a user (admin): they can no longer sign in, their refresh tokens are revoked and
+/// their access tokens are refused within seconds.
 #[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "auth", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
     responses(
@@ -389,6 +603,13 @@ pub fn router(state: AuthState) -> Router {
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/refresh", post(refresh))
         .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/logout-all", post(logout_all))
+        .route("/api/v1/auth/password", post(change_password))
+        .route("/api/v1/auth/password-reset", post(request_password_reset))
+        .route("/api/v1/auth/password-reset/confirm", post(confirm_password_reset))
+        .route("/api/v1/auth/verify-email", post(verify_email))
+        .route("/api/v1/auth/verify-email/resend", post(resend_verification))
+        .route(kit::auth::REVOCATIONS_PATH, get(revocation_feed))
         .route("/api/v1/auth/me", get(me))
         .route("/api/v1/users", get(list_users))
         .route("/api/v1/users/{id}", get(get_user))
@@ -401,8 +622,12 @@ pub fn router(state: AuthState) -> Router {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(register, login, refresh, logout, me, list_users, get_user, set_roles, disable_user, enable_user, jwks),
-    components(schemas(User, RegisterRequest, LoginRequest, RefreshRequest, TokenResponse, RolesRequest, UserPage, Jwks, Problem)),
+    paths(register, login, refresh, logout, logout_all, change_password, request_password_reset,
+        confirm_password_reset, verify_email, resend_verification, me, list_users, get_user, set_roles,
+        disable_user, enable_user, jwks),
+    components(schemas(User, RegisterRequest, LoginRequest, RefreshRequest, TokenResponse, RolesRequest, UserPage,
+        Jwks, Problem, Accepted, ChangePasswordRequest, PasswordResetRequest, PasswordResetConfirm,
+        VerifyEmailRequest)),
     modifiers(&BearerSecurity),
     tags((name = "auth", description = "Accounts, sign-in, tokens and signing keys"))
 )]

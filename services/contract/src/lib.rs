@@ -112,7 +112,10 @@ impl ServiceName {
             Order => &[Catalog, Inventory, Cart],
             // The order a payment is for (amount, owner, status).
             Payment => &[Order],
-            Auth | Catalog | Inventory | Notification => &[],
+            // Security emails (password reset and email verification links, notices): never
+            // through events, so the single-use tokens stay off the bus (ADR 0016).
+            Auth => &[Notification],
+            Catalog | Inventory | Notification => &[],
         }
     }
 

@@ -83,6 +83,25 @@ pub const GATEWAY_RATELIMIT_FALLBACK: Metric = services(
     "Rate-limit decisions the gateway took from its own memory because the shared Redis failed.",
 );
 
+pub const AUTH_HASHING_BUSY: Metric = services(
+    "auth_password_hashing_busy_total",
+    Counter,
+    &[],
+    "Sign-ins, registrations and password changes refused with 503 because every password-hashing permit was taken.",
+);
+pub const AUTH_THROTTLE_FALLBACK: Metric = services(
+    "auth_throttle_redis_fallback_total",
+    Counter,
+    &[],
+    "Login failure counters kept in the process because the shared Redis failed.",
+);
+pub const AUTH_SECURITY_MAIL_FAILURES: Metric = services(
+    "auth_security_mail_failures_total",
+    Counter,
+    &[],
+    "Security emails (verification, reset, password changed) the auth service could not hand to the notification service.",
+);
+
 // ----- events -----------------------------------------------------------------------------------
 
 pub const EVENTS_PUBLISHED: Metric =
@@ -228,6 +247,9 @@ pub const ALL: &[Metric] = &[
     HTTP_REQUEST_DURATION,
     CLIENT_FAILURES,
     GATEWAY_RATELIMIT_FALLBACK,
+    AUTH_HASHING_BUSY,
+    AUTH_THROTTLE_FALLBACK,
+    AUTH_SECURITY_MAIL_FAILURES,
     EVENTS_PUBLISHED,
     EVENTS_CONSUMED,
     EVENTS_FAILED,

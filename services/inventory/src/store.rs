@@ -461,6 +461,7 @@ impl Store {
                         outbox::enqueue(&mut *tx, &event(&low, origin)?).await?;
                     }
                     tx.commit().await?;
+                    self.db.outbox_committed();
                     Ok(())
                 }
             }
@@ -618,6 +619,7 @@ impl Store {
                 };
                 outbox::enqueue(&mut *tx, &event(&failed, origin)?).await?;
                 tx.commit().await?;
+                self.db.outbox_committed();
                 return Ok(ReserveOutcome::Insufficient(shortages));
             }
             sp.commit().await?;
@@ -632,6 +634,7 @@ impl Store {
                 outbox::enqueue(&mut *tx, &event(low, origin)?).await?;
             }
             tx.commit().await?;
+            self.db.outbox_committed();
             reservation_outcome("created");
             Ok(ReserveOutcome::Created(Reservation {
                 id,
@@ -684,6 +687,7 @@ impl Store {
             outbox::enqueue(&mut *tx, &event(&InventoryCommitted { order_id, reservation_id: id }, origin)?).await?;
             let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
             tx.commit().await?;
+            self.db.outbox_committed();
             reservation_outcome("committed");
             Ok(Transition::Done(r))
         })
@@ -739,6 +743,7 @@ impl Store {
             outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
             let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
             tx.commit().await?;
+            self.db.outbox_committed();
             reservation_outcome("returned");
             Ok(Transition::Done(r))
         })
@@ -827,6 +832,7 @@ impl Store {
             outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
             let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
             tx.commit().await?;
+            self.db.outbox_committed();
             reservation_outcome(if expired_at.is_some() { "expired" } else { "released" });
             Ok(Transition::Done(r))
         })

@@ -155,7 +155,7 @@ pub async fn list_all(
         (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such notification", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`notification_not_failed`: only FAILED notifications are sent again; `notification_unaddressable`: it never had a recipient", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`notification_not_failed`: only FAILED notifications are sent again; `notification_unaddressable`: it never had a recipient; `notification_link_expired`: a password-reset or verification email (its link is not kept)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn resend(
@@ -175,6 +175,19 @@ pub async fn resend(
             format!(
                 "notification `{id}` was never addressed ({}): there is nothing to send again",
                 row.last_error.as_deref().unwrap_or("no recipient")
+            ),
+        ));
+    }
+    // A reset or verification link's token is erased when its message fails for good: sending
+    // the message again would mail a dead link.
+    if matches!(
+        NotificationType::parse(&row.notification_type),
+        Some(NotificationType::PasswordReset | NotificationType::EmailVerification)
+    ) {
+        return Err(ApiError::conflict(
+            "notification_link_expired",
+            format!(
+                "notification `{id}` carried a single-use link that is not kept: the user asks for a new one"
             ),
         ));
     }
@@ -200,6 +213,7 @@ pub fn router(state: NotificationState) -> Router {
         .route("/api/v1/notifications/admin/all", get(list_all))
         .route("/api/v1/notifications/{id}", get(get_one))
         .route("/api/v1/notifications/{id}/resend", axum::routing::post(resend))
+        .route(crate::security::PATH, axum::routing::post(crate::security::security_mail))
         .with_state(state)
 }
 

@@ -78,6 +78,11 @@ async fn place_idempotently(
     p: Placement,
 ) -> ApiResult<Response> {
     let Placement { operation, fingerprint, lines, address, shipping_method, notes } = p;
+    // Unverified accounts may browse and fill a cart, not order (docs/auth.md).
+    if !who.email_verified {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "email_unverified", "Email address not verified")
+            .detail("open the verification link we mailed (or ask for a new one) before placing an order"));
+    }
     let key = idempotency::key_from_headers(headers)?;
     let scope = format!("{}:{operation}", who.user_id);
     let authorization = headers.get(header::AUTHORIZATION).cloned();
@@ -123,6 +128,7 @@ async fn place_idempotently(
         (status = 202, description = "Order placed (PENDING); the stock reservation is being retried", body = Order),
         (status = 400, description = "Missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`email_unverified`: the account's email address is not verified yet", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`insufficient_stock` or `product_unavailable`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Empty cart, invalid address or shipping method, key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The catalog or the cart cannot be reached", body = Problem, content_type = "application/problem+json"),
@@ -157,6 +163,7 @@ pub async fn checkout(
         (status = 202, description = "Order placed (PENDING); the stock reservation is being retried", body = Order),
         (status = 400, description = "Missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`email_unverified`: the account's email address is not verified yet", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`insufficient_stock` or `product_unavailable`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid items, address or shipping method; key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The catalog cannot be reached", body = Problem, content_type = "application/problem+json"),

@@ -579,7 +579,7 @@ impl Store {
         let now = Timestamp::now();
         with_db!(&self.db, pool => {
             let mut tx = pool.begin_with(self.db.begin_write_sql()).await?;
-            let lock = if matches!(self.db, Db::Postgres(_)) { " FOR UPDATE" } else { "" };
+            let lock = if matches!(self.db.pool(), kit::db::Pool::Postgres(_)) { " FOR UPDATE" } else { "" };
             let current: Option<String> = sqlx::query_scalar(&format!("SELECT status FROM orders WHERE id = $1{lock}"))
                 .bind(id).fetch_optional(&mut *tx).await?;
             let Some(current) = current else { return Err(StoreError::NotFound(id)) };
@@ -630,6 +630,7 @@ impl Store {
                 outbox::enqueue(&mut *tx, &ev).await?;
             }
             tx.commit().await?;
+            self.db.outbox_committed();
             crate::metrics::transitioned(from, to, &actor.name, after.created_at);
             Ok(Transitioned::Done(after))
         })
@@ -692,6 +693,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             outbox::enqueue(&mut *tx, &ev).await?;
             tx.commit().await?;
+            self.db.outbox_committed();
             Ok(())
         })
     }

@@ -706,6 +706,7 @@ impl Store {
             }
             let after = load_payment!(tx, &reload, payment_id);
             tx.commit().await?;
+            self.db.outbox_committed();
             if let Some(outcome) = payment_outcome(to) {
                 metrics::counter!(kit::contract::metrics::PAYMENTS.name, "outcome" => outcome, "provider" => row.provider.clone())
                     .increment(1);
