@@ -1606,7 +1606,9 @@ pub fn service_monitor(sp: &ShopPlatform) -> Option<DynamicObject> {
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": sp.name_any()}},
             "namespaceSelector": {"matchNames": [names::namespace(sp)]},
-            "endpoints": [{"port": OPS_PORT_NAME, "path": "/metrics", "interval": m.interval}],
+            // honorLabels: the services' own `service` label (auth, order…) wins over the
+            // scrape's (the Kubernetes Service's name), which the dashboards and alerts group by.
+            "endpoints": [{"port": OPS_PORT_NAME, "path": "/metrics", "interval": m.interval, "honorLabels": true}],
         }
     }));
     let mut metadata = meta(sp, names::service_monitor(sp), APP_NAME, "metrics");

@@ -111,7 +111,7 @@ pub fn send_later(mailer: &Arc<dyn Mailer>, mail: SecurityMail) {
         match mailer.send(&mail).await {
             Ok(()) => tracing::debug!(%mail, "security email handed to the notification service"),
             Err(e) => {
-                metrics::counter!("auth_security_mail_failures_total").increment(1);
+                metrics::counter!(kit::contract::metrics::AUTH_SECURITY_MAIL_FAILURES.name).increment(1);
                 tracing::error!(%mail, error = %e, "security email could not be handed over")
             }
         }

@@ -130,7 +130,7 @@ impl Hasher {
             match tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await {
                 Ok(Ok(p)) => p,
                 _ => {
-                    metrics::counter!("auth_password_hashing_busy_total").increment(1);
+                    metrics::counter!(kit::contract::metrics::AUTH_HASHING_BUSY.name).increment(1);
                     return Err(Busy);
                 }
             };

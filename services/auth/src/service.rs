@@ -823,7 +823,7 @@ async fn connect_redis(url: &secrecy::SecretString, prefix: &str) -> anyhow::Res
 }
 
 fn redis_fallback(e: &redis::RedisError) {
-    metrics::counter!("auth_throttle_redis_fallback_total").increment(1);
+    metrics::counter!(kit::contract::metrics::AUTH_THROTTLE_FALLBACK.name).increment(1);
     tracing::warn!(error = %e, "login throttle Redis failed; counting in this process");
 }
 

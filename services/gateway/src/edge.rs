@@ -298,7 +298,7 @@ impl Limits {
                     }
                 }
                 other => {
-                    metrics::counter!("shop_gateway_ratelimit_fallback_total").increment(1);
+                    metrics::counter!(kit::contract::metrics::GATEWAY_RATELIMIT_FALLBACK.name).increment(1);
                     tracing::warn!(answer = ?other.map_err(|e| e.to_string()), "rate-limit Redis failed; counting in this process");
                 }
             }

@@ -635,6 +635,7 @@ impl Store {
             }
             tx.commit().await?;
             self.db.outbox_committed();
+            reservation_outcome("created");
             Ok(ReserveOutcome::Created(Reservation {
                 id,
                 order_id,
@@ -687,6 +688,7 @@ impl Store {
             let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
             tx.commit().await?;
             self.db.outbox_committed();
+            reservation_outcome("committed");
             Ok(Transition::Done(r))
         })
     }
@@ -742,6 +744,7 @@ impl Store {
             let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
             tx.commit().await?;
             self.db.outbox_committed();
+            reservation_outcome("returned");
             Ok(Transition::Done(r))
         })
     }
@@ -830,6 +833,7 @@ impl Store {
             let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
             tx.commit().await?;
             self.db.outbox_committed();
+            reservation_outcome(if expired_at.is_some() { "expired" } else { "released" });
             Ok(Transition::Done(r))
         })
     }
@@ -857,4 +861,9 @@ impl Store {
             }
         }
     }
+}
+
+/// Counts a reservation that was created, committed, released, expired or returned.
+fn reservation_outcome(outcome: &'static str) {
+    metrics::counter!(kit::contract::metrics::RESERVATIONS.name, "outcome" => outcome).increment(1);
 }

@@ -1,4 +1,6 @@
-//! Prometheus metrics: one process-wide recorder, rendered at `GET /metrics`.
+//! Prometheus metrics: one process-wide recorder, rendered at `GET /metrics`. Every metric is
+//! described once in [`contract::metrics`] (names, labels, meaning); code records through
+//! those constants.
 //!
 //! HTTP metrics: `http_requests_total{service,method,route,status}` and
 //! `http_request_duration_seconds{service,method,route,status}` (histogram). The route label is
@@ -33,9 +35,22 @@ pub fn handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; then this one stays local.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
             handle
         })
         .clone()
+}
+
+/// `# HELP` for every metric of [`contract::metrics::ALL`] the services export.
+fn describe() {
+    use contract::metrics::{Exporter, Kind, ALL};
+    for m in ALL.iter().filter(|m| m.exporter == Exporter::Services) {
+        match m.kind {
+            Kind::Counter => metrics::describe_counter!(m.name, m.help),
+            Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
+            Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
 }
 
 /// `GET /metrics` in the Prometheus text format.
@@ -87,8 +102,8 @@ pub async fn track(service: &'static str, req: Request, next: Next) -> Response 
         ("route", route),
         ("status", res.status().as_u16().to_string()),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    metrics::counter!(crate::contract::metrics::HTTP_REQUESTS.name, &labels).increment(1);
+    metrics::histogram!(crate::contract::metrics::HTTP_REQUEST_DURATION.name, &labels).record(start.elapsed().as_secs_f64());
     res
 }
 

@@ -83,7 +83,7 @@ impl NotificationState {
         match outcome {
             Ok(()) => {
                 self.store.mark_sent(row.id, Timestamp::now()).await?;
-                metrics::counter!("notifications_sent_total", "channel" => row.channel.clone()).increment(1);
+                metrics::counter!(kit::contract::metrics::NOTIFICATIONS_SENT.name, "channel" => row.channel.clone()).increment(1);
                 tracing::info!(notification_id = %row.id, channel = %row.channel, recipient = %row.recipient, "notification sent");
             }
             Err(err) => {
@@ -95,7 +95,7 @@ impl NotificationState {
                     Some(at) => tracing::warn!(notification_id = %row.id, error = %err, attempt = failures,
                         next_attempt_at = %at.to_sqlite_text(), "notification send failed; will retry"),
                     None => {
-                        metrics::counter!("notifications_failed_total", "channel" => row.channel.clone())
+                        metrics::counter!(kit::contract::metrics::NOTIFICATIONS_FAILED.name, "channel" => row.channel.clone())
                             .increment(1);
                         tracing::error!(notification_id = %row.id, error = %err, attempt = failures,
                             "notification failed permanently")

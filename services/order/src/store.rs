@@ -478,6 +478,7 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
+        crate::metrics::placed();
         self.get(new.id).await?.map(Ok).ok_or(StoreError::NotFound(new.id))
     }
 
@@ -630,7 +631,7 @@ impl Store {
             }
             tx.commit().await?;
             self.db.outbox_committed();
-            metrics::counter!("shop_order_transitions_total", "to" => to.as_str()).increment(1);
+            crate::metrics::transitioned(from, to, &actor.name, after.created_at);
             Ok(Transitioned::Done(after))
         })
     }

@@ -226,7 +226,7 @@ impl InProcessBus {
                 Outcome::Processed => {}
                 Outcome::Exhausted { error, attempts } => {
                     tracing::error!(event_id = %event.id, %topic, %group, %error, "event dead-lettered");
-                    metrics::counter!("events_dead_lettered_total", "type" => event.ty.clone(), "group" => group.clone())
+                    metrics::counter!(crate::contract::metrics::EVENTS_DEAD_LETTERED.name, "type" => event.ty.clone(), "group" => group.clone())
                         .increment(1);
                     self.inner.state.lock().expect("bus lock").dead_letters.push(DeadLetter {
                         group: group.clone(),
@@ -259,7 +259,7 @@ impl EventBus for InProcessBus {
         t.appended.send_modify(|v| *v += 1);
         st.trim(&topic, partition);
         drop(st);
-        metrics::counter!("events_published_total", "type" => event.ty.clone()).increment(1);
+        metrics::counter!(crate::contract::metrics::EVENTS_PUBLISHED.name, "type" => event.ty.clone()).increment(1);
         self.inner.tap.record(event);
         Ok(())
     }

@@ -174,6 +174,8 @@ struct RelayStatus {
 /// Publishes pending outbox rows. Several replicas may relay one PostgreSQL database
 /// (`FOR UPDATE SKIP LOCKED`, heads of keys only); run a single relay per SQLite database.
 pub struct Relay {
+    /// The service owning the outbox: the `service` label of the relay's metrics.
+    service: &'static str,
     db: Db,
     bus: Arc<dyn EventBus>,
     config: RelayConfig,
@@ -256,7 +258,13 @@ fn publishable(rows: Vec<Row>) -> Vec<Row> {
 impl Relay {
     pub fn new(db: Db, bus: Arc<dyn EventBus>, config: RelayConfig) -> Relay {
         let waker = OutboxWaker(db.outbox_signal());
-        Relay { db, bus, config, waker, status: Arc::default(), cursor: Mutex::default() }
+        Relay { service: "events", db, bus, config, waker, status: Arc::default(), cursor: Mutex::default() }
+    }
+
+    /// Names the service owning the outbox (the `service` label of `events_outbox_*` metrics).
+    pub fn for_service(mut self, service: &'static str) -> Relay {
+        self.service = service;
+        self
     }
 
     pub fn waker(&self) -> OutboxWaker {
@@ -388,7 +396,7 @@ impl Relay {
                 Err(error) => {
                     let wait = self.config.retry.backoff(attempts as u32 + 1);
                     tracing::warn!(seq, attempts = attempts + 1, %error, "outbox publish failed; row stays pending");
-                    metrics::counter!("events_outbox_publish_failures_total").increment(1);
+                    metrics::counter!(crate::contract::metrics::OUTBOX_PUBLISH_FAILURES.name, "service" => self.service).increment(1);
                     conn.mark_failed(seq, &error, now + wait.as_millis() as i64).await?;
                     report.failed += 1;
                     report.retry_in = Some(report.retry_in.map_or(wait, |d| d.min(wait)));
@@ -424,7 +432,7 @@ impl Relay {
     async fn update_lag(&self) -> Result<(), EventError> {
         let oldest: Option<i64> = crate::with_db!(&self.db, pool => sqlx::query_scalar(OLDEST_PENDING_SQL).fetch_optional(pool).await)?;
         let lag = oldest.map(|t| (now_ms() - t).max(0) as f64 / 1000.0).unwrap_or(0.0);
-        metrics::gauge!("events_outbox_lag_seconds").set(lag);
+        metrics::gauge!(crate::contract::metrics::OUTBOX_LAG.name, "service" => self.service).set(lag);
         Ok(())
     }
 
