@@ -141,13 +141,14 @@ pub async fn reconcile(sp: Arc<ShopPlatform>, ctx: Arc<Context>) -> Result<Actio
     let ns = sp.namespace().ok_or_else(|| Error::InvalidSpec("a ShopPlatform must be namespaced".into()))?;
     let api: Api<ShopPlatform> = Api::namespaced(ctx.client.clone(), &ns);
     // Boxed: a pass's state is large (every builder's objects), too large for a test thread's stack.
-    let (result, tally) = crate::metrics::tallied(Box::pin(finalizer(&api, FINALIZER, sp.clone(), |event| async {
-        match event {
-            Finalizer::Apply(sp) => Box::pin(apply(&sp, &ctx)).await,
-            Finalizer::Cleanup(sp) => Box::pin(cleanup(&sp, &ctx)).await,
-        }
-    })))
-    .await;
+    let (result, tally) =
+        crate::metrics::tallied(Box::pin(finalizer(&api, FINALIZER, sp.clone(), |event| async {
+            match event {
+                Finalizer::Apply(sp) => Box::pin(apply(&sp, &ctx)).await,
+                Finalizer::Cleanup(sp) => Box::pin(cleanup(&sp, &ctx)).await,
+            }
+        })))
+        .await;
     let result = result.map_err(Error::from);
     crate::metrics::reconciled(start.elapsed());
     let gone = sp.metadata.deletion_timestamp.is_some() && result.is_ok();

@@ -56,7 +56,11 @@ const PHASES: [Phase; 6] =
 /// The platform `namespace/name` is in `phase` (`None`: it is gone).
 pub fn phase(namespace: &str, name: &str, phase: Option<Phase>) {
     for p in PHASES {
-        let labels = [("namespace", namespace.to_string()), ("platform", name.to_string()), ("phase", p.as_str().to_string())];
+        let labels = [
+            ("namespace", namespace.to_string()),
+            ("platform", name.to_string()),
+            ("phase", p.as_str().to_string()),
+        ];
         metrics::gauge!(m::OPERATOR_PHASE.name, &labels).set(if Some(p) == phase { 1.0 } else { 0.0 });
     }
 }
@@ -91,8 +95,13 @@ pub fn managed(namespace: &str, name: &str, tally: &BTreeMap<&'static str, u64>)
     let known = kinds.entry((namespace.to_string(), name.to_string())).or_default();
     known.extend(tally.keys().copied());
     for kind in known.iter() {
-        let labels = [("namespace", namespace.to_string()), ("platform", name.to_string()), ("kind", kind.to_string())];
-        metrics::gauge!(m::OPERATOR_MANAGED_OBJECTS.name, &labels).set(tally.get(kind).copied().unwrap_or(0) as f64);
+        let labels = [
+            ("namespace", namespace.to_string()),
+            ("platform", name.to_string()),
+            ("kind", kind.to_string()),
+        ];
+        metrics::gauge!(m::OPERATOR_MANAGED_OBJECTS.name, &labels)
+            .set(tally.get(kind).copied().unwrap_or(0) as f64);
     }
     if tally.is_empty() {
         kinds.remove(&(namespace.to_string(), name.to_string()));

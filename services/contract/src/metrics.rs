@@ -41,16 +41,28 @@ impl Metric {
     pub fn series(&self) -> Vec<String> {
         match self.kind {
             Kind::Counter | Kind::Gauge => vec![self.name.to_string()],
-            Kind::Histogram => ["_bucket", "_sum", "_count"].iter().map(|s| format!("{}{s}", self.name)).collect(),
+            Kind::Histogram => {
+                ["_bucket", "_sum", "_count"].iter().map(|s| format!("{}{s}", self.name)).collect()
+            }
         }
     }
 }
 
-const fn services(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> Metric {
+const fn services(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Metric {
     Metric { name, kind, labels, help, exporter: Exporter::Services }
 }
 
-const fn operator(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> Metric {
+const fn operator(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Metric {
     Metric { name, kind, labels, help, exporter: Exporter::Operator }
 }
 
@@ -151,10 +163,18 @@ pub const CONSUMER_LAG: Metric = services(
 
 // ----- business ---------------------------------------------------------------------------------
 
-pub const CHECKOUTS_STARTED: Metric =
-    services("shop_checkouts_started_total", Counter, &[], "Orders placed (checkouts that created an order).");
-pub const CHECKOUTS_COMPLETED: Metric =
-    services("shop_checkouts_completed_total", Counter, &[], "Orders that reached PAID: the checkout saga succeeded.");
+pub const CHECKOUTS_STARTED: Metric = services(
+    "shop_checkouts_started_total",
+    Counter,
+    &[],
+    "Orders placed (checkouts that created an order).",
+);
+pub const CHECKOUTS_COMPLETED: Metric = services(
+    "shop_checkouts_completed_total",
+    Counter,
+    &[],
+    "Orders that reached PAID: the checkout saga succeeded.",
+);
 pub const CHECKOUTS_FAILED: Metric = services(
     "shop_checkouts_failed_total",
     Counter,
@@ -162,8 +182,12 @@ pub const CHECKOUTS_FAILED: Metric = services(
     "Checkouts that ended without payment, by reason: out_of_stock (refused at checkout), \
      payment_failed, expired (unpaid past the reservation), cancelled (before payment).",
 );
-pub const ORDER_TRANSITIONS: Metric =
-    services("shop_order_transitions_total", Counter, &["to"], "Order status changes, by the status reached.");
+pub const ORDER_TRANSITIONS: Metric = services(
+    "shop_order_transitions_total",
+    Counter,
+    &["to"],
+    "Order status changes, by the status reached.",
+);
 pub const ORDER_TIME_TO_STATUS: Metric = services(
     "shop_order_time_to_status_seconds",
     Histogram,
@@ -210,12 +234,8 @@ pub const OPERATOR_RECONCILE_FAILURES: Metric = operator(
     &["reason"],
     "Reconcile passes that failed, by reason.",
 );
-pub const OPERATOR_RECONCILE_DURATION: Metric = operator(
-    "shop_operator_reconcile_duration_seconds",
-    Histogram,
-    &[],
-    "Time of a whole reconcile pass.",
-);
+pub const OPERATOR_RECONCILE_DURATION: Metric =
+    operator("shop_operator_reconcile_duration_seconds", Histogram, &[], "Time of a whole reconcile pass.");
 pub const OPERATOR_STEP_DURATION: Metric = operator(
     "shop_operator_reconcile_step_duration_seconds",
     Histogram,

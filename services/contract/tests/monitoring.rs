@@ -12,12 +12,54 @@ fn root() -> PathBuf {
 
 /// PromQL functions, aggregations and keywords (everything else a query names is a series).
 const PROMQL_WORDS: &[&str] = &[
-    "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "group",
-    "count_values", "rate", "irate", "increase", "delta", "idelta", "deriv", "histogram_quantile", "abs",
-    "absent", "absent_over_time", "clamp_min", "clamp_max", "vector", "scalar", "time", "label_replace",
-    "label_join", "sort", "sort_desc", "max_over_time", "min_over_time", "avg_over_time", "and", "or",
-    "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
-    "humanize", "humanizePercentage", "humanizeDuration",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "group",
+    "count_values",
+    "rate",
+    "irate",
+    "increase",
+    "delta",
+    "idelta",
+    "deriv",
+    "histogram_quantile",
+    "abs",
+    "absent",
+    "absent_over_time",
+    "clamp_min",
+    "clamp_max",
+    "vector",
+    "scalar",
+    "time",
+    "label_replace",
+    "label_join",
+    "sort",
+    "sort_desc",
+    "max_over_time",
+    "min_over_time",
+    "avg_over_time",
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "humanize",
+    "humanizePercentage",
+    "humanizeDuration",
 ];
 
 /// The series names in a PromQL expression: identifiers outside label matchers, ranges,
@@ -63,12 +105,17 @@ fn series_in(expr: &str) -> BTreeSet<String> {
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+                {
                     i += 1;
                 }
                 let word: String = chars[start..i].iter().collect();
                 skip_group = false;
-                if matches!(word.as_str(), "by" | "without" | "on" | "ignoring" | "group_left" | "group_right") {
+                if matches!(
+                    word.as_str(),
+                    "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
+                ) {
                     skip_group = true;
                 } else if !PROMQL_WORDS.contains(&word.as_str()) {
                     out.insert(word);
@@ -123,9 +170,14 @@ fn check(files: &[(&str, Exporter)]) -> BTreeSet<&'static str> {
         assert!(!exprs.is_empty(), "{file} has no queries");
         for expr in exprs {
             for series in series_in(&expr) {
-                let metric = by_series(&series)
-                    .unwrap_or_else(|| panic!("{file}: `{series}` is not a metric the code exports (in `{expr}`)"));
-                assert_eq!(metric.exporter, *exporter, "{file}: {series} is exported by the {:?}", metric.exporter);
+                let metric = by_series(&series).unwrap_or_else(|| {
+                    panic!("{file}: `{series}` is not a metric the code exports (in `{expr}`)")
+                });
+                assert_eq!(
+                    metric.exporter, *exporter,
+                    "{file}: {series} is exported by the {:?}",
+                    metric.exporter
+                );
                 used.insert(metric.name);
             }
         }

@@ -272,7 +272,8 @@ impl ServiceClient {
             }
         }
         self.record(false);
-        metrics::counter!(crate::contract::metrics::CLIENT_FAILURES.name, "service" => self.service).increment(1);
+        metrics::counter!(crate::contract::metrics::CLIENT_FAILURES.name, "service" => self.service)
+            .increment(1);
         Err(CallError::Unavailable { service: self.service, detail: last })
     }
 

@@ -103,7 +103,8 @@ pub async fn track(service: &'static str, req: Request, next: Next) -> Response 
         ("status", res.status().as_u16().to_string()),
     ];
     metrics::counter!(crate::contract::metrics::HTTP_REQUESTS.name, &labels).increment(1);
-    metrics::histogram!(crate::contract::metrics::HTTP_REQUEST_DURATION.name, &labels).record(start.elapsed().as_secs_f64());
+    metrics::histogram!(crate::contract::metrics::HTTP_REQUEST_DURATION.name, &labels)
+        .record(start.elapsed().as_secs_f64());
     res
 }
 

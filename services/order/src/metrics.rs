@@ -1,7 +1,9 @@
 //! The checkout's business metrics (described in `contract::metrics`): what an order's status
 //! change means for the checkout, decided by [`checkout_end`], recorded by [`transitioned`].
 
-use contract::metrics::{CHECKOUTS_COMPLETED, CHECKOUTS_FAILED, CHECKOUTS_STARTED, ORDER_TIME_TO_STATUS, ORDER_TRANSITIONS};
+use contract::metrics::{
+    CHECKOUTS_COMPLETED, CHECKOUTS_FAILED, CHECKOUTS_STARTED, ORDER_TIME_TO_STATUS, ORDER_TRANSITIONS,
+};
 use kit::contract;
 use time::OffsetDateTime;
 
@@ -30,7 +32,9 @@ pub fn checkout_end(from: OrderStatus, to: OrderStatus, actor: &str) -> Option<C
         OrderStatus::Paid => Some(CheckoutEnd::Completed),
         OrderStatus::Failed if from == OrderStatus::Pending => Some(CheckoutEnd::Failed("out_of_stock")),
         OrderStatus::Failed if unpaid => Some(CheckoutEnd::Failed("payment_failed")),
-        OrderStatus::Cancelled if unpaid && actor.starts_with("system:") => Some(CheckoutEnd::Failed("expired")),
+        OrderStatus::Cancelled if unpaid && actor.starts_with("system:") => {
+            Some(CheckoutEnd::Failed("expired"))
+        }
         OrderStatus::Cancelled if unpaid => Some(CheckoutEnd::Failed("cancelled")),
         _ => None,
     }
@@ -48,7 +52,9 @@ pub fn transitioned(from: OrderStatus, to: OrderStatus, actor: &str, created_at:
     metrics::histogram!(ORDER_TIME_TO_STATUS.name, "status" => to.as_str()).record(age);
     match checkout_end(from, to, actor) {
         Some(CheckoutEnd::Completed) => metrics::counter!(CHECKOUTS_COMPLETED.name).increment(1),
-        Some(CheckoutEnd::Failed(reason)) => metrics::counter!(CHECKOUTS_FAILED.name, "reason" => reason).increment(1),
+        Some(CheckoutEnd::Failed(reason)) => {
+            metrics::counter!(CHECKOUTS_FAILED.name, "reason" => reason).increment(1)
+        }
         None => {}
     }
 }
@@ -60,11 +66,23 @@ mod tests {
 
     #[test]
     fn outcomes_of_status_changes() {
-        assert_eq!(checkout_end(AwaitingPayment, Paid, "event:payment.authorized"), Some(CheckoutEnd::Completed));
+        assert_eq!(
+            checkout_end(AwaitingPayment, Paid, "event:payment.authorized"),
+            Some(CheckoutEnd::Completed)
+        );
         assert_eq!(checkout_end(Pending, Failed, "user:x"), Some(CheckoutEnd::Failed("out_of_stock")));
-        assert_eq!(checkout_end(AwaitingPayment, Failed, "event:payment.failed"), Some(CheckoutEnd::Failed("payment_failed")));
-        assert_eq!(checkout_end(AwaitingPayment, Cancelled, "system:saga"), Some(CheckoutEnd::Failed("expired")));
-        assert_eq!(checkout_end(AwaitingPayment, Cancelled, "user:x"), Some(CheckoutEnd::Failed("cancelled")));
+        assert_eq!(
+            checkout_end(AwaitingPayment, Failed, "event:payment.failed"),
+            Some(CheckoutEnd::Failed("payment_failed"))
+        );
+        assert_eq!(
+            checkout_end(AwaitingPayment, Cancelled, "system:saga"),
+            Some(CheckoutEnd::Failed("expired"))
+        );
+        assert_eq!(
+            checkout_end(AwaitingPayment, Cancelled, "user:x"),
+            Some(CheckoutEnd::Failed("cancelled"))
+        );
         assert_eq!(checkout_end(Pending, Cancelled, "admin:x"), Some(CheckoutEnd::Failed("cancelled")));
         assert_eq!(checkout_end(Pending, AwaitingPayment, "user:x"), None);
         assert_eq!(checkout_end(Paid, Cancelled, "admin:x"), None, "a refund, not a failed checkout");

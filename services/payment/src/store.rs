@@ -868,6 +868,8 @@ pub fn payment_outcome(to: PaymentStatus) -> Option<&'static str> {
         PaymentStatus::Cancelled => Some("cancelled"),
         PaymentStatus::PartiallyRefunded => Some("partially_refunded"),
         PaymentStatus::Refunded => Some("refunded"),
-        PaymentStatus::RequiresPaymentMethod | PaymentStatus::RequiresConfirmation | PaymentStatus::RequiresAction => None,
+        PaymentStatus::RequiresPaymentMethod
+        | PaymentStatus::RequiresConfirmation
+        | PaymentStatus::RequiresAction => None,
     }
 }

@@ -206,7 +206,8 @@ impl Mounted {
             if component.outbox {
                 let db =
                     db.ok_or_else(|| anyhow::anyhow!("the {name} service has an outbox but no database"))?;
-                let relay = Relay::new(db.clone(), bus.clone(), RelayConfig::default()).for_service(name.as_str());
+                let relay =
+                    Relay::new(db.clone(), bus.clone(), RelayConfig::default()).for_service(name.as_str());
                 self.readiness = std::mem::take(&mut self.readiness).with(prefix, Arc::new(relay.health()));
                 self.tasks.push(relay.spawn(self.shutdown.clone()));
             }

@@ -35,7 +35,13 @@ fn value(s: &BTreeMap<String, f64>, key: &str) -> f64 {
 }
 
 /// Waits until `key` has grown by at least `by` since `before`; `exact`: by exactly `by`.
-async fn grows(base: &str, before: &BTreeMap<String, f64>, key: &str, by: f64, exact: bool) -> BTreeMap<String, f64> {
+async fn grows(
+    base: &str,
+    before: &BTreeMap<String, f64>,
+    key: &str,
+    by: f64,
+    exact: bool,
+) -> BTreeMap<String, f64> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let now = scrape(base).await;
@@ -81,7 +87,8 @@ async fn business_metrics_follow_checkouts_payments_reservations_and_notificatio
     let (_, (status, body)) = api.pay(&user, &id, "pm_card_visa").await;
     assert_eq!(status, 200, "{body}");
     api.wait_order(&user, &id, "PAID").await;
-    let m1 = grows(&base, &m0, r#"shop_payments_total{outcome="captured",provider="simulated"}"#, 1.0, true).await;
+    let m1 =
+        grows(&base, &m0, r#"shop_payments_total{outcome="captured",provider="simulated"}"#, 1.0, true).await;
     for (key, by) in [
         ("shop_checkouts_started_total", 1.0),
         ("shop_checkouts_completed_total", 1.0),
@@ -101,8 +108,16 @@ async fn business_metrics_follow_checkouts_payments_reservations_and_notificatio
     assert_eq!(status, 402, "{body}");
     api.wait_order(&user, &id, "FAILED").await;
     let m2 = grows(&base, &m1, r#"shop_reservations_total{outcome="released"}"#, 1.0, true).await;
-    assert_eq!(value(&m2, r#"shop_checkouts_failed_total{reason="payment_failed"}"#) - value(&m1, r#"shop_checkouts_failed_total{reason="payment_failed"}"#), 1.0);
-    assert_eq!(value(&m2, r#"shop_payments_total{outcome="declined",provider="simulated"}"#) - value(&m1, r#"shop_payments_total{outcome="declined",provider="simulated"}"#), 1.0);
+    assert_eq!(
+        value(&m2, r#"shop_checkouts_failed_total{reason="payment_failed"}"#)
+            - value(&m1, r#"shop_checkouts_failed_total{reason="payment_failed"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(&m2, r#"shop_payments_total{outcome="declined",provider="simulated"}"#)
+            - value(&m1, r#"shop_payments_total{outcome="declined",provider="simulated"}"#),
+        1.0
+    );
     assert_eq!(value(&m2, "shop_checkouts_completed_total"), value(&m1, "shop_checkouts_completed_total"));
 
     // Nobody pays: the reservation expires, the checkout fails as expired.
@@ -110,7 +125,11 @@ async fn business_metrics_follow_checkouts_payments_reservations_and_notificatio
     let id = order["id"].as_str().unwrap().to_string();
     api.wait_order(&user, &id, "CANCELLED").await;
     let m3 = grows(&base, &m2, r#"shop_checkouts_failed_total{reason="expired"}"#, 1.0, true).await;
-    assert!(value(&m3, r#"shop_reservations_total{outcome="expired"}"#) - value(&m2, r#"shop_reservations_total{outcome="expired"}"#) <= 1.0);
+    assert!(
+        value(&m3, r#"shop_reservations_total{outcome="expired"}"#)
+            - value(&m2, r#"shop_reservations_total{outcome="expired"}"#)
+            <= 1.0
+    );
 
     // The orders' emails to the customer could not be delivered: given up after one attempt.
     let m4 = grows(&base, &m0, r#"shop_notifications_failed_total{channel="email"}"#, 1.0, false).await;
@@ -118,7 +137,13 @@ async fn business_metrics_follow_checkouts_payments_reservations_and_notificatio
 
     // HELP lines come from the one description of each metric.
     let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-    assert!(text.contains(&format!("# HELP shop_checkouts_started_total {}", kit::contract::metrics::CHECKOUTS_STARTED.help)), "{text}");
+    assert!(
+        text.contains(&format!(
+            "# HELP shop_checkouts_started_total {}",
+            kit::contract::metrics::CHECKOUTS_STARTED.help
+        )),
+        "{text}"
+    );
     // The outbox lag is exported per service.
     assert!(text.contains(r#"events_outbox_lag_seconds{service="order"}"#), "{text}");
 

@@ -671,7 +671,8 @@ impl EventBus for KafkaBus {
         }
         let value = event.to_kafka_value();
         self.send(&topic, Some(event.key().as_bytes()), Some(&value), hs).await?;
-        metrics::counter!(crate::contract::metrics::EVENTS_PUBLISHED.name, "type" => event.ty.clone()).increment(1);
+        metrics::counter!(crate::contract::metrics::EVENTS_PUBLISHED.name, "type" => event.ty.clone())
+            .increment(1);
         self.inner.tap.record(event);
         Ok(())
     }

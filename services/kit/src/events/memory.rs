@@ -259,7 +259,8 @@ impl EventBus for InProcessBus {
         t.appended.send_modify(|v| *v += 1);
         st.trim(&topic, partition);
         drop(st);
-        metrics::counter!(crate::contract::metrics::EVENTS_PUBLISHED.name, "type" => event.ty.clone()).increment(1);
+        metrics::counter!(crate::contract::metrics::EVENTS_PUBLISHED.name, "type" => event.ty.clone())
+            .increment(1);
         self.inner.tap.record(event);
         Ok(())
     }
