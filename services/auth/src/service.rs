@@ -802,22 +802,8 @@ impl AuthState {
 }
 
 async fn connect_redis(url: &secrecy::SecretString, prefix: &str) -> anyhow::Result<RedisFailures> {
-    use secrecy::ExposeSecret;
-    let url = url.expose_secret();
-    let shown = kit::config::redact_url(url);
-    let client = redis::Client::open(url)
-        .map_err(|e| anyhow::anyhow!("SHOP_AUTH__REDIS_URL / SHOP_REDIS_URL ({shown}): {e}"))?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_millis(500)))
-        .set_number_of_retries(1);
-    let conn = tokio::time::timeout(
-        Duration::from_secs(10),
-        redis::aio::ConnectionManager::new_with_config(client, config),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("the auth service's Redis at {shown} did not answer within 10s"))?
-    .map_err(|e| anyhow::anyhow!("cannot connect to the auth service's Redis at {shown}: {e}"))?;
+    let (conn, shown) =
+        kit::redis::connect(url, "SHOP_AUTH__REDIS_URL / SHOP_REDIS_URL", "the auth service's Redis").await?;
     tracing::info!(redis = %shown, "login failure counters shared through Redis");
     Ok(RedisFailures::new(conn, prefix.to_string()))
 }

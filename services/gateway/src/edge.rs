@@ -212,22 +212,8 @@ impl Limits {
     /// Redis is a start-up error naming the key and the server), in this process otherwise.
     pub async fn connect(c: &RateLimitConfig) -> anyhow::Result<Arc<Limits>> {
         let Some(url) = &c.redis_url else { return Ok(Limits::build(c, None)) };
-        use secrecy::ExposeSecret;
-        let url = url.expose_secret();
-        let shown = kit::config::redact_url(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("SHOP_GATEWAY__RATE_LIMIT__REDIS_URL ({shown}): {e}"))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(1);
-        let conn = tokio::time::timeout(
-            Duration::from_secs(10),
-            redis::aio::ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("rate-limit Redis at {shown} did not answer within 10s"))?
-        .map_err(|e| anyhow::anyhow!("cannot connect to the rate-limit Redis at {shown}: {e}"))?;
+        let (conn, shown) =
+            kit::redis::connect(url, "SHOP_GATEWAY__RATE_LIMIT__REDIS_URL", "the rate-limit Redis").await?;
         let shared = Shared { conn, script: redis::Script::new(GCRA), prefix: c.redis_prefix.clone() };
         tracing::info!(redis = %shown, "rate limits shared through Redis");
         Ok(Limits::build(c, Some(shared)))
