@@ -1606,7 +1606,9 @@ pub fn service_monitor(sp: &ShopPlatform) -> Option<DynamicObject> {
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": sp.name_any()}},
             "namespaceSelector": {"matchNames": [names::namespace(sp)]},
-            "endpoints": [{"port": OPS_PORT_NAME, "path": "/metrics", "interval": m.interval}],
+            // honorLabels: the services' own `service` label (auth, order…) wins over the
+            // scrape's (the Kubernetes Service's name), which the dashboards and alerts group by.
+            "endpoints": [{"port": OPS_PORT_NAME, "path": "/metrics", "interval": m.interval, "honorLabels": true}],
         }
     }));
     let mut metadata = meta(sp, names::service_monitor(sp), APP_NAME, "metrics");
@@ -1910,8 +1912,9 @@ mod tests {
         assert_eq!(peer_urls(&p, ServiceName::Order), keys(&["CATALOG", "CART", "INVENTORY"]));
         assert_eq!(peer_urls(&p, ServiceName::Payment), keys(&["ORDER"]));
         assert_eq!(peer_urls(&p, ServiceName::Cart), keys(&["CATALOG"]));
-        for s in [ServiceName::Auth, ServiceName::Catalog, ServiceName::Inventory, ServiceName::Notification]
-        {
+        // The auth service mails reset and verification links through the notification service.
+        assert_eq!(peer_urls(&p, ServiceName::Auth), keys(&["NOTIFICATION"]));
+        for s in [ServiceName::Catalog, ServiceName::Inventory, ServiceName::Notification] {
             assert!(peer_urls(&p, s).is_empty(), "{s}");
         }
         assert_eq!(
@@ -2242,17 +2245,19 @@ mod tests {
             json!({"kubernetes.io/metadata.name": "ingress-nginx"})
         );
         assert_eq!(components(&gateway["spec"]["egress"][1], "to").len(), 7);
-        // Auth is called by every service (JWKS); it calls nobody.
+        // Auth is called by every service (JWKS, revocations); it calls the notification
+        // service alone (security emails).
         assert_eq!(components(&by_name("shop-auth")["spec"]["ingress"][0], "from").len(), 7);
-        assert_eq!(
-            by_name("shop-auth")["spec"]["egress"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|r| r["ports"][0]["port"] == "http")
-                .count(),
-            0
-        );
+        let auth_calls: Vec<String> = by_name("shop-auth")["spec"]["egress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["ports"][0]["port"] == "http")
+            .flat_map(|r| components(r, "to"))
+            .collect();
+        assert_eq!(auth_calls, vec!["notification"]);
+        assert!(components(&by_name("shop-notification")["spec"]["ingress"][0], "from")
+            .contains(&"auth".to_string()));
         // The embedded PostgreSQL: the database services, their migrations and the operator.
         let pg = by_name("shop-postgres");
         let from = pg["spec"]["ingress"][0]["from"].as_array().unwrap();

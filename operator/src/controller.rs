@@ -140,15 +140,24 @@ pub async fn reconcile(sp: Arc<ShopPlatform>, ctx: Arc<Context>) -> Result<Actio
     let start = Instant::now();
     let ns = sp.namespace().ok_or_else(|| Error::InvalidSpec("a ShopPlatform must be namespaced".into()))?;
     let api: Api<ShopPlatform> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, sp.clone(), |event| async {
-        match event {
-            Finalizer::Apply(sp) => apply(&sp, &ctx).await,
-            Finalizer::Cleanup(sp) => cleanup(&sp, &ctx).await,
-        }
-    })
-    .await
-    .map_err(Error::from);
+    // Boxed: a pass's state is large (every builder's objects), too large for a test thread's stack.
+    let (result, tally) =
+        crate::metrics::tallied(Box::pin(finalizer(&api, FINALIZER, sp.clone(), |event| async {
+            match event {
+                Finalizer::Apply(sp) => Box::pin(apply(&sp, &ctx)).await,
+                Finalizer::Cleanup(sp) => Box::pin(cleanup(&sp, &ctx)).await,
+            }
+        })))
+        .await;
+    let result = result.map_err(Error::from);
     crate::metrics::reconciled(start.elapsed());
+    let gone = sp.metadata.deletion_timestamp.is_some() && result.is_ok();
+    if gone {
+        crate::metrics::phase(&ns, &sp.name_any(), None);
+        crate::metrics::managed(&ns, &sp.name_any(), &BTreeMap::new());
+    } else if !tally.is_empty() {
+        crate::metrics::managed(&ns, &sp.name_any(), &tally);
+    }
     if result.is_ok() {
         ctx.failure_count(&object_key(&sp), false);
     }
@@ -227,7 +236,9 @@ where
     let ns = desired.meta().namespace.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(client.clone(), &ns);
     let live = api.get_opt(&name).await.map_err(Error::kube("get", kind_name(&K::kind(&())), &name))?;
-    apply_if_changed(&api, desired, live).await
+    let applied = apply_if_changed(&api, desired, live).await?;
+    crate::metrics::count_object(kind_name(&K::kind(&())));
+    Ok(applied)
 }
 
 /// [`ensure_applied`] for a custom resource of another operator.
@@ -241,6 +252,7 @@ async fn ensure_applied_dynamic(
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, ar);
     let kind = kind_name(&ar.kind);
     let live = api.get_opt(&name).await.map_err(Error::kube("get", kind, &name))?;
+    crate::metrics::count_object(kind);
     if let Some(live) = live {
         if !needs_apply(desired, &live) {
             return Ok(live);
@@ -906,6 +918,12 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
     // Failures of this pass, reported after the status is written.
     let mut errors: Vec<Error> = Vec::new();
 
+    let mut timer = Instant::now();
+    let mut lap = |step: &'static str| {
+        crate::metrics::step(step, timer.elapsed());
+        timer = Instant::now();
+    };
+
     // 1. Generated Secrets: created once, never regenerated.
     let secrets = match ensure_generated_secrets(sp, ctx).await {
         Ok((values, created)) => {
@@ -933,6 +951,7 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
         }
     };
     let generated = secrets.clone().unwrap_or_default();
+    lap("secrets");
 
     // 2. Databases: one database and role per service, then its connection Secret.
     let db = match &secrets {
@@ -953,6 +972,7 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
     };
     observed.push(db.condition.clone());
     errors.extend(db.error);
+    lap("databases");
 
     // 3. Kafka: the contract's topics (admin API, or Strimzi KafkaTopics); the embedded broker.
     match ensure_kafka(sp, ctx).await {
@@ -965,6 +985,7 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
             errors.push(e);
         }
     }
+    lap("kafka");
 
     // 4. The Secrets the spec names, read once for the pods' secrets hash; embedded Redis.
     let mut service_failures = Vec::new();
@@ -984,6 +1005,8 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
             service_failures.push(e);
         }
     }
+
+    lap("referenced_secrets");
 
     // 5. Services.
     let mut service_status = BTreeMap::new();
@@ -1011,6 +1034,8 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
             }
         }
     }
+
+    lap("services");
 
     // 6. Workloads of disabled services (their data is kept); the Ingress.
     let prev_services = previous.as_ref().map(|s| s.services.clone()).unwrap_or_default();
@@ -1043,6 +1068,7 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
         service_failures.push(e);
     }
 
+    lap("ingress_and_policies");
     observed.push(migrations_condition(&migrations));
     observed.push(services_condition(&rollouts, &service_failures));
     let ready_count = rollouts.iter().filter(|(_, r)| *r == Rollout::Available).count();
@@ -1066,6 +1092,8 @@ async fn apply(sp: &ShopPlatform, ctx: &Context) -> Result<Action> {
             errors.insert(0, e);
         }
     }
+    lap("status");
+    crate::metrics::phase(&ns, &sp.name_any(), Some(phase));
     if prev_phase != Some(phase) {
         let (type_, note) = match phase {
             Phase::Degraded => (EventType::Warning, observed[0].message.clone()),

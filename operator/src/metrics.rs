@@ -1,13 +1,21 @@
 //! Reconcile metrics, through the process-wide `metrics` recorder (Prometheus), served with
-//! `/healthz` by a minimal HTTP/1 server ([`serve`]):
+//! `/healthz` by a minimal HTTP/1 server ([`serve`]). Every metric is described in
+//! `contract::metrics` (the operator's are `shop_operator_*`):
 //! - `shop_operator_reconciles_total` — reconcile runs;
 //! - `shop_operator_reconcile_failures_total{reason}` — failures by [`crate::Error::metric_label`];
 //! - `shop_operator_reconcile_duration_seconds` — histogram of reconcile durations;
+//! - `shop_operator_reconcile_step_duration_seconds{step}` — each step of a pass;
+//! - `shop_operator_platform_phase{namespace,platform,phase}` — 1 for each platform's phase;
+//! - `shop_operator_managed_objects{namespace,platform,kind}` — objects of the last pass
+//!   (counted by `ensure_applied` inside [`tallied`]);
 //! - `shop_operator_leader` — 1 while this replica reconciles (holds the Lease, or runs without
 //!   leader election), 0 while it stands by.
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
-use std::sync::OnceLock;
+use std::future::Future;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,19 +25,87 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
+use contract::metrics as m;
+
+use crate::crd::Phase;
+
 pub fn reconciled(duration: Duration) {
-    metrics::counter!("shop_operator_reconciles_total").increment(1);
-    metrics::histogram!("shop_operator_reconcile_duration_seconds").record(duration.as_secs_f64());
+    metrics::counter!(m::OPERATOR_RECONCILES.name).increment(1);
+    metrics::histogram!(m::OPERATOR_RECONCILE_DURATION.name).record(duration.as_secs_f64());
 }
 
 pub fn failed(reason: &'static str) {
-    metrics::counter!("shop_operator_reconcile_failures_total", "reason" => reason).increment(1);
+    metrics::counter!(m::OPERATOR_RECONCILE_FAILURES.name, "reason" => reason).increment(1);
 }
 
 /// Whether this replica leads (see [`crate::lease`]).
 pub fn set_leader(leading: bool) {
     let _ = handle();
-    metrics::gauge!("shop_operator_leader").set(if leading { 1.0 } else { 0.0 });
+    metrics::gauge!(m::OPERATOR_LEADER.name).set(if leading { 1.0 } else { 0.0 });
+}
+
+/// One step of a reconcile pass took `duration`.
+pub fn step(step: &'static str, duration: Duration) {
+    metrics::histogram!(m::OPERATOR_STEP_DURATION.name, "step" => step).record(duration.as_secs_f64());
+}
+
+/// Every phase, for the 0/1 gauge.
+const PHASES: [Phase; 6] =
+    [Phase::Pending, Phase::Provisioning, Phase::Ready, Phase::Progressing, Phase::Degraded, Phase::Deleting];
+
+/// The platform `namespace/name` is in `phase` (`None`: it is gone).
+pub fn phase(namespace: &str, name: &str, phase: Option<Phase>) {
+    for p in PHASES {
+        let labels = [
+            ("namespace", namespace.to_string()),
+            ("platform", name.to_string()),
+            ("phase", p.as_str().to_string()),
+        ];
+        metrics::gauge!(m::OPERATOR_PHASE.name, &labels).set(if Some(p) == phase { 1.0 } else { 0.0 });
+    }
+}
+
+tokio::task_local! {
+    static TALLY: RefCell<BTreeMap<&'static str, u64>>;
+}
+
+/// Counts one object of `kind` that the current pass applied or found up to date (no-op
+/// outside [`tallied`]).
+pub fn count_object(kind: &'static str) {
+    let _ = TALLY.try_with(|t| *t.borrow_mut().entry(kind).or_default() += 1);
+}
+
+/// Runs a reconcile pass, counting the objects it manages by kind.
+pub async fn tallied<F: Future>(pass: F) -> (F::Output, BTreeMap<&'static str, u64>) {
+    TALLY
+        .scope(RefCell::new(BTreeMap::new()), async {
+            let out = pass.await;
+            (out, TALLY.with(|t| t.take()))
+        })
+        .await
+}
+
+/// The kinds each platform had in its last pass, so that a kind no longer managed drops to 0.
+static KINDS: Mutex<BTreeMap<(String, String), BTreeSet<&'static str>>> = Mutex::new(BTreeMap::new());
+
+/// Sets `shop_operator_managed_objects` of `namespace/name` from a pass's tally (an empty
+/// tally, as after deletion, sets every kind it had to 0).
+pub fn managed(namespace: &str, name: &str, tally: &BTreeMap<&'static str, u64>) {
+    let mut kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
+    let known = kinds.entry((namespace.to_string(), name.to_string())).or_default();
+    known.extend(tally.keys().copied());
+    for kind in known.iter() {
+        let labels = [
+            ("namespace", namespace.to_string()),
+            ("platform", name.to_string()),
+            ("kind", kind.to_string()),
+        ];
+        metrics::gauge!(m::OPERATOR_MANAGED_OBJECTS.name, &labels)
+            .set(tally.get(kind).copied().unwrap_or(0) as f64);
+    }
+    if tally.is_empty() {
+        kinds.remove(&(namespace.to_string(), name.to_string()));
+    }
 }
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -48,6 +124,13 @@ pub fn handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; then this one stays local.
             let _ = metrics::set_global_recorder(recorder);
+            for d in m::ALL.iter().filter(|d| d.exporter == m::Exporter::Operator) {
+                match d.kind {
+                    m::Kind::Counter => metrics::describe_counter!(d.name, d.help),
+                    m::Kind::Gauge => metrics::describe_gauge!(d.name, d.help),
+                    m::Kind::Histogram => metrics::describe_histogram!(d.name, d.help),
+                }
+            }
             handle
         })
         .clone()

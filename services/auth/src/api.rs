@@ -12,7 +12,7 @@ use kit::auth::{Identity, MaybeIdentity};
 use kit::extract::{Json, Path, Query};
 use kit::openapi::{responses as r, strings, BearerSecurity, Problems};
 use kit::pagination::{Page, PageParams};
-use kit::problem::{ApiError, ApiResult};
+use kit::problem::{ApiError, ApiResult, ErrorCode};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -36,6 +36,9 @@ pub struct User {
     #[schema(value_type = Vec<Role>)]
     pub roles: Vec<String>,
     pub disabled: bool,
+    /// The owner proved the address is theirs (a verification or reset link). Unverified
+    /// accounts may sign in, browse and fill a cart, but not check out.
+    pub email_verified: bool,
     /// RFC 3339, UTC.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -46,6 +49,7 @@ impl From<UserRow> for User {
     fn from(u: UserRow) -> Self {
         User {
             roles: u.roles(),
+            email_verified: u.email_verified(),
             id: u.id,
             email: u.email,
             first_name: u.first_name,
@@ -151,6 +155,75 @@ impl From<Issued> for TokenResponse {
     }
 }
 
+/// The answer of requests whose outcome must not be told (registration, reset requests):
+/// the same whether or not the address has an account.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    /// Always `accepted`.
+    pub status: String,
+    /// What happens next, for people.
+    pub detail: String,
+}
+
+impl Accepted {
+    fn new(detail: &str) -> Self {
+        Accepted { status: "accepted".into(), detail: detail.into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// 8–128 characters with an upper-case letter (A–Z), a lower-case letter (a–z) and a digit;
+    /// not the current one.
+    #[schema(
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^(?=[\s\S]*[A-Z])(?=[\s\S]*[a-z])(?=[\s\S]*[0-9])[\s\S]{8,128}$"
+    )]
+    pub new_password: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    #[schema(schema_with = email_schema, example = "ada@example.com")]
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordResetConfirm {
+    /// The token of the mailed link.
+    #[schema(max_length = 128)]
+    pub token: String,
+    /// 8–128 characters with an upper-case letter (A–Z), a lower-case letter (a–z) and a digit.
+    #[schema(
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^(?=[\s\S]*[A-Z])(?=[\s\S]*[a-z])(?=[\s\S]*[0-9])[\s\S]{8,128}$"
+    )]
+    pub new_password: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyEmailRequest {
+    /// The token of the mailed link.
+    #[schema(max_length = 128)]
+    pub token: String,
+}
+
+/// `GET /internal/v1/revocations` query.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FeedQuery {
+    /// Only instants set after this one (ms since the epoch).
+    pub since: Option<i64>,
+}
+
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolesRequest {
@@ -215,22 +288,153 @@ impl FromRequestParts<AuthState> for ClientIp {
 
 // ---------------------------------------------------------------------- handlers
 
-/// Create an account (role `customer`) and sign in.
+/// Create an account (role `customer`, email unverified) and mail a verification link.
 ///
-/// 409 `email_taken`; 422 for an invalid email, password or name; 429 `too_many_requests` shares
-/// the per-IP sign-in budget.
+/// The answer is the same whether or not the address already has an account (its owner is
+/// mailed instead): registration tells nobody which addresses are registered. Sign in next.
+/// 422 for an invalid email, password or name; 429 `too_many_requests` shares the per-IP
+/// sign-in budget; 503 while password hashing is saturated.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses(
-        (status = 201, description = "Account created", body = TokenResponse),
-        r::Write, r::Conflict,
+        (status = 202, description = "Accepted: check the inbox (whether the account is new or not)", body = Accepted),
+        r::Write, r::ServiceUnavailable,
     ))]
 pub async fn register(
     State(s): State<AuthState>,
     ClientIp(ip): ClientIp,
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let issued = s.register(&req.email, &req.password, req.first_name, req.last_name, ip.as_deref()).await?;
-    Ok((StatusCode::CREATED, Json(TokenResponse::from(issued))))
+    s.register(&req.email, &req.password, req.first_name, req.last_name, ip.as_deref()).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted::new("check your inbox: we sent a message to this address; then sign in")),
+    ))
+}
+
+/// Change the caller's password; every other session is signed out.
+///
+/// The current password is checked with the same answers and throttles as a login. The answer
+/// is a new token pair for this session: the old access and refresh tokens stop working, here
+/// and everywhere else, within seconds. 401 `invalid_credentials` for a wrong current password;
+/// 403 `account_disabled`; 422 when the new password breaks the policy or equals the current
+/// one; 503 while password hashing is saturated.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = ChangePasswordRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed; a new pair for this session", body = TokenResponse),
+        r::Write, r::Forbidden, r::ServiceUnavailable,
+    ))]
+pub async fn change_password(
+    State(s): State<AuthState>,
+    id: Identity,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<ChangePasswordRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    let issued =
+        s.change_password(id.user_id, &req.current_password, &req.new_password, ip.as_deref()).await?;
+    Ok(Json(issued.into()))
+}
+
+/// Ask for a password-reset link.
+///
+/// When the address has an enabled account, a single-use link valid 30 minutes is mailed to
+/// it. The answer is the same either way, and comes before any of that work. 422 for what is
+/// not an email address.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = PasswordResetRequest,
+    responses(
+        (status = 202, description = "Accepted (whether or not the address has an account)", body = Accepted),
+        r::Write,
+    ))]
+pub async fn request_password_reset(
+    State(s): State<AuthState>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<PasswordResetRequest>,
+) -> ApiResult<impl IntoResponse> {
+    s.request_password_reset(&req.email, ip.as_deref())?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted::new("if this address has an account, a link to set a new password is on its way")),
+    ))
+}
+
+/// Set a new password with the token of a reset link.
+///
+/// The token is used up; every session of the account is signed out; the address counts as
+/// verified. Sign in with the new password next. 400 `invalid_token`: unknown, used or expired
+/// (one answer for all three); 422 when the new password breaks the policy.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = PasswordResetConfirm,
+    responses(
+        (status = 204, description = "The password is set"),
+        r::Write, r::ServiceUnavailable,
+    ))]
+pub async fn confirm_password_reset(
+    State(s): State<AuthState>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<PasswordResetConfirm>,
+) -> ApiResult<StatusCode> {
+    s.confirm_password_reset(&req.token, &req.new_password, ip.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Verify the email address with the token of a verification link.
+///
+/// Access tokens issued from now on say `email_verified: true` (refresh to get one). 400
+/// `invalid_token`: unknown, used or expired.
+#[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", request_body = VerifyEmailRequest,
+    responses(
+        (status = 204, description = "Verified"),
+        r::Write,
+    ))]
+pub async fn verify_email(
+    State(s): State<AuthState>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<VerifyEmailRequest>,
+) -> ApiResult<StatusCode> {
+    s.verify_email(&req.token, ip.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Mail the caller a new verification link (nothing when the address is verified).
+#[utoipa::path(post, path = "/api/v1/auth/verify-email/resend", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted", body = Accepted),
+        r::Always,
+    ))]
+pub async fn resend_verification(State(s): State<AuthState>, id: Identity) -> ApiResult<impl IntoResponse> {
+    s.resend_verification(id.user_id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted::new("if the address is not verified yet, a new link is on its way")),
+    ))
+}
+
+/// Sign out everywhere: every session's refresh token is revoked and every access token of the
+/// caller is refused within seconds, by every service.
+#[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out everywhere"),
+        r::Always,
+    ))]
+pub async fn logout_all(State(s): State<AuthState>, id: Identity) -> ApiResult<StatusCode> {
+    s.logout_everywhere(id.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The revocation feed (services only, `x-internal-token`; not in the public API document, and
+/// the gateway routes no `/internal/` path): every user whose tokens issued before an instant
+/// are refused, for the instants still within the access-token lifetime.
+pub async fn revocation_feed(
+    State(s): State<AuthState>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<FeedQuery>,
+) -> ApiResult<Json<kit::auth::RevocationFeed>> {
+    let verdict =
+        kit::client::verify_internal(&headers, s.config().internal_token.as_ref()).unwrap_or_else(|| {
+            Err(ApiError::new(ErrorCode::InvalidInternalToken)
+                .detail("this endpoint is for the platform's services"))
+        });
+    verdict?;
+    Ok(Json(s.revocation_feed(q.since).await?))
 }
 
 /// Sign in with email and password.
@@ -240,7 +444,7 @@ pub async fn register(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = TokenResponse),
-        r::Write, r::Forbidden,
+        r::Write, r::Forbidden, r::ServiceUnavailable,
     ))]
 pub async fn login(
     State(s): State<AuthState>,
@@ -252,8 +456,9 @@ pub async fn login(
 
 /// Exchange a refresh token for a new pair (the old token is consumed).
 ///
-/// 401 `invalid_refresh_token`, `refresh_token_expired`, or `refresh_token_reused` (the whole
-/// session is revoked); 403 `account_disabled`.
+/// 401 `invalid_refresh_token`, `refresh_token_expired`, `session_expired` (the session reached
+/// its absolute lifetime) or `refresh_token_reused` (the whole session is revoked); 403
+/// `account_disabled`.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "New token pair", body = TokenResponse),
@@ -356,7 +561,8 @@ pub async fn get_user(
     Ok(Json(row.into()))
 }
 
-/// Replace a user's roles (admin). Takes effect in access tokens issued from now on.
+/// Replace a user's roles (admin). The user's current access tokens are refused within
+/// seconds; a refresh gives tokens with the new roles.
 ///
 /// 409 `cannot_demote_self`: an admin cannot remove their own admin role.
 #[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "auth", security(("bearer" = [])),
@@ -375,7 +581,8 @@ pub async fn set_roles(
     Ok(Json(s.set_roles(id.user_id, user, &req.roles).await?.into()))
 }
 
-/// Disable a user (admin): they can no longer sign in and their refresh tokens are revoked.
+/// Disable a user (admin): they can no longer sign in, their refresh tokens are revoked and
+/// their access tokens are refused within seconds.
 ///
 /// 409 `cannot_disable_self`.
 #[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "auth", security(("bearer" = [])),
@@ -425,6 +632,13 @@ pub fn router(state: AuthState) -> Router {
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/refresh", post(refresh))
         .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/logout-all", post(logout_all))
+        .route("/api/v1/auth/password", post(change_password))
+        .route("/api/v1/auth/password-reset", post(request_password_reset))
+        .route("/api/v1/auth/password-reset/confirm", post(confirm_password_reset))
+        .route("/api/v1/auth/verify-email", post(verify_email))
+        .route("/api/v1/auth/verify-email/resend", post(resend_verification))
+        .route(kit::auth::REVOCATIONS_PATH, get(revocation_feed))
         .route("/api/v1/auth/me", get(me))
         .route("/api/v1/users", get(list_users))
         .route("/api/v1/users/{id}", get(get_user))
@@ -437,8 +651,12 @@ pub fn router(state: AuthState) -> Router {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(register, login, refresh, logout, me, list_users, get_user, set_roles, disable_user, enable_user, jwks),
-    components(schemas(User, Role, RegisterRequest, LoginRequest, RefreshRequest, TokenResponse, RolesRequest, UserPage, Jwks)),
+    paths(register, login, refresh, logout, logout_all, change_password, request_password_reset,
+        confirm_password_reset, verify_email, resend_verification, me, list_users, get_user, set_roles,
+        disable_user, enable_user, jwks),
+    components(schemas(User, Role, RegisterRequest, LoginRequest, RefreshRequest, TokenResponse, RolesRequest, UserPage,
+        Jwks, Accepted, ChangePasswordRequest, PasswordResetRequest, PasswordResetConfirm,
+        VerifyEmailRequest)),
     modifiers(&BearerSecurity, &Problems),
     tags((name = "auth", description = "Accounts, sign-in, tokens and signing keys"))
 )]

@@ -12,7 +12,8 @@ pub struct AuthConfig {
     /// Lifetime of access tokens (JWT `exp - iat`), in seconds. Default 900 (15 min).
     pub access_token_ttl_secs: u64,
     /// Lifetime of a refresh token, in seconds; every rotation issues a new token with a fresh
-    /// lifetime. Default 2,592,000 (30 days).
+    /// lifetime, never beyond the session's `session_max_lifetime_secs`. Default 2,592,000
+    /// (30 days).
     pub refresh_token_ttl_secs: u64,
     /// `iss` claim of issued access tokens. Default `shop-auth` (what verifiers expect).
     pub issuer: String,
@@ -36,16 +37,55 @@ pub struct AuthConfig {
     pub argon2_iterations: u32,
     /// Argon2id lanes (parallelism). Default 1 (OWASP).
     pub argon2_parallelism: u32,
-    /// Failed logins allowed per account (normalised email, known or not) within
-    /// `login_account_window_secs` before further attempts get 429. Default 5; 0 disables.
-    pub login_max_failures_per_account: u32,
-    /// Sliding window of the per-account failure count, in seconds. Default 900 (15 min).
-    pub login_account_window_secs: u64,
-    /// Login attempts (successful or not) allowed per client IP within `login_ip_window_secs`.
-    /// Default 20; 0 disables.
+    /// Argon2id computations allowed at once; 0 (default): one per CPU. With the memory cost this
+    /// bounds the memory argon2 can take (`permits × ARGON2_MEMORY_KIB`).
+    pub argon2_max_concurrent: u32,
+    /// How long a request waits for an argon2 permit before it gets 503 with `Retry-After`.
+    /// Default 1,000 ms.
+    pub argon2_queue_timeout_ms: u64,
+    /// Failed logins per (account, client address) that cost nothing; after them every failure
+    /// doubles the wait before that pair's next attempt (`LOGIN_DELAY_BASE_MS`, capped at
+    /// `LOGIN_DELAY_MAX_SECS`). Default 5; 0 disables.
+    pub login_free_failures: u32,
+    /// The first wait after the free failures, in ms. Default 1,000.
+    pub login_delay_base_ms: u64,
+    /// The longest wait of one (account, client address), in seconds. Default 900 (15 min).
+    pub login_delay_max_secs: u64,
+    /// Failed logins per account, from every address together, that cost nothing (a
+    /// distributed guess); after them every attempt on the account waits, doubling from
+    /// `LOGIN_DELAY_BASE_MS` up to `LOGIN_ACCOUNT_DELAY_MAX_SECS`. Default 100; 0 disables.
+    pub login_account_free_failures: u32,
+    /// The longest wait of an account under a distributed guess. Default 60 (never a lock-out).
+    pub login_account_delay_max_secs: u64,
+    /// Failure counters are forgotten after this long without a failure. Default 900.
+    pub login_failure_window_secs: u64,
+    /// Login attempts (successful or not; registrations, password resets and changes count too)
+    /// allowed per client IP within `login_ip_window_secs`. Default 20; 0 disables.
     pub login_max_attempts_per_ip: u32,
     /// Sliding window of the per-IP attempt count, in seconds. Default 60.
     pub login_ip_window_secs: u64,
+    /// Keys each in-memory throttle keeps at most (least recently used go first). Default 100,000.
+    pub login_throttle_max_keys: usize,
+    /// Redis shared by every auth replica for the failure counters (`SHOP_REDIS_URL` unless set
+    /// here); unset: each process counts for itself.
+    #[serde(skip_serializing)]
+    pub redis_url: Option<SecretString>,
+    /// Prefix of the auth service's Redis keys.
+    pub redis_prefix: String,
+    /// Longest life of a session from its sign-in, whatever the refreshes; then the user signs
+    /// in again. Default 7,776,000 (90 days).
+    pub session_max_lifetime_secs: u64,
+    /// Life of a mailed password-reset token. Default 1,800 (30 min).
+    pub password_reset_ttl_secs: u64,
+    /// Life of a mailed email-verification token. Default 172,800 (48 h).
+    pub email_verification_ttl_secs: u64,
+    /// Security emails (reset links, verification links, "someone tried to register") per address
+    /// per hour; further requests answer the same but send nothing. Default 5.
+    pub mails_per_address_per_hour: u32,
+    /// Unverified accounts cannot sign in (they get the same 401 as a wrong password, and a new
+    /// verification link when the password was right). Default false: they may sign in, browse
+    /// and fill a cart, but not check out.
+    pub login_requires_verified_email: bool,
     /// How many proxies of our own append to `X-Forwarded-For` in front of this service.
     /// 0 (default): the client IP is the TCP peer address (`ConnectInfo`), or, when that is
     /// unknown, the first `X-Forwarded-For` entry. N > 0: the client IP is the N-th entry
@@ -54,6 +94,14 @@ pub struct AuthConfig {
     /// process behind the gateway (which appends its peer's address), 2 with an ingress
     /// controller in front of the gateway, and so on.
     pub trusted_proxy_hops: u32,
+    /// How often every process that verifies tokens pulls the revocation feed, in ms (the auth
+    /// service pulls its own database). A revoked token is refused within about this long.
+    /// Default 2,000.
+    pub revocation_poll_ms: u64,
+    /// The credential that reads the revocation feed (`x-internal-token`); the composer gives
+    /// the platform's (`SHOP_INTERNAL_TOKEN`). Unset: the feed answers nobody.
+    #[serde(skip_serializing)]
+    pub internal_token: Option<SecretString>,
 }
 
 impl Default for AuthConfig {
@@ -68,16 +116,46 @@ impl Default for AuthConfig {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
-            login_max_failures_per_account: 5,
-            login_account_window_secs: 15 * 60,
+            argon2_max_concurrent: 0,
+            argon2_queue_timeout_ms: 1000,
+            login_free_failures: 5,
+            login_delay_base_ms: 1000,
+            login_delay_max_secs: 15 * 60,
+            login_account_free_failures: 100,
+            login_account_delay_max_secs: 60,
+            login_failure_window_secs: 15 * 60,
             login_max_attempts_per_ip: 20,
             login_ip_window_secs: 60,
+            login_throttle_max_keys: 100_000,
+            redis_url: None,
+            redis_prefix: "shop:auth:".into(),
+            session_max_lifetime_secs: 90 * 24 * 3600,
+            password_reset_ttl_secs: 30 * 60,
+            email_verification_ttl_secs: 48 * 3600,
+            mails_per_address_per_hour: 5,
+            login_requires_verified_email: false,
             trusted_proxy_hops: 0,
+            revocation_poll_ms: 2000,
+            internal_token: None,
         }
     }
 }
 
 impl AuthConfig {
+    /// Argon2 permits: the configured number, or one per CPU.
+    pub fn argon2_permits(&self) -> usize {
+        match self.argon2_max_concurrent {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n as usize,
+        }
+    }
+
+    /// How long access tokens issued now may still be presented (lifetime + the verifiers'
+    /// 30 s leeway + a margin): the revocation feed's window.
+    pub fn revocation_window_ms(&self) -> i64 {
+        i64::try_from(self.access_token_ttl_secs.saturating_add(90).saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
     /// Cheap argon2 parameters for tests (m = 1 MiB, t = 1, p = 1). Never use in production.
     pub fn for_tests() -> Self {
         AuthConfig {

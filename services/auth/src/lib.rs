@@ -1,9 +1,11 @@
 //! `shop-auth`: the identity service of ShopPlatform.
 //!
-//! Accounts with argon2id passwords, EdDSA (Ed25519) access tokens signed with a key whose
-//! public half is published as a JWKS, opaque single-use refresh tokens rotated on every use
-//! with reuse detection, per-IP and per-account login throttling, and admin user management.
-//! See `docs/auth.md`.
+//! Accounts with argon2id passwords (a bounded pool), EdDSA (Ed25519) access tokens signed with
+//! a key whose public half is published as a JWKS, opaque single-use refresh tokens rotated on
+//! every use with reuse detection and an absolute session lifetime, revocation ("tokens valid
+//! after" per user, served to every verifier), self-service (password change and reset, email
+//! verification, signing out everywhere), progressive login delays per (account, address), and
+//! admin user management. See `docs/auth.md`.
 //!
 //! The composer uses [`MIGRATIONS`], [`AuthConfig`], [`AuthState::new`],
 //! [`AuthState::jwks_source`], [`router`], [`openapi`] and [`seed`].
@@ -11,6 +13,7 @@
 mod api;
 pub mod config;
 pub mod keys;
+pub mod mail;
 pub mod password;
 mod seed;
 pub mod service;
@@ -37,20 +40,49 @@ pub fn service(config: AuthConfig) -> kit::component::Service {
 
 async fn component(
     cx: kit::component::Context,
-    config: AuthConfig,
+    mut config: AuthConfig,
 ) -> anyhow::Result<kit::component::Component> {
-    let state = AuthState::new(cx.db()?, config).await?;
+    // The revocation feed is read with the platform's internal credential.
+    if cx.embedded || config.internal_token.is_none() {
+        config.internal_token = cx.internal_token.clone();
+    }
+    // Security emails go through the notification service (ADR 0016).
+    let mailer: std::sync::Arc<dyn mail::Mailer> = match cx.client(kit::contract::ServiceName::Notification) {
+        Ok(client) => std::sync::Arc::new(mail::NotificationMailer(client)),
+        Err(e) => {
+            tracing::warn!(error = %e, "security emails (reset, verification) cannot be sent");
+            std::sync::Arc::new(mail::NoMailer)
+        }
+    };
+    let state = AuthState::connect(cx.db()?, config, mailer).await?;
     let jwks = state.jwks_source();
+    let revocations = state.revocations();
+    let hour = std::time::Duration::from_secs(3600);
     // Expired refresh tokens can no longer be used (nor need reuse detection): delete them.
     let store = state.store().clone();
-    let purge = kit::component::every(
-        "expired refresh tokens deleted",
-        std::time::Duration::from_secs(3600),
+    let purge_refresh =
+        kit::component::every("expired refresh tokens deleted", hour, cx.shutdown.clone(), move || {
+            let store = store.clone();
+            async move { store.delete_expired_refresh(time::OffsetDateTime::now_utc()).await }
+        });
+    // Reset and verification tokens: deleted a day after they expired (used ones expire too;
+    // until then they count for the mail limit).
+    let store = state.store().clone();
+    let purge_tokens = kit::component::every(
+        "spent reset and verification tokens deleted",
+        hour,
         cx.shutdown.clone(),
         move || {
             let store = store.clone();
-            async move { store.delete_expired_refresh(time::OffsetDateTime::now_utc()).await }
+            async move {
+                let now = store::epoch_ms(time::OffsetDateTime::now_utc());
+                store.delete_spent_account_tokens(now, 24 * 3600 * 1000).await
+            }
         },
     );
-    Ok(kit::component::Component::new(router(state)).with_jwks(jwks).task(purge))
+    Ok(kit::component::Component::new(router(state))
+        .with_jwks(jwks)
+        .with_revocations(revocations)
+        .task(purge_refresh)
+        .task(purge_tokens))
 }

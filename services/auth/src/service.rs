@@ -1,5 +1,6 @@
-//! The auth domain: registration, login, refresh-token rotation with reuse detection,
-//! logout, and the admin operations. HTTP-independent; handlers translate.
+//! The auth domain: registration, login, refresh-token rotation with reuse detection, logout,
+//! self-service (password change and reset, email verification, signing out everywhere),
+//! revocation and the admin operations. HTTP-independent; handlers translate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,18 +8,23 @@ use std::time::Duration;
 use axum::http::{header, HeaderValue};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use kit::auth::{roles, JwksSource};
+use kit::auth::{roles, JwksSource, RevocationFeed, RevocationSource, Revocations, RevokedUser};
 use kit::db::Db;
 use kit::problem::{ApiError, ErrorCode, FieldError};
 use rand::RngCore;
 use sha2::Digest;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::AuthConfig;
 use crate::keys::KeyRing;
-use crate::password::{self, Hasher};
-use crate::store::{now, InsertUserError, NewRefresh, NewUser, Store, UserRow};
-use crate::throttle::{retry_after_secs, SlidingWindow};
+use crate::mail::{self, MailKind, Mailer, SecurityMail};
+use crate::password::{self, Busy, Hasher};
+use crate::store::{
+    epoch_ms, now, InsertUserError, NewAccountToken, NewRefresh, NewUser, Rotation, Store, TokenPurpose,
+    UserRow,
+};
+use crate::throttle::{retry_after_secs, DelayPolicy, FailureDelay, RedisFailures, SlidingWindow};
 
 /// Roles an admin may assign.
 pub const KNOWN_ROLES: [&str; 3] = [roles::CUSTOMER, roles::VENDOR, roles::ADMIN];
@@ -35,7 +41,17 @@ struct Inner {
     keys: KeyRing,
     hasher: Hasher,
     ip_attempts: SlidingWindow,
-    account_failures: SlidingWindow,
+    /// Failures per (account, client address) and per account.
+    pair_failures: FailureDelay,
+    account_failures: FailureDelay,
+    pair_policy: DelayPolicy,
+    account_policy: DelayPolicy,
+    /// The failure counters in Redis, when configured (shared by every replica).
+    shared_failures: Option<RedisFailures>,
+    /// Security emails per address (reset, verification, "already registered" notices).
+    mails_per_address: SlidingWindow,
+    mailer: Arc<dyn Mailer>,
+    revocations: Arc<Revocations>,
 }
 
 /// A freshly issued token pair.
@@ -47,34 +63,123 @@ pub struct Issued {
     pub user: UserRow,
 }
 
+/// The revocation feed read straight from the auth database (the auth service's own process).
+struct DbRevocations {
+    store: Store,
+    window_ms: i64,
+}
+
+#[async_trait::async_trait]
+impl RevocationSource for DbRevocations {
+    async fn fetch(&self, since_ms: Option<i64>) -> Result<RevocationFeed, String> {
+        feed(&self.store, self.window_ms, since_ms).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The revocation feed: instants set after `since_ms`, never older than the window.
+async fn feed(store: &Store, window_ms: i64, since_ms: Option<i64>) -> Result<RevocationFeed, sqlx::Error> {
+    let as_of = epoch_ms(now());
+    let floor = as_of.saturating_sub(window_ms);
+    let since = since_ms.map_or(floor, |s| s.max(floor));
+    let entries = store
+        .revocations_since(since)
+        .await?
+        .into_iter()
+        .map(|(user_id, valid_after)| RevokedUser { user_id, valid_after })
+        .collect();
+    Ok(RevocationFeed { as_of, window_ms, entries })
+}
+
 impl AuthState {
     /// Builds the state over a migrated database: parses the configured keys or loads (or
-    /// generates and persists) the embedded-mode key, and prepares the password hasher.
+    /// generates and persists) the embedded-mode key, and prepares the password hasher. Security
+    /// emails are not sent (see [`AuthState::with_mailer`]); failure counters stay in this
+    /// process (see [`AuthState::connect`]).
     pub async fn new(db: Db, config: AuthConfig) -> anyhow::Result<Self> {
+        Self::build(db, config, Arc::new(mail::NoMailer), None).await
+    }
+
+    /// [`AuthState::new`] with a mailer, and the failure counters in Redis when the
+    /// configuration names one (connected now: an unreachable Redis fails the start).
+    pub async fn connect(db: Db, config: AuthConfig, mailer: Arc<dyn Mailer>) -> anyhow::Result<Self> {
+        let shared = match &config.redis_url {
+            Some(url) => Some(connect_redis(url, &config.redis_prefix).await?),
+            None => None,
+        };
+        Self::build(db, config, mailer, shared).await
+    }
+
+    async fn build(
+        db: Db,
+        config: AuthConfig,
+        mailer: Arc<dyn Mailer>,
+        shared_failures: Option<RedisFailures>,
+    ) -> anyhow::Result<Self> {
         let store = Store::new(db);
         let keys = KeyRing::load(&config, &store).await?;
         let hasher = Hasher::new(&config)?;
         tracing::info!(
             kid = keys.current.kid(),
             published = keys.jwks.keys.len(),
+            argon2_permits = hasher.permits(),
+            argon2_memory_bound_mib = hasher.memory_bound_bytes() / (1024 * 1024),
+            shared_failures = shared_failures.is_some(),
             "auth signing keys loaded"
         );
+        let max_keys = config.login_throttle_max_keys.max(2);
         let ip_attempts = SlidingWindow::new(
             config.login_max_attempts_per_ip,
             Duration::from_secs(config.login_ip_window_secs),
+            max_keys,
         );
-        let account_failures = SlidingWindow::new(
-            config.login_max_failures_per_account,
-            Duration::from_secs(config.login_account_window_secs),
-        );
+        let window = Duration::from_secs(config.login_failure_window_secs.max(1));
+        let base = Duration::from_millis(config.login_delay_base_ms.max(1));
+        let pair_policy = DelayPolicy {
+            free: config.login_free_failures,
+            base,
+            max: Duration::from_secs(config.login_delay_max_secs),
+            window,
+        };
+        let account_policy = DelayPolicy {
+            free: config.login_account_free_failures,
+            base,
+            max: Duration::from_secs(config.login_account_delay_max_secs),
+            window,
+        };
+        let mails_per_address =
+            SlidingWindow::new(config.mails_per_address_per_hour, Duration::from_secs(3600), max_keys);
+        let revocations = Revocations::new(Arc::new(DbRevocations {
+            store: store.clone(),
+            window_ms: config.revocation_window_ms(),
+        }));
         Ok(AuthState {
-            inner: Arc::new(Inner { store, config, keys, hasher, ip_attempts, account_failures }),
+            inner: Arc::new(Inner {
+                pair_failures: FailureDelay::new(pair_policy, max_keys),
+                account_failures: FailureDelay::new(account_policy, max_keys),
+                pair_policy,
+                account_policy,
+                shared_failures,
+                store,
+                config,
+                keys,
+                hasher,
+                ip_attempts,
+                mails_per_address,
+                mailer,
+                revocations,
+            }),
         })
     }
 
     /// The public keys, for verifiers in the same process (no HTTP round trip).
     pub fn jwks_source(&self) -> Arc<dyn JwksSource> {
         self.inner.keys.source()
+    }
+
+    /// The revocation cache this service writes as it revokes (and pulls from its database);
+    /// verifiers in the same process read it.
+    pub fn revocations(&self) -> Arc<Revocations> {
+        self.inner.revocations.clone()
     }
 
     /// The published key set (`/.well-known/jwks.json`).
@@ -95,8 +200,20 @@ impl AuthState {
         &self.inner.config
     }
 
+    pub fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
+    }
+
+    /// The revocation feed (`GET /internal/v1/revocations`).
+    pub async fn revocation_feed(&self, since_ms: Option<i64>) -> Result<RevocationFeed, ApiError> {
+        Ok(feed(&self.inner.store, self.inner.config.revocation_window_ms(), since_ms).await?)
+    }
+
     // ------------------------------------------------------------------ register / login
 
+    /// Creates an unverified account and mails a verification link — or, when the address
+    /// already has an account, mails its owner instead. The caller cannot tell which: the same
+    /// answer, the same work (one argon2 hash, one insert attempt) and the mail sent later.
     pub async fn register(
         &self,
         email: &str,
@@ -104,7 +221,7 @@ impl AuthState {
         first_name: Option<String>,
         last_name: Option<String>,
         ip: Option<&str>,
-    ) -> Result<Issued, ApiError> {
+    ) -> Result<(), ApiError> {
         // Registration hashes a password too: it spends the same per-IP budget as logins.
         if let Some(ip) = ip {
             self.inner.ip_attempts.hit(ip).map_err(throttled)?;
@@ -120,64 +237,134 @@ impl AuthState {
         if !errors.is_empty() {
             return Err(ApiError::invalid_fields(errors));
         }
-        let hash = self.inner.hasher.hash(password.to_string()).await.map_err(ApiError::internal)?;
+        let hash =
+            self.inner.hasher.hash(password.to_string()).await.map_err(busy)?.map_err(ApiError::internal)?;
         let new = NewUser {
-            email,
+            email: email.clone(),
             password_hash: hash,
-            first_name,
+            first_name: first_name.clone(),
             last_name,
             roles: vec![roles::CUSTOMER.into()],
+            email_verified: false,
         };
-        let user = match self.inner.store.insert_user(&new).await {
-            Ok(u) => u,
+        match self.inner.store.insert_user(&new).await {
+            Ok(user) => {
+                tracing::info!(user_id = %user.id, "user registered (unverified)");
+                self.mail_verification_later(user);
+            }
             Err(InsertUserError::EmailTaken) => {
-                return Err(ApiError::conflict(
-                    ErrorCode::EmailTaken,
-                    "an account with this email already exists",
-                )
-                .field("email", "is already registered"))
+                tracing::info!("registration for an address that has an account; its owner is told");
+                if self.mail_allowed(&email) {
+                    mail::send_later(
+                        &self.inner.mailer,
+                        SecurityMail {
+                            id: Uuid::now_v7(),
+                            kind: MailKind::AccountExists,
+                            user_id: None,
+                            recipient: email,
+                            name: None,
+                            token: None,
+                            expires_at: None,
+                        },
+                    );
+                }
             }
             Err(InsertUserError::Db(e)) => return Err(e.into()),
-        };
-        tracing::info!(user_id = %user.id, "user registered");
-        self.issue(user, Uuid::now_v7()).await
+        }
+        Ok(())
     }
 
-    /// Verifies credentials. `ip` is the client address used for per-IP throttling.
+    /// Verifies credentials. `ip` is the client address used for throttling.
     pub async fn login(&self, email: &str, password: &str, ip: Option<&str>) -> Result<Issued, ApiError> {
         let email = normalize_email(email);
         if let Some(ip) = ip {
             self.inner.ip_attempts.hit(ip).map_err(throttled)?;
         }
-        let account_key = format!("account:{email}");
-        self.inner.account_failures.check(&account_key).map_err(throttled)?;
+        let user = self.check_password(&email, password, ip).await?;
+        if user.disabled {
+            return Err(account_disabled());
+        }
+        if self.inner.config.login_requires_verified_email && !user.email_verified() {
+            // The same answer as a wrong password (no enumeration through a register-then-login
+            // probe); the owner, who typed the right password, gets a new link.
+            self.mail_verification_later(user);
+            return Err(invalid_credentials());
+        }
+        self.issue(user, Uuid::now_v7(), now()).await
+    }
 
-        let user = if email.is_empty() { None } else { self.inner.store.user_by_email(&email).await? };
+    /// The throttled password check of login and password change: waits imposed on the
+    /// (account, address) pair and on the account, argon2 always (against a dummy hash for
+    /// unknown accounts), failures recorded, cleared on success.
+    async fn check_password(
+        &self,
+        email: &str,
+        password: &str,
+        ip: Option<&str>,
+    ) -> Result<UserRow, ApiError> {
+        let pair_key = format!("pair:{email}\u{0}{}", ip.unwrap_or("-"));
+        let account_key = format!("account:{email}");
+        self.failure_check(&pair_key, &account_key).await?;
+        let user = if email.is_empty() { None } else { self.inner.store.user_by_email(email).await? };
         // Over-long passwords never match (registration refuses them) and are not hashed.
         let ok = if password.chars().count() > password::MAX_LEN {
             false
         } else {
-            // Always run argon2, against a dummy hash for unknown accounts (no timing oracle).
             let hash = user.as_ref().map(|u| u.password_hash.clone());
-            self.inner.hasher.verify(password.to_string(), hash).await
+            self.inner.hasher.verify(password.to_string(), hash).await.map_err(busy)?
         };
-        let user = match (ok, user) {
-            (true, Some(user)) => user,
-            _ => {
-                self.inner.account_failures.record(&account_key);
-                return Err(invalid_credentials());
+        match (ok, user) {
+            (true, Some(user)) => {
+                self.failure_clear(&pair_key).await;
+                Ok(user)
             }
-        };
-        if user.disabled {
-            return Err(account_disabled());
+            _ => {
+                self.failure_record(&pair_key, &account_key).await;
+                Err(invalid_credentials())
+            }
         }
-        self.inner.account_failures.clear(&account_key);
-        self.issue(user, Uuid::now_v7()).await
+    }
+
+    async fn failure_check(&self, pair_key: &str, account_key: &str) -> Result<(), ApiError> {
+        let i = &self.inner;
+        if let Some(shared) = &i.shared_failures {
+            let pair = shared.check(pair_key, &i.pair_policy).await;
+            let account = shared.check(account_key, &i.account_policy).await;
+            match (pair, account) {
+                (Ok(p), Ok(a)) => return p.and(a).map_err(throttled),
+                (Err(e), _) | (_, Err(e)) => redis_fallback(&e),
+            }
+        }
+        i.pair_failures.check(pair_key).and(i.account_failures.check(account_key)).map_err(throttled)
+    }
+
+    async fn failure_record(&self, pair_key: &str, account_key: &str) {
+        let i = &self.inner;
+        if let Some(shared) = &i.shared_failures {
+            let pair = shared.record(pair_key, &i.pair_policy).await;
+            let account = shared.record(account_key, &i.account_policy).await;
+            match pair.and(account) {
+                Ok(()) => return,
+                Err(e) => redis_fallback(&e),
+            }
+        }
+        i.pair_failures.record(pair_key);
+        i.account_failures.record(account_key);
+    }
+
+    async fn failure_clear(&self, pair_key: &str) {
+        if let Some(shared) = &self.inner.shared_failures {
+            if let Err(e) = shared.clear(pair_key).await {
+                redis_fallback(&e);
+            }
+        }
+        self.inner.pair_failures.clear(pair_key);
     }
 
     // ------------------------------------------------------------------ refresh / logout
 
-    /// Exchanges a refresh token for a new pair (single use; reuse revokes the family).
+    /// Exchanges a refresh token for a new pair (single use; reuse revokes the family; never
+    /// beyond the session's absolute lifetime).
     pub async fn refresh(&self, token: &str) -> Result<Issued, ApiError> {
         let store = &self.inner.store;
         let row = store.refresh_by_hash(&hash_token(token)).await?.ok_or_else(invalid_refresh)?;
@@ -191,18 +378,28 @@ impl AuthState {
         if row.expires_at <= t {
             return Err(refresh_problem(ErrorCode::RefreshTokenExpired, "the refresh token has expired"));
         }
+        let session_end = row.session_start() + self.session_max();
+        if session_end <= t {
+            store.revoke_family(row.user_id, row.family_id).await?;
+            return Err(refresh_problem(
+                ErrorCode::SessionExpired,
+                "the session reached its maximum lifetime; sign in again",
+            ));
+        }
         let Some(user) = store.user_by_id(row.user_id).await? else {
             return Err(invalid_refresh());
         };
         if user.disabled {
-            store.revoke_family(row.family_id).await?;
+            store.revoke_family(user.id, row.family_id).await?;
             return Err(account_disabled());
         }
-        let (token, next) = self.new_refresh(user.id, row.family_id);
-        if !store.rotate_refresh(row.id, &next).await? {
-            // Lost a race with a concurrent refresh of the same token (or it was revoked
-            // meanwhile): both mean this token was presented twice.
-            return Err(self.reused(row.family_id, row.user_id).await);
+        let (token, next) = self.new_refresh(user.id, row.family_id, row.session_start());
+        match store.rotate_refresh(row.id, &next).await? {
+            Rotation::Rotated => {}
+            // Lost a race with a concurrent refresh of the same token, or revoked meanwhile:
+            // both mean this token was presented twice or is no longer valid.
+            Rotation::Lost => return Err(self.reused(row.family_id, row.user_id).await),
+            Rotation::Disabled => return Err(account_disabled()),
         }
         Ok(Issued {
             access_token: self.access_token(&user),
@@ -212,8 +409,12 @@ impl AuthState {
         })
     }
 
+    fn session_max(&self) -> Duration {
+        Duration::from_secs(self.inner.config.session_max_lifetime_secs.max(1))
+    }
+
     async fn reused(&self, family: Uuid, user: Uuid) -> ApiError {
-        match self.inner.store.revoke_family(family).await {
+        match self.inner.store.revoke_family(user, family).await {
             Ok(n) => {
                 tracing::warn!(%user, %family, revoked = n, "refresh token reuse detected; family revoked")
             }
@@ -234,8 +435,260 @@ impl AuthState {
         if caller.is_some_and(|c| c != row.user_id) {
             return Err(ApiError::forbidden("the refresh token belongs to another user"));
         }
-        self.inner.store.revoke_family(row.family_id).await?;
+        self.inner.store.revoke_family(row.user_id, row.family_id).await?;
         Ok(())
+    }
+
+    /// Signs the user out everywhere: every refresh token revoked, every access token refused
+    /// within seconds wherever it is verified.
+    pub async fn logout_everywhere(&self, user: Uuid) -> Result<(), ApiError> {
+        let at = epoch_ms(now());
+        self.inner
+            .store
+            .revoke_sessions(user, at, None, None, false)
+            .await?
+            .ok_or_else(|| user_not_found(user))?;
+        self.inner.revocations.record(user, at);
+        tracing::info!(user_id = %user, "signed out everywhere");
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ self-service
+
+    /// Changes the caller's password (the current one is checked with the same throttles and
+    /// answers as a login) and signs out every session; the answer is a new pair for this one.
+    pub async fn change_password(
+        &self,
+        user_id: Uuid,
+        current: &str,
+        new_password: &str,
+        ip: Option<&str>,
+    ) -> Result<Issued, ApiError> {
+        if let Some(ip) = ip {
+            self.inner.ip_attempts.hit(ip).map_err(throttled)?;
+        }
+        let errors = password::policy_errors("newPassword", new_password);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid_fields(errors));
+        }
+        let me = self.inner.store.user_by_id(user_id).await?.ok_or_else(|| user_not_found(user_id))?;
+        let user = self.check_password(&me.email, current, ip).await?;
+        if user.disabled {
+            return Err(account_disabled());
+        }
+        if current == new_password {
+            return Err(ApiError::invalid_fields(vec![FieldError {
+                field: "newPassword".into(),
+                message: "must differ from the current password".into(),
+            }]));
+        }
+        let hash = self
+            .inner
+            .hasher
+            .hash(new_password.to_string())
+            .await
+            .map_err(busy)?
+            .map_err(ApiError::internal)?;
+        let t = now();
+        let at = epoch_ms(t);
+        let user = self
+            .inner
+            .store
+            .revoke_sessions(user.id, at, None, Some(&hash), false)
+            .await?
+            .ok_or_else(|| user_not_found(user_id))?;
+        self.inner.revocations.record(user.id, at);
+        tracing::info!(user_id = %user.id, "password changed; every other session signed out");
+        self.notice_later(&user, MailKind::PasswordChanged);
+        // Issued after the instant: `issue` waits for a later millisecond.
+        self.issue(user, Uuid::now_v7(), now()).await
+    }
+
+    /// Starts a password reset: when the address has an enabled account, a single-use link
+    /// valid `password_reset_ttl_secs` is mailed to it. The answer is the same either way and
+    /// comes before any of that work.
+    pub fn request_password_reset(&self, email: &str, ip: Option<&str>) -> Result<(), ApiError> {
+        if let Some(ip) = ip {
+            self.inner.ip_attempts.hit(ip).map_err(throttled)?;
+        }
+        let email = normalize_email(email);
+        if let Err(m) = validate_email(&email) {
+            return Err(ApiError::invalid_fields(vec![FieldError {
+                field: "email".into(),
+                message: m.into(),
+            }]));
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.mail_reset(&email).await {
+                tracing::error!(error = %e, "password reset mail failed");
+            }
+        });
+        Ok(())
+    }
+
+    async fn mail_reset(&self, email: &str) -> Result<(), ApiError> {
+        let Some(user) = self.inner.store.user_by_email(email).await? else { return Ok(()) };
+        if user.disabled || !self.mail_allowed(email) {
+            return Ok(());
+        }
+        let ttl = Duration::from_secs(self.inner.config.password_reset_ttl_secs.max(60));
+        let (token, expires_at) = self.new_account_token(user.id, TokenPurpose::PasswordReset, ttl).await?;
+        mail::send_later(
+            &self.inner.mailer,
+            SecurityMail {
+                id: Uuid::now_v7(),
+                kind: MailKind::PasswordReset,
+                user_id: Some(user.id),
+                recipient: user.email.clone(),
+                name: user.first_name.clone(),
+                token: Some(token),
+                expires_at: Some(expires_at),
+            },
+        );
+        Ok(())
+    }
+
+    /// Sets a new password with a mailed reset token: the token is used up, every session
+    /// signed out, the address counts as verified (the mail reached its owner).
+    pub async fn confirm_password_reset(
+        &self,
+        token: &str,
+        new_password: &str,
+        ip: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if let Some(ip) = ip {
+            self.inner.ip_attempts.hit(ip).map_err(throttled)?;
+        }
+        let errors = password::policy_errors("newPassword", new_password);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid_fields(errors));
+        }
+        // Hash first: a bad token costs the same as a good one.
+        let hash = self
+            .inner
+            .hasher
+            .hash(new_password.to_string())
+            .await
+            .map_err(busy)?
+            .map_err(ApiError::internal)?;
+        let t = now();
+        let user = self
+            .inner
+            .store
+            .consume_account_token(&hash_token(token), TokenPurpose::PasswordReset, epoch_ms(t))
+            .await?
+            .ok_or_else(invalid_account_token)?;
+        let at = epoch_ms(t);
+        let user = self
+            .inner
+            .store
+            .revoke_sessions(user, at, None, Some(&hash), true)
+            .await?
+            .ok_or_else(invalid_account_token)?;
+        self.inner.revocations.record(user.id, at);
+        tracing::info!(user_id = %user.id, "password reset; every session signed out");
+        self.notice_later(&user, MailKind::PasswordChanged);
+        Ok(())
+    }
+
+    /// Proves the address with a mailed verification token.
+    pub async fn verify_email(&self, token: &str, ip: Option<&str>) -> Result<(), ApiError> {
+        if let Some(ip) = ip {
+            self.inner.ip_attempts.hit(ip).map_err(throttled)?;
+        }
+        let user = self
+            .inner
+            .store
+            .consume_account_token(&hash_token(token), TokenPurpose::EmailVerification, epoch_ms(now()))
+            .await?
+            .ok_or_else(invalid_account_token)?;
+        self.inner.store.mark_email_verified(user).await?;
+        tracing::info!(user_id = %user, "email address verified");
+        Ok(())
+    }
+
+    /// Mails a new verification link to the caller, unless the address is verified already.
+    pub async fn resend_verification(&self, user: Uuid) -> Result<(), ApiError> {
+        let user = self.inner.store.user_by_id(user).await?.ok_or_else(|| user_not_found(user))?;
+        if !user.email_verified() && !user.disabled {
+            self.mail_verification_later(user);
+        }
+        Ok(())
+    }
+
+    fn mail_verification_later(&self, user: UserRow) {
+        if !self.mail_allowed(&user.email) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let ttl = Duration::from_secs(this.inner.config.email_verification_ttl_secs.max(60));
+            match this.new_account_token(user.id, TokenPurpose::EmailVerification, ttl).await {
+                Ok((token, expires_at)) => mail::send_later(
+                    &this.inner.mailer,
+                    SecurityMail {
+                        id: Uuid::now_v7(),
+                        kind: MailKind::EmailVerification,
+                        user_id: Some(user.id),
+                        recipient: user.email.clone(),
+                        name: user.first_name.clone(),
+                        token: Some(token),
+                        expires_at: Some(expires_at),
+                    },
+                ),
+                Err(e) => {
+                    tracing::error!(user_id = %user.id, error = ?e.detail, "verification token not stored")
+                }
+            }
+        });
+    }
+
+    fn notice_later(&self, user: &UserRow, kind: MailKind) {
+        mail::send_later(
+            &self.inner.mailer,
+            SecurityMail {
+                id: Uuid::now_v7(),
+                kind,
+                user_id: Some(user.id),
+                recipient: user.email.clone(),
+                name: user.first_name.clone(),
+                token: None,
+                expires_at: None,
+            },
+        );
+    }
+
+    /// Whether another security email may go to `email` this hour.
+    fn mail_allowed(&self, email: &str) -> bool {
+        let ok = self.inner.mails_per_address.hit(email).is_ok();
+        if !ok {
+            tracing::info!("security email suppressed: too many for this address this hour");
+        }
+        ok
+    }
+
+    /// A random single-use token for `user`, stored hashed.
+    async fn new_account_token(
+        &self,
+        user: Uuid,
+        purpose: TokenPurpose,
+        ttl: Duration,
+    ) -> Result<(String, OffsetDateTime), ApiError> {
+        let token = random_token();
+        let t = now();
+        let expires_at = t + ttl;
+        self.inner
+            .store
+            .insert_account_token(&NewAccountToken {
+                user_id: user,
+                purpose,
+                token_hash: hash_token(&token),
+                created_at_ms: epoch_ms(t),
+                expires_at_ms: epoch_ms(expires_at),
+            })
+            .await?;
+        Ok((token, expires_at))
     }
 
     // ------------------------------------------------------------------ admin
@@ -265,7 +718,12 @@ impl AuthState {
                 "an admin cannot remove their own admin role",
             ));
         }
-        self.inner.store.set_roles(id, &roles).await?.ok_or_else(|| user_not_found(id))
+        let at = epoch_ms(now());
+        let user = self.inner.store.set_roles(id, &roles, at).await?.ok_or_else(|| user_not_found(id))?;
+        // Access tokens with the old roles are refused; a refresh gives the new ones.
+        self.inner.revocations.record(id, at);
+        tracing::info!(user_id = %id, ?roles, "roles changed; access tokens revoked");
+        Ok(user)
     }
 
     pub async fn set_disabled(&self, actor: Uuid, id: Uuid, disabled: bool) -> Result<UserRow, ApiError> {
@@ -276,14 +734,29 @@ impl AuthState {
             ));
         }
         let user = self.inner.store.set_disabled(id, disabled).await?.ok_or_else(|| user_not_found(id))?;
+        if let (true, Some(at)) = (disabled, user.tokens_valid_after_ms) {
+            self.inner.revocations.record(id, at);
+        }
         tracing::info!(user_id = %id, disabled, "user account status changed");
         Ok(user)
     }
 
     // ------------------------------------------------------------------ tokens
 
-    async fn issue(&self, user: UserRow, family: Uuid) -> Result<Issued, ApiError> {
-        let (token, row) = self.new_refresh(user.id, family);
+    async fn issue(
+        &self,
+        user: UserRow,
+        family: Uuid,
+        session_start: OffsetDateTime,
+    ) -> Result<Issued, ApiError> {
+        // Tokens issued in the millisecond of a revocation count as revoked: wait for the next.
+        let after = self.inner.revocations.valid_after(user.id).max(user.tokens_valid_after_ms);
+        if let Some(after) = after {
+            while epoch_ms(now()) <= after {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        let (token, row) = self.new_refresh(user.id, family, session_start);
         self.inner.store.insert_refresh(&row).await?;
         Ok(Issued {
             access_token: self.access_token(&user),
@@ -293,18 +766,18 @@ impl AuthState {
         })
     }
 
-    fn new_refresh(&self, user: Uuid, family: Uuid) -> (String, NewRefresh) {
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let token = URL_SAFE_NO_PAD.encode(bytes);
+    fn new_refresh(&self, user: Uuid, family: Uuid, session_start: OffsetDateTime) -> (String, NewRefresh) {
+        let token = random_token();
         let t = now();
+        let ttl_end = t + Duration::from_secs(self.inner.config.refresh_token_ttl_secs);
         let row = NewRefresh {
             id: Uuid::now_v7(),
             user_id: user,
             family_id: family,
             token_hash: hash_token(&token),
             created_at: t,
-            expires_at: t + Duration::from_secs(self.inner.config.refresh_token_ttl_secs),
+            expires_at: ttl_end.min(session_start + self.session_max()),
+            session_started_at: session_start,
         };
         (token, row)
     }
@@ -320,10 +793,30 @@ impl AuthState {
             Some(&user.email),
             Duration::from_secs(cfg.access_token_ttl_secs),
         );
+        claims.email_verified = Some(user.email_verified());
         claims.iss = cfg.issuer.clone();
         claims.aud = cfg.audience.clone();
         self.inner.keys.current.sign(&claims)
     }
+}
+
+async fn connect_redis(url: &secrecy::SecretString, prefix: &str) -> anyhow::Result<RedisFailures> {
+    let (conn, shown) =
+        kit::redis::connect(url, "SHOP_AUTH__REDIS_URL / SHOP_REDIS_URL", "the auth service's Redis").await?;
+    tracing::info!(redis = %shown, "login failure counters shared through Redis");
+    Ok(RedisFailures::new(conn, prefix.to_string()))
+}
+
+fn redis_fallback(e: &redis::RedisError) {
+    metrics::counter!(kit::contract::metrics::AUTH_THROTTLE_FALLBACK.name).increment(1);
+    tracing::warn!(error = %e, "login throttle Redis failed; counting in this process");
+}
+
+/// 32 random bytes from the OS RNG, base64url without padding (43 characters).
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Trims and lower-cases an email address.
@@ -393,7 +886,7 @@ fn clean_name(field: &str, name: Option<String>, errors: &mut Vec<FieldError>) -
     Some(name.trim().to_string()).filter(|n| !n.is_empty())
 }
 
-/// Hex SHA-256 of a refresh token (what the database stores).
+/// Hex SHA-256 of a refresh, reset or verification token (what the database stores).
 pub fn hash_token(token: &str) -> String {
     let digest = sha2::Sha256::digest(token.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -419,10 +912,21 @@ fn user_not_found(id: Uuid) -> ApiError {
     ApiError::not_found(format!("no user with id {id}"))
 }
 
+fn invalid_account_token() -> ApiError {
+    ApiError::new(ErrorCode::InvalidToken)
+        .detail("the link is unknown, used or expired; ask for a new one")
+}
+
+/// 503 while every argon2 permit is taken (the bound that keeps the service's memory in check).
+fn busy(_: Busy) -> ApiError {
+    ApiError::unavailable("too many sign-ins are being checked right now; retry in a moment")
+        .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+}
+
 fn throttled(wait: Duration) -> ApiError {
     let secs = retry_after_secs(wait);
     ApiError::new(ErrorCode::TooManyRequests)
-        .detail(format!("too many login attempts; retry in {secs} s"))
+        .detail(format!("too many attempts; retry in {secs} s"))
         .header(header::RETRY_AFTER, HeaderValue::from(secs))
 }
 

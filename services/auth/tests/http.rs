@@ -13,20 +13,25 @@ use kit::db::Db;
 use kit::health::Readiness;
 use secrecy::SecretString;
 use serde_json::{json, Value};
+use shop_auth::mail::{MailKind, MemoryMailer, SecurityMail};
 use shop_auth::{router, AuthConfig, AuthState};
 use tower::ServiceExt;
 
 struct App {
     router: Router,
     state: AuthState,
+    /// The security emails handed to the notification service (their delivery over SMTP is
+    /// tested end to end in `services/shop/tests`).
+    mails: Arc<MemoryMailer>,
 }
 
 async fn app_with(db: Db, config: AuthConfig) -> App {
-    let state = AuthState::new(db, config).await.expect("auth state");
-    let verifier = Verifier::with_defaults(state.jwks_source());
+    let mails = Arc::new(MemoryMailer::default());
+    let state = AuthState::connect(db, config, mails.clone()).await.expect("auth state");
+    let verifier = Verifier::with_defaults(state.jwks_source()).with_revocations(state.revocations());
     let router =
         kit::http::service_app("auth", router(state.clone()).layer(Extension(verifier)), Readiness::new());
-    App { router, state }
+    App { router, state, mails }
 }
 
 async fn app(db: Db) -> App {
@@ -85,8 +90,41 @@ impl App {
         .await
     }
 
+    /// Registers (202) and signs in: the login's body.
+    async fn signup(&self, email: &str, password: &str) -> Value {
+        let r = self.register(email, password).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let r = self.login(email, password).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body
+    }
+
     async fn login(&self, email: &str, password: &str) -> Res {
         self.login_from(email, password, None).await
+    }
+
+    /// Waits for the `n`-th security mail of `kind` to `to` (sends run in the background).
+    async fn mail(&self, kind: MailKind, to: &str, n: usize) -> SecurityMail {
+        for _ in 0..200 {
+            let found: Vec<SecurityMail> = self
+                .mails
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|m| m.kind == kind && m.recipient == to)
+                .cloned()
+                .collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("no {kind:?} mail #{n} to {to}: {:?}", self.mails.0.lock().unwrap());
+    }
+
+    fn mails_of(&self, kind: MailKind, to: &str) -> usize {
+        self.mails.0.lock().unwrap().iter().filter(|m| m.kind == kind && m.recipient == to).count()
     }
 
     async fn login_from(&self, email: &str, password: &str, ip: Option<&str>) -> Res {
@@ -135,7 +173,11 @@ kit::db_tests! { shop_auth::MIGRATIONS;
                 Some(json!({"email": "  Ada@Example.COM ", "password": "Secret123", "firstName": "Ada", "lastName": "Lovelace"})),
                 None)
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        assert_eq!(r.body["status"], "accepted");
+        assert!(r.body.get("accessToken").is_none(), "registration signs nobody in: {}", r.body);
+        let r = app.login("ada@example.com", "Secret123").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert_eq!(r.body["tokenType"], "Bearer");
         assert_eq!(r.body["expiresIn"], 900);
         assert_eq!(r.body["user"]["email"], "ada@example.com", "normalised");
@@ -143,6 +185,7 @@ kit::db_tests! { shop_auth::MIGRATIONS;
         assert_eq!(r.body["user"]["lastName"], "Lovelace");
         assert_eq!(r.body["user"]["roles"], json!(["customer"]));
         assert_eq!(r.body["user"]["disabled"], false);
+        assert_eq!(r.body["user"]["emailVerified"], false);
         let created = s(&r.body["user"]["createdAt"]);
         assert!(created.ends_with('Z'), "RFC 3339 UTC: {created}");
         time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339).unwrap();
@@ -201,14 +244,26 @@ kit::db_tests! { shop_auth::MIGRATIONS;
         assert_eq!(r.body["errors"][0]["field"], "firstName", "{}", r.body);
         // 128 characters is still fine.
         let r = app.register("ada@example.com", &format!("Aa1{}", "x".repeat(125))).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     }
 
-    async fn duplicate_email_conflicts(db) {
+    async fn a_taken_address_answers_like_a_new_one_and_its_owner_is_told(db) {
         let app = app(db).await;
-        assert_eq!(app.register("ada@example.com", "Secret123").await.status, StatusCode::CREATED);
-        let r = app.register(" ADA@example.com", "Other1234").await;
-        assert_problem(&r, StatusCode::CONFLICT, "email_taken");
+        let new = app.register("ada@example.com", "Secret123").await;
+        assert_eq!(new.status, StatusCode::ACCEPTED);
+        let verification = app.mail(MailKind::EmailVerification, "ada@example.com", 1).await;
+        assert_eq!(verification.token.as_deref().map(str::len), Some(43));
+        let taken = app.register(" ADA@example.com", "Other1234").await;
+        assert_eq!((taken.status, &taken.body), (new.status, &new.body), "no enumeration through registration");
+        let notice = app.mail(MailKind::AccountExists, "ada@example.com", 1).await;
+        assert!(notice.token.is_none() && notice.user_id.is_none());
+        // The owner's password still works; the attempt changed nothing.
+        assert_eq!(app.login("ada@example.com", "Secret123").await.status, StatusCode::OK);
+        assert_eq!(app.login("ada@example.com", "Other1234").await.status, StatusCode::UNAUTHORIZED);
+        // Tokens are stored hashed.
+        let db = app.state.store().db();
+        let stored: Vec<String> = kit::with_db!(db, pool => sqlx::query_scalar("SELECT token_hash FROM account_tokens").fetch_all(pool).await).unwrap();
+        assert!(!stored.is_empty() && !stored.contains(verification.token.as_ref().unwrap()), "{stored:?}");
     }
 
     async fn malformed_input_is_a_problem_not_a_500(db) {
@@ -231,7 +286,7 @@ kit::db_tests! { shop_auth::MIGRATIONS;
 
     async fn refresh_rotates_and_reuse_revokes_the_family(db) {
         let app = app(db).await;
-        let first = app.register("ada@example.com", "Secret123").await.body;
+        let first = app.signup("ada@example.com", "Secret123").await;
         let t0 = s(&first["refreshToken"]).to_string();
 
         let r = app.refresh(&t0).await;
@@ -265,14 +320,14 @@ kit::db_tests! { shop_auth::MIGRATIONS;
     async fn expired_refresh_tokens_are_refused(db) {
         let config = AuthConfig { refresh_token_ttl_secs: 0, ..AuthConfig::for_tests() };
         let app = app_with(db, config).await;
-        let t = s(&app.register("ada@example.com", "Secret123").await.body["refreshToken"]).to_string();
+        let t = s(&app.signup("ada@example.com", "Secret123").await["refreshToken"]).to_string();
         let r = app.refresh(&t).await;
         assert_problem(&r, StatusCode::UNAUTHORIZED, "refresh_token_expired");
     }
 
     async fn concurrent_refreshes_exactly_one_wins(db) {
         let app = Arc::new(app(db).await);
-        let t0 = s(&app.register("ada@example.com", "Secret123").await.body["refreshToken"]).to_string();
+        let t0 = s(&app.signup("ada@example.com", "Secret123").await["refreshToken"]).to_string();
         let tasks: Vec<_> = (0..4)
             .map(|_| {
                 let (app, t0) = (app.clone(), t0.clone());
@@ -297,12 +352,12 @@ kit::db_tests! { shop_auth::MIGRATIONS;
 
     async fn logout_revokes_the_session(db) {
         let app = app(db).await;
-        let reg = app.register("ada@example.com", "Secret123").await.body;
+        let reg = app.signup("ada@example.com", "Secret123").await;
         let (access, t0) = (s(&reg["accessToken"]).to_string(), s(&reg["refreshToken"]).to_string());
         let t1 = s(&app.refresh(&t0).await.body["refreshToken"]).to_string();
 
         // Someone else's bearer cannot log this session out.
-        let bob = app.register("bob@example.com", "Secret123").await.body;
+        let bob = app.signup("bob@example.com", "Secret123").await;
         let r = app.call(Method::POST, "/api/v1/auth/logout", Some(json!({"refreshToken": t1})), Some(s(&bob["accessToken"]))).await;
         assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
 
@@ -318,57 +373,341 @@ kit::db_tests! { shop_auth::MIGRATIONS;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "an invalid bearer is refused");
     }
 
-    async fn login_throttling_per_account_and_per_ip(db) {
+    async fn login_delays_per_account_and_address_and_the_per_ip_budget(db) {
         // The test's requests come through two proxies of ours (`<client>, 10.0.0.1`).
         let config = AuthConfig {
-            login_max_failures_per_account: 3,
-            login_max_attempts_per_ip: 6,
+            login_free_failures: 3,
+            login_delay_base_ms: 60_000,
+            login_account_free_failures: 6,
+            login_account_delay_max_secs: 30,
+            login_max_attempts_per_ip: 10,
             trusted_proxy_hops: 2,
             ..AuthConfig::for_tests()
         };
         let app = app_with(db, config).await;
-        app.register("ada@example.com", "Secret123").await;
+        app.signup("ada@example.com", "Secret123").await;
 
-        // Per account: 3 failures (from different IPs), then even the right password waits.
-        for i in 0..3 {
-            let r = app.login_from("ada@example.com", "wrong", Some(&format!("192.0.2.{i}"))).await;
+        // Per (account, address): 3 free failures, then that pair waits — even with the right
+        // password — while the owner, from another address, signs in (no lock-out).
+        for _ in 0..3 {
+            let r = app.login_from("ada@example.com", "wrong", Some("192.0.2.1")).await;
             assert_problem(&r, StatusCode::UNAUTHORIZED, "invalid_credentials");
         }
-        let r = app.login_from("Ada@example.com", "Secret123", Some("192.0.2.99")).await;
-        assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
-        let retry: u64 = r.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
-        assert!((1..=900).contains(&retry), "{retry}");
-        // Unknown accounts are throttled the same way (no enumeration through 429s).
-        for _ in 0..3 {
-            app.login_from("ghost@example.com", "wrong", Some("192.0.2.50")).await;
-        }
-        let r = app.login_from("ghost@example.com", "wrong", Some("192.0.2.51")).await;
-        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-
-        // Per IP: 6 attempts per window, whatever the account.
-        app.register("bob@example.com", "Secret123").await;
-        for i in 0..6 {
-            let r = app.login_from("bob@example.com", "Secret123", Some("198.51.100.7")).await;
-            assert_eq!(r.status, StatusCode::OK, "attempt {i}: {}", r.body);
-        }
-        let r = app.login_from("bob@example.com", "Secret123", Some("198.51.100.7")).await;
+        let r = app.login_from("Ada@example.com", "Secret123", Some("192.0.2.1")).await;
         assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
         let retry: u64 = r.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
         assert!((1..=60).contains(&retry), "{retry}");
+        assert_eq!(app.login_from("ada@example.com", "Secret123", Some("192.0.2.2")).await.status, StatusCode::OK);
+        // Unknown accounts are delayed the same way (no enumeration through 429s).
+        for _ in 0..3 {
+            app.login_from("ghost@example.com", "wrong", Some("192.0.2.50")).await;
+        }
+        let r = app.login_from("ghost@example.com", "wrong", Some("192.0.2.50")).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+
+        // A distributed guess on one account (a failure from each of 6 addresses): every
+        // address waits, at most the account cap (30 s), never a long lock-out.
+        for i in 10..16 {
+            let r = app.login_from("bob@example.com", "wrong", Some(&format!("198.51.100.{i}"))).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        }
+        let r = app.login_from("bob@example.com", "wrong", Some("198.51.100.99")).await;
+        assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+        let retry: u64 = r.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        assert!((1..=30).contains(&retry), "{retry}");
+
+        // Per IP: 10 attempts per window, whatever the account; registration, resets and
+        // verification share the budget.
+        app.signup("eve@example.com", "Secret123").await;
+        for i in 0..9 {
+            let r = app.login_from("eve@example.com", "Secret123", Some("203.0.113.7")).await;
+            assert_eq!(r.status, StatusCode::OK, "attempt {i}: {}", r.body);
+        }
+        let r = app.call_from(Method::POST, "/api/v1/auth/password-reset",
+            Some(json!({"email": "eve@example.com"})), None, Some("203.0.113.7")).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let r = app.login_from("eve@example.com", "Secret123", Some("203.0.113.7")).await;
+        assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
         let r = app.call_from(Method::POST, "/api/v1/auth/register",
-            Some(json!({"email": "eve@example.com", "password": "Secret123"})), None, Some("198.51.100.7")).await;
+            Some(json!({"email": "mallory@example.com", "password": "Secret123"})), None, Some("203.0.113.7")).await;
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "registration shares the per-IP budget");
-        assert_eq!(app.login_from("bob@example.com", "Secret123", Some("198.51.100.8")).await.status, StatusCode::OK);
+        let r = app.call_from(Method::POST, "/api/v1/auth/verify-email", Some(json!({"token": "x"})), None, Some("203.0.113.7")).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "so does verification");
+        assert_eq!(app.login_from("eve@example.com", "Secret123", Some("203.0.113.8")).await.status, StatusCode::OK);
     }
 
-    async fn successful_login_resets_account_failures(db) {
-        let config = AuthConfig { login_max_failures_per_account: 2, ..AuthConfig::for_tests() };
+    async fn successful_login_clears_the_pair_failures(db) {
+        let config = AuthConfig { login_free_failures: 2, login_delay_base_ms: 60_000, ..AuthConfig::for_tests() };
         let app = app_with(db, config).await;
-        app.register("ada@example.com", "Secret123").await;
+        app.signup("ada@example.com", "Secret123").await;
         app.login("ada@example.com", "wrong").await;
         assert_eq!(app.login("ada@example.com", "Secret123").await.status, StatusCode::OK);
         app.login("ada@example.com", "wrong").await;
         assert_eq!(app.login("ada@example.com", "Secret123").await.status, StatusCode::OK);
+        app.login("ada@example.com", "wrong").await;
+        app.login("ada@example.com", "wrong").await;
+        assert_eq!(app.login("ada@example.com", "Secret123").await.status, StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    async fn password_change_signs_out_every_other_session(db) {
+        let app = app(db).await;
+        let a = app.signup("ada@example.com", "Secret123").await;
+        let b = app.login("ada@example.com", "Secret123").await.body;
+        let (a_access, b_access) = (s(&a["accessToken"]).to_string(), s(&b["accessToken"]).to_string());
+        let change = |bearer: String, current: &'static str, new: &'static str| {
+            let app = &app;
+            async move {
+                app.call(Method::POST, "/api/v1/auth/password",
+                    Some(json!({"currentPassword": current, "newPassword": new})), Some(&bearer)).await
+            }
+        };
+        let r = change(a_access.clone(), "Wrong1234", "Changed123").await;
+        assert_problem(&r, StatusCode::UNAUTHORIZED, "invalid_credentials");
+        let r = change(a_access.clone(), "Secret123", "short").await;
+        assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(r.body["errors"][0]["field"], "newPassword");
+        let r = change(a_access.clone(), "Secret123", "Secret123").await;
+        assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let r = app.call(Method::POST, "/api/v1/auth/password", Some(json!({"currentPassword": "Secret123", "newPassword": "Changed123"})), None).await;
+        assert_problem(&r, StatusCode::UNAUTHORIZED, "token_missing");
+
+        let r = change(a_access.clone(), "Secret123", "Changed123").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let renewed = s(&r.body["accessToken"]).to_string();
+        // Every earlier token of the user is refused at once in this process; the new pair works.
+        for old in [&a_access, &b_access] {
+            let me = app.call(Method::GET, "/api/v1/auth/me", None, Some(old)).await;
+            assert_problem(&me, StatusCode::UNAUTHORIZED, "token_revoked");
+        }
+        assert_eq!(app.call(Method::GET, "/api/v1/auth/me", None, Some(&renewed)).await.status, StatusCode::OK);
+        assert_problem(&app.refresh(s(&b["refreshToken"])).await, StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+        assert_eq!(app.refresh(s(&r.body["refreshToken"])).await.status, StatusCode::OK);
+        assert_eq!(app.login("ada@example.com", "Secret123").await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(app.login("ada@example.com", "Changed123").await.status, StatusCode::OK);
+        let notice = app.mail(MailKind::PasswordChanged, "ada@example.com", 1).await;
+        assert!(notice.token.is_none());
+    }
+
+    async fn password_reset_is_single_use_expires_and_signs_everyone_out(db) {
+        let app = app(db).await;
+        let session = app.signup("ada@example.com", "Secret123").await;
+        let known = app.call(Method::POST, "/api/v1/auth/password-reset", Some(json!({"email": " ADA@example.com"})), None).await;
+        let unknown = app.call(Method::POST, "/api/v1/auth/password-reset", Some(json!({"email": "ghost@example.com"})), None).await;
+        assert_eq!(known.status, StatusCode::ACCEPTED);
+        assert_eq!((known.status, &known.body), (unknown.status, &unknown.body), "no enumeration");
+        let bad = app.call(Method::POST, "/api/v1/auth/password-reset", Some(json!({"email": "nope"})), None).await;
+        assert_problem(&bad, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let mail = app.mail(MailKind::PasswordReset, "ada@example.com", 1).await;
+        let token = mail.token.clone().unwrap();
+        let expires = mail.expires_at.unwrap() - time::OffsetDateTime::now_utc();
+        assert!(expires <= time::Duration::minutes(30) && expires > time::Duration::minutes(29), "{expires}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(app.mails_of(MailKind::PasswordReset, "ghost@example.com"), 0);
+
+        let confirm = |token: String, password: &'static str| {
+            let app = &app;
+            async move {
+                app.call(Method::POST, "/api/v1/auth/password-reset/confirm",
+                    Some(json!({"token": token, "newPassword": password})), None).await
+            }
+        };
+        let r = confirm(token.clone(), "weak").await;
+        assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let r = confirm("not-a-token".into(), "Reset1234").await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_token");
+        let r = confirm(token.clone(), "Reset1234").await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        let r = confirm(token.clone(), "Again1234").await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_token");
+        let me = app.call(Method::GET, "/api/v1/auth/me", None, Some(s(&session["accessToken"]))).await;
+        assert_problem(&me, StatusCode::UNAUTHORIZED, "token_revoked");
+        assert_eq!(app.refresh(s(&session["refreshToken"])).await.status, StatusCode::UNAUTHORIZED);
+        let r = app.login("ada@example.com", "Reset1234").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["user"]["emailVerified"], true, "the link reached the owner");
+        app.mail(MailKind::PasswordChanged, "ada@example.com", 1).await;
+
+        // A verification token is no reset token, and an expired reset token is refused.
+        let verification = app.mail(MailKind::EmailVerification, "ada@example.com", 1).await.token.unwrap();
+        assert_problem(&confirm(verification, "Other1234").await, StatusCode::BAD_REQUEST, "invalid_token");
+        let db = app.state.store().db();
+        app.call(Method::POST, "/api/v1/auth/password-reset", Some(json!({"email": "ada@example.com"})), None).await;
+        let second = app.mail(MailKind::PasswordReset, "ada@example.com", 2).await.token.unwrap();
+        kit::with_db!(db, pool => sqlx::query("UPDATE account_tokens SET expires_at_ms = 0").execute(pool).await.map(|_| ())).unwrap();
+        assert_problem(&confirm(second, "Other1234").await, StatusCode::BAD_REQUEST, "invalid_token");
+    }
+
+    async fn reset_and_verification_mails_are_limited_per_address(db) {
+        let config = AuthConfig { mails_per_address_per_hour: 2, ..AuthConfig::for_tests() };
+        let app = app_with(db, config).await;
+        app.signup("ada@example.com", "Secret123").await; // the verification mail: 1
+        for _ in 0..3 {
+            let r = app.call(Method::POST, "/api/v1/auth/password-reset", Some(json!({"email": "ada@example.com"})), None).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "the answer never changes");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(app.mails_of(MailKind::PasswordReset, "ada@example.com"), 1, "2 per hour in all");
+    }
+
+    async fn email_verification_is_single_use_and_shows_in_tokens(db) {
+        let app = app(db).await;
+        let session = app.signup("ada@example.com", "Secret123").await;
+        let access = s(&session["accessToken"]).to_string();
+        let claims = Verifier::with_defaults(app.state.jwks_source()).verify(&access).await.unwrap();
+        assert_eq!(claims.email_verified, Some(false));
+        let r = app.call(Method::POST, "/api/v1/auth/verify-email/resend", None, Some(&access)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let first = app.mail(MailKind::EmailVerification, "ada@example.com", 1).await.token.unwrap();
+        let second = app.mail(MailKind::EmailVerification, "ada@example.com", 2).await.token.unwrap();
+        assert_ne!(first, second);
+        let verify = |t: &str| app.call(Method::POST, "/api/v1/auth/verify-email", Some(json!({"token": t})), None);
+        assert_problem(&verify("forged").await, StatusCode::BAD_REQUEST, "invalid_token");
+        assert_eq!(verify(&second).await.status, StatusCode::NO_CONTENT);
+        assert_problem(&verify(&second).await, StatusCode::BAD_REQUEST, "invalid_token");
+        let r = app.refresh(s(&session["refreshToken"])).await;
+        let claims = Verifier::with_defaults(app.state.jwks_source()).verify(s(&r.body["accessToken"])).await.unwrap();
+        assert_eq!(claims.email_verified, Some(true), "a refresh carries the news");
+        assert_eq!(r.body["user"]["emailVerified"], true);
+        let r = app.call(Method::POST, "/api/v1/auth/verify-email/resend", None, Some(s(&r.body["accessToken"]))).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(app.mails_of(MailKind::EmailVerification, "ada@example.com"), 2, "nothing once verified");
+    }
+
+    async fn unverified_accounts_cannot_sign_in_when_configured(db) {
+        let config = AuthConfig { login_requires_verified_email: true, ..AuthConfig::for_tests() };
+        let app = app_with(db, config).await;
+        assert_eq!(app.register("ada@example.com", "Secret123").await.status, StatusCode::ACCEPTED);
+        let right = app.login("ada@example.com", "Secret123").await;
+        let wrong = app.login("ada@example.com", "Wrong1234").await;
+        assert_problem(&right, StatusCode::UNAUTHORIZED, "invalid_credentials");
+        assert_eq!(right.body, wrong.body, "no enumeration through register-then-login");
+        // The owner (right password) got a new link; the guesser did not.
+        let token = app.mail(MailKind::EmailVerification, "ada@example.com", 2).await.token.unwrap();
+        let r = app.call(Method::POST, "/api/v1/auth/verify-email", Some(json!({"token": token})), None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        assert_eq!(app.login("ada@example.com", "Secret123").await.status, StatusCode::OK);
+    }
+
+    async fn logout_everywhere_and_role_changes_revoke_access_tokens(db) {
+        let app = app(db).await;
+        let admin = app.admin_token().await;
+        let a = app.signup("ada@example.com", "Secret123").await;
+        let b = app.login("ada@example.com", "Secret123").await.body;
+        let r = app.call(Method::POST, "/api/v1/auth/logout-all", None, Some(s(&a["accessToken"]))).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        for t in [&a, &b] {
+            let me = app.call(Method::GET, "/api/v1/auth/me", None, Some(s(&t["accessToken"]))).await;
+            assert_problem(&me, StatusCode::UNAUTHORIZED, "token_revoked");
+            assert_eq!(app.refresh(s(&t["refreshToken"])).await.status, StatusCode::UNAUTHORIZED);
+        }
+        // A role change: the old token (old roles) is refused; a new sign-in carries the roles.
+        let c = app.login("ada@example.com", "Secret123").await.body;
+        let id = s(&c["user"]["id"]).to_string();
+        let r = app.call(Method::PUT, &format!("/api/v1/users/{id}/roles"), Some(json!({"roles": ["vendor"]})), Some(&admin)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let me = app.call(Method::GET, "/api/v1/auth/me", None, Some(s(&c["accessToken"]))).await;
+        assert_problem(&me, StatusCode::UNAUTHORIZED, "token_revoked");
+        let r = app.refresh(s(&c["refreshToken"])).await;
+        assert_eq!(r.status, StatusCode::OK, "a role change keeps the session: {}", r.body);
+        assert_eq!(r.body["user"]["roles"], json!(["vendor"]));
+        // Disabling: the access token is refused too, the refresh token revoked.
+        let vendor = s(&r.body["accessToken"]).to_string();
+        let refresh = s(&r.body["refreshToken"]).to_string();
+        assert_eq!(app.call(Method::GET, "/api/v1/auth/me", None, Some(&vendor)).await.status, StatusCode::OK);
+        let r = app.call(Method::POST, &format!("/api/v1/users/{id}/disable"), None, Some(&admin)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let me = app.call(Method::GET, "/api/v1/auth/me", None, Some(&vendor)).await;
+        assert_problem(&me, StatusCode::UNAUTHORIZED, "token_revoked");
+        assert_eq!(app.refresh(&refresh).await.status, StatusCode::UNAUTHORIZED);
+    }
+
+    async fn the_revocation_feed_serves_services_only_and_a_restart_remembers(db) {
+        let config = AuthConfig { internal_token: Some(SecretString::from("feed-secret")), ..AuthConfig::for_tests() };
+        let app = app_with(db.clone(), config.clone()).await;
+        let a = app.signup("ada@example.com", "Secret123").await;
+        let r = app.call(Method::POST, "/api/v1/auth/logout-all", None, Some(s(&a["accessToken"]))).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        let r = app.call(Method::GET, "/internal/v1/revocations", None, None).await;
+        assert_problem(&r, StatusCode::UNAUTHORIZED, "invalid_internal_token");
+        let req = Request::get("/internal/v1/revocations").header("x-internal-token", "wrong").body(Body::empty()).unwrap();
+        assert_eq!(app.send(req).await.status, StatusCode::UNAUTHORIZED);
+        let req = Request::get("/internal/v1/revocations").header("x-internal-token", "feed-secret").body(Body::empty()).unwrap();
+        let r = app.send(req).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["entries"][0]["userId"], a["user"]["id"], "{}", r.body);
+        assert_eq!(r.body["windowMs"], (900 + 90) * 1000);
+        let as_of = r.body["asOf"].as_i64().unwrap();
+        let req = Request::get(format!("/internal/v1/revocations?since={as_of}")).header("x-internal-token", "feed-secret").body(Body::empty()).unwrap();
+        assert_eq!(app.send(req).await.body["entries"], json!([]), "nothing since");
+        let req = Request::get("/internal/v1/revocations?since=abc").header("x-internal-token", "feed-secret").body(Body::empty()).unwrap();
+        assert_eq!(app.send(req).await.status, StatusCode::BAD_REQUEST);
+
+        // Another process (a restart, another replica) learns the instant from the database.
+        let other = app_with(db, config).await;
+        other.state.revocations().pull().await.unwrap();
+        let me = other.call(Method::GET, "/api/v1/auth/me", None, Some(s(&a["accessToken"]))).await;
+        assert_problem(&me, StatusCode::UNAUTHORIZED, "token_revoked");
+    }
+
+    async fn sessions_end_at_their_absolute_lifetime(db) {
+        let config = AuthConfig { session_max_lifetime_secs: 1, ..AuthConfig::for_tests() };
+        let app = app_with(db, config).await;
+        let a = app.signup("ada@example.com", "Secret123").await;
+        let r = app.refresh(s(&a["refreshToken"])).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let r = app.refresh(s(&r.body["refreshToken"])).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert!(["session_expired", "refresh_token_expired"].contains(&r.body["code"].as_str().unwrap()), "{}", r.body);
+    }
+
+    async fn argon2_saturation_is_a_503_with_retry_after(db) {
+        let config = AuthConfig {
+            argon2_max_concurrent: 1,
+            argon2_queue_timeout_ms: 1,
+            argon2_memory_kib: 64 * 1024,
+            argon2_iterations: 3,
+            ..AuthConfig::for_tests()
+        };
+        let app = Arc::new(app_with(db, config).await);
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let app = app.clone();
+                tokio::spawn(async move { app.login(&format!("user{i}@example.com"), "Secret123").await })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for t in tasks {
+            let r = t.await.unwrap();
+            if r.status == StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(r.headers[header::RETRY_AFTER], "1");
+                assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
+            }
+            statuses.push(r.status.as_u16());
+        }
+        assert!(statuses.contains(&503), "one permit, 1 ms queue: {statuses:?}");
+        assert!(statuses.iter().all(|s| *s == 401 || *s == 503), "{statuses:?}");
+    }
+
+    async fn failure_counters_are_shared_through_redis(db) {
+        let prefix = format!("test:auth:{}:", uuid::Uuid::now_v7().simple());
+        let redis = std::env::var("SHOP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let config = AuthConfig {
+            redis_url: Some(SecretString::from(redis)),
+            redis_prefix: prefix,
+            login_free_failures: 2,
+            login_delay_base_ms: 60_000,
+            ..AuthConfig::for_tests()
+        };
+        let one = app_with(db.clone(), config.clone()).await;
+        let two = app_with(db, config).await;
+        one.signup("ada@example.com", "Secret123").await;
+        assert_eq!(one.login("ada@example.com", "wrong").await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(two.login("ada@example.com", "wrong").await.status, StatusCode::UNAUTHORIZED);
+        // Two failures over two replicas: the pair waits on both.
+        assert_problem(&one.login("ada@example.com", "Secret123").await, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+        assert_problem(&two.login("ada@example.com", "Secret123").await, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
     }
 
     async fn admin_endpoints(db) {
@@ -436,6 +775,10 @@ kit::db_tests! { shop_auth::MIGRATIONS;
 
         // Disable / enable.
         let session = s(&relog.body["refreshToken"]).to_string();
+        // The role change revoked the customer's earlier token.
+        let r = app.call(Method::GET, "/api/v1/auth/me", None, Some(&customer)).await;
+        assert_problem(&r, StatusCode::UNAUTHORIZED, "token_revoked");
+        let customer = s(&relog.body["accessToken"]).to_string();
         let r = app.call(Method::POST, &format!("/api/v1/users/{cust_id}/disable"), None, Some(&customer)).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         let r = app.call(Method::POST, &format!("/api/v1/users/{cust_id}/disable"), None, Some(&admin)).await;
@@ -467,7 +810,7 @@ kit::db_tests! { shop_auth::MIGRATIONS;
         assert_eq!(r.body["keys"][0]["alg"], "EdDSA");
         assert!(r.body["keys"][0].get("d").is_none(), "no private part");
 
-        let reg = app.register("ada@example.com", "Secret123").await.body;
+        let reg = app.signup("ada@example.com", "Secret123").await;
         let verifier = Verifier::with_defaults(Arc::new(StaticJwks(set)));
         let claims = verifier.verify(s(&reg["accessToken"])).await.unwrap();
         assert_eq!(claims.sub.to_string(), s(&reg["user"]["id"]));
@@ -485,7 +828,7 @@ kit::db_tests! { shop_auth::MIGRATIONS;
             ..AuthConfig::for_tests()
         }).await;
         assert_eq!(before.state.current_kid(), old.kid());
-        let old_token = s(&before.register("ada@example.com", "Secret123").await.body["accessToken"]).to_string();
+        let old_token = s(&before.signup("ada@example.com", "Secret123").await["accessToken"]).to_string();
         assert_eq!(kid_of(&old_token), old.kid());
 
         // Rotate: the new key signs, the old one is still published (here as a public SPKI PEM).
@@ -524,7 +867,7 @@ kit::db_tests! { shop_auth::MIGRATIONS;
     async fn generated_key_survives_a_restart(db) {
         let first = app(db.clone()).await;
         let kid = first.state.current_kid().to_string();
-        let token = s(&first.register("ada@example.com", "Secret123").await.body["accessToken"]).to_string();
+        let token = s(&first.signup("ada@example.com", "Secret123").await["accessToken"]).to_string();
         drop(first);
         let second = app(db.clone()).await;
         assert_eq!(second.state.current_kid(), kid, "same key after a restart");

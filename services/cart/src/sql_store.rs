@@ -276,13 +276,19 @@ impl CartStore for SqlStore {
 
     async fn purge_expired(&self) -> StoreResult<u64> {
         let now = Timestamp::now();
-        let n = with_db!(&self.db, pool => {
-            let lines = sqlx::query("DELETE FROM cart_lines WHERE expires_at <= $1")
-                .bind(now).execute(pool).await?.rows_affected();
+        let (n, abandoned) = with_db!(&self.db, pool => {
+            // The carts whose lines this sweep deleted (only the replica that deleted them sees
+            // them): the carts abandoned with items.
+            let with_items: Vec<String> = sqlx::query_scalar("DELETE FROM cart_lines WHERE expires_at <= $1 RETURNING cart_id")
+                .bind(now).fetch_all(pool).await?;
             let carts = sqlx::query("DELETE FROM carts WHERE expires_at <= $1")
                 .bind(now).execute(pool).await?.rows_affected();
-            Ok::<_, sqlx::Error>(lines + carts)
+            let abandoned = with_items.iter().collect::<std::collections::BTreeSet<_>>().len() as u64;
+            Ok::<_, sqlx::Error>((with_items.len() as u64 + carts, abandoned))
         })?;
+        if abandoned > 0 {
+            metrics::counter!(kit::contract::metrics::CARTS_ABANDONED.name).increment(abandoned);
+        }
         Ok(n)
     }
 

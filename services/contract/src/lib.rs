@@ -8,11 +8,13 @@
 //! - the crate root: [`ServiceName`] (names, ports, public routes, [`ServiceName::peers`],
 //!   [`ServiceName::subscriptions`], [`ServiceName::publishes`]), [`env`] keys, JWT defaults;
 //! - [`events`]: topics, event types, sources, the type → topic table, topic naming, headers and
-//!   the event bus's env keys.
+//!   the event bus's env keys;
+//! - [`metrics`]: every Prometheus metric of the services and the operator.
 
 use serde::{Deserialize, Serialize};
 
 pub mod events;
+pub mod metrics;
 
 /// Every service of the platform, in start-up order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -110,7 +112,10 @@ impl ServiceName {
             Order => &[Catalog, Inventory, Cart],
             // The order a payment is for (amount, owner, status).
             Payment => &[Order],
-            Auth | Catalog | Inventory | Notification => &[],
+            // Security emails (password reset and email verification links, notices): never
+            // through events, so the single-use tokens stay off the bus (ADR 0016).
+            Auth => &[Notification],
+            Catalog | Inventory | Notification => &[],
         }
     }
 

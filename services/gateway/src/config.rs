@@ -66,6 +66,9 @@ pub struct RateLimitConfig {
     pub write_per_minute: u32,
     /// GET/HEAD requests per user or IP per minute.
     pub read_per_minute: u32,
+    /// Requests with a refused bearer token (invalid, expired, revoked) per client IP per
+    /// minute; past it the answer is 429 instead of 401.
+    pub failed_auth_per_minute: u32,
     /// Proxies of our own in front of the gateway that append to `X-Forwarded-For`
     /// (an ingress controller: 1). 0 uses the TCP peer address.
     pub trusted_proxy_hops: u32,
@@ -86,6 +89,7 @@ impl Default for RateLimitConfig {
             auth_per_minute: 30,
             write_per_minute: 300,
             read_per_minute: 1200,
+            failed_auth_per_minute: 60,
             trusted_proxy_hops: 0,
             redis_url: None,
             redis_prefix: "shop:ratelimit:".into(),

@@ -33,22 +33,58 @@ use kit::problem::ApiError;
 use crate::config::RateLimitConfig;
 use crate::session;
 
-/// Verifies a bearer token when one is present and attaches the [`Identity`].
+pub use kit::http::suspicious_path;
+
+/// Whether a client-sent header is one only the platform's services may send (`x-internal-token`
+/// and any other `x-internal-*`): the gateway drops them from every request it receives.
+pub fn internal_header(name: &str) -> bool {
+    name.len() >= 10 && name[..10].eq_ignore_ascii_case("x-internal")
+}
+
+/// Before authentication and rate limits: drops the platform's internal headers a client sent.
+/// (Dot segments and backslashes were refused by the common layers, [`suspicious_path`].)
+pub async fn guard(mut req: Request, next: Next) -> Response {
+    let headers = req.headers_mut();
+    let internal: Vec<_> = headers.keys().filter(|k| internal_header(k.as_str())).cloned().collect();
+    for name in internal {
+        tracing::debug!(header = %name, "client-sent internal header dropped");
+        headers.remove(name);
+    }
+    next.run(req).await
+}
+
+/// Verifies a bearer token when one is present and attaches the [`Identity`]. A refused bearer
+/// token spends a token of the client address's `failed_auth` bucket first: past that limit the
+/// answer is 429, so guessing tokens is as limited as guessing passwords.
 ///
 /// Without one, an API request carrying the admin console's session cookie is authenticated
 /// with the cookie's token ([`crate::session`]): a state-changing request must pass the CSRF
 /// check first, and the token then travels on as `Authorization: Bearer`, so every service
-/// sees an ordinary caller. A cookie whose token has expired (or is not valid) is ignored: the
-/// request goes on anonymously, public routes answer as usual and the others say 401
-/// `token_missing`, on which the console renews its session. The session routes read their
+/// sees an ordinary caller. A cookie whose token has expired (or is not valid, or was revoked)
+/// is ignored: the request goes on anonymously, public routes answer as usual and the others say
+/// 401 `token_missing`, on which the console renews its session. The session routes read their
 /// cookies on their own.
-pub async fn authenticate(verifier: Verifier, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(
+    verifier: Verifier,
+    limits: Option<Arc<Limits>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if kit::auth::bearer(req.headers()).is_some() {
         match verifier.verify_headers(req.headers()).await {
             Ok(claims) => {
                 req.extensions_mut().insert(Identity::from(claims));
             }
-            Err(e) => return ApiError::from(e).into_response(),
+            Err(e) => {
+                if let Some(limits) = limits {
+                    let key = ip_key(&limits, &req);
+                    if let Verdict::Limited { retry_after } = limits.check(RouteClass::FailedAuth, &key).await
+                    {
+                        return limited(RouteClass::FailedAuth, limits.failed_auth.1, &key, retry_after);
+                    }
+                }
+                return ApiError::from(e).into_response();
+            }
         }
     } else if let Some(token) = session::cookie(req.headers(), session::SESSION_COOKIE).map(str::to_string) {
         let path = req.uri().path();
@@ -77,12 +113,22 @@ pub async fn authenticate(verifier: Verifier, mut req: Request, next: Next) -> R
     next.run(req).await
 }
 
+fn ip_key(limits: &Limits, req: &Request) -> String {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    match limits.client_ip(req.headers(), peer) {
+        Some(ip) => format!("ip:{ip}"),
+        None => "ip:unknown".to_string(),
+    }
+}
+
 /// Route classes with their own limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteClass {
     Auth,
     Write,
     Read,
+    /// Refused bearer tokens, per client address (see [`authenticate`]).
+    FailedAuth,
 }
 
 impl RouteClass {
@@ -102,6 +148,7 @@ impl RouteClass {
             RouteClass::Auth => "auth",
             RouteClass::Write => "write",
             RouteClass::Read => "read",
+            RouteClass::FailedAuth => "failed_auth",
         }
     }
 }
@@ -113,6 +160,7 @@ pub struct Limits {
     auth: (Keyed, u32),
     write: (Keyed, u32),
     read: (Keyed, u32),
+    failed_auth: (Keyed, u32),
     trusted_proxy_hops: usize,
     shared: Option<Shared>,
 }
@@ -164,22 +212,8 @@ impl Limits {
     /// Redis is a start-up error naming the key and the server), in this process otherwise.
     pub async fn connect(c: &RateLimitConfig) -> anyhow::Result<Arc<Limits>> {
         let Some(url) = &c.redis_url else { return Ok(Limits::build(c, None)) };
-        use secrecy::ExposeSecret;
-        let url = url.expose_secret();
-        let shown = kit::config::redact_url(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("SHOP_GATEWAY__RATE_LIMIT__REDIS_URL ({shown}): {e}"))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(1);
-        let conn = tokio::time::timeout(
-            Duration::from_secs(10),
-            redis::aio::ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("rate-limit Redis at {shown} did not answer within 10s"))?
-        .map_err(|e| anyhow::anyhow!("cannot connect to the rate-limit Redis at {shown}: {e}"))?;
+        let (conn, shown) =
+            kit::redis::connect(url, "SHOP_GATEWAY__RATE_LIMIT__REDIS_URL", "the rate-limit Redis").await?;
         let shared = Shared { conn, script: redis::Script::new(GCRA), prefix: c.redis_prefix.clone() };
         tracing::info!(redis = %shown, "rate limits shared through Redis");
         Ok(Limits::build(c, Some(shared)))
@@ -190,6 +224,7 @@ impl Limits {
             auth: limiter(c.auth_per_minute),
             write: limiter(c.write_per_minute),
             read: limiter(c.read_per_minute),
+            failed_auth: limiter(c.failed_auth_per_minute),
             trusted_proxy_hops: c.trusted_proxy_hops as usize,
             shared,
         });
@@ -201,7 +236,7 @@ impl Limits {
                 loop {
                     tick.tick().await;
                     let Some(l) = weak.upgrade() else { break };
-                    for (lim, _) in [&l.auth, &l.write, &l.read] {
+                    for (lim, _) in [&l.auth, &l.write, &l.read, &l.failed_auth] {
                         lim.retain_recent();
                         lim.shrink_to_fit();
                     }
@@ -216,6 +251,7 @@ impl Limits {
             RouteClass::Auth => &self.auth,
             RouteClass::Write => &self.write,
             RouteClass::Read => &self.read,
+            RouteClass::FailedAuth => &self.failed_auth,
         }
     }
 
@@ -248,7 +284,7 @@ impl Limits {
                     }
                 }
                 other => {
-                    metrics::counter!("shop_gateway_ratelimit_fallback_total").increment(1);
+                    metrics::counter!(kit::contract::metrics::GATEWAY_RATELIMIT_FALLBACK.name).increment(1);
                     tracing::warn!(answer = ?other.map_err(|e| e.to_string()), "rate-limit Redis failed; counting in this process");
                 }
             }
@@ -264,21 +300,12 @@ impl Limits {
 
 /// The rate-limiting middleware.
 pub async fn rate_limit(limits: Arc<Limits>, req: Request, next: Next) -> Response {
-    // Health, metrics and docs are not rate limited.
-    let path = req.uri().path();
-    if !path.starts_with("/api/") || path == crate::openapi::OPENAPI_PATH {
-        return next.run(req).await;
-    }
-    let class = RouteClass::of(req.method(), path);
+    // Every path of the API router (the documents and unknown paths too); health and metrics
+    // live outside it.
+    let class = RouteClass::of(req.method(), req.uri().path());
     let key = match req.extensions().get::<Identity>() {
         Some(id) if class != RouteClass::Auth => format!("user:{}", id.user_id),
-        _ => {
-            let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-            match limits.client_ip(req.headers(), peer) {
-                Some(ip) => format!("ip:{ip}"),
-                None => "ip:unknown".to_string(),
-            }
-        }
+        _ => ip_key(&limits, &req),
     };
     let limit = limits.for_class(class).1;
     match limits.check(class, &key).await {
@@ -289,18 +316,24 @@ pub async fn rate_limit(limits: Arc<Limits>, req: Request, next: Next) -> Respon
             h.insert("ratelimit-remaining", HeaderValue::from(remaining));
             res
         }
-        Verdict::Limited { retry_after: wait } => {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            tracing::info!(%key, class = class.as_str(), retry_after = secs, "rate limited");
-            kit::problem::for_status(StatusCode::TOO_MANY_REQUESTS)
-                .detail(format!("too many {} requests; retry in {secs}s", class.as_str()))
-                .header(axum::http::header::RETRY_AFTER, HeaderValue::from(secs))
-                .header(axum::http::HeaderName::from_static("ratelimit-limit"), HeaderValue::from(limit))
-                .header(axum::http::HeaderName::from_static("ratelimit-remaining"), HeaderValue::from(0u32))
-                .header(axum::http::HeaderName::from_static("ratelimit-reset"), HeaderValue::from(secs))
-                .into_response()
-        }
+        Verdict::Limited { retry_after } => limited(class, limit, &key, retry_after),
     }
+}
+
+fn limited(class: RouteClass, limit: u32, key: &str, wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    tracing::info!(%key, class = class.as_str(), retry_after = secs, "rate limited");
+    let what = match class {
+        RouteClass::FailedAuth => "refused tokens".to_string(),
+        _ => format!("{} requests", class.as_str()),
+    };
+    kit::problem::for_status(StatusCode::TOO_MANY_REQUESTS)
+        .detail(format!("too many {what}; retry in {secs}s"))
+        .header(axum::http::header::RETRY_AFTER, HeaderValue::from(secs))
+        .header(axum::http::HeaderName::from_static("ratelimit-limit"), HeaderValue::from(limit))
+        .header(axum::http::HeaderName::from_static("ratelimit-remaining"), HeaderValue::from(0u32))
+        .header(axum::http::HeaderName::from_static("ratelimit-reset"), HeaderValue::from(secs))
+        .into_response()
 }
 
 #[cfg(test)]
@@ -313,6 +346,29 @@ mod tests {
         assert_eq!(RouteClass::of(&Method::GET, "/api/v1/auth/me"), RouteClass::Read);
         assert_eq!(RouteClass::of(&Method::DELETE, "/api/v1/products/x"), RouteClass::Write);
         assert_eq!(RouteClass::of(&Method::GET, "/api/v1/products"), RouteClass::Read);
+    }
+
+    #[test]
+    fn dot_segments_and_backslashes_are_suspicious() {
+        for p in [
+            "/api/v1/orders/../readyz",
+            "/api/v1/orders/%2e%2e/%2e%2e/%2e%2e/readyz",
+            "/api/v1/orders/%2E%2e/metrics",
+            "/api/v1/orders/.%2e/info",
+            "/api/v1/orders/%2e./info",
+            "/api/v1/orders/./x",
+            "/api/v1/orders/%2e",
+            "/api/v1/orders/..",
+            "/api/v1/orders\\..\\readyz",
+            "/api/v1/orders/%5c..%5Creadyz",
+        ] {
+            assert!(suspicious_path(p), "{p}");
+        }
+        for p in ["/api/v1/orders/a.b", "/api/v1/products/...", "/api/v1/orders/.well", "/api/v1/x%2e/y"] {
+            assert!(!suspicious_path(p), "{p}");
+        }
+        assert!(internal_header("x-internal-token") && internal_header("X-Internal-Anything"));
+        assert!(!internal_header("x-request-id") && !internal_header("x-intern"));
     }
 
     #[tokio::test]

@@ -125,17 +125,20 @@ pub fn api_with_events(
     }
     let mut api =
         api.merge(openapi::routes(docs)).merge(aggregate::routes(aggregate::Peers::new(clients, local)));
-    // Innermost first: rate limits need the identity that authentication attaches.
-    if let Some(limits) = limits {
+    // Innermost first: rate limits need the identity that authentication attaches; a refused
+    // token is limited per client address inside authentication; the guard (internal headers)
+    // runs before both.
+    if let Some(limits) = limits.clone() {
         api = api
             .layer(axum::middleware::from_fn(move |req, next| edge::rate_limit(limits.clone(), req, next)));
     }
     if let Some(verifier) = verifier {
         api = api.layer(axum::middleware::from_fn(move |req, next| {
-            edge::authenticate(verifier.clone(), req, next)
+            edge::authenticate(verifier.clone(), limits.clone(), req, next)
         }));
     }
     let api = api
+        .layer(axum::middleware::from_fn(edge::guard))
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::GATEWAY_TIMEOUT,

@@ -67,10 +67,18 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
 }
 
 async fn forward(target: Arc<Target>, req: Request) -> Response {
-    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-    let url = match target.base.join(&path) {
-        Ok(u) => u,
-        Err(_) => return ApiError::bad_request("the request path cannot be forwarded").into_response(),
+    // The matched path is appended to the base as it is, never resolved against it; a URL whose
+    // path is not exactly the request's (dot segments the guard missed) is not forwarded.
+    let path = req.uri().path();
+    let url = format!(
+        "{}{}",
+        target.base.as_str().trim_end_matches('/'),
+        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let prefix = target.base.path().trim_end_matches('/');
+    let url = match url::Url::parse(&url) {
+        Ok(u) if u.path().strip_prefix(prefix) == Some(path) => u,
+        _ => return ApiError::bad_request("the request path cannot be forwarded").into_response(),
     };
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let (parts, body) = req.into_parts();

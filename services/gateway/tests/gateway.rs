@@ -143,6 +143,84 @@ async fn proxies_to_remote_services_and_normalises_their_failures() {
     assert_eq!(auth["critical"], false);
 }
 
+/// A raw request: the path goes out byte for byte (HTTP client libraries resolve dot segments
+/// before sending). The status and the whole answer.
+async fn raw(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    (text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0), text)
+}
+
+/// A service's own surface next to its API, as a remote service has it: what traversal would
+/// reach, and whether an internal credential arrived.
+fn exposed_service() -> Router {
+    catalog_api()
+        .route("/readyz", get(|| async { "SERVICE-READYZ" }))
+        .route("/metrics", get(|| async { "SERVICE-METRICS" }))
+        .route(
+            "/api/v1/products/internal-echo",
+            get(|headers: axum::http::HeaderMap| async move {
+                let internal: Vec<String> = headers
+                    .keys()
+                    .filter(|k| k.as_str().starts_with("x-internal"))
+                    .map(|k| k.as_str().to_string())
+                    .collect();
+                axum::Json(serde_json::json!({ "internal": internal }))
+            }),
+        )
+}
+
+#[tokio::test]
+async fn remote_mode_refuses_traversal_and_drops_internal_headers() {
+    let (service, _stop_service) = spawn(exposed_service()).await;
+    let app = shop_gateway::app(
+        &config(),
+        vec![(ServiceName::Catalog, Upstream::Remote(format!("http://{service}").parse().unwrap()))],
+        docs(),
+        Readiness::new(),
+        None,
+    );
+    let (addr, _stop) = spawn(app).await;
+    for path in [
+        "/api/v1/products/%2e%2e/%2e%2e/%2e%2e/readyz",
+        "/api/v1/products/%2E%2E/%2e%2E/%2e%2e/metrics",
+        "/api/v1/products/../../../readyz",
+        "/api/v1/products/.%2e/.%2e/.%2e/readyz",
+        "/api/v1/products/%2e./%2e./%2e./readyz",
+        "/api/v1/products/./../../../readyz",
+        "/api/v1/products\\..\\..\\..\\readyz",
+        "/api/v1/products/%5c..%5c..%5c..%5creadyz",
+        "/api/v1/products/%5C..%5C..%5C..%5Cmetrics",
+    ] {
+        let (status, text) = raw(addr, "GET", path, &[]).await;
+        assert_eq!(status, 400, "{path}: {text}");
+        assert!(text.contains("\"bad_path\"") && text.contains("application/problem+json"), "{path}: {text}");
+        assert!(!text.contains("SERVICE-"), "{path} reached the service: {text}");
+    }
+    // Ordinary paths with dots still pass.
+    let (status, text) = raw(addr, "GET", "/api/v1/products?q=a..b", &[]).await;
+    assert_eq!(status, 200, "{text}");
+
+    let (status, text) = raw(
+        addr,
+        "GET",
+        "/api/v1/products/internal-echo",
+        &[("x-internal-token", "guess"), ("X-Internal-Anything", "x"), ("x-request-id", "r1")],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"internal\":[]"), "internal headers reached the service: {text}");
+}
+
 #[tokio::test]
 async fn cors_allows_configured_origins_only() {
     let cfg = GatewayConfig { cors_origins: vec!["https://shop.example".into()], ..config() };
@@ -254,6 +332,46 @@ mod edge {
         assert_eq!(c.get(&url).bearer_auth(&token).send().await.unwrap().status(), 200);
         // Health endpoints are never limited.
         assert_eq!(c.get(format!("http://{addr}/healthz")).send().await.unwrap().status(), 200);
+    }
+
+    #[tokio::test]
+    async fn refused_tokens_are_limited_per_address_before_anything_else() {
+        let cfg = GatewayConfig {
+            rate_limit: shop_gateway::RateLimitConfig { failed_auth_per_minute: 3, ..Default::default() },
+            ..config()
+        };
+        let (addr, key, _stop) = gateway(cfg).await;
+        let c = reqwest::Client::new();
+        let url = format!("http://{addr}/api/v1/products/whoami");
+        for i in 0..3 {
+            let res = c.get(&url).bearer_auth(format!("forged-{i}")).send().await.unwrap();
+            assert_eq!(res.status(), 401);
+        }
+        let res = c.get(&url).bearer_auth("forged-4").send().await.unwrap();
+        assert_eq!(res.status(), 429, "the 4th refused token from one address");
+        assert!(res.headers().contains_key("retry-after"));
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert!(v["detail"].as_str().unwrap().contains("refused tokens"), "{v}");
+        // A valid token from the same address is unaffected.
+        let token = key.sign(&claims_for(uuid::Uuid::now_v7(), &[], None, HOUR));
+        assert_eq!(c.get(&url).bearer_auth(&token).send().await.unwrap().status(), 200);
+    }
+
+    #[tokio::test]
+    async fn made_up_methods_share_one_metrics_label() {
+        let (addr, _key, _stop) = gateway(config()).await;
+        let c = reqwest::Client::new();
+        for i in 0..1000 {
+            let m = reqwest::Method::from_bytes(format!("M{}X{i}", uuid::Uuid::now_v7().simple()).as_bytes())
+                .unwrap();
+            let res = c.request(m, format!("http://{addr}/api/v1/products/whoami")).send().await.unwrap();
+            assert!(res.status().is_client_error());
+        }
+        let metrics = c.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+        let series: Vec<&str> = metrics.lines().filter(|l| l.starts_with("http_requests_total{")).collect();
+        assert!(series.iter().any(|l| l.contains("method=\"OTHER\"")), "{metrics}");
+        assert!(!metrics.contains("X0\""), "a made-up method became a label: {metrics}");
+        assert!(series.len() < 50, "{} series", series.len());
     }
 }
 

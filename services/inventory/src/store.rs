@@ -450,6 +450,7 @@ impl Store {
                         outbox::enqueue(&mut *tx, &event(&low, origin)?).await?;
                     }
                     tx.commit().await?;
+                    self.db.outbox_committed();
                     Ok(())
                 }
             }
@@ -607,6 +608,7 @@ impl Store {
                 };
                 outbox::enqueue(&mut *tx, &event(&failed, origin)?).await?;
                 tx.commit().await?;
+                self.db.outbox_committed();
                 return Ok(ReserveOutcome::Insufficient(shortages));
             }
             sp.commit().await?;
@@ -621,6 +623,8 @@ impl Store {
                 outbox::enqueue(&mut *tx, &event(low, origin)?).await?;
             }
             tx.commit().await?;
+            self.db.outbox_committed();
+            reservation_outcome("created");
             Ok(ReserveOutcome::Created(Reservation {
                 id,
                 order_id,
@@ -672,6 +676,8 @@ impl Store {
             outbox::enqueue(&mut *tx, &event(&InventoryCommitted { order_id, reservation_id: id }, origin)?).await?;
             let r = load_reservation!(tx, order_id).ok_or_else(|| inconsistent(id))?;
             tx.commit().await?;
+            self.db.outbox_committed();
+            reservation_outcome("committed");
             Ok(Transition::Done(r))
         })
     }
@@ -726,6 +732,8 @@ impl Store {
             outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
             let r = load_reservation!(tx, order_id).ok_or_else(|| inconsistent(id))?;
             tx.commit().await?;
+            self.db.outbox_committed();
+            reservation_outcome("returned");
             Ok(Transition::Done(r))
         })
     }
@@ -813,6 +821,8 @@ impl Store {
             outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
             let r = load_reservation!(tx, order_id).ok_or_else(|| inconsistent(id))?;
             tx.commit().await?;
+            self.db.outbox_committed();
+            reservation_outcome(if expired_at.is_some() { "expired" } else { "released" });
             Ok(Transition::Done(r))
         })
     }
@@ -840,4 +850,9 @@ impl Store {
             }
         }
     }
+}
+
+/// Counts a reservation that was created, committed, released, expired or returned.
+fn reservation_outcome(outcome: &'static str) {
+    metrics::counter!(kit::contract::metrics::RESERVATIONS.name, "outcome" => outcome).increment(1);
 }

@@ -268,7 +268,8 @@ impl ServiceClient {
             }
         }
         self.record(false);
-        metrics::counter!("shop_client_failures_total", "service" => self.service).increment(1);
+        metrics::counter!(crate::contract::metrics::CLIENT_FAILURES.name, "service" => self.service)
+            .increment(1);
         Err(CallError::Unavailable { service: self.service, detail: last })
     }
 

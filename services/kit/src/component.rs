@@ -19,7 +19,7 @@ use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{JwksSource, Verifier};
+use crate::auth::{JwksSource, Revocations, Verifier};
 use crate::client::{ClientPolicy, ServiceClient};
 use crate::contract::ServiceName;
 use crate::db::{Db, Migrations};
@@ -191,6 +191,9 @@ pub struct Component {
     pub outbox: bool,
     /// The public keys of access tokens, when this service issues them (the auth service).
     pub jwks: Option<Arc<dyn JwksSource>>,
+    /// The revocation cache the service writes as it revokes tokens (the auth service): in one
+    /// process every verifier reads this one, so a revocation takes effect at once.
+    pub revocations: Option<Arc<Revocations>>,
 }
 
 impl Component {
@@ -203,6 +206,7 @@ impl Component {
             informational: Vec::new(),
             outbox: false,
             jwks: None,
+            revocations: None,
         }
     }
 
@@ -234,6 +238,11 @@ impl Component {
 
     pub fn with_jwks(mut self, jwks: Arc<dyn JwksSource>) -> Component {
         self.jwks = Some(jwks);
+        self
+    }
+
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Component {
+        self.revocations = Some(revocations);
         self
     }
 }

@@ -13,10 +13,21 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
+use std::sync::Arc;
+use tokio::sync::Notify;
 
-/// A connection pool on one of the two supported backends.
+/// A service's database: a connection pool on one of the two supported backends, and what the
+/// process shares about that database (the signal that wakes its outbox relay). Cheap to clone;
+/// clones share the pool and the signal.
 #[derive(Clone, Debug)]
-pub enum Db {
+pub struct Db {
+    pool: Pool,
+    outbox: Arc<Notify>,
+}
+
+/// The pool of a [`Db`], per backend (what [`with_db!`](crate::with_db) matches on).
+#[derive(Clone, Debug)]
+pub enum Pool {
     Postgres(PgPool),
     Sqlite(SqlitePool),
 }
@@ -34,7 +45,8 @@ pub struct Migrations {
     pub sqlite: Migrator,
 }
 
-/// Expands `$body` once per backend with `$pool` bound to the `PgPool` or `SqlitePool`.
+/// Expands `$body` once per backend with `$pool` bound to the `PgPool` or `SqlitePool` of the
+/// [`Db`] `$db` (a `&Db`).
 ///
 /// ```ignore
 /// let row = with_db!(&self.db, pool => sqlx::query_as::<_, Row>("select … where id = $1")
@@ -43,9 +55,9 @@ pub struct Migrations {
 #[macro_export]
 macro_rules! with_db {
     ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            $crate::db::Db::Postgres($pool) => $body,
-            $crate::db::Db::Sqlite($pool) => $body,
+        match $crate::db::Db::pool($db) {
+            $crate::db::Pool::Postgres($pool) => $body,
+            $crate::db::Pool::Sqlite($pool) => $body,
         }
     };
 }
@@ -108,7 +120,7 @@ impl Db {
                     tls: pg.tls.clone(),
                     error,
                 })?;
-            let db = Db::Postgres(pool);
+            let db = Db::from_pool(Pool::Postgres(pool));
             pg.report(&db).await;
             Ok(db)
         } else if url.starts_with("sqlite:") {
@@ -125,34 +137,56 @@ impl Db {
                 .connect_with(opts)
                 .await
                 .map_err(connect_err)?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::from_pool(Pool::Sqlite(pool)))
         } else {
             Err(DbError::UnsupportedUrl(redacted))
         }
     }
 
+    /// A `Db` over an open pool (with its own outbox signal).
+    pub fn from_pool(pool: Pool) -> Db {
+        Db { pool, outbox: Arc::new(Notify::new()) }
+    }
+
+    /// The pool, per backend.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     pub fn backend(&self) -> Backend {
-        match self {
-            Db::Postgres(_) => Backend::Postgres,
-            Db::Sqlite(_) => Backend::Sqlite,
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
         }
+    }
+
+    /// Call after committing a transaction that wrote outbox rows
+    /// ([`crate::events::outbox::enqueue`]): wakes this process's relay of this database at once
+    /// (it also polls, slowly, for rows written elsewhere).
+    pub fn outbox_committed(&self) {
+        self.outbox.notify_one();
+    }
+
+    /// The signal [`Db::outbox_committed`] raises (the relay waits on it).
+    pub(crate) fn outbox_signal(&self) -> Arc<Notify> {
+        self.outbox.clone()
     }
 
     /// The statement that opens a transaction which will write: `BEGIN` on PostgreSQL,
     /// `BEGIN IMMEDIATE` on SQLite (take the write lock first, so two writers queue instead of
     /// failing with `SQLITE_BUSY` when one upgrades its read lock). Use with `begin_with`.
     pub fn begin_write_sql(&self) -> &'static str {
-        match self {
-            Db::Postgres(_) => "BEGIN",
-            Db::Sqlite(_) => "BEGIN IMMEDIATE",
+        match self.pool {
+            Pool::Postgres(_) => "BEGIN",
+            Pool::Sqlite(_) => "BEGIN IMMEDIATE",
         }
     }
 
     /// Applies the service's migrations for this backend.
     pub async fn migrate(&self, migrations: &Migrations) -> Result<(), DbError> {
-        match self {
-            Db::Postgres(p) => migrations.postgres.run(p).await?,
-            Db::Sqlite(p) => migrations.sqlite.run(p).await?,
+        match &self.pool {
+            Pool::Postgres(p) => migrations.postgres.run(p).await?,
+            Pool::Sqlite(p) => migrations.sqlite.run(p).await?,
         }
         Ok(())
     }
@@ -160,9 +194,9 @@ impl Db {
     /// Whether this pool's connections are encrypted: `Some(true)` for PostgreSQL over TLS
     /// (as the server sees it, `pg_stat_ssl`), `Some(false)` in cleartext, `None` for SQLite.
     pub async fn encrypted(&self) -> Result<Option<bool>, sqlx::Error> {
-        match self {
-            Db::Postgres(pool) => Ok(Some(pg_tls_version(pool).await?.is_some())),
-            Db::Sqlite(_) => Ok(None),
+        match &self.pool {
+            Pool::Postgres(pool) => Ok(Some(pg_tls_version(pool).await?.is_some())),
+            Pool::Sqlite(_) => Ok(None),
         }
     }
 
@@ -270,7 +304,7 @@ impl PgTarget {
     /// Logs whether the pool's connections are encrypted; loudly when a server off this host is
     /// reached in cleartext.
     async fn report(&self, db: &Db) {
-        let Db::Postgres(pool) = db else { return };
+        let Pool::Postgres(pool) = db.pool() else { return };
         let mode = ssl_mode_name(self.options.get_ssl_mode());
         match pg_tls_version(pool).await {
             Ok(Some(version)) => {

@@ -16,7 +16,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 use crate::health::Readiness;
-use crate::problem::{self, ApiError, PROBLEM_JSON};
+use crate::problem::{self, ApiError, ErrorCode, PROBLEM_JSON};
 
 /// Header carrying the request id, set at the edge and propagated to every service.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -144,6 +144,7 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
 pub fn with_common_layers(service: &'static str, router: Router) -> Router {
     router
         .fallback(fallback)
+        .layer(middleware::from_fn(refuse_suspicious_paths))
         .layer(middleware::from_fn(normalize_errors))
         .layer(middleware::from_fn(close_if_body_unread))
         .layer(middleware::from_fn(security_headers))
@@ -216,6 +217,32 @@ impl http_body::Body for ReadTracked {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Whether a raw request path holds a dot segment (`.`, `..`, raw or percent-encoded, in any
+/// case) or a backslash (raw or `%5C`): what URL resolution would collapse or turn into a
+/// separator, reaching paths outside the route the request matched (a proxy's `{*rest}` joined
+/// onto its upstream's address).
+pub fn suspicious_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains('\\') || lower.contains("%5c") {
+        return true;
+    }
+    lower.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
+/// 400 `bad_path` for [`suspicious_path`]s, whatever route (or none) they would match: no
+/// service of the platform has a path that needs them.
+pub async fn refuse_suspicious_paths(req: Request, next: Next) -> Response {
+    if suspicious_path(req.uri().path()) {
+        return ApiError::new(ErrorCode::BadPath)
+            .detail("the path may not contain dot segments or backslashes")
+            .into_response();
+    }
+    next.run(req).await
 }
 
 async fn fallback(req: Request) -> ApiError {

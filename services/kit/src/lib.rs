@@ -32,6 +32,7 @@ pub mod money;
 pub mod openapi;
 pub mod pagination;
 pub mod problem;
+pub mod redis;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -145,7 +145,10 @@ pub async fn list_all(
 
 /// Send a FAILED notification again (admin): it becomes PENDING with its attempts counted
 /// afresh, and the dispatcher takes it at once (and retries it as any other). A notification
-/// that failed because no address was known when it was planned has nothing to send (409).
+/// that failed because no address was known when it was planned has nothing to send (409
+/// `notification_unaddressable`); a password-reset or verification email carried a single-use
+/// link that is not kept (409 `notification_link_expired`); 409 `notification_not_failed` for any
+/// other status.
 #[utoipa::path(
     post, path = "/api/v1/notifications/{id}/resend", tag = "notifications",
     params(("id" = Uuid, Path, description = "Notification id")),
@@ -175,6 +178,19 @@ pub async fn resend(
             ),
         ));
     }
+    // A reset or verification link's token is erased when its message fails for good: sending
+    // the message again would mail a dead link.
+    if matches!(
+        NotificationType::parse(&row.notification_type),
+        Some(NotificationType::PasswordReset | NotificationType::EmailVerification)
+    ) {
+        return Err(ApiError::conflict(
+            ErrorCode::NotificationLinkExpired,
+            format!(
+                "notification `{id}` carried a single-use link that is not kept: the user asks for a new one"
+            ),
+        ));
+    }
     if !st.store.requeue_failed(id, kit::db::Timestamp::now()).await? {
         return Err(ApiError::conflict(
             ErrorCode::NotificationNotFailed,
@@ -197,6 +213,7 @@ pub fn router(state: NotificationState) -> Router {
         .route("/api/v1/notifications/admin/all", get(list_all))
         .route("/api/v1/notifications/{id}", get(get_one))
         .route("/api/v1/notifications/{id}/resend", axum::routing::post(resend))
+        .route(crate::security::PATH, axum::routing::post(crate::security::security_mail))
         .with_state(state)
 }
 

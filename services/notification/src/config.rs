@@ -76,6 +76,14 @@ pub struct NotificationConfig {
     pub claim_lease_secs: u64,
     /// Shop name used in templates.
     pub shop_name: String,
+    /// The storefront's address: links in security emails point at
+    /// `<app_url>/reset-password#token=…` and `<app_url>/verify-email#token=…` (the token in
+    /// the fragment, which browsers send to no server).
+    pub app_url: String,
+    /// The credential the auth service presents on `POST /internal/v1/security-mail`; the
+    /// composer gives the platform's (`SHOP_INTERNAL_TOKEN`). Unset: the endpoint answers nobody.
+    #[serde(skip_serializing)]
+    pub internal_token: Option<SecretString>,
 }
 
 impl Default for NotificationConfig {
@@ -93,6 +101,8 @@ impl Default for NotificationConfig {
             batch_size: 50,
             claim_lease_secs: 300,
             shop_name: "ShopPlatform".into(),
+            app_url: "http://localhost:3000".into(),
+            internal_token: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use kit::db::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::{OutgoingMessage, SendError};
-use crate::model::{NotificationRow, NotificationType};
+use crate::model::{NotificationRow, NotificationType, SECRET_PLACEHOLDER};
 use crate::NotificationState;
 
 /// Starts the dispatcher; it stops when `shutdown` is cancelled (after the row in flight).
@@ -57,14 +57,19 @@ impl NotificationState {
         let outcome = match (row.channel_kind(), NotificationType::parse(&row.notification_type)) {
             (Some(kind), Some(ty)) => match self.channels.get(kind) {
                 Some(ch) => {
+                    // A security email's token goes into the message only now, on its way out.
+                    let reveal = |s: &str| match &row.secret {
+                        Some(secret) => s.replace(SECRET_PLACEHOLDER, secret),
+                        None => s.to_string(),
+                    };
                     let msg = OutgoingMessage {
                         id: row.id,
                         channel: kind,
                         notification_type: ty,
                         recipient: row.recipient.clone(),
                         subject: row.subject.clone(),
-                        text: row.content.clone(),
-                        html: row.html.clone(),
+                        text: reveal(&row.content),
+                        html: row.html.as_deref().map(reveal),
                     };
                     ch.send(&msg).await
                 }
@@ -78,7 +83,7 @@ impl NotificationState {
         match outcome {
             Ok(()) => {
                 self.store.mark_sent(row.id, Timestamp::now()).await?;
-                metrics::counter!("notifications_sent_total", "channel" => row.channel.clone()).increment(1);
+                metrics::counter!(kit::contract::metrics::NOTIFICATIONS_SENT.name, "channel" => row.channel.clone()).increment(1);
                 tracing::info!(notification_id = %row.id, channel = %row.channel, recipient = %row.recipient, "notification sent");
             }
             Err(err) => {
@@ -90,7 +95,7 @@ impl NotificationState {
                     Some(at) => tracing::warn!(notification_id = %row.id, error = %err, attempt = failures,
                         next_attempt_at = %at.to_sqlite_text(), "notification send failed; will retry"),
                     None => {
-                        metrics::counter!("notifications_failed_total", "channel" => row.channel.clone())
+                        metrics::counter!(kit::contract::metrics::NOTIFICATIONS_FAILED.name, "channel" => row.channel.clone())
                             .increment(1);
                         tracing::error!(notification_id = %row.id, error = %err, attempt = failures,
                             "notification failed permanently")

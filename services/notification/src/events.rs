@@ -325,6 +325,8 @@ impl NotificationState {
             html,
             status: Status::Pending,
             last_error: None,
+            secret: None,
+            secret_expires_at: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dispatcher;
 pub mod events;
 pub mod model;
+pub mod security;
 pub mod store;
 pub mod templates;
 
@@ -101,9 +102,27 @@ pub fn service(config: NotificationConfig) -> kit::component::Service {
 
 async fn component(
     cx: kit::component::Context,
-    config: NotificationConfig,
+    mut config: NotificationConfig,
 ) -> anyhow::Result<kit::component::Component> {
+    // The auth service's security emails come with the platform's internal credential.
+    if cx.embedded || config.internal_token.is_none() {
+        config.internal_token = cx.internal_token.clone();
+    }
     let state = NotificationState::new(cx.db()?, config).await?;
     let dispatcher = spawn_dispatcher(state.clone(), cx.shutdown.clone());
-    Ok(kit::component::Component::new(router(state.clone())).subscribe(handlers(state)).task(dispatcher))
+    // Tokens of security emails whose link expired unsent are forgotten.
+    let store = state.store.clone();
+    let expiry = kit::component::every(
+        "unsent security email links expired",
+        std::time::Duration::from_secs(60),
+        cx.shutdown.clone(),
+        move || {
+            let store = store.clone();
+            async move { store.expire_secrets(kit::db::Timestamp::now()).await }
+        },
+    );
+    Ok(kit::component::Component::new(router(state.clone()))
+        .subscribe(handlers(state))
+        .task(dispatcher)
+        .task(expiry))
 }

@@ -48,8 +48,17 @@ string_enum!(
         RefundIssued = "REFUND_ISSUED",
         PaymentFailed = "PAYMENT_FAILED",
         LowStockAlert = "LOW_STOCK_ALERT",
+        PasswordReset = "PASSWORD_RESET",
+        EmailVerification = "EMAIL_VERIFICATION",
+        AccountExists = "ACCOUNT_EXISTS",
+        PasswordChanged = "PASSWORD_CHANGED",
     }
 );
+
+/// What stands in the stored message where a security email's token goes: the token itself is
+/// kept apart (`notifications.secret`) only until the message is sent (ADR 0016), and neither
+/// the history API nor a database dump shows it.
+pub const SECRET_PLACEHOLDER: &str = "[redacted]";
 
 string_enum!(
     /// Delivery channel.
@@ -123,6 +132,9 @@ pub struct NotificationRow {
     pub next_attempt_at: Timestamp,
     pub created_at: Timestamp,
     pub sent_at: Option<Timestamp>,
+    /// The token of a security email until it is sent (never returned by the API).
+    pub secret: Option<String>,
+    pub secret_expires_at: Option<Timestamp>,
 }
 
 impl NotificationRow {
@@ -171,6 +183,9 @@ pub struct NewNotification {
     pub html: Option<String>,
     pub status: Status,
     pub last_error: Option<String>,
+    /// A security email's token (its place in the content is [`SECRET_PLACEHOLDER`]).
+    pub secret: Option<String>,
+    pub secret_expires_at: Option<Timestamp>,
 }
 
 /// Where to reach a user.

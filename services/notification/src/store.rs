@@ -8,9 +8,12 @@ use uuid::Uuid;
 
 use crate::model::*;
 
-const COLS: &str =
+/// The columns an insert writes.
+const INSERT_COLS: &str =
     "id, event_id, event_type, user_id, order_id, recipient, notification_type, channel, subject, \
-     content, html, status, retry_count, last_error, next_attempt_at, created_at, sent_at";
+     content, html, status, retry_count, last_error, next_attempt_at, created_at, sent_at, secret, secret_expires_at";
+/// The columns of [`NotificationRow`].
+const COLS: &str = INSERT_COLS;
 
 /// What handling one event writes, in one transaction with its inbox row.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +31,43 @@ pub struct AdminFilter {
     pub status: Option<Status>,
     pub notification_type: Option<NotificationType>,
     pub channel: Option<ChannelKind>,
+}
+
+/// The insert of one notification (`ON CONFLICT (event_id, channel) DO NOTHING`), for either
+/// backend's executor.
+macro_rules! insert {
+    ($n:expr, $now:expr) => {{
+        let n: &NewNotification = $n;
+        let sent_at: Option<Timestamp> = None;
+        sqlx::query(const_format_insert())
+            .bind(n.id)
+            .bind(n.event_id)
+            .bind(&n.event_type)
+            .bind(n.user_id)
+            .bind(n.order_id)
+            .bind(&n.recipient)
+            .bind(n.notification_type.as_str())
+            .bind(n.channel.as_str())
+            .bind(&n.subject)
+            .bind(&n.content)
+            .bind(&n.html)
+            .bind(n.status.as_str())
+            .bind(&n.last_error)
+            .bind($now)
+            .bind(sent_at)
+            .bind(&n.secret)
+            .bind(n.secret_expires_at)
+    }};
+}
+
+fn const_format_insert() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "INSERT INTO notifications ({INSERT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14, $14, $15, $16, $17) \
+             ON CONFLICT (event_id, channel) DO NOTHING"
+        )
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -83,20 +123,32 @@ impl Store {
                 .execute(&mut *tx).await?;
             }
             for n in &effects.notifications {
-                let sent_at: Option<Timestamp> = None;
-                sqlx::query(&format!(
-                    "INSERT INTO notifications ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14, $14, $15) \
-                     ON CONFLICT (event_id, channel) DO NOTHING"
-                ))
-                .bind(n.id).bind(n.event_id).bind(&n.event_type).bind(n.user_id).bind(n.order_id)
-                .bind(&n.recipient).bind(n.notification_type.as_str()).bind(n.channel.as_str())
-                .bind(&n.subject).bind(&n.content).bind(&n.html).bind(n.status.as_str())
-                .bind(&n.last_error).bind(now).bind(sent_at)
-                .execute(&mut *tx).await?;
+                insert!(n, now).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(true)
         })
+    }
+
+    /// Stores one message that is not caused by an event (a security email from the auth
+    /// service): idempotent per (`event_id`, channel), the caller's request id. True when new.
+    pub async fn insert_one(&self, n: &NewNotification) -> Result<bool, sqlx::Error> {
+        let now = Timestamp::now();
+        let inserted =
+            with_db!(&self.db, pool => insert!(n, now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(inserted == 1)
+    }
+
+    /// Clears the tokens of security emails whose link expired before they could be sent, and
+    /// fails those still pending (a dead link is not worth sending).
+    pub async fn expire_secrets(&self, now: Timestamp) -> Result<u64, sqlx::Error> {
+        let n = with_db!(&self.db, pool => sqlx::query(
+            "UPDATE notifications SET secret = NULL, \
+             status = CASE WHEN status = 'PENDING' THEN 'FAILED' ELSE status END, \
+             last_error = CASE WHEN status = 'PENDING' THEN 'the link expired before it could be sent' ELSE last_error END \
+             WHERE secret IS NOT NULL AND secret_expires_at <= $1")
+            .bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n)
     }
 
     /// Takes up to `limit` due PENDING rows for this dispatcher: their `next_attempt_at` moves
@@ -124,10 +176,10 @@ impl Store {
         Ok(rows)
     }
 
-    /// PENDING → SENT.
+    /// PENDING → SENT (a security email's token is forgotten).
     pub async fn mark_sent(&self, id: Uuid, at: Timestamp) -> Result<bool, sqlx::Error> {
         let r = with_db!(&self.db, pool => sqlx::query(
-            "UPDATE notifications SET status = 'SENT', sent_at = $2 WHERE id = $1 AND status = 'PENDING'")
+            "UPDATE notifications SET status = 'SENT', sent_at = $2, secret = NULL WHERE id = $1 AND status = 'PENDING'")
             .bind(id).bind(at).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(r == 1)
     }
@@ -146,7 +198,7 @@ impl Store {
                  WHERE id = $1 AND status = 'PENDING'")
                 .bind(id).bind(error).bind(at).execute(pool).await.map(|r| r.rows_affected()))?,
             None => with_db!(&self.db, pool => sqlx::query(
-                "UPDATE notifications SET retry_count = retry_count + 1, last_error = $2, status = 'FAILED' \
+                "UPDATE notifications SET retry_count = retry_count + 1, last_error = $2, status = 'FAILED', secret = NULL \
                  WHERE id = $1 AND status = 'PENDING'")
                 .bind(id).bind(error).execute(pool).await.map(|r| r.rows_affected()))?,
         };

@@ -97,6 +97,7 @@ kit::db_tests! { MIGRATIONS;
                 order_id: None, recipient: "x@example.com".into(),
                 notification_type: NotificationType::OrderConfirmation, channel: ChannelKind::Email,
                 subject: "dup".into(), content: "dup".into(), html: None, status: Status::Pending, last_error: None,
+                secret: None, secret_expires_at: None,
             }],
             ..Default::default()
         };

@@ -44,6 +44,18 @@ pub const DEFAULT_TEMPLATES: &[(&str, &str)] = embedded!(
     "low_stock_alert.subject.txt",
     "low_stock_alert.txt",
     "low_stock_alert.html",
+    "password_reset.subject.txt",
+    "password_reset.txt",
+    "password_reset.html",
+    "email_verification.subject.txt",
+    "email_verification.txt",
+    "email_verification.html",
+    "account_exists.subject.txt",
+    "account_exists.txt",
+    "account_exists.html",
+    "password_changed.subject.txt",
+    "password_changed.txt",
+    "password_changed.html",
 );
 
 /// A rendered message.

@@ -186,3 +186,79 @@ kit::db_tests! { MIGRATIONS;
         dispatcher.await.unwrap();
     }
 }
+
+async fn post_security_mail(
+    app: &axum::Router,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> axum::http::StatusCode {
+    use tower::ServiceExt;
+    let mut req =
+        axum::http::Request::post("/internal/v1/security-mail").header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("x-internal-token", t);
+    }
+    let res = app.clone().oneshot(req.body(axum::body::Body::from(body.to_string())).unwrap()).await.unwrap();
+    res.status()
+}
+
+kit::db_tests! { MIGRATIONS;
+    async fn security_mails_reach_smtp_and_the_token_is_kept_only_until_sent(db) {
+        use serde_json::json;
+        let smtp = SmtpServer::start();
+        let cfg = NotificationConfig {
+            smtp: Some(smtp_config(smtp.port)),
+            internal_token: Some("mail-secret".to_string().into()),
+            app_url: "https://shop.example/".into(),
+            ..Default::default()
+        };
+        let st = NotificationState::new(db.clone(), cfg).await.unwrap();
+        let app = kit::http::service_app("notification", router(st.clone()), kit::health::Readiness::new());
+        let token = "abcdefghijklmnopqrstuvwxyz0123456789-_ABCDE";
+        let id = Uuid::now_v7();
+        let mail = json!({
+            "id": id, "kind": "PASSWORD_RESET", "userId": Uuid::now_v7(), "recipient": "ada@example.com",
+            "name": "Ada", "token": token,
+            "expiresAt": (time::OffsetDateTime::now_utc() + time::Duration::minutes(30)).format(&time::format_description::well_known::Rfc3339).unwrap(),
+        });
+        // Services only; a token in the shape the auth service makes.
+        assert_eq!(post_security_mail(&app, None, mail.clone()).await, axum::http::StatusCode::UNAUTHORIZED);
+        assert_eq!(post_security_mail(&app, Some("wrong"), mail.clone()).await, axum::http::StatusCode::UNAUTHORIZED);
+        let mut bad = mail.clone();
+        bad["token"] = json!("<script>");
+        assert_eq!(post_security_mail(&app, Some("mail-secret"), bad).await, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        let mut injected = mail.clone();
+        injected["recipient"] = json!("ada@example.com\r\nBcc: eve@example.com");
+        assert_eq!(post_security_mail(&app, Some("mail-secret"), injected).await, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        // Accepted twice (a retried call), stored once.
+        assert_eq!(post_security_mail(&app, Some("mail-secret"), mail.clone()).await, axum::http::StatusCode::ACCEPTED);
+        assert_eq!(post_security_mail(&app, Some("mail-secret"), mail.clone()).await, axum::http::StatusCode::ACCEPTED);
+        let notice = json!({ "id": Uuid::now_v7(), "kind": "ACCOUNT_EXISTS", "recipient": "bob@example.com" });
+        assert_eq!(post_security_mail(&app, Some("mail-secret"), notice).await, axum::http::StatusCode::ACCEPTED);
+
+        // Before sending, the stored content has a placeholder; the token waits apart.
+        let stored: Vec<(String, Option<String>)> = kit::with_db!(&db, pool => sqlx::query_as(
+            "SELECT content, secret FROM notifications WHERE recipient = 'ada@example.com'").fetch_all(pool).await).unwrap();
+        assert_eq!(stored.len(), 1, "one row for one id");
+        assert!(!stored[0].0.contains(token), "{}", stored[0].0);
+        assert_eq!(stored[0].1.as_deref(), Some(token));
+
+        let stop = CancellationToken::new();
+        let task = spawn_dispatcher(st.clone(), stop.clone());
+        let msgs = smtp.wait_for(2).await;
+        let reset = msgs.iter().find(|m| m["rcptTos"] == json!(["ada@example.com"])).unwrap();
+        assert!(reset["subject"].as_str().unwrap().starts_with("Reset your"), "{reset}");
+        let text = reset["text"].as_str().unwrap();
+        assert!(text.contains(&format!("https://shop.example/reset-password#token={token}")), "{text}");
+        assert!(reset["html"].as_str().unwrap().contains(token));
+        let exists = msgs.iter().find(|m| m["rcptTos"] == json!(["bob@example.com"])).unwrap();
+        assert!(exists["subject"].as_str().unwrap().contains("already have"), "{exists}");
+        until(|| async {
+            let secrets: Vec<Option<String>> = kit::with_db!(&db, pool => sqlx::query_scalar(
+                "SELECT secret FROM notifications WHERE recipient = 'ada@example.com' AND status = 'SENT'").fetch_all(pool).await).unwrap();
+            secrets == vec![None]
+        }).await;
+        stop.cancel();
+        task.await.unwrap();
+    }
+}

@@ -78,6 +78,11 @@ async fn place_idempotently(
     p: Placement,
 ) -> ApiResult<Response> {
     let Placement { operation, fingerprint, lines, address, shipping_method, notes } = p;
+    // Unverified accounts may browse and fill a cart, not order (docs/auth.md).
+    if !who.email_verified {
+        return Err(ApiError::new(ErrorCode::EmailUnverified)
+            .detail("open the verification link we mailed (or ask for a new one) before placing an order"));
+    }
     let key = idempotency::key_from_headers(headers)?;
     validate_order_input(lines.as_deref(), &address, notes.as_deref()).map_err(ApiError::invalid_fields)?;
     let scope = format!("{}:{operation}", who.user_id);
@@ -115,8 +120,9 @@ async fn place_idempotently(
 /// Requires `Idempotency-Key`: the same key and body replay the first answer; the same key
 /// with another body is refused (422 `idempotency_key_reused`). 409 `cart_empty`,
 /// `insufficient_stock` or `product_unavailable` (the order is recorded as FAILED);
-/// 422 for an address, shipping method or notes that are not acceptable; 503 when the cart or
-/// the catalog cannot be asked.
+/// 422 for an address, shipping method or notes that are not acceptable; 403
+/// `email_unverified` before the account's email address is verified; 503 when the cart or the
+/// catalog cannot be asked.
 #[utoipa::path(
     post, path = "/api/v1/orders/checkout", tag = "orders",
     request_body = CheckoutRequest,
@@ -126,7 +132,7 @@ async fn place_idempotently(
         (status = 201, description = "Order placed, stock reserved: status AWAITING_PAYMENT", body = Order),
         (status = 200, description = "The order this Idempotency-Key already made", body = Order),
         (status = 202, description = "Order placed (PENDING); the stock reservation is being retried", body = Order),
-        r::Write, r::Conflict, r::ServiceUnavailable,
+        r::Write, r::Forbidden, r::Conflict, r::ServiceUnavailable,
     )
 )]
 pub async fn checkout(
@@ -150,7 +156,8 @@ pub async fn checkout(
 ///
 /// Requires `Idempotency-Key` (as checkout). 409 `insufficient_stock` or `product_unavailable`
 /// (a product that does not exist or is not for sale); 422 for an address, shipping method or
-/// notes that are not acceptable; 503 when the catalog cannot be asked.
+/// notes that are not acceptable; 403 `email_unverified` before the account's email address is
+/// verified; 503 when the catalog cannot be asked.
 #[utoipa::path(
     post, path = "/api/v1/orders", tag = "orders",
     request_body = CreateOrderRequest,
@@ -160,7 +167,7 @@ pub async fn checkout(
         (status = 201, description = "Order placed, stock reserved: status AWAITING_PAYMENT", body = Order),
         (status = 200, description = "The order this Idempotency-Key already made", body = Order),
         (status = 202, description = "Order placed (PENDING); the stock reservation is being retried", body = Order),
-        r::Write, r::Conflict, r::ServiceUnavailable,
+        r::Write, r::Forbidden, r::Conflict, r::ServiceUnavailable,
     )
 )]
 pub async fn create_order(

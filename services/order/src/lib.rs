@@ -9,6 +9,7 @@
 pub mod api;
 pub mod config;
 pub mod events;
+pub mod metrics;
 pub mod model;
 pub mod saga;
 pub mod store;

@@ -481,6 +481,7 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
+        crate::metrics::placed();
         self.get(new.id).await?.map(Ok).ok_or_else(|| not_found(new.id))
     }
 
@@ -581,7 +582,7 @@ impl Store {
         let now = Timestamp::now();
         with_db!(&self.db, pool => {
             let mut tx = pool.begin_with(self.db.begin_write_sql()).await?;
-            let lock = if matches!(self.db, Db::Postgres(_)) { " FOR UPDATE" } else { "" };
+            let lock = if matches!(self.db.pool(), kit::db::Pool::Postgres(_)) { " FOR UPDATE" } else { "" };
             let current: Option<String> = sqlx::query_scalar(&format!("SELECT status FROM orders WHERE id = $1{lock}"))
                 .bind(id).fetch_optional(&mut *tx).await?;
             let Some(current) = current else { return Err(not_found(id)) };
@@ -632,7 +633,8 @@ impl Store {
                 outbox::enqueue(&mut *tx, &ev).await?;
             }
             tx.commit().await?;
-            metrics::counter!("shop_order_transitions_total", "to" => to.as_str()).increment(1);
+            self.db.outbox_committed();
+            crate::metrics::transitioned(from, to, &actor.name, after.created_at);
             Ok(Transitioned::Done(after))
         })
     }
@@ -694,6 +696,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             outbox::enqueue(&mut *tx, &ev).await?;
             tx.commit().await?;
+            self.db.outbox_committed();
             Ok(())
         })
     }

@@ -693,6 +693,11 @@ impl Store {
             }
             let after = load_payment!(tx, &reload, payment_id);
             tx.commit().await?;
+            self.db.outbox_committed();
+            if let Some(outcome) = payment_outcome(to) {
+                metrics::counter!(kit::contract::metrics::PAYMENTS.name, "outcome" => outcome, "provider" => row.provider.clone())
+                    .increment(1);
+            }
             Ok(after.map(Transitioned::Done).unwrap_or(Transitioned::NotFound))
         })
     }
@@ -837,5 +842,21 @@ impl Store {
             tx.commit().await?;
             Ok(fresh)
         })
+    }
+}
+
+/// The `outcome` label of `shop_payments_total` for a payment that reached `to`; `None` for the
+/// steps before an outcome (waiting for a method, a confirmation or the customer's action).
+pub fn payment_outcome(to: PaymentStatus) -> Option<&'static str> {
+    match to {
+        PaymentStatus::Authorized => Some("authorized"),
+        PaymentStatus::Failed => Some("declined"),
+        PaymentStatus::Captured => Some("captured"),
+        PaymentStatus::Cancelled => Some("cancelled"),
+        PaymentStatus::PartiallyRefunded => Some("partially_refunded"),
+        PaymentStatus::Refunded => Some("refunded"),
+        PaymentStatus::RequiresPaymentMethod
+        | PaymentStatus::RequiresConfirmation
+        | PaymentStatus::RequiresAction => None,
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::{Extension, Router};
-use kit::auth::{HttpJwks, JwksSource, Verifier};
+use kit::auth::{HttpJwks, HttpRevocations, JwksSource, Revocations, Verifier};
 use kit::component::{Component, Context, Peer, Service};
 use kit::contract::ServiceName;
 use kit::db::{Db, Migrations, PoolSettings};
@@ -24,7 +24,7 @@ use crate::settings::{DbScope, Settings};
 /// The service `name`, configured from `settings`: the one table of the platform's services.
 pub fn service(name: ServiceName, settings: &Settings) -> Service {
     match name {
-        ServiceName::Auth => shop_auth::service(settings.auth.clone()),
+        ServiceName::Auth => shop_auth::service(auth_config(settings)),
         ServiceName::Catalog => shop_catalog::service(),
         ServiceName::Cart => shop_cart::service(
             settings.cart.clone(),
@@ -43,6 +43,16 @@ pub fn service(name: ServiceName, settings: &Settings) -> Service {
 /// the others verify tokens with; the gateway last, which routes to all of them).
 pub fn services(settings: &Settings) -> Vec<Service> {
     ServiceName::ALL.into_iter().map(|name| service(name, settings)).collect()
+}
+
+/// The auth service shares its login failure counters through the platform's Redis
+/// (`SHOP_REDIS_URL`) unless `SHOP_AUTH__REDIS_URL` names another.
+fn auth_config(settings: &Settings) -> shop_auth::AuthConfig {
+    let mut config = settings.auth.clone();
+    if config.redis_url.is_none() {
+        config.redis_url = settings.redis_url.clone();
+    }
+    config
 }
 
 /// The gateway shares its rate limits through the platform's Redis (`SHOP_REDIS_URL`) unless
@@ -196,7 +206,8 @@ impl Mounted {
             if component.outbox {
                 let db =
                     db.ok_or_else(|| anyhow::anyhow!("the {name} service has an outbox but no database"))?;
-                let relay = Relay::new(db.clone(), bus.clone(), RelayConfig::default());
+                let relay =
+                    Relay::new(db.clone(), bus.clone(), RelayConfig::default()).for_service(name.as_str());
                 self.readiness = std::mem::take(&mut self.readiness).with(prefix, Arc::new(relay.health()));
                 self.tasks.push(relay.spawn(self.shutdown.clone()));
             }
@@ -209,6 +220,15 @@ impl Mounted {
             self.readiness = std::mem::take(&mut self.readiness).with_informational(prefix, check);
         }
         Ok(())
+    }
+
+    /// Keeps `revocations` up to date (a pull every `SHOP_AUTH__REVOCATION_POLL_MS`) and reports
+    /// the feed in readiness (informational: an auth outage must not take every service down).
+    fn follow_revocations(&mut self, settings: &Settings, revocations: &Arc<Revocations>) {
+        let interval = std::time::Duration::from_millis(settings.auth.revocation_poll_ms.max(50));
+        self.tasks.push(revocations.spawn(interval, self.shutdown.clone()));
+        let check = revocations.health((interval * 10).max(std::time::Duration::from_secs(30)));
+        self.readiness = std::mem::take(&mut self.readiness).with_informational("", check);
     }
 
     /// Starts the bus's consumers — only now, after every handler has been registered — and
@@ -245,9 +265,40 @@ fn verifier(settings: &Settings, keys: Arc<dyn JwksSource>) -> Verifier {
     Verifier::new(keys, settings.auth.issuer.clone(), settings.auth.audience.clone())
 }
 
-fn http_verifier(settings: &Settings) -> Verifier {
+/// A verifier of a service that runs apart: the keys from the JWKS, the revocations from the
+/// auth service's feed next to it (`/internal/v1/revocations`, with the internal credential),
+/// pulled every `SHOP_AUTH__REVOCATION_POLL_MS` by a task of `m`, whose readiness reports the
+/// feed (informational).
+fn http_verifier(settings: &Settings, m: &mut Mounted) -> Verifier {
     let client = reqwest::Client::builder().build().expect("HTTP client");
-    verifier(settings, Arc::new(HttpJwks { url: settings.jwks_url(), client }))
+    let mut feed =
+        url::Url::parse(&settings.jwks_url()).unwrap_or_else(|_| settings.service_url(ServiceName::Auth));
+    feed.set_path(kit::auth::REVOCATIONS_PATH);
+    feed.set_query(None);
+    let revocations = Revocations::new(Arc::new(HttpRevocations {
+        url: feed.to_string(),
+        client: client.clone(),
+        internal_token: settings.internal_token.clone(),
+    }));
+    m.follow_revocations(settings, &revocations);
+    verifier(settings, Arc::new(HttpJwks { url: settings.jwks_url(), client })).with_revocations(revocations)
+}
+
+/// A router that hands requests to a peer built later (in one process the auth service, built
+/// first, mails through the notification service, built after it); 503 until then.
+fn deferred(cell: Arc<std::sync::OnceLock<Router>>, peer: ServiceName) -> Router {
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+    Router::new().fallback(move |req: axum::extract::Request| {
+        let cell = cell.clone();
+        async move {
+            match cell.get() {
+                Some(router) => router.clone().oneshot(req).await.into_response(),
+                None => kit::problem::ApiError::unavailable(format!("the {peer} service is not started yet"))
+                    .into_response(),
+            }
+        }
+    })
 }
 
 /// In one process the services still present an internal credential to each other; without
@@ -294,6 +345,8 @@ pub async fn embedded(settings: &Settings, seed: bool) -> anyhow::Result<Running
     let bus = kit::events::connect(&settings.events).await.context("connecting the event bus")?;
     let token = embedded_internal_token(settings);
     let mut peers: BTreeMap<ServiceName, Router> = BTreeMap::new();
+    let later: BTreeMap<ServiceName, Arc<std::sync::OnceLock<Router>>> =
+        ServiceName::ALL.into_iter().map(|n| (n, Arc::default())).collect();
     let mut verifier_in_use: Option<Verifier> = None;
     let mut gateway = None;
     for service in services {
@@ -304,9 +357,11 @@ pub async fn embedded(settings: &Settings, seed: bool) -> anyhow::Result<Running
         cx.internal_token = Some(token.clone());
         cx.verifier = verifier_in_use.clone();
         for peer in name.peers() {
-            if let Some(router) = peers.get(peer) {
-                cx = cx.with_peer(*peer, Peer::Local(router.clone()));
-            }
+            let router = match peers.get(peer) {
+                Some(router) => router.clone(),
+                None => deferred(later[peer].clone(), *peer),
+            };
+            cx = cx.with_peer(*peer, Peer::Local(router));
         }
         if name == ServiceName::Gateway {
             cx.openapi = Some(openapi());
@@ -314,7 +369,14 @@ pub async fn embedded(settings: &Settings, seed: bool) -> anyhow::Result<Running
         let mut component =
             (service.build)(cx).await.with_context(|| format!("starting the {name} service"))?;
         if let Some(keys) = component.jwks.clone() {
-            verifier_in_use = Some(verifier(settings, keys));
+            let mut v = verifier(settings, keys);
+            // The auth service writes revocations into this cache as it makes them, and pulls
+            // its database for those of other replicas and of before a restart.
+            if let Some(revocations) = component.revocations.clone() {
+                m.follow_revocations(settings, &revocations);
+                v = v.with_revocations(revocations);
+            }
+            verifier_in_use = Some(v);
         }
         let verifier =
             verifier_in_use.clone().ok_or_else(|| anyhow::anyhow!("no service issues access tokens"))?;
@@ -323,6 +385,7 @@ pub async fn embedded(settings: &Settings, seed: bool) -> anyhow::Result<Running
         if name == ServiceName::Gateway {
             gateway = Some(router);
         } else {
+            let _ = later[&name].set(router.clone());
             peers.insert(name, router);
         }
     }
@@ -345,7 +408,8 @@ pub async fn single(settings: &Settings, name: ServiceName) -> anyhow::Result<Ru
     };
     let mut cx = Context::new(name, false, m.shutdown.clone()).with_db(db.clone()).with_bus(bus.clone());
     cx.internal_token = settings.internal_token.clone();
-    cx.verifier = Some(http_verifier(settings));
+    let remote_verifier = (name != ServiceName::Auth).then(|| http_verifier(settings, &mut m));
+    cx.verifier = remote_verifier.clone();
     for peer in name.peers() {
         cx = cx.with_peer(*peer, Peer::Remote(settings.service_url(*peer)));
     }
@@ -353,9 +417,17 @@ pub async fn single(settings: &Settings, name: ServiceName) -> anyhow::Result<Ru
         cx.openapi = Some(openapi());
     }
     let mut component = (service.build)(cx).await.with_context(|| format!("starting the {name} service"))?;
-    let verifier = match component.jwks.clone() {
-        Some(keys) => verifier(settings, keys),
-        None => http_verifier(settings),
+    let verifier = match (component.jwks.clone(), remote_verifier) {
+        (Some(keys), _) => {
+            let mut v = verifier(settings, keys);
+            if let Some(revocations) = component.revocations.clone() {
+                m.follow_revocations(settings, &revocations);
+                v = v.with_revocations(revocations);
+            }
+            v
+        }
+        (None, Some(v)) => v,
+        (None, None) => http_verifier(settings, &mut m),
     };
     m.mount(name, "", &mut component, db.as_ref(), bus.as_ref())?;
     let api = component.router.layer(Extension(verifier));

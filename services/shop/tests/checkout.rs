@@ -14,6 +14,21 @@ use flow::*;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accounts_self_service_revocation_and_the_edge_in_one_process() {
+    let dir = temp_dir();
+    let mut settings = test_settings(&dir);
+    settings.internal_token = Some("e2e-internal-token".to_string().into());
+    let running = compose::embedded(&settings, true).await.unwrap();
+    let shop = spawn(running.app.clone()).await;
+    let api = Api::new(shop.url(""));
+    identity_flow(&api, "e2e-internal-token").await;
+    made_up_methods_create_no_series(&api).await;
+    shop.stop().await;
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn checkout_saga_in_one_process() {
     let dir = temp_dir();
     let settings = test_settings(&dir);

@@ -67,14 +67,14 @@ pub(crate) async fn deliver(
         let result = AssertUnwindSafe(handler.handle(event.clone())).catch_unwind().await;
         let error = match result {
             Ok(Ok(())) => {
-                metrics::counter!("events_consumed_total", "type" => event.ty.clone(), "group" => group.to_string())
+                metrics::counter!(crate::contract::metrics::EVENTS_CONSUMED.name, "type" => event.ty.clone(), "group" => group.to_string())
                     .increment(1);
                 return Outcome::Processed;
             }
             Ok(Err(e)) => format!("{e:#}"),
             Err(panic) => format!("handler panicked: {}", panic_message(&panic)),
         };
-        metrics::counter!("events_failed_total", "type" => event.ty.clone(), "group" => group.to_string())
+        metrics::counter!(crate::contract::metrics::EVENTS_FAILED.name, "type" => event.ty.clone(), "group" => group.to_string())
             .increment(1);
         tracing::warn!(event_id = %event.id, r#type = %event.ty, group, attempt, max, %error, "event handler failed");
         if attempt >= max {

@@ -61,6 +61,8 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct BusContext {
     last_error: Arc<Mutex<Option<ClientFailure>>>,
+    /// The consumer group of a consumer's context: its statistics report the group's lag.
+    group: Option<String>,
 }
 
 /// A failure reported by librdkafka; `fatal` ones (TLS, authentication) end start-up at once.
@@ -131,6 +133,21 @@ impl ClientContext for BusContext {
         // not always reported through the error callback.
         if (level as i32) <= (RDKafkaLogLevel::Warning as i32) && fac == "FAIL" {
             self.record(None, message);
+        }
+    }
+
+    /// A consumer's statistics (every `statistics.interval.ms`): its lag per partition.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(group) = &self.group else { return };
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // librdkafka reports -1 for the internal partition and while the lag is unknown.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!(crate::contract::metrics::CONSUMER_LAG.name, "group" => group.clone(),
+                        "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set(p.consumer_lag as f64);
+                }
+            }
         }
     }
 
@@ -343,7 +360,9 @@ impl KafkaBus {
         cc.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // Statistics feed `events_consumer_lag` (see `BusContext::stats`).
+            .set("statistics.interval.ms", "15000");
         for (k, v) in &self.inner.config.consumer_properties {
             cc.set(k, v);
         }
@@ -351,7 +370,8 @@ impl KafkaBus {
     }
 
     fn new_consumer(&self, group: &str) -> Result<StreamConsumer<BusContext>, EventError> {
-        self.consumer_config(group).create_with_context(BusContext::default()).map_err(|e| {
+        let context = BusContext { group: Some(group.to_string()), ..BusContext::default() };
+        self.consumer_config(group).create_with_context(context).map_err(|e| {
             config_err(&format!("cannot create the Kafka consumer of group {group}"), &self.inner.config, e)
         })
     }
@@ -479,7 +499,7 @@ impl KafkaBus {
             }
             match self.send(&dlq, msg.key(), msg.payload(), hs).await {
                 Ok(()) => {
-                    metrics::counter!("events_dead_lettered_total", "type" => ty, "group" => sub.group.clone())
+                    metrics::counter!(crate::contract::metrics::EVENTS_DEAD_LETTERED.name, "type" => ty, "group" => sub.group.clone())
                         .increment(1);
                     return true;
                 }
@@ -651,7 +671,8 @@ impl EventBus for KafkaBus {
         }
         let value = event.to_kafka_value();
         self.send(&topic, Some(event.key().as_bytes()), Some(&value), hs).await?;
-        metrics::counter!("events_published_total", "type" => event.ty.clone()).increment(1);
+        metrics::counter!(crate::contract::metrics::EVENTS_PUBLISHED.name, "type" => event.ty.clone())
+            .increment(1);
         self.inner.tap.record(event);
         Ok(())
     }
@@ -717,6 +738,62 @@ impl EventBus for KafkaBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// librdkafka's statistics of a consumer (trimmed to what the lag needs; the format of
+    /// STATISTICS.md): partition 0 is 42 behind, partition 1 is unknown (-1), -1 is internal.
+    const STATS: &str = r#"{
+        "name": "rdkafka#consumer-1", "client_id": "rdkafka", "type": "consumer", "ts": 1, "time": 1,
+        "age": 1, "replyq": 0, "msg_cnt": 0, "msg_size": 0, "msg_max": 0, "msg_size_max": 0,
+        "simple_cnt": 0, "metadata_cache_cnt": 1, "brokers": {}, "tx": 0, "tx_bytes": 0, "rx": 0,
+        "rx_bytes": 0, "txmsgs": 0, "txmsg_bytes": 0, "rxmsgs": 0, "rxmsg_bytes": 0,
+        "topics": {"shop-payments": {"topic": "shop-payments", "age": 1, "metadata_age": 1,
+            "batchsize": {"min":0,"max":0,"avg":0,"sum":0,"stddev":0,"p50":0,"p75":0,"p90":0,"p95":0,"p99":0,"p99_99":0,"outofrange":0,"hdrsize":0,"cnt":0},
+            "batchcnt": {"min":0,"max":0,"avg":0,"sum":0,"stddev":0,"p50":0,"p75":0,"p90":0,"p95":0,"p99":0,"p99_99":0,"outofrange":0,"hdrsize":0,"cnt":0},
+            "partitions": {
+                "0": {"partition": 0, "broker": 1, "leader": 1, "desired": true, "unknown": false,
+                      "msgq_cnt": 0, "msgq_bytes": 0, "xmit_msgq_cnt": 0, "xmit_msgq_bytes": 0,
+                      "fetchq_cnt": 0, "fetchq_size": 0, "fetch_state": "active", "query_offset": 0,
+                      "next_offset": 58, "app_offset": 58, "stored_offset": 58, "committed_offset": 58,
+                      "eof_offset": 100, "lo_offset": 0, "hi_offset": 100, "ls_offset": 100,
+                      "consumer_lag": 42, "consumer_lag_stored": 42, "txmsgs": 0, "txbytes": 0,
+                      "rxmsgs": 58, "rxbytes": 0, "msgs": 58, "rx_ver_drops": 0, "msgs_inflight": 0,
+                      "next_ack_seq": 0, "next_err_seq": 0, "acked_msgid": 0},
+                "1": {"partition": 1, "broker": 1, "leader": 1, "desired": true, "unknown": false,
+                      "msgq_cnt": 0, "msgq_bytes": 0, "xmit_msgq_cnt": 0, "xmit_msgq_bytes": 0,
+                      "fetchq_cnt": 0, "fetchq_size": 0, "fetch_state": "none", "query_offset": 0,
+                      "next_offset": 0, "app_offset": -1001, "stored_offset": -1001, "committed_offset": -1001,
+                      "eof_offset": -1001, "lo_offset": -1, "hi_offset": -1, "ls_offset": -1,
+                      "consumer_lag": -1, "consumer_lag_stored": -1, "txmsgs": 0, "txbytes": 0,
+                      "rxmsgs": 0, "rxbytes": 0, "msgs": 0, "rx_ver_drops": 0, "msgs_inflight": 0,
+                      "next_ack_seq": 0, "next_err_seq": 0, "acked_msgid": 0},
+                "-1": {"partition": -1, "broker": -1, "leader": -1, "desired": false, "unknown": false,
+                      "msgq_cnt": 0, "msgq_bytes": 0, "xmit_msgq_cnt": 0, "xmit_msgq_bytes": 0,
+                      "fetchq_cnt": 0, "fetchq_size": 0, "fetch_state": "none", "query_offset": 0,
+                      "next_offset": 0, "app_offset": -1001, "stored_offset": -1001, "committed_offset": -1001,
+                      "eof_offset": -1001, "lo_offset": -1, "hi_offset": -1, "ls_offset": -1,
+                      "consumer_lag": 7, "consumer_lag_stored": 7, "txmsgs": 0, "txbytes": 0,
+                      "rxmsgs": 0, "rxbytes": 0, "msgs": 0, "rx_ver_drops": 0, "msgs_inflight": 0,
+                      "next_ack_seq": 0, "next_err_seq": 0, "acked_msgid": 0}
+            }}}
+    }"#;
+
+    #[test]
+    fn consumer_statistics_become_the_lag_gauge() {
+        let stats: rdkafka::Statistics = serde_json::from_str(STATS).expect("librdkafka statistics");
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let consumer = BusContext { group: Some("order".into()), ..BusContext::default() };
+        let producer = BusContext::default();
+        metrics::with_local_recorder(&recorder, || {
+            consumer.stats(stats.clone());
+            producer.stats(stats); // a producer's statistics carry no group: nothing recorded
+        });
+        let text = handle.render();
+        let lag: Vec<&str> = text.lines().filter(|l| l.starts_with("events_consumer_lag{")).collect();
+        assert_eq!(lag.len(), 1, "only partition 0 has a known lag: {text}");
+        assert!(lag[0].contains(r#"group="order""#) && lag[0].contains(r#"topic="shop-payments""#));
+        assert!(lag[0].contains(r#"partition="0""#) && lag[0].ends_with(" 42"), "{}", lag[0]);
+    }
 
     #[test]
     fn the_tap_consumer_never_commits_and_has_a_group_of_its_own() {

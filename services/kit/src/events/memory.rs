@@ -6,10 +6,12 @@
 //! at least once. A failed handler is retried with backoff and then dead-lettered (kept in
 //! memory, [`InProcessBus::dead_letters`]); only then does the offset advance. Offsets survive
 //! a stop/start of the consumers on the same bus. Nothing survives the process: durability in
-//! embedded mode comes from the outbox, which re-publishes rows not yet marked sent.
+//! embedded mode comes from the outbox, which re-publishes rows not yet deleted. Like a broker's
+//! retention, a partition keeps only [`RETAINED`] events that every consumer group reading the
+//! topic has processed (the bus would otherwise grow with every event ever published).
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,10 @@ use super::{ConsumerState, Consumers, Envelope, EventBus, EventError, Handler, R
 /// Partitions of every in-process topic.
 pub const PARTITIONS: usize = 4;
 
+/// Events kept per partition once every group reading the topic has processed them (for
+/// [`InProcessBus::events`] and late subscribers); older ones are dropped.
+pub const RETAINED: usize = 256;
+
 /// An event that exhausted its retries in one consumer group.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -37,14 +43,46 @@ pub struct DeadLetter {
     pub event: Envelope,
 }
 
+/// One partition's log: the events from offset `base` on.
+#[derive(Default)]
+struct Log {
+    base: usize,
+    events: VecDeque<Envelope>,
+}
+
+impl Log {
+    fn end(&self) -> usize {
+        self.base + self.events.len()
+    }
+
+    fn get(&self, offset: usize) -> Option<&Envelope> {
+        self.events.get(offset.checked_sub(self.base)?)
+    }
+
+    /// Drops events before `offset`, keeping at least [`RETAINED`].
+    fn trim(&mut self, offset: usize) {
+        let keep_from = offset.min(self.end().saturating_sub(RETAINED));
+        while self.base < keep_from {
+            self.events.pop_front();
+            self.base += 1;
+        }
+    }
+}
+
 struct Topic {
-    partitions: Vec<Vec<Envelope>>,
+    partitions: Vec<Log>,
     appended: watch::Sender<u64>,
+    /// The consumer groups that read this topic (their committed offsets bound the trimming).
+    groups: Vec<String>,
 }
 
 impl Topic {
     fn new() -> Topic {
-        Topic { partitions: vec![Vec::new(); PARTITIONS], appended: watch::channel(0).0 }
+        Topic {
+            partitions: (0..PARTITIONS).map(|_| Log::default()).collect(),
+            appended: watch::channel(0).0,
+            groups: Vec::new(),
+        }
     }
 }
 
@@ -54,6 +92,26 @@ struct State {
     /// Committed offsets: (group, topic, partition) → next offset to deliver.
     offsets: HashMap<(String, String, usize), usize>,
     dead_letters: Vec<DeadLetter>,
+}
+
+impl State {
+    /// Drops what every group reading `topic` has processed in `partition`, beyond [`RETAINED`].
+    fn trim(&mut self, topic: &str, partition: usize) {
+        let Some(t) = self.topics.get(topic) else { return };
+        let log = &t.partitions[partition];
+        if log.events.len() < 2 * RETAINED {
+            return;
+        }
+        let done = t
+            .groups
+            .iter()
+            .map(|g| self.offsets.get(&(g.clone(), topic.to_string(), partition)).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(log.end());
+        if let Some(t) = self.topics.get_mut(topic) {
+            t.partitions[partition].trim(done);
+        }
+    }
 }
 
 /// The embedded event bus. Cheap to clone; clones share the logs.
@@ -99,7 +157,10 @@ impl InProcessBus {
     pub fn events(&self, topic: &str) -> Vec<Envelope> {
         let full = contract::full_topic(&self.inner.prefix, topic);
         let st = self.inner.state.lock().expect("bus lock");
-        st.topics.get(&full).map(|t| t.partitions.concat()).unwrap_or_default()
+        st.topics
+            .get(&full)
+            .map(|t| t.partitions.iter().flat_map(|p| p.events.iter().cloned()).collect())
+            .unwrap_or_default()
     }
 
     fn partition_of(key: &str) -> usize {
@@ -108,22 +169,34 @@ impl InProcessBus {
         (h.finish() % PARTITIONS as u64) as usize
     }
 
-    fn subscribe_topic(&self, topic: &str) -> watch::Receiver<u64> {
+    fn subscribe_topic(&self, group: &str, topic: &str) -> watch::Receiver<u64> {
         let mut st = self.inner.state.lock().expect("bus lock");
-        st.topics.entry(topic.to_string()).or_insert_with(Topic::new).appended.subscribe()
+        let t = st.topics.entry(topic.to_string()).or_insert_with(Topic::new);
+        if !t.groups.iter().any(|g| g == group) {
+            t.groups.push(group.to_string());
+        }
+        t.appended.subscribe()
     }
 
-    /// The next event for (group, topic, partition) at its committed offset, if any.
+    /// The next event for (group, topic, partition) at its committed offset, if any (an offset
+    /// trimmed away moves to the oldest event kept, as Kafka's `earliest` reset does).
     fn next(&self, group: &str, topic: &str, partition: usize) -> Option<(usize, Envelope)> {
         let st = self.inner.state.lock().expect("bus lock");
-        let offset = st.offsets.get(&(group.to_string(), topic.to_string(), partition)).copied().unwrap_or(0);
-        let ev = st.topics.get(topic)?.partitions[partition].get(offset)?.clone();
+        let log = &st.topics.get(topic)?.partitions[partition];
+        let offset = st
+            .offsets
+            .get(&(group.to_string(), topic.to_string(), partition))
+            .copied()
+            .unwrap_or(0)
+            .max(log.base);
+        let ev = log.get(offset)?.clone();
         Some((offset, ev))
     }
 
     fn commit(&self, group: &str, topic: &str, partition: usize, offset: usize) {
         let mut st = self.inner.state.lock().expect("bus lock");
         st.offsets.insert((group.to_string(), topic.to_string(), partition), offset + 1);
+        st.trim(topic, partition);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -135,7 +208,7 @@ impl InProcessBus {
         handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) {
-        let mut appended = self.subscribe_topic(&topic);
+        let mut appended = self.subscribe_topic(&group, &topic);
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -153,7 +226,7 @@ impl InProcessBus {
                 Outcome::Processed => {}
                 Outcome::Exhausted { error, attempts } => {
                     tracing::error!(event_id = %event.id, %topic, %group, %error, "event dead-lettered");
-                    metrics::counter!("events_dead_lettered_total", "type" => event.ty.clone(), "group" => group.clone())
+                    metrics::counter!(crate::contract::metrics::EVENTS_DEAD_LETTERED.name, "type" => event.ty.clone(), "group" => group.clone())
                         .increment(1);
                     self.inner.state.lock().expect("bus lock").dead_letters.push(DeadLetter {
                         group: group.clone(),
@@ -179,12 +252,15 @@ impl EventBus for InProcessBus {
             return Err(EventError::Unavailable("in-process bus switched off (fault injection)".into()));
         }
         let topic = contract::full_topic(&self.inner.prefix, event.topic()?);
+        let partition = Self::partition_of(event.key());
         let mut st = self.inner.state.lock().expect("bus lock");
-        let t = st.topics.entry(topic).or_insert_with(Topic::new);
-        t.partitions[Self::partition_of(event.key())].push(event.clone());
+        let t = st.topics.entry(topic.clone()).or_insert_with(Topic::new);
+        t.partitions[partition].events.push_back(event.clone());
         t.appended.send_modify(|v| *v += 1);
+        st.trim(&topic, partition);
         drop(st);
-        metrics::counter!("events_published_total", "type" => event.ty.clone()).increment(1);
+        metrics::counter!(crate::contract::metrics::EVENTS_PUBLISHED.name, "type" => event.ty.clone())
+            .increment(1);
         self.inner.tap.record(event);
         Ok(())
     }
@@ -194,7 +270,13 @@ impl EventBus for InProcessBus {
     }
 
     fn subscribe(&self, group: &str, topics: &[&str], handler: Arc<dyn Handler>) -> Result<(), EventError> {
-        self.inner.registry.add(group, topics, handler)
+        self.inner.registry.add(group, topics, handler)?;
+        // From now on the group's offsets bound what the topics may drop, even before it starts.
+        for t in topics {
+            let full = contract::full_topic(&self.inner.prefix, t);
+            drop(self.subscribe_topic(group, &full));
+        }
+        Ok(())
     }
 
     async fn start(&self, shutdown: CancellationToken) -> Result<Consumers, EventError> {

@@ -99,7 +99,7 @@ impl Tap {
     /// Counts `n` events a watcher lost because it was too slow.
     pub fn note_dropped(&self, n: u64) {
         self.inner.dropped.fetch_add(n, Ordering::Relaxed);
-        metrics::counter!("events_tap_dropped_total").increment(n);
+        metrics::counter!(crate::contract::metrics::EVENTS_TAP_DROPPED.name).increment(n);
     }
 
     /// Events recorded since the tap was made.

@@ -30,7 +30,7 @@ impl Api {
         Api { base: base.into(), c: reqwest::Client::new(), admin: Default::default() }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -79,15 +79,32 @@ impl Api {
         v["accessToken"].as_str().unwrap().to_string()
     }
 
-    /// A new customer: (access token, email).
+    /// A new customer who verified their address with the mailed link: (access token, email).
     pub async fn register(&self) -> (String, String) {
+        let email = self.register_unverified().await;
+        let mail =
+            crate::support::smtp::wait_for_mail(&self.maildir(), &email, "confirm your email", 1).await;
+        let token = crate::support::smtp::link_token(&mail);
+        let (status, v) = self.post("", "/api/v1/auth/verify-email", &json!({ "token": token })).await;
+        assert_eq!(status, 204, "verify-email: {v}");
+        (self.login(&email, "Buyer12345").await, email)
+    }
+
+    /// A new customer who has not opened the verification link: their email (password
+    /// `Buyer12345`).
+    pub async fn register_unverified(&self) -> String {
         let email = format!("buyer-{}@example.com", Uuid::now_v7().simple());
         let body = json!({ "email": email, "password": "Buyer12345", "firstName": "Bea" });
         let (status, v) =
             Self::read(self.c.post(self.url("/api/v1/auth/register")).json(&body).send().await.unwrap())
                 .await;
-        assert!(status == 201 || status == 200, "register: {status} {v}");
-        (self.login(&email, "Buyer12345").await, email)
+        assert_eq!(status, 202, "register: {v}");
+        email
+    }
+
+    /// Where the SMTP test server keeps the messages it received.
+    pub fn maildir(&self) -> std::path::PathBuf {
+        crate::support::smtp::smtp().maildir.clone()
     }
 
     pub async fn admin(&self) -> String {
@@ -407,4 +424,199 @@ pub async fn every_service_reports_its_info(api: &Api) {
         assert!(r["info"]["version"].is_string() && r["info"]["gitRevision"].is_string(), "{r}");
         assert_ne!(r["info"]["buildTime"], "1970-01-01T00:00:00Z", "{r}");
     }
+}
+
+/// A raw request over TCP: the path goes out byte for byte (an HTTP client library would
+/// resolve dot segments before sending). Returns the status and the body.
+pub async fn raw_request(base: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// A token pair from a login.
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+}
+
+impl Api {
+    pub async fn session(&self, email: &str, password: &str) -> Session {
+        let (status, v) =
+            self.post("", "/api/v1/auth/login", &json!({ "email": email, "password": password })).await;
+        assert_eq!(status, 200, "login as {email}: {v}");
+        Session {
+            access: v["accessToken"].as_str().unwrap().into(),
+            refresh: v["refreshToken"].as_str().unwrap().into(),
+        }
+    }
+
+    /// Waits until `token` is refused (401 `token_revoked`) on a route that reaches a service,
+    /// and returns how long that took: revocation must hold within 5 s.
+    pub async fn refused_within_5s(&self, token: &str, what: &str) -> Duration {
+        let start = std::time::Instant::now();
+        loop {
+            let (status, v) = self.get(token, "/api/v1/orders").await;
+            if status == 401 {
+                assert_eq!(v["code"], "token_revoked", "{what}: {v}");
+                return start.elapsed();
+            }
+            assert_eq!(status, 200, "{what}: {v}");
+            assert!(start.elapsed() < Duration::from_secs(5), "{what}: the token still works after 5 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Self-service and revocation as a customer meets them through the gateway (issue 19): sign-up
+/// with verification, checkout refused until verified, password change signing out the other
+/// session, reset through the mailed link, registration of a taken address, signing out
+/// everywhere, a disabled account, and the edge's refusals. `internal_token` is the platform's.
+pub async fn identity_flow(api: &Api, internal_token: &str) {
+    let maildir = api.maildir();
+
+    // Sign-up: 202 whether or not the address is taken; unverified accounts cannot order.
+    let email = api.register_unverified().await;
+    let s = api.session(&email, "Buyer12345").await;
+    let (_, me) = api.get(&s.access, "/api/v1/auth/me").await;
+    assert_eq!(me["emailVerified"], false, "{me}");
+    let (status, v) = api.checkout(&s.access, &Uuid::now_v7().to_string()).await;
+    assert_eq!((status, v["code"].as_str()), (403, Some("email_unverified")), "{v}");
+    let mail = crate::support::smtp::wait_for_mail(&maildir, &email, "confirm your email", 1).await;
+    let (status, v) = api
+        .post("", "/api/v1/auth/verify-email", &json!({ "token": crate::support::smtp::link_token(&mail) }))
+        .await;
+    assert_eq!(status, 204, "{v}");
+    let (status, v) = api
+        .post("", "/api/v1/auth/verify-email", &json!({ "token": crate::support::smtp::link_token(&mail) }))
+        .await;
+    assert_eq!((status, v["code"].as_str()), (400, Some("invalid_token")), "single use: {v}");
+    let (_, me) = api.get(&api.login(&email, "Buyer12345").await, "/api/v1/auth/me").await;
+    assert_eq!(me["emailVerified"], true, "{me}");
+
+    // The same answer for a taken address; its owner is told by mail.
+    let body = json!({ "email": email, "password": "Other12345" });
+    let (status, taken) = api.post("", "/api/v1/auth/register", &body).await;
+    let fresh =
+        json!({ "email": format!("new-{}@example.com", Uuid::now_v7().simple()), "password": "Other12345" });
+    let (fresh_status, fresh) = api.post("", "/api/v1/auth/register", &fresh).await;
+    assert_eq!((status, &taken), (fresh_status, &fresh), "no enumeration through registration");
+    crate::support::smtp::wait_for_mail(&maildir, &email, "already have", 1).await;
+
+    // Password change: the other session's refresh and access tokens stop working.
+    let a = api.session(&email, "Buyer12345").await;
+    let b = api.session(&email, "Buyer12345").await;
+    let (status, v) = api
+        .post(
+            &a.access,
+            "/api/v1/auth/password",
+            &json!({ "currentPassword": "Buyer12345", "newPassword": "Changed12345" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let renewed = v["accessToken"].as_str().unwrap().to_string();
+    let (status, v) = api.post("", "/api/v1/auth/refresh", &json!({ "refreshToken": b.refresh })).await;
+    assert_eq!(status, 401, "the other session's refresh: {v}");
+    let took =
+        api.refused_within_5s(&b.access, "the other session's access token after a password change").await;
+    println!("access token refused {took:?} after the password change");
+    api.refused_within_5s(&a.access, "the old access token of the changing session").await;
+    assert_eq!(api.get(&renewed, "/api/v1/orders").await.0, 200, "the pair the change answered works");
+    crate::support::smtp::wait_for_mail(&maildir, &email, "password was changed", 1).await;
+
+    // Reset through the mailed link: single use; every session signed out.
+    let before = api.session(&email, "Changed12345").await;
+    let (status, known) = api.post("", "/api/v1/auth/password-reset", &json!({ "email": email })).await;
+    let (_, unknown) = api
+        .post(
+            "",
+            "/api/v1/auth/password-reset",
+            &json!({ "email": format!("nobody-{}@example.com", Uuid::now_v7().simple()) }),
+        )
+        .await;
+    assert_eq!((status, &known), (202, &unknown), "no enumeration through reset requests");
+    let mail = crate::support::smtp::wait_for_mail(&maildir, &email, "reset your", 1).await;
+    let token = crate::support::smtp::link_token(&mail);
+    assert!(!mail["text"].as_str().unwrap().contains("Changed12345"));
+    let confirm = json!({ "token": token, "newPassword": "Reset12345" });
+    let (status, v) = api.post("", "/api/v1/auth/password-reset/confirm", &confirm).await;
+    assert_eq!(status, 204, "{v}");
+    let (status, v) = api.post("", "/api/v1/auth/password-reset/confirm", &confirm).await;
+    assert_eq!((status, v["code"].as_str()), (400, Some("invalid_token")), "used: {v}");
+    let (status, v) = api.post("", "/api/v1/auth/refresh", &json!({ "refreshToken": before.refresh })).await;
+    assert_eq!(status, 401, "{v}");
+    api.refused_within_5s(&before.access, "an access token after a password reset").await;
+    let (status, _) =
+        api.post("", "/api/v1/auth/login", &json!({ "email": email, "password": "Changed12345" })).await;
+    assert_eq!(status, 401, "the old password");
+    let s = api.session(&email, "Reset12345").await;
+
+    // Signing out everywhere.
+    let other = api.session(&email, "Reset12345").await;
+    assert_eq!(api.post(&s.access, "/api/v1/auth/logout-all", &json!({})).await.0, 204);
+    api.refused_within_5s(&other.access, "an access token after logout-all").await;
+    assert_eq!(api.post("", "/api/v1/auth/refresh", &json!({ "refreshToken": other.refresh })).await.0, 401);
+
+    // A disabled account: its token is refused within 5 s, its refresh at once.
+    let s = api.session(&email, "Reset12345").await;
+    let admin = api.admin().await;
+    let id = api.get(&s.access, "/api/v1/auth/me").await.1["id"].as_str().unwrap().to_string();
+    let (status, v) = api.post(&admin, &format!("/api/v1/users/{id}/disable"), &json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    let took = api.refused_within_5s(&s.access, "a disabled user's access token").await;
+    println!("a disabled user's access token refused after {took:?}");
+    assert_eq!(api.post("", "/api/v1/auth/refresh", &json!({ "refreshToken": s.refresh })).await.0, 401);
+
+    // The edge: dot segments (raw or encoded) and backslashes never reach a route; a client's
+    // internal credential is dropped.
+    let base = api.url("");
+    for path in [
+        "/api/v1/orders/%2e%2e/%2e%2e/%2e%2e/readyz",
+        "/api/v1/orders/%2E%2E/%2e%2E/metrics",
+        "/api/v1/orders/../../info",
+        "/api/v1/orders/.%2e/.%2e/readyz",
+        "/api/v1/orders\\..\\..\\readyz",
+        "/api/v1/orders/%5c..%5c..%5creadyz",
+    ] {
+        let (status, text) = raw_request(&base, "GET", path, &[]).await;
+        assert_eq!(status, 400, "{path}: {text}");
+        assert!(text.contains("bad_path"), "{path}: {text}");
+    }
+    let probe = format!("/api/v1/inventory/reservations/{}", Uuid::now_v7());
+    let (status, text) = raw_request(&base, "GET", &probe, &[("x-internal-token", internal_token)]).await;
+    assert_eq!(status, 401, "a client-sent x-internal-token must not authenticate: {text}");
+}
+
+/// 1,000 made-up HTTP methods leave the `method` label of the HTTP metrics with the standard
+/// names and `OTHER` only.
+pub async fn made_up_methods_create_no_series(api: &Api) {
+    let c = reqwest::Client::new();
+    for i in 0..1000 {
+        let m = reqwest::Method::from_bytes(format!("X{}{i}", Uuid::now_v7().simple()).as_bytes()).unwrap();
+        let path = if i % 2 == 0 { "/api/v1/auth/me" } else { "/api/v1/orders/x" };
+        let res = c.request(m, api.url(path)).send().await.unwrap();
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    let metrics = c.get(api.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let mut methods = std::collections::BTreeSet::new();
+    for line in metrics.lines().filter(|l| l.starts_with("http_requests_total{")) {
+        if let Some(at) = line.find("method=\"") {
+            let rest = &line[at + 8..];
+            methods.insert(rest[..rest.find('"').unwrap()].to_string());
+        }
+    }
+    assert!(methods.contains("OTHER"), "{methods:?}");
+    let standard = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER"];
+    assert!(methods.iter().all(|m| standard.contains(&m.as_str())), "{methods:?}");
 }

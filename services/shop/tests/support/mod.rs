@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use serde_json::{json, Value};
 use shop::settings::Settings;
 
+pub mod smtp;
+
 pub struct Running {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -24,7 +26,11 @@ impl Running {
 }
 
 pub async fn spawn(app: axum::Router) -> Running {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_on(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), app).await
+}
+
+/// [`spawn`] on a listener bound earlier (a peer that must know the address before it starts).
+pub async fn spawn_on(listener: tokio::net::TcpListener, app: axum::Router) -> Running {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(kit::http::serve_on(listener, app, async {
@@ -40,6 +46,13 @@ pub fn test_settings(data_dir: &std::path::Path) -> Settings {
         ..Default::default()
     };
     s.notification.admin_emails = vec!["ops@example.com".into()];
+    // Mail goes to the binary's SMTP test server: sign-ups read their verification link there.
+    s.notification.smtp = Some(smtp::smtp_config());
+    // Every client of these tests is 127.0.0.1: the per-address budgets (their own tests are in
+    // the auth and gateway crates) would otherwise throttle the flows.
+    s.auth.login_max_attempts_per_ip = 10_000;
+    s.gateway.rate_limit.auth_per_minute = 10_000;
+    s.gateway.rate_limit.failed_auth_per_minute = 10_000;
     s.payment.provider = Some(shop_payment::ProviderKind::Simulated);
     s
 }
