@@ -78,6 +78,7 @@ async fn control_plane_scenarios() {
         }));
     }
     let mut failures = Vec::new();
+    let mut failed = Vec::new();
     let mut table = Vec::new();
     for t in tasks {
         let (name, result, took) = t.await.expect("scenario task");
@@ -89,6 +90,7 @@ async fn control_plane_scenarios() {
         ));
         if let Err(e) = result {
             failures.push(format!("=== {name}\n{e}"));
+            failed.push((name, e));
         }
     }
     eprintln!(
@@ -102,5 +104,16 @@ async fn control_plane_scenarios() {
     } else {
         eprintln!("operator logs and scratch files: {}", env.work.display());
     }
-    assert!(failures.is_empty(), "{} scenario(s) failed:\n{}", failures.len(), failures.join("\n\n"));
+    if !failures.is_empty() {
+        // The details (steps, operator logs) first, then one line per failed scenario with its
+        // error as the very last output, without a backtrace: a log shown by its head and tail
+        // still names what failed.
+        eprintln!("{}", failures.join("\n\n"));
+        let summary: Vec<String> = failed
+            .iter()
+            .map(|(name, e)| format!("  {name}: {}", e.lines().next().unwrap_or_default()))
+            .collect();
+        eprintln!("\n{} scenario(s) failed:\n{}", failed.len(), summary.join("\n"));
+        std::panic::resume_unwind(Box::new(format!("{} control-plane scenario(s) failed", failed.len())));
+    }
 }

@@ -1655,7 +1655,10 @@ async fn leader_election(s: Arc<Scenario>) -> Result<()> {
     let name = s.platform_name("ha");
     s.apply_platform(&name, external_spec(&s, json!({}))).await?;
     wait_ready(&s, &name, SECS(120)).await?;
-    ensure!(s.reconciles_of(leader).await? > 0, "the leader did not reconcile");
+    wait_for("the leader's reconcile counted", SECS(30), || async {
+        Ok((s.reconciles_of(leader).await? > 0).then_some(()))
+    })
+    .await?;
     ensure!(s.reconciles_of(standby).await? == 0, "the standby reconciled");
     // Events name the reporting instance: only the leader's.
     let instances: Vec<String> = s
@@ -1690,7 +1693,11 @@ async fn leader_election(s: Arc<Scenario>) -> Result<()> {
         Ok(d.and_then(|d| d.spec.replicas).filter(|r| *r == 2).map(|_| ()))
     })
     .await?;
-    ensure!(s.reconciles_of(standby).await? > 0, "the new leader did not reconcile");
+    // The Deployment is applied in the middle of a reconcile, the counter moves at its end.
+    wait_for("the new leader's reconcile counted", SECS(30), || async {
+        Ok((s.reconciles_of(standby).await? > 0).then_some(()))
+    })
+    .await?;
     s.note("the new leader reconciled the change");
     Ok(())
 }
