@@ -11,8 +11,14 @@ the API's protocol cannot be written in a schema; none changes which data is val
   case) is sent as its Python text, which may hold `?` or `#`; unencoded, these end the path,
   so the request reaches another route (and gets, e.g., 405). They are percent-encoded, so the
   API sees the whole, still invalid, value.
+- `POST /api/v1/auth/logout-all` signs out every session of the caller: sent with the admin's
+  token it would revoke the token every other operation of the run uses. It is sent with the
+  token of the run's own throwaway account (`SHOP_ST_THROWAWAY_TOKEN`) instead; after the first
+  call that token is refused (401 `token_revoked`), which the operation documents. Other
+  methods (the check for unsupported methods) keep the admin's token: their answer is 405.
 """
 
+import os
 import re
 import uuid
 
@@ -21,9 +27,17 @@ import schemathesis
 VALID_IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,255}$")
 
 
+SIGNS_OUT_EVERYWHERE = "/api/v1/auth/logout-all"
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
     headers = case.headers
+    if case.operation.path == SIGNS_OUT_EVERYWHERE and case.method.upper() == "POST" and headers:
+        for name in list(headers):
+            # Only the admin's token: the checks' own wrong or missing credentials stay.
+            if name.lower() == "authorization" and headers[name] == "Bearer " + os.environ["SHOP_ST_ADMIN_TOKEN"]:
+                headers[name] = "Bearer " + os.environ["SHOP_ST_THROWAWAY_TOKEN"]
     if headers:
         for name in list(headers):
             if name.lower() != "idempotency-key":

@@ -913,8 +913,7 @@ fn user_not_found(id: Uuid) -> ApiError {
 }
 
 fn invalid_account_token() -> ApiError {
-    ApiError::new(ErrorCode::InvalidToken)
-        .detail("the link is unknown, used or expired; ask for a new one")
+    ApiError::new(ErrorCode::InvalidToken).detail("the link is unknown, used or expired; ask for a new one")
 }
 
 /// 503 while every argon2 permit is taken (the bound that keeps the service's memory in check).
