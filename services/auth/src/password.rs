@@ -34,11 +34,11 @@ pub fn policy_errors(field: &str, password: &str) -> Vec<FieldError> {
     if len > MAX_LEN {
         err("must be at most 128 characters long");
     }
-    if !password.chars().any(|c| c.is_uppercase()) {
-        err("must contain an upper-case letter");
+    if !password.chars().any(|c| c.is_ascii_uppercase()) {
+        err("must contain an upper-case letter (A-Z)");
     }
-    if !password.chars().any(|c| c.is_lowercase()) {
-        err("must contain a lower-case letter");
+    if !password.chars().any(|c| c.is_ascii_lowercase()) {
+        err("must contain a lower-case letter (a-z)");
     }
     if !password.chars().any(|c| c.is_ascii_digit()) {
         err("must contain a digit");

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use kit::auth::{roles, JwksSource, RevocationFeed, RevocationSource, Revocations, RevokedUser};
 use kit::db::Db;
-use kit::problem::{ApiError, FieldError};
+use kit::problem::{ApiError, ErrorCode, FieldError};
 use rand::RngCore;
 use sha2::Digest;
 use time::OffsetDateTime;
@@ -226,11 +226,11 @@ impl AuthState {
         if let Some(ip) = ip {
             self.inner.ip_attempts.hit(ip).map_err(throttled)?;
         }
-        let email = normalize_email(email);
         let mut errors = Vec::new();
-        if let Err(m) = validate_email(&email) {
+        if let Err(m) = validate_email(email) {
             errors.push(FieldError { field: "email".into(), message: m.into() });
         }
+        let email = normalize_email(email);
         errors.extend(password::policy_errors("password", password));
         let first_name = clean_name("firstName", first_name, &mut errors);
         let last_name = clean_name("lastName", last_name, &mut errors);
@@ -376,13 +376,13 @@ impl AuthState {
         }
         let t = now();
         if row.expires_at <= t {
-            return Err(refresh_problem("refresh_token_expired", "the refresh token has expired"));
+            return Err(refresh_problem(ErrorCode::RefreshTokenExpired, "the refresh token has expired"));
         }
         let session_end = row.session_start() + self.session_max();
         if session_end <= t {
             store.revoke_family(row.user_id, row.family_id).await?;
             return Err(refresh_problem(
-                "session_expired",
+                ErrorCode::SessionExpired,
                 "the session reached its maximum lifetime; sign in again",
             ));
         }
@@ -421,7 +421,7 @@ impl AuthState {
             Err(e) => return e.into(),
         }
         refresh_problem(
-            "refresh_token_reused",
+            ErrorCode::RefreshTokenReused,
             "the refresh token was already used; all tokens of its session are revoked",
         )
     }
@@ -697,14 +697,13 @@ impl AuthState {
         let mut roles: Vec<String> = Vec::new();
         let mut errors = Vec::new();
         for (i, r) in requested.iter().enumerate() {
-            let r = r.trim().to_ascii_lowercase();
             if !KNOWN_ROLES.contains(&r.as_str()) {
                 errors.push(FieldError {
                     field: format!("roles[{i}]"),
                     message: format!("unknown role `{r}` (known: {})", KNOWN_ROLES.join(", ")),
                 });
-            } else if !roles.contains(&r) {
-                roles.push(r);
+            } else if !roles.contains(r) {
+                roles.push(r.clone());
             }
         }
         if requested.is_empty() {
@@ -715,7 +714,7 @@ impl AuthState {
         }
         if actor == id && !roles.iter().any(|r| r == roles::ADMIN) {
             return Err(ApiError::conflict(
-                "cannot_demote_self",
+                ErrorCode::CannotDemoteSelf,
                 "an admin cannot remove their own admin role",
             ));
         }
@@ -730,7 +729,7 @@ impl AuthState {
     pub async fn set_disabled(&self, actor: Uuid, id: Uuid, disabled: bool) -> Result<UserRow, ApiError> {
         if disabled && actor == id {
             return Err(ApiError::conflict(
-                "cannot_disable_self",
+                ErrorCode::CannotDisableSelf,
                 "an admin cannot disable their own account",
             ));
         }
@@ -825,20 +824,43 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-/// A deliberately simple syntactic check (the address is not verified by mail).
-pub fn validate_email(email: &str) -> Result<(), &'static str> {
+/// Longest email address accepted, in characters, as sent (surrounding whitespace included).
+pub const MAX_EMAIL_LEN: usize = 254;
+/// Longest local part (before the `@`), in characters.
+pub const MAX_EMAIL_LOCAL_LEN: usize = 64;
+/// Longest first or last name, in characters, as sent.
+pub const MAX_NAME_LEN: usize = 100;
+
+/// The email rule as a JSON Schema pattern (what [`validate_email`] checks): surrounding
+/// whitespace (trimmed), then a local part of 1–64 characters, `@`, and a domain with a dot
+/// that neither starts nor ends it; no whitespace, control character or second `@` inside.
+pub const EMAIL_PATTERN: &str = concat!(
+    r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
+    r"[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,64}@",
+    r"[^@.\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*\.",
+    r"[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
+    r"[^@.\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$",
+);
+
+/// A deliberately simple syntactic check of an address as sent (the address is not verified
+/// by mail): at most 254 characters; once trimmed, a local part of 1–64 characters, `@`, a
+/// domain containing a dot that neither starts nor ends it, no whitespace or control
+/// characters and one `@` ([`EMAIL_PATTERN`]).
+pub fn validate_email(raw: &str) -> Result<(), &'static str> {
+    let email = raw.trim();
     if email.is_empty() {
         return Err("is required");
     }
-    if email.len() > 254 {
+    if raw.chars().count() > MAX_EMAIL_LEN {
         return Err("must be at most 254 characters long");
     }
     let Some((local, domain)) = email.rsplit_once('@') else {
         return Err("is not a valid email address");
     };
     let valid = !local.is_empty()
-        && local.len() <= 64
-        && !domain.is_empty()
+        && local.chars().count() <= MAX_EMAIL_LOCAL_LEN
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
@@ -852,8 +874,8 @@ pub fn validate_email(email: &str) -> Result<(), &'static str> {
 }
 
 fn clean_name(field: &str, name: Option<String>, errors: &mut Vec<FieldError>) -> Option<String> {
-    let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty())?;
-    if name.chars().count() > 100 {
+    let name = name?;
+    if name.chars().count() > MAX_NAME_LEN {
         errors
             .push(FieldError { field: field.into(), message: "must be at most 100 characters long".into() });
     }
@@ -861,7 +883,7 @@ fn clean_name(field: &str, name: Option<String>, errors: &mut Vec<FieldError>) -
         errors
             .push(FieldError { field: field.into(), message: "must not contain control characters".into() });
     }
-    Some(name)
+    Some(name.trim().to_string()).filter(|n| !n.is_empty())
 }
 
 /// Hex SHA-256 of a refresh, reset or verification token (what the database stores).
@@ -871,21 +893,19 @@ pub fn hash_token(token: &str) -> String {
 }
 
 pub fn invalid_credentials() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "Invalid credentials")
-        .detail("the email or password is incorrect")
+    ApiError::new(ErrorCode::InvalidCredentials).detail("the email or password is incorrect")
 }
 
 fn account_disabled() -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "account_disabled", "Account disabled")
-        .detail("this account is disabled")
+    ApiError::new(ErrorCode::AccountDisabled).detail("this account is disabled")
 }
 
-fn refresh_problem(code: &'static str, detail: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, code, "Invalid refresh token").detail(detail)
+fn refresh_problem(code: ErrorCode, detail: &str) -> ApiError {
+    ApiError::new(code).detail(detail)
 }
 
 fn invalid_refresh() -> ApiError {
-    refresh_problem("invalid_refresh_token", "the refresh token is unknown or no longer valid")
+    refresh_problem(ErrorCode::InvalidRefreshToken, "the refresh token is unknown or no longer valid")
 }
 
 fn user_not_found(id: Uuid) -> ApiError {
@@ -893,8 +913,7 @@ fn user_not_found(id: Uuid) -> ApiError {
 }
 
 fn invalid_account_token() -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", "Invalid token")
-        .detail("the link is unknown, used or expired; ask for a new one")
+    ApiError::new(ErrorCode::InvalidToken).detail("the link is unknown, used or expired; ask for a new one")
 }
 
 /// 503 while every argon2 permit is taken (the bound that keeps the service's memory in check).
@@ -905,7 +924,7 @@ fn busy(_: Busy) -> ApiError {
 
 fn throttled(wait: Duration) -> ApiError {
     let secs = retry_after_secs(wait);
-    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests")
+    ApiError::new(ErrorCode::TooManyRequests)
         .detail(format!("too many attempts; retry in {secs} s"))
         .header(header::RETRY_AFTER, HeaderValue::from(secs))
 }
@@ -918,12 +937,29 @@ mod tests {
     fn emails() {
         assert_eq!(normalize_email("  Ada@Example.COM "), "ada@example.com");
         assert!(validate_email("ada@example.com").is_ok());
-        for bad in
-            ["", "ada", "@example.com", "ada@", "ada@localhost", "a da@example.com", "ada@.com", "a@b@c.com"]
-        {
+        assert!(validate_email("  Ada@Example.COM ").is_ok());
+        for bad in [
+            "",
+            " ",
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@localhost",
+            "a da@example.com",
+            "ada@.com",
+            "a@b@c.com",
+            "ada@example.com.",
+            "a\u{1}a@example.com",
+        ] {
             assert!(validate_email(bad).is_err(), "{bad}");
         }
         assert!(validate_email(&format!("{}@example.com", "a".repeat(65))).is_err());
+        assert!(validate_email(&format!("{}@example.com", "é".repeat(64))).is_ok(), "characters, not bytes");
+        assert!(validate_email(&format!("{}a@example.com", " ".repeat(242))).is_err(), "the length as sent");
+        assert!(
+            validate_email(&format!("{}a@example.com", " ".repeat(241))).is_ok(),
+            "254 characters as sent"
+        );
     }
 
     #[test]

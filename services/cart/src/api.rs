@@ -17,8 +17,8 @@ use base64::Engine;
 use kit::auth::{Identity, MaybeIdentity};
 use kit::extract::{Json, Path};
 use kit::money::Money;
-use kit::openapi::BearerSecurity;
-use kit::problem::{FieldError, Problem};
+use kit::openapi::{responses as r, BearerSecurity, Problems};
+use kit::problem::{ErrorCode, FieldError};
 use kit::{ApiError, ApiResult};
 use rand::RngCore;
 use utoipa::OpenApi;
@@ -108,7 +108,7 @@ fn check_quantity(st: &CartState, q: i64) -> ApiResult<()> {
 
 fn catalog_unavailable(e: LookupError) -> ApiError {
     tracing::warn!(error = %e, "catalog unavailable");
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "catalog_unavailable", "Service unavailable")
+    ApiError::new(ErrorCode::CatalogUnavailable)
         .detail("the catalog is not answering, so the product cannot be checked; try again shortly")
         .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
 }
@@ -224,12 +224,12 @@ fn respond(status: StatusCode, cart: Cart) -> Response {
 /// answers with `stale: true`. A guest without a (known) token gets an empty cart.
 #[utoipa::path(
     get, path = "/api/v1/cart", tag = "cart",
-    params(("X-Cart-Token" = Option<String>, Header, description = "Guest cart token")),
+    params(("X-Cart-Token" = Option<String>, Header, description = "Guest cart token (from an earlier answer); a token that is malformed or names no cart is ignored")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The cart", body = Cart,
             headers(("X-Cart-Token" = String, description = "The guest cart token (guests with a cart)"))),
-        (status = 401, description = "Invalid token", body = Problem, content_type = "application/problem+json"),
+        r::Always,
     )
 )]
 pub async fn get_cart(
@@ -246,18 +246,18 @@ pub async fn get_cart(
 /// The quantity is added to the product's line (created with a snapshot of the product's
 /// name, SKU, price and image); the sum is capped at the per-line maximum. A guest without a
 /// cart gets a new token in `X-Cart-Token` and `cartToken`.
+///
+/// 422 `unknown_product` (no such product) or `too_many_lines`; 409 `product_unavailable` (not
+/// for sale now); 503 `catalog_unavailable`.
 #[utoipa::path(
     post, path = "/api/v1/cart/items", tag = "cart",
-    params(("X-Cart-Token" = Option<String>, Header, description = "Guest cart token")),
+    params(("X-Cart-Token" = Option<String>, Header, description = "Guest cart token (from an earlier answer); a token that is malformed or names no cart is ignored")),
     request_body = AddItem,
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The cart after the change", body = Cart,
             headers(("X-Cart-Token" = String, description = "The guest cart token (guests)"))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid quantity (`validation_failed`), too many lines (`too_many_lines`), unknown product (`unknown_product`) or product not for sale (`product_unavailable`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The catalog or the cart storage is unavailable", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Conflict, r::ServiceUnavailable,
     )
 )]
 pub async fn add_item(
@@ -275,13 +275,9 @@ pub async fn add_item(
     let price = match (info.status, info.price.clone()) {
         (ProductStatus::NotFound | ProductStatus::Deleted, _) => return Err(unknown_product(pid)),
         (ProductStatus::Inactive, _) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "product_unavailable",
-                "Product unavailable",
-            )
-            .detail(format!("product `{pid}` is not for sale"))
-            .field("productId", "is not for sale"));
+            return Err(ApiError::new(ErrorCode::ProductUnavailable)
+                .detail(format!("product `{pid}` is not for sale"))
+                .field("productId", "is not for sale"));
         }
         (ProductStatus::Available, Some(p)) => p,
         (ProductStatus::Available, None) => {
@@ -315,13 +311,9 @@ pub async fn add_item(
     match st.store.add(&cart, pid, input.quantity, &snapshot, st.config.limits(), ttl).await? {
         AddOutcome::TooManyLines => {
             let max = st.config.max_lines;
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "too_many_lines",
-                "Too many cart lines",
-            )
-            .detail(format!("a cart holds at most {max} different products"))
-            .field("productId", format!("the cart already has {max} lines")));
+            return Err(ApiError::new(ErrorCode::TooManyLines)
+                .detail(format!("a cart holds at most {max} different products"))
+                .field("productId", format!("the cart already has {max} lines")));
         }
         AddOutcome::Added { quantity, created } => {
             tracing::debug!(cart = %cart_label(&owner), product_id = %pid, quantity, created, "cart line added");
@@ -338,7 +330,7 @@ fn cart_label(owner: &Owner) -> String {
 }
 
 fn unknown_product(pid: Uuid) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_product", "Unknown product")
+    ApiError::new(ErrorCode::UnknownProduct)
         .detail(format!("product `{pid}` does not exist"))
         .field("productId", "no such product")
 }
@@ -352,15 +344,13 @@ fn line_not_found(pid: Uuid) -> ApiError {
     put, path = "/api/v1/cart/items/{productId}", tag = "cart",
     params(
         ("productId" = Uuid, Path, description = "Product id of the line"),
-        ("X-Cart-Token" = Option<String>, Header, description = "Guest cart token"),
+        ("X-Cart-Token" = Option<String>, Header, description = "Guest cart token (from an earlier answer); a token that is malformed or names no cart is ignored"),
     ),
     request_body = SetQuantity,
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The cart after the change", body = Cart),
-        (status = 400, description = "Malformed JSON or product id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such line", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid quantity", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::NotFound,
     )
 )]
 pub async fn update_item(
@@ -385,13 +375,12 @@ pub async fn update_item(
     delete, path = "/api/v1/cart/items/{productId}", tag = "cart",
     params(
         ("productId" = Uuid, Path, description = "Product id of the line"),
-        ("X-Cart-Token" = Option<String>, Header, description = "Guest cart token"),
+        ("X-Cart-Token" = Option<String>, Header, description = "Guest cart token (from an earlier answer); a token that is malformed or names no cart is ignored"),
     ),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The cart after the change", body = Cart),
-        (status = 400, description = "Malformed product id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such line", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::NotFound,
     )
 )]
 pub async fn remove_item(
@@ -412,9 +401,9 @@ pub async fn remove_item(
 /// Empty the cart.
 #[utoipa::path(
     delete, path = "/api/v1/cart", tag = "cart",
-    params(("X-Cart-Token" = Option<String>, Header, description = "Guest cart token")),
+    params(("X-Cart-Token" = Option<String>, Header, description = "Guest cart token (from an earlier answer); a token that is malformed or names no cart is ignored")),
     security((), ("bearer" = [])),
-    responses((status = 204, description = "The cart is empty"))
+    responses((status = 204, description = "The cart is empty"), r::Always)
 )]
 pub async fn clear_cart(
     State(st): State<CartState>,
@@ -438,8 +427,7 @@ pub async fn clear_cart(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's cart after the merge", body = Cart),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed cart token", body = Problem, content_type = "application/problem+json"),
+        r::Write,
     )
 )]
 pub async fn merge_cart(
@@ -447,7 +435,7 @@ pub async fn merge_cart(
     who: Identity,
     Json(input): Json<MergeRequest>,
 ) -> ApiResult<Response> {
-    let token = input.cart_token.trim();
+    let token = input.cart_token.as_str();
     if !is_token(token) {
         return Err(ApiError::invalid_fields(vec![fe("cartToken", "is not a cart token")]));
     }
@@ -472,8 +460,8 @@ pub fn router(state: CartState) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     paths(get_cart, add_item, update_item, remove_item, clear_cart, merge_cart),
-    components(schemas(Cart, CartLine, CartLimits, AddItem, SetQuantity, MergeRequest, Money, Problem, FieldError)),
-    modifiers(&BearerSecurity),
+    components(schemas(Cart, CartOwner, CartLine, LineReason, CartLimits, AddItem, SetQuantity, MergeRequest, Money)),
+    modifiers(&BearerSecurity, &Problems),
     tags((name = "cart", description = "Guest and customer shopping carts"))
 )]
 struct CartApi;

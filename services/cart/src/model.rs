@@ -11,9 +11,11 @@ use uuid::Uuid;
 #[serde(rename_all = "camelCase")]
 pub struct Cart {
     /// `user` (signed in) or `guest`.
+    #[schema(value_type = CartOwner)]
     pub owner: String,
     /// The guest cart token (guests only): send it back in `X-Cart-Token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
     pub cart_token: Option<String>,
     /// Lines, oldest first.
     pub items: Vec<CartLine>,
@@ -56,8 +58,9 @@ pub struct CartLine {
     pub line_total: Money,
     /// False when the product can no longer be bought; see `reason`.
     pub available: bool,
-    /// Why the line is unavailable: `inactive`, `deleted` or `not_found`.
+    /// Why the line is unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<LineReason>)]
     pub reason: Option<String>,
     /// True when the catalog's price differs from the price when the line was added.
     pub price_changed: bool,
@@ -68,27 +71,52 @@ pub struct CartLine {
     pub added_at: OffsetDateTime,
 }
 
+/// Whose cart it is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CartOwner {
+    /// A signed-in user's.
+    User,
+    /// A guest's, named by its token.
+    Guest,
+}
+
+/// Why a cart line cannot be bought.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LineReason {
+    Inactive,
+    Deleted,
+    NotFound,
+}
+
 /// Body of `POST /api/v1/cart/items`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddItem {
     pub product_id: Uuid,
-    /// Added to the line's quantity (1 to the per-line maximum; the sum is capped at it).
+    /// Added to the line's quantity: 1 to the per-line maximum (`limits.maxQuantityPerLine`, 99
+    /// unless the shop configures another); the sum is capped at it.
+    #[schema(minimum = 1, maximum = 99)]
     pub quantity: i64,
 }
 
 /// Body of `PUT /api/v1/cart/items/{productId}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetQuantity {
-    /// The new quantity (1 to the per-line maximum; remove a line with `DELETE`).
+    /// The new quantity: 1 to the per-line maximum (99 unless configured otherwise); remove a
+    /// line with `DELETE`.
+    #[schema(minimum = 1, maximum = 99)]
     pub quantity: i64,
 }
 
 /// Body of `POST /api/v1/cart/merge`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MergeRequest {
-    /// The guest cart token to merge into the caller's cart.
+    /// The guest cart token to merge into the caller's cart (as `X-Cart-Token` carries it: 43
+    /// base64url characters, 32 bytes).
+    #[schema(pattern = "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
     pub cart_token: String,
 }

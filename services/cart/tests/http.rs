@@ -307,7 +307,7 @@ async fn price_changes_and_deleted_products_are_flagged() {
     assert_eq!(r.body["errors"][0]["field"], "productId");
     app.add(Some(&app.user), None, p.inactive, 1)
         .await
-        .is_problem(StatusCode::UNPROCESSABLE_ENTITY, "product_unavailable");
+        .is_problem(StatusCode::CONFLICT, "product_unavailable");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

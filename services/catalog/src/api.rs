@@ -8,12 +8,12 @@ use axum::Router;
 use kit::auth::{Identity, MaybeIdentity};
 use kit::extract::{Json, Path, Query};
 use kit::money::{validate_currency, Money};
-use kit::openapi::BearerSecurity;
+use kit::openapi::{responses as r, BearerSecurity, Problems};
 use kit::pagination::{Page, PageParams};
-use kit::problem::{FieldError, Problem};
+use kit::problem::FieldError;
 use kit::{ApiError, ApiResult};
-use serde::Deserialize;
-use utoipa::{IntoParams, OpenApi};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::model::*;
@@ -23,28 +23,62 @@ use crate::CatalogState;
 /// Longest accepted search query.
 pub const MAX_QUERY_LEN: usize = 200;
 
-/// Filters of `GET /api/v1/products` (with `page` and `pageSize`).
+/// The query of `GET /api/v1/products`: the page and the filters (nothing else).
 #[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ProductQuery {
-    /// Category id or slug; products of its descendant categories are included.
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1, maximum = 4294967295_u64, default = 1)]
+    pub page: Option<u32>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub page_size: Option<u32>,
+    /// Category id or slug; products of its descendant categories are included. No control
+    /// characters; blank means any.
+    #[param(pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub category: Option<String>,
-    /// Brand id or slug.
+    /// Brand id or slug. No control characters; blank means any.
+    #[param(pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub brand: Option<String>,
     /// Lowest price, in minor units (inclusive).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub min_price: Option<i64>,
-    /// Highest price, in minor units (inclusive).
+    /// Highest price, in minor units (inclusive); below `minPrice` nothing matches.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub max_price: Option<i64>,
     /// Only prices in this ISO 4217 currency.
+    #[param(schema_with = kit::money::currency_schema)]
     pub currency: Option<String>,
-    /// Text search over name, SKU and description.
+    /// Text search over name, SKU and description: at most 200 characters, no control
+    /// characters; blank means none.
+    #[param(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub q: Option<String>,
-    /// One of `relevance`, `price`, `-price`, `name`, `-name`, `newest`, `oldest`
-    /// (default: `relevance` with `q`, else `newest`).
+    /// The order (default: `relevance` with `q`, else `newest`).
+    #[param(value_type = Option<ProductSort>)]
     pub sort: Option<String>,
-    /// Admins only: also list inactive products.
+    /// Admins only: also list inactive products (401 without a token, 403 for others).
     pub include_inactive: Option<bool>,
+}
+
+/// The orders of `GET /api/v1/products`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub enum ProductSort {
+    /// Best text match first (only meaningful with `q`; otherwise newest).
+    #[serde(rename = "relevance")]
+    Relevance,
+    #[serde(rename = "price")]
+    Price,
+    #[serde(rename = "-price")]
+    PriceDesc,
+    #[serde(rename = "name")]
+    Name,
+    #[serde(rename = "-name")]
+    NameDesc,
+    #[serde(rename = "newest")]
+    Newest,
+    #[serde(rename = "oldest")]
+    Oldest,
 }
 
 fn fe(field: &str, message: impl Into<String>) -> FieldError {
@@ -65,12 +99,12 @@ impl ProductQuery {
                 errors.push(fe(name, "must not contain control characters"));
             }
         }
-        let q = non_empty(self.q);
-        if q.as_ref().is_some_and(|q| q.chars().count() > MAX_QUERY_LEN) {
+        if self.q.as_ref().is_some_and(|q| q.chars().count() > MAX_QUERY_LEN) {
             errors.push(fe("q", format!("must be at most {MAX_QUERY_LEN} characters")));
         }
+        let q = non_empty(self.q);
         let sort = match self.sort.as_deref() {
-            None | Some("") => {
+            None => {
                 if q.is_some() {
                     Sort::Relevance
                 } else {
@@ -87,12 +121,8 @@ impl ProductQuery {
                 errors.push(fe(name, "must not be negative"));
             }
         }
-        if let (Some(min), Some(max)) = (self.min_price, self.max_price) {
-            if min > max {
-                errors.push(fe("maxPrice", "must not be below minPrice"));
-            }
-        }
-        let currency = non_empty(self.currency);
+        // A range whose maximum is below its minimum matches nothing: an empty page, not an error.
+        let currency = self.currency;
         if let Some(Err(e)) = currency.as_deref().map(validate_currency) {
             errors.push(fe("currency", e));
         }
@@ -119,19 +149,19 @@ impl ProductQuery {
 /// never listed.
 #[utoipa::path(
     get, path = "/api/v1/products", tag = "catalog",
-    params(PageParams, ProductQuery),
+    params(ProductQuery),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of products", body = Page<Product>),
-        (status = 400, description = "Unparseable query string", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid filter or pagination values", body = Problem, content_type = "application/problem+json"),
+        r::List, r::Forbidden,
     )
 )]
 pub async fn list_products(
     State(st): State<CatalogState>,
     MaybeIdentity(who): MaybeIdentity,
-    Query(pp): Query<PageParams>,
     Query(query): Query<ProductQuery>,
 ) -> ApiResult<Json<Page<Product>>> {
+    let pp = PageParams { page: query.page, page_size: query.page_size };
     if query.include_inactive == Some(true) {
         match &who {
             None => return Err(kit::auth::TokenError::Missing.into()),
@@ -154,9 +184,10 @@ pub async fn list_products(
 #[utoipa::path(
     get, path = "/api/v1/products/{id}", tag = "catalog",
     params(("id" = String, Path, description = "Product UUID or slug")),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The product", body = Product),
-        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::NotFound,
     )
 )]
 pub async fn get_product(
@@ -173,6 +204,9 @@ pub async fn get_product(
 }
 
 /// Create a product (admin).
+///
+/// 409 `duplicate_sku` or `duplicate_slug`; 422 also when `categoryId` or `brandId` names no
+/// category or brand.
 #[utoipa::path(
     post, path = "/api/v1/products", tag = "catalog",
     request_body = ProductInput,
@@ -180,12 +214,7 @@ pub async fn get_product(
     responses(
         (status = 201, description = "Created; `Location` names the product", body = Product,
             headers(("Location" = String, description = "URL of the new product"))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Duplicate SKU or slug", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::Conflict,
     )
 )]
 pub async fn create_product(
@@ -210,7 +239,8 @@ async fn current(st: &CatalogState, id: Uuid) -> ApiResult<Product> {
 
 /// Replace a product (admin).
 ///
-/// Every field is set from the body; a missing `slug` keeps the current one.
+/// Every field is set from the body; a missing `slug` keeps the current one. 409
+/// `duplicate_sku` or `duplicate_slug`.
 #[utoipa::path(
     put, path = "/api/v1/products/{id}", tag = "catalog",
     params(("id" = Uuid, Path, description = "Product id")),
@@ -218,11 +248,7 @@ async fn current(st: &CatalogState, id: Uuid) -> ApiResult<Product> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The updated product", body = Product),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Duplicate SKU or slug", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::NotFound, r::Conflict,
     )
 )]
 pub async fn replace_product(
@@ -237,7 +263,7 @@ pub async fn replace_product(
     Ok(Json(st.store.update_product(id, data).await?))
 }
 
-/// Change some fields of a product (admin).
+/// Change some fields of a product (admin). 409 `duplicate_sku` or `duplicate_slug`.
 #[utoipa::path(
     patch, path = "/api/v1/products/{id}", tag = "catalog",
     params(("id" = Uuid, Path, description = "Product id")),
@@ -245,11 +271,7 @@ pub async fn replace_product(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The updated product", body = Product),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Duplicate SKU or slug", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::NotFound, r::Conflict,
     )
 )]
 pub async fn patch_product(
@@ -273,9 +295,7 @@ pub async fn patch_product(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Admin, r::NotFound,
     )
 )]
 pub async fn delete_product(
@@ -300,7 +320,7 @@ pub async fn delete_product(
     request_body = ValidateRequest,
     responses(
         (status = 200, description = "Verdicts", body = ValidateResponse),
-        (status = 422, description = "No items or more than 100", body = Problem, content_type = "application/problem+json"),
+        r::Write,
     )
 )]
 pub async fn validate_products(
@@ -316,7 +336,7 @@ pub async fn validate_products(
     request_body = BatchRequest,
     responses(
         (status = 200, description = "Found products and missing ids", body = BatchResponse),
-        (status = 422, description = "No ids or more than 100", body = Problem, content_type = "application/problem+json"),
+        r::Write,
     )
 )]
 pub async fn batch_products(
@@ -329,7 +349,7 @@ pub async fn batch_products(
 /// List every category (flat, depth-first, with `parentId` and `depth`).
 #[utoipa::path(
     get, path = "/api/v1/categories", tag = "catalog",
-    responses((status = 200, description = "All categories", body = CategoryList))
+    responses((status = 200, description = "All categories", body = CategoryList), r::Always)
 )]
 pub async fn list_categories(State(st): State<CatalogState>) -> ApiResult<Json<CategoryList>> {
     Ok(Json(CategoryList { items: st.store.list_categories().await? }))
@@ -341,7 +361,7 @@ pub async fn list_categories(State(st): State<CatalogState>) -> ApiResult<Json<C
     params(("id" = String, Path, description = "Category UUID or slug")),
     responses(
         (status = 200, description = "The category", body = CategoryDetail),
-        (status = 404, description = "No such category", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::NotFound,
     )
 )]
 pub async fn get_category(
@@ -355,7 +375,7 @@ pub async fn get_category(
         .ok_or_else(|| ApiError::not_found(format!("category `{id}` not found")))
 }
 
-/// Create a category (admin).
+/// Create a category (admin). 409 `duplicate_slug`; 422 also when `parentId` names no category.
 #[utoipa::path(
     post, path = "/api/v1/categories", tag = "catalog",
     request_body = CategoryInput,
@@ -363,10 +383,7 @@ pub async fn get_category(
     responses(
         (status = 201, description = "Created", body = CategoryDetail,
             headers(("Location" = String, description = "URL of the new category"))),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Duplicate slug", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::Conflict,
     )
 )]
 pub async fn create_category(
@@ -383,7 +400,7 @@ pub async fn create_category(
 /// List every brand, by name.
 #[utoipa::path(
     get, path = "/api/v1/brands", tag = "catalog",
-    responses((status = 200, description = "All brands", body = BrandList))
+    responses((status = 200, description = "All brands", body = BrandList), r::Always)
 )]
 pub async fn list_brands(State(st): State<CatalogState>) -> ApiResult<Json<BrandList>> {
     Ok(Json(BrandList { items: st.store.list_brands().await? }))
@@ -395,7 +412,7 @@ pub async fn list_brands(State(st): State<CatalogState>) -> ApiResult<Json<Brand
     params(("id" = String, Path, description = "Brand UUID or slug")),
     responses(
         (status = 200, description = "The brand", body = Brand),
-        (status = 404, description = "No such brand", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::NotFound,
     )
 )]
 pub async fn get_brand(State(st): State<CatalogState>, Path(id): Path<String>) -> ApiResult<Json<Brand>> {
@@ -406,7 +423,7 @@ pub async fn get_brand(State(st): State<CatalogState>, Path(id): Path<String>) -
         .ok_or_else(|| ApiError::not_found(format!("brand `{id}` not found")))
 }
 
-/// Create a brand (admin).
+/// Create a brand (admin). 409 `duplicate_slug`.
 #[utoipa::path(
     post, path = "/api/v1/brands", tag = "catalog",
     request_body = BrandInput,
@@ -414,10 +431,7 @@ pub async fn get_brand(State(st): State<CatalogState>, Path(id): Path<String>) -
     responses(
         (status = 201, description = "Created", body = Brand,
             headers(("Location" = String, description = "URL of the new brand"))),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Duplicate slug", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::Conflict,
     )
 )]
 pub async fn create_brand(
@@ -440,12 +454,7 @@ pub async fn create_brand(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated", body = CategoryDetail),
-        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such category", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Duplicate slug", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (a parent that is the category or its descendant, too)", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Forbidden, r::NotFound, r::Conflict,
     )
 )]
 pub async fn update_category(
@@ -471,12 +480,7 @@ pub async fn update_category(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated", body = Brand),
-        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such brand", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Duplicate slug", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Forbidden, r::NotFound, r::Conflict,
     )
 )]
 pub async fn update_brand(
@@ -521,9 +525,9 @@ pub fn router(state: CatalogState) -> Router {
     components(schemas(
         Product, BrandRef, CategoryRef, ProductInput, ProductPatch, Money, Category, CategoryDetail,
         CategoryList, CategoryInput, Brand, BrandList, BrandInput, ValidateItem, ValidateRequest,
-        ValidatedItem, ValidateResponse, BatchRequest, BatchResponse, Problem, FieldError,
+        ValidatedItem, ValidateResponse, BatchRequest, BatchResponse, ProductSort, LineError,
     )),
-    modifiers(&BearerSecurity),
+    modifiers(&BearerSecurity, &Problems),
     tags((name = "catalog", description = "Products, categories and brands"))
 )]
 struct CatalogApi;

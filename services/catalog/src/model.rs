@@ -1,6 +1,7 @@
 //! The catalog's API types and their validation rules.
 
 use kit::money::{validate_currency, Money};
+use kit::openapi::strings;
 use kit::problem::FieldError;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -19,6 +20,153 @@ pub const MAX_ATTRIBUTE_KEY_LEN: usize = 64;
 pub const MAX_ATTRIBUTE_VALUE_LEN: usize = 500;
 /// Items per `validate` / `batch` request.
 pub const MAX_BATCH: usize = 100;
+/// Longest category or brand name.
+pub const MAX_NAMED_NAME_LEN: usize = 100;
+/// Longest category or brand description.
+pub const MAX_NAMED_DESCRIPTION_LEN: usize = 2000;
+
+/// A slug: lower-case letters and digits in groups joined by single hyphens, not a UUID.
+pub const SLUG_PATTERN: &str = concat!(
+    "^(?![0-9a-f]{32}$)(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$)",
+    "[a-z0-9]+(?:-[a-z0-9]+)*$"
+);
+/// A SKU: ASCII letters, digits, `-`, `_` and `.`, starting with a letter or digit, 1–64 long.
+pub const SKU_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+/// An http(s) URL with a host, without whitespace or control characters.
+pub const URL_PATTERN: &str = concat!(
+    r"^https?://[^/\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+);
+
+pub(crate) mod schemas {
+    //! Field schemas for rules a `#[schema(pattern = …)]` literal cannot hold.
+    use super::*;
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    use utoipa::openapi::{Object, RefOr, Schema};
+
+    pub fn product_name() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::text(
+            MAX_NAME_LEN,
+            "1 to 200 characters as sent, not only whitespace, no control characters; trimmed.",
+        )
+    }
+    pub fn product_name_patch() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::string(
+            strings::TEXT,
+            1,
+            MAX_NAME_LEN,
+            true,
+            "As in `ProductInput`; absent or null keeps it.",
+        )
+    }
+    pub fn named_name() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::text(
+            MAX_NAMED_NAME_LEN,
+            "1 to 100 characters as sent, not only whitespace, no control characters; trimmed.",
+        )
+    }
+    pub fn slug() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::string(
+            SLUG_PATTERN,
+            1,
+            MAX_SLUG_LEN,
+            true,
+            "URL-safe unique name: lower-case letters and digits joined by single hyphens, at most 120 \
+             characters, not a UUID. Absent or null: derived from the name (on create), kept (on update).",
+        )
+    }
+    pub fn sku() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::string(SKU_PATTERN, 1, MAX_SKU_LEN, false, "Stock keeping unit, unique among live products.")
+    }
+    pub fn sku_patch() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::string(SKU_PATTERN, 1, MAX_SKU_LEN, true, "As in `ProductInput`; absent or null keeps it.")
+    }
+    pub fn description() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::string(strings::NO_NUL, 0, MAX_DESCRIPTION_LEN, false, "At most 10,000 characters, no NUL.")
+    }
+    pub fn description_patch() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::string(strings::NO_NUL, 0, MAX_DESCRIPTION_LEN, true, "At most 10,000 characters, no NUL.")
+    }
+    pub fn named_description() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::string(
+            strings::NO_NUL,
+            0,
+            MAX_NAMED_DESCRIPTION_LEN,
+            false,
+            "At most 2,000 characters, no NUL.",
+        )
+    }
+    pub fn url() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::string(
+            URL_PATTERN,
+            1,
+            MAX_URL_LEN,
+            false,
+            "An http(s) URL with a host, at most 2,048 characters.",
+        )
+    }
+    pub fn logo_url() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::string(
+            URL_PATTERN,
+            1,
+            MAX_URL_LEN,
+            true,
+            "An http(s) URL with a host, at most 2,048 characters.",
+        )
+    }
+    fn images_of(nullable: bool) -> utoipa::openapi::schema::Array {
+        let mut a = utoipa::openapi::schema::ArrayBuilder::new()
+            .items(url())
+            .max_items(Some(MAX_IMAGES))
+            .description(Some("Image URLs (at most 20), the first is the main image."));
+        if nullable {
+            a = a.schema_type(SchemaType::from_iter([Type::Array, Type::Null]));
+        }
+        a.build()
+    }
+    pub fn images() -> utoipa::openapi::schema::Array {
+        images_of(false)
+    }
+    pub fn images_patch() -> utoipa::openapi::schema::Array {
+        images_of(true)
+    }
+    fn attributes_of(nullable: bool) -> Object {
+        let value: RefOr<Schema> = ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Number, Type::Boolean]))
+            .max_length(Some(MAX_ATTRIBUTE_VALUE_LEN))
+            .pattern(Some(strings::NO_NUL))
+            .into();
+        let ty = if nullable {
+            SchemaType::from_iter([Type::Object, Type::Null])
+        } else {
+            SchemaType::new(Type::Object)
+        };
+        let mut o = ObjectBuilder::new()
+            .schema_type(ty)
+            .additional_properties(Some(value))
+            .max_properties(Some(MAX_ATTRIBUTES))
+            .description(Some(
+                "Free-form attributes (at most 50): names of 1 to 64 characters without NUL, values a string \
+                 (at most 500 characters, no NUL), a number or a boolean.",
+            ))
+            .build();
+        o.property_names = Some(Box::new(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_ATTRIBUTE_KEY_LEN))
+                .pattern(Some(strings::NO_NUL))
+                .into(),
+        ));
+        o
+    }
+    pub fn attributes() -> Object {
+        attributes_of(false)
+    }
+    pub fn attributes_patch() -> Object {
+        attributes_of(true)
+    }
+}
 
 /// A product as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -70,24 +218,32 @@ fn yes() -> bool {
 
 /// Body of `POST /api/v1/products` and `PUT /api/v1/products/{id}`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductInput {
+    #[schema(schema_with = schemas::product_name)]
     pub name: String,
-    /// Derived from the name when absent (on create; `PUT` keeps the current slug).
     #[serde(default)]
+    #[schema(schema_with = schemas::slug)]
     pub slug: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = schemas::description)]
     pub description: String,
+    #[schema(schema_with = schemas::sku)]
     pub sku: String,
+    /// Not negative.
     pub price: Money,
     #[serde(default)]
+    #[schema(schema_with = schemas::images)]
     pub images: Vec<String>,
+    /// An existing category.
     pub category_id: Uuid,
+    /// An existing brand, or null for none.
     #[serde(default)]
     pub brand_id: Option<Uuid>,
     #[serde(default)]
-    #[schema(value_type = Object, additional_properties = true)]
+    #[schema(schema_with = schemas::attributes)]
     pub attributes: Map<String, Value>,
+    /// Default true.
     #[serde(default = "yes")]
     pub active: bool,
 }
@@ -95,19 +251,24 @@ pub struct ProductInput {
 /// Body of `PATCH /api/v1/products/{id}`: only the fields present change
 /// (`"brandId": null` removes the brand).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductPatch {
+    #[schema(schema_with = schemas::product_name_patch)]
     pub name: Option<String>,
+    #[schema(schema_with = schemas::slug)]
     pub slug: Option<String>,
+    #[schema(schema_with = schemas::description_patch)]
     pub description: Option<String>,
+    #[schema(schema_with = schemas::sku_patch)]
     pub sku: Option<String>,
     pub price: Option<Money>,
+    #[schema(schema_with = schemas::images_patch)]
     pub images: Option<Vec<String>>,
     pub category_id: Option<Uuid>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Uuid>)]
     pub brand_id: Option<Option<Uuid>>,
-    #[schema(value_type = Option<Object>, additional_properties = true)]
+    #[schema(schema_with = schemas::attributes_patch)]
     pub attributes: Option<Map<String, Value>>,
     pub active: Option<bool>,
 }
@@ -190,6 +351,26 @@ pub fn slugify(name: &str) -> String {
 }
 
 /// Why `slug` is not acceptable, if it is not.
+/// The slug of a name given without one: [`slugify`], or, when that leaves nothing usable (a
+/// name without Latin letters or digits, a name that is a UUID), `x-` and the name's code points
+/// in hexadecimal (`日本` → `x-65e5-672c`). Deterministic, so two equal names still collide
+/// (`duplicate_slug`), and never refused: every name the schema allows gets a slug.
+pub fn derive_slug(name: &str) -> String {
+    let s = slugify(name);
+    if slug_problem(&s).is_none() {
+        return s;
+    }
+    let mut out = String::from("x");
+    for c in name.chars().filter(|c| !c.is_whitespace()) {
+        let part = format!("-{:x}", c as u32);
+        if out.len() + part.len() > MAX_SLUG_LEN {
+            break;
+        }
+        out.push_str(&part);
+    }
+    out
+}
+
 pub fn slug_problem(slug: &str) -> Option<String> {
     if slug.is_empty() {
         return Some("must not be empty".into());
@@ -224,9 +405,10 @@ fn sku_problem(sku: &str) -> Option<String> {
     None
 }
 
-/// Checks a name (trimmed by the caller): 1..=max characters, no control characters.
+/// Checks a name as sent: 1..=max characters, not only whitespace, no control characters
+/// ([`strings::TEXT`]).
 pub fn name_problem(name: &str, max: usize) -> Option<String> {
-    if name.is_empty() {
+    if name.trim().is_empty() {
         Some("must not be empty".into())
     } else if name.chars().count() > max {
         Some(format!("must be at most {max} characters"))
@@ -243,7 +425,9 @@ pub fn url_problem(u: &str) -> Option<String> {
     match rest {
         None => Some("must be an http(s) URL".into()),
         Some(rest) if rest.is_empty() || rest.starts_with('/') => Some("must have a host".into()),
-        Some(_) if u.len() > MAX_URL_LEN => Some(format!("must be at most {MAX_URL_LEN} characters")),
+        Some(_) if u.chars().count() > MAX_URL_LEN => {
+            Some(format!("must be at most {MAX_URL_LEN} characters"))
+        }
         Some(_) if u.chars().any(|c| c.is_whitespace() || c.is_control()) => {
             Some("must not contain whitespace".into())
         }
@@ -256,28 +440,21 @@ impl ProductInput {
     /// References (category, brand) are checked against the store separately.
     pub fn validate(self, current_slug: Option<&str>) -> Result<ProductData, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let name = self.name.trim().to_string();
-        if let Some(p) = name_problem(&name, MAX_NAME_LEN) {
+        if let Some(p) = name_problem(&self.name, MAX_NAME_LEN) {
             errors.push(err("name", p));
         }
+        let name = self.name.trim().to_string();
         let slug = match (self.slug, current_slug) {
             (Some(s), _) => {
-                let s = s.trim().to_string();
                 if let Some(p) = slug_problem(&s) {
                     errors.push(err("slug", p));
                 }
                 s
             }
             (None, Some(current)) => current.to_string(),
-            (None, None) => {
-                let s = slugify(&name);
-                if !name.is_empty() && slug_problem(&s).is_some() {
-                    errors.push(err("slug", "cannot be derived from the name; provide one"));
-                }
-                s
-            }
+            (None, None) => derive_slug(&name),
         };
-        let sku = self.sku.trim().to_string();
+        let sku = self.sku;
         if let Some(p) = sku_problem(&sku) {
             errors.push(err("sku", p));
         }
@@ -379,18 +556,23 @@ pub struct CategoryList {
 
 /// Body of `POST /api/v1/categories`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CategoryInput {
+    #[schema(schema_with = schemas::named_name)]
     pub name: String,
-    /// Derived from the name when absent.
     #[serde(default)]
+    #[schema(schema_with = schemas::slug)]
     pub slug: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = schemas::named_description)]
     pub description: String,
+    /// An existing category, or null for a top-level one.
     #[serde(default)]
     pub parent_id: Option<Uuid>,
+    /// Sort position among siblings (default 0; a 32-bit integer).
     #[serde(default)]
-    pub position: i64,
+    #[schema(minimum = -2147483648, maximum = 2147483647)]
+    pub position: i32,
 }
 
 /// A brand.
@@ -412,15 +594,18 @@ pub struct BrandList {
 
 /// Body of `POST /api/v1/brands`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrandInput {
+    #[schema(schema_with = schemas::named_name)]
     pub name: String,
-    /// Derived from the name when absent.
     #[serde(default)]
+    #[schema(schema_with = schemas::slug)]
     pub slug: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = schemas::named_description)]
     pub description: String,
     #[serde(default)]
+    #[schema(schema_with = schemas::logo_url)]
     pub logo_url: Option<String>,
 }
 
@@ -439,27 +624,21 @@ pub fn validate_named(
     description: &str,
     errors: &mut Vec<FieldError>,
 ) -> NamedData {
-    let name = name.trim().to_string();
-    if let Some(p) = name_problem(&name, 100) {
+    if let Some(p) = name_problem(name, MAX_NAMED_NAME_LEN) {
         errors.push(err("name", p));
     }
+    let name = name.trim().to_string();
     let slug = match slug {
         Some(s) => {
-            let s = s.trim().to_string();
+            let s = s.to_string();
             if let Some(p) = slug_problem(&s) {
                 errors.push(err("slug", p));
             }
             s
         }
-        None => {
-            let s = slugify(&name);
-            if !name.is_empty() && slug_problem(&s).is_some() {
-                errors.push(err("slug", "cannot be derived from the name; provide one"));
-            }
-            s
-        }
+        None => derive_slug(&name),
     };
-    if description.chars().count() > 2000 {
+    if description.chars().count() > MAX_NAMED_DESCRIPTION_LEN {
         errors.push(err("description", "must be at most 2000 characters"));
     } else if description.contains('\0') {
         errors.push(err("description", "must not contain NUL characters"));
@@ -469,17 +648,20 @@ pub fn validate_named(
 
 /// One line of `POST /api/v1/products/validate`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ValidateItem {
     pub product_id: Uuid,
-    /// Requested quantity, at least 1.
-    pub quantity: i64,
+    /// Requested quantity (a 32-bit integer); a line below 1 gets the verdict `invalid_quantity`.
+    #[schema(minimum = -2147483648, maximum = 2147483647)]
+    pub quantity: i32,
 }
 
 /// Body of `POST /api/v1/products/validate`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
     /// 1 to 100 items.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<ValidateItem>,
 }
 
@@ -498,7 +680,18 @@ pub struct ValidatedItem {
     pub quantity: i64,
     /// Why the line is not valid: `not_found`, `deleted`, `inactive` or `invalid_quantity`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<LineError>)]
     pub error: Option<String>,
+}
+
+/// Why a line of `POST /api/v1/products/validate` is not valid.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LineError {
+    NotFound,
+    Deleted,
+    Inactive,
+    InvalidQuantity,
 }
 
 /// Response of `POST /api/v1/products/validate`.
@@ -512,8 +705,10 @@ pub struct ValidateResponse {
 
 /// Body of `POST /api/v1/products/batch`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// 1 to 100 product ids.
+    #[schema(min_items = 1, max_items = 100)]
     pub ids: Vec<Uuid>,
 }
 
@@ -536,6 +731,11 @@ mod tests {
         assert_eq!(slugify("  Men's  Shirts & Ties "), "mens-shirts-ties");
         assert_eq!(slugify("Crème brûlée"), "creme-brulee");
         assert_eq!(slugify("日本"), "");
+        assert_eq!(derive_slug("日本"), "x-65e5-672c");
+        assert_eq!(derive_slug("Crème brûlée"), "creme-brulee");
+        let uuid = "550e8400-e29b-41d4-a716-446655440000";
+        assert!(slug_problem(&derive_slug(uuid)).is_none(), "{}", derive_slug(uuid));
+        assert!(slug_problem(&derive_slug(&"ķ".repeat(200))).is_none());
         assert!(slug_problem("ok-slug-1").is_none());
         assert!(slug_problem("Bad").is_some());
         assert!(slug_problem("a--b").is_some());

@@ -10,9 +10,8 @@ use std::fmt::Write as _;
 use kit::db::{is_foreign_key_violation, is_unique_violation_on, like_escape, Backend, Db};
 use kit::money::Money;
 use kit::pagination::PageRequest;
-use kit::problem::FieldError;
+use kit::problem::{ErrorCode, FieldError};
 use kit::with_db;
-use kit::ApiError;
 use serde_json::{Map, Value};
 use sqlx::types::Json;
 use time::OffsetDateTime;
@@ -20,29 +19,9 @@ use uuid::Uuid;
 
 use crate::model::*;
 
-/// What can go wrong in the store, mapped to problem documents by the API layer.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
-    #[error("invalid input")]
-    Invalid(Vec<FieldError>),
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
-            StoreError::Conflict { code, detail } => ApiError::conflict(code, detail),
-            StoreError::Invalid(errors) => ApiError::invalid_fields(errors),
-            StoreError::Db(e) => ApiError::from(e),
-        }
-    }
-}
+/// What can go wrong in the store: the kit's store error, whose one mapping to problem
+/// documents is `kit::store` (the catalog has no refusal of its own).
+pub type StoreError = kit::store::StoreError;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -259,9 +238,12 @@ fn field(field: &str, message: impl Into<String>) -> FieldError {
 /// Maps write errors: unique violations → 409, foreign-key violations → 422.
 fn write_error(e: sqlx::Error, what: &str) -> StoreError {
     if is_unique_violation_on(&e, "sku") {
-        StoreError::Conflict { code: "duplicate_sku", detail: format!("another {what} has this SKU") }
+        StoreError::Conflict { code: ErrorCode::DuplicateSku, detail: format!("another {what} has this SKU") }
     } else if is_unique_violation_on(&e, "slug") {
-        StoreError::Conflict { code: "duplicate_slug", detail: format!("another {what} has this slug") }
+        StoreError::Conflict {
+            code: ErrorCode::DuplicateSlug,
+            detail: format!("another {what} has this slug"),
+        }
     } else if is_foreign_key_violation(&e) {
         StoreError::Invalid(vec![field("categoryId", "refers to an unknown category or brand")])
     } else {
@@ -598,7 +580,7 @@ impl Store {
                         name: None,
                         sku: None,
                         price: None,
-                        quantity: item.quantity,
+                        quantity: i64::from(item.quantity),
                         error: Some("not_found".into()),
                     };
                 };
@@ -619,7 +601,7 @@ impl Store {
                     name: Some(r.name.clone()),
                     sku: Some(r.sku.clone()),
                     price: Some(Money { amount: r.price_amount, currency: r.currency.clone() }),
-                    quantity: item.quantity,
+                    quantity: i64::from(item.quantity),
                     error: error.map(str::to_string),
                 }
             })
@@ -737,7 +719,7 @@ impl Store {
         .bind(&named.name)
         .bind(&named.slug)
         .bind(&named.description)
-        .bind(input.position)
+        .bind(i64::from(input.position))
         .bind(now)
         .execute(pool)
         .await

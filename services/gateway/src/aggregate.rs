@@ -18,6 +18,7 @@ use kit::client::{Call, ServiceClient};
 use kit::contract::ServiceName;
 use kit::extract::Path;
 use kit::info::ServiceInfo;
+use kit::openapi::{responses as r, BearerSecurity, Problems};
 use kit::ApiError;
 use serde::Serialize;
 use serde_json::Value;
@@ -79,9 +80,7 @@ fn forward(call: Call, headers: &HeaderMap) -> Call {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The order, its products and payments", body = OrderView),
-        (status = 401, description = "No or invalid token", body = kit::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such order (or not yours)", body = kit::problem::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The order service cannot be reached", body = kit::problem::Problem, content_type = "application/problem+json"),
+        r::Read, r::NotFound, r::ServiceUnavailable,
     )
 )]
 pub async fn order_view(
@@ -159,8 +158,7 @@ pub struct ServiceStatus {
     get, path = "/api/v1/info", tag = "gateway", security(("bearer" = [])),
     responses(
         (status = 200, description = "Every service's `/info`", body = Vec<ServiceStatus>),
-        (status = 401, description = "Missing or invalid bearer token", body = kit::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = kit::problem::Problem, content_type = "application/problem+json"),
+        r::Always, r::Forbidden,
     )
 )]
 pub async fn all_info(
@@ -249,6 +247,7 @@ pub fn routes(peers: Peers) -> Router {
         crate::session::SignIn, crate::session::SessionUser, crate::session::SessionView,
         crate::events::EventView, crate::events::RecentEvents,
     )),
+    modifiers(&BearerSecurity, &Problems),
     tags(
         (name = "gateway", description = "Answers the gateway composes from several services"),
         (name = "console", description = "The admin console's cookie session and its view of the event bus"),

@@ -20,7 +20,7 @@ use kit::auth::Identity;
 use kit::events::tap::Tap;
 use kit::events::Envelope;
 use kit::extract::Query;
-use kit::problem::Problem;
+use kit::openapi::responses as r;
 use kit::ApiError;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
@@ -50,7 +50,7 @@ impl Events {
 
 /// Which events to show.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventFilter {
     /// An event type (`order.placed`), or a prefix ending in `.` (`payment.`).
@@ -161,9 +161,7 @@ fn recent(tap: &Tap, filter: &EventFilter, default: usize) -> Vec<EventView> {
     get, path = "/api/v1/events", tag = "console", params(EventFilter), security(("bearer" = [])),
     responses(
         (status = 200, description = "Recent events", body = RecentEvents),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "This gateway has no view of the bus", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Forbidden, r::ServiceUnavailable,
     )
 )]
 pub async fn list(
@@ -204,9 +202,7 @@ fn sse_event(e: &Envelope) -> Event {
     get, path = "/api/v1/events/stream", tag = "console", params(EventFilter), security(("bearer" = [])),
     responses(
         (status = 200, description = "`text/event-stream`", content_type = "text/event-stream", body = String),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No view of the bus here, or too many streams open", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Forbidden, r::ServiceUnavailable,
     )
 )]
 pub async fn stream(

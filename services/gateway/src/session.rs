@@ -28,7 +28,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kit::client::{Call, ServiceClient};
-use kit::problem::Problem;
+use kit::openapi::responses as r;
+use kit::problem::ErrorCode;
 use kit::ApiError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -92,8 +93,7 @@ pub fn strip_session_cookies(headers: &mut HeaderMap) {
 }
 
 fn csrf_failed(detail: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", "Cross-site request refused")
-        .detail(detail.to_string())
+    ApiError::new(ErrorCode::CsrfFailed).detail(detail.to_string())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -306,9 +306,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     post, path = "/api/v1/console/session", tag = "console", request_body = SignIn,
     responses(
         (status = 200, description = "Signed in; `Set-Cookie`: shop_session, shop_refresh, shop_csrf", body = SessionView),
-        (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`console_admin_only` (not an admin), `account_disabled`, or `csrf_failed` (another site's page)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Forbidden,
     )
 )]
 pub async fn sign_in(
@@ -326,7 +324,7 @@ pub async fn sign_in(
     let t: TokenAnswer = reply.json("auth")?;
     if !t.user.roles.iter().any(|r| r == kit::auth::roles::ADMIN) {
         revoke(&s, &t.refresh_token, &headers, peer).await;
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "console_admin_only", "Admins only").detail(
+        return Err(ApiError::new(ErrorCode::ConsoleAdminOnly).detail(
             "the console is for administrators; this account has no admin role (vendor accounts have no \
              console rights yet)",
         ));
@@ -339,14 +337,11 @@ pub async fn sign_in(
     get, path = "/api/v1/console/session", tag = "console",
     responses(
         (status = 200, description = "The session (`user` is null once the access token expired: refresh)", body = SessionView),
-        (status = 401, description = "`no_session`: not signed in", body = Problem, content_type = "application/problem+json"),
+        r::Read,
     )
 )]
 pub async fn current(State(s): State<Sessions>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let no_session = || {
-        ApiError::new(StatusCode::UNAUTHORIZED, "no_session", "Not signed in")
-            .detail("no console session: sign in")
-    };
+    let no_session = || ApiError::new(ErrorCode::NoSession).detail("no console session: sign in");
     let (Some(csrf), true) = (
         cookie(&headers, CSRF_COOKIE),
         cookie(&headers, SESSION_COOKIE).is_some() || cookie(&headers, REFRESH_COOKIE).is_some(),
@@ -391,8 +386,7 @@ pub async fn current(State(s): State<Sessions>, headers: HeaderMap) -> Result<Re
     params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
     responses(
         (status = 200, description = "Refreshed; new cookies", body = SessionView),
-        (status = 401, description = "`no_session`, `refresh_token_expired`, `refresh_token_reused`, `invalid_refresh_token`: sign in again (the cookies are cleared)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`csrf_failed`, `account_disabled`, `console_admin_only`", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Forbidden,
     )
 )]
 pub async fn refresh(
@@ -408,9 +402,7 @@ pub async fn refresh(
     };
     let Some(token) = cookie(&headers, REFRESH_COOKIE) else {
         return Ok(gone(
-            ApiError::new(StatusCode::UNAUTHORIZED, "no_session", "Not signed in")
-                .detail("no refresh cookie: sign in again")
-                .into_response(),
+            ApiError::new(ErrorCode::NoSession).detail("no refresh cookie: sign in again").into_response(),
         ));
     };
     let auth = auth(&s)?;
@@ -423,7 +415,7 @@ pub async fn refresh(
     if !t.user.roles.iter().any(|r| r == kit::auth::roles::ADMIN) {
         revoke(&s, &t.refresh_token, &headers, peer).await;
         return Ok(gone(
-            ApiError::new(StatusCode::FORBIDDEN, "console_admin_only", "Admins only")
+            ApiError::new(ErrorCode::ConsoleAdminOnly)
                 .detail("this account is no longer an administrator")
                 .into_response(),
         ));
@@ -435,10 +427,10 @@ pub async fn refresh(
 /// Sign out: the session is revoked at the auth service and the cookies cleared.
 #[utoipa::path(
     delete, path = "/api/v1/console/session", tag = "console",
-    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    params(("X-CSRF-Token" = Option<String>, Header, description = "The session's CSRF token: required when the request carries a session cookie (without one there is nothing to sign out of)")),
     responses(
         (status = 204, description = "Signed out; the cookies are cleared"),
-        (status = 403, description = "`csrf_failed`", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Forbidden,
     )
 )]
 pub async fn sign_out(
@@ -518,7 +510,7 @@ mod tests {
             headers(&[("cookie", "shop_csrf=abc"), ("x-csrf-token", "abc"), ("origin", "null")]),
         ] {
             let e = check_csrf(&bad).unwrap_err();
-            assert_eq!((e.status, e.code), (StatusCode::FORBIDDEN, "csrf_failed"), "{bad:?}");
+            assert_eq!((e.status, e.code), (StatusCode::FORBIDDEN, ErrorCode::CsrfFailed), "{bad:?}");
         }
         let proxied = headers(&[
             ("host", "gateway:8080"),

@@ -8,9 +8,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use kit::auth::{Identity, MaybeIdentity};
 use kit::extract::{Json, Path, Query};
-use kit::openapi::ServiceSecurity;
+use kit::openapi::{responses as r, Problems, ServiceSecurity};
 use kit::pagination::{Page, PageParams};
-use kit::problem::{FieldError, Problem};
+use kit::problem::FieldError;
 use kit::{ApiError, ApiResult};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
@@ -42,11 +42,17 @@ impl FromRequestParts<InventoryState> for ServiceCaller {
     }
 }
 
-/// Filters of `GET /api/v1/inventory` (with `page` and `pageSize`).
+/// The query of `GET /api/v1/inventory`: the page and the filter (nothing else).
 #[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StockQuery {
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1, maximum = 4294967295_u64, default = 1)]
+    pub page: Option<u32>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub page_size: Option<u32>,
     /// Only products whose available quantity is at or below their reorder level.
     pub low_stock: Option<bool>,
 }
@@ -54,23 +60,20 @@ pub struct StockQuery {
 /// List stock rows (admin), by SKU.
 #[utoipa::path(
     get, path = "/api/v1/inventory", tag = "inventory",
-    params(PageParams, StockQuery),
+    params(StockQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of stock rows", body = Page<Stock>),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid pagination", body = Problem, content_type = "application/problem+json"),
+        r::List, r::Admin,
     )
 )]
 pub async fn list_stock(
     State(st): State<InventoryState>,
     who: Identity,
-    Query(pp): Query<PageParams>,
     Query(q): Query<StockQuery>,
 ) -> ApiResult<Json<Page<Stock>>> {
     who.require_admin()?;
-    let page = pp.validate()?;
+    let page = PageParams { page: q.page, page_size: q.page_size }.validate()?;
     let (items, total) = st.store.list(q.low_stock.unwrap_or(false), page).await?;
     Ok(Json(Page::new(items, page, total)))
 }
@@ -80,9 +83,10 @@ pub async fn list_stock(
 #[utoipa::path(
     get, path = "/api/v1/inventory/{productId}", tag = "inventory",
     params(("productId" = Uuid, Path, description = "Product id")),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Full row (admin) or availability", body = StockView),
-        (status = 404, description = "No stock row for this product", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::NotFound,
     )
 )]
 pub async fn get_stock(
@@ -110,11 +114,7 @@ pub async fn get_stock(
     responses(
         (status = 201, description = "Created", body = Stock,
             headers(("Location" = String, description = "URL of the stock row"))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The product already has a stock row", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::Conflict,
     )
 )]
 pub async fn create_stock(
@@ -136,10 +136,7 @@ pub async fn create_stock(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The updated row", body = Stock),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No stock row", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::NotFound,
     )
 )]
 pub async fn update_stock(
@@ -161,11 +158,7 @@ pub async fn update_stock(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The row after the movement", body = Stock),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No stock row", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`insufficient_stock`: it would go below zero", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid type or quantity", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::NotFound, r::Conflict,
     )
 )]
 pub async fn adjust_stock(
@@ -185,9 +178,7 @@ pub async fn adjust_stock(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of movements", body = Page<StockTransaction>),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No stock row", body = Problem, content_type = "application/problem+json"),
+        r::List, r::Admin, r::NotFound,
     )
 )]
 pub async fn list_transactions(
@@ -216,10 +207,7 @@ pub async fn list_transactions(
     responses(
         (status = 201, description = "Reserved", body = Reservation),
         (status = 200, description = "Already reserved (replay)", body = Reservation),
-        (status = 401, description = "No or invalid credential", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`insufficient_stock` (errors list the products short), `reservation_mismatch` or `reservation_closed`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid lines", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::Conflict,
     )
 )]
 pub async fn create_reservation(
@@ -245,7 +233,7 @@ pub async fn create_reservation(
     security(("bearer" = []), ("internal" = [])),
     responses(
         (status = 200, description = "The reservation", body = Reservation),
-        (status = 404, description = "No reservation for this order", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Admin, r::NotFound,
     )
 )]
 pub async fn get_reservation(
@@ -274,8 +262,7 @@ fn transition(t: Transition) -> ApiResult<Json<Reservation>> {
     security(("bearer" = []), ("internal" = [])),
     responses(
         (status = 200, description = "Committed (now or before)", body = Reservation),
-        (status = 404, description = "No reservation", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`reservation_released`: it was released or expired", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Admin, r::NotFound, r::Conflict,
     )
 )]
 pub async fn commit_reservation(
@@ -295,17 +282,17 @@ pub async fn commit_reservation(
     security(("bearer" = []), ("internal" = [])),
     responses(
         (status = 200, description = "Released (now or before) or expired", body = Reservation),
-        (status = 404, description = "No reservation", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`reservation_committed`: the goods left; return them instead", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::NotFound, r::Conflict,
     )
 )]
 pub async fn release_reservation(
     State(st): State<InventoryState>,
     ServiceCaller(origin): ServiceCaller,
     Path(order_id): Path<Uuid>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Reservation>> {
-    let reason = release_reason(&body)?;
+    let reason = release_reason(&headers, &body)?;
     transition(st.store.release(order_id, &reason, &origin).await?)
 }
 
@@ -318,27 +305,27 @@ pub async fn release_reservation(
     security(("bearer" = []), ("internal" = [])),
     responses(
         (status = 200, description = "Returned (now or before)", body = Reservation),
-        (status = 404, description = "No reservation", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`reservation_not_committed`: nothing left the stock; release instead", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::NotFound, r::Conflict,
     )
 )]
 pub async fn return_reservation(
     State(st): State<InventoryState>,
     ServiceCaller(origin): ServiceCaller,
     Path(order_id): Path<Uuid>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Reservation>> {
-    let reason = release_reason(&body)?;
+    let reason = release_reason(&headers, &body)?;
     transition(st.store.restock(order_id, &reason, &origin).await?)
 }
 
-fn release_reason(body: &[u8]) -> ApiResult<String> {
-    let body: ReleaseRequest = kit::extract::optional_json(body)?;
+fn release_reason(headers: &axum::http::HeaderMap, body: &[u8]) -> ApiResult<String> {
+    let body: ReleaseRequest = kit::extract::optional_json(headers, body)?;
     let reason = body.reason.unwrap_or_else(|| "released".to_string());
-    if reason.len() > 500 {
+    if reason.chars().count() > MAX_NOTE_LEN {
         return Err(ApiError::invalid_fields(vec![FieldError {
             field: "reason".into(),
-            message: "must be at most 500 bytes".into(),
+            message: "must be at most 500 characters".into(),
         }]));
     }
     Ok(reason)
@@ -369,9 +356,9 @@ pub fn router(state: InventoryState) -> Router {
     components(schemas(
         Stock, Availability, StockView, NewStock, StockSettings, TransactionType, StockTransaction,
         AdjustRequest, ReservationLine, ReserveRequest, ReservationStatus, Reservation, Shortage,
-        ReleaseRequest, Problem, FieldError,
+        ReleaseRequest,
     )),
-    modifiers(&ServiceSecurity),
+    modifiers(&ServiceSecurity, &Problems),
     tags((name = "inventory", description = "Stock levels, reservations and the stock audit trail"))
 )]
 struct InventoryApi;

@@ -1,15 +1,40 @@
 //! The inventory's API types (JSON, camelCase) and their validation.
 
+use kit::openapi::strings;
 use kit::problem::FieldError;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+use utoipa::openapi::{Object, RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
 /// Most lines accepted in one reservation.
 pub const MAX_RESERVATION_ITEMS: usize = 100;
 /// Largest quantity of one line or one adjustment.
 pub const MAX_QUANTITY: i64 = 1_000_000;
+/// Longest SKU, in characters.
+pub const MAX_SKU_LEN: usize = 64;
+/// Longest reference or reason, in characters.
+pub const MAX_NOTE_LEN: usize = 500;
+
+fn sku_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    strings::text(MAX_SKU_LEN, "1 to 64 characters, not only whitespace, no control characters.")
+}
+
+fn sku_patch_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    strings::string(
+        strings::TEXT,
+        1,
+        MAX_SKU_LEN,
+        true,
+        "1 to 64 characters, not only whitespace, no control characters; absent or null keeps it.",
+    )
+}
+
+fn note_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    strings::string("", 0, MAX_NOTE_LEN, true, "At most 500 characters.")
+}
 
 fn fe(field: impl Into<String>, message: impl Into<String>) -> FieldError {
     FieldError { field: field.into(), message: message.into() }
@@ -41,9 +66,9 @@ pub struct Stock {
     pub updated_at: OffsetDateTime,
 }
 
-/// What anyone may see of a product's stock.
+/// What anyone may see of a product's stock (exactly these fields: an admin gets a [`Stock`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Availability {
     pub product_id: Uuid,
     pub available_quantity: i64,
@@ -60,7 +85,9 @@ impl From<&Stock> for Availability {
     }
 }
 
-/// `GET /api/v1/inventory/{productId}`: the full row for admins, availability for others.
+/// `GET /api/v1/inventory/{productId}`: the full row for admins, availability for others. The
+/// two never both match: `Availability` admits no other fields, and `Stock` requires fields
+/// `Availability` lacks.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum StockView {
@@ -73,13 +100,19 @@ pub enum StockView {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewStock {
     pub product_id: Uuid,
+    #[schema(schema_with = sku_schema)]
     pub sku: String,
-    /// Units on hand (all available), default 0.
+    /// Units on hand (all available), 0 to 1,000,000, default 0.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000, default = 0)]
     pub quantity: i64,
+    /// 0 to 1,000,000, default 10.
     #[serde(default = "default_reorder_level")]
+    #[schema(minimum = 0, maximum = 1_000_000, default = 10)]
     pub reorder_level: i64,
+    /// 0 to 1,000,000, default 50.
     #[serde(default = "default_reorder_quantity")]
+    #[schema(minimum = 0, maximum = 1_000_000, default = 50)]
     pub reorder_quantity: i64,
 }
 
@@ -90,9 +123,10 @@ pub fn default_reorder_quantity() -> i64 {
     50
 }
 
+/// A SKU as sent: 1 to 64 characters, not only whitespace, no control characters
+/// ([`strings::TEXT`]).
 fn check_sku(sku: &str, errors: &mut Vec<FieldError>) {
-    let t = sku.trim();
-    if t.is_empty() || t.len() > 64 || t.chars().any(char::is_control) {
+    if sku.trim().is_empty() || sku.chars().count() > MAX_SKU_LEN || sku.chars().any(char::is_control) {
         errors.push(fe("sku", "must be 1 to 64 printable characters"));
     }
 }
@@ -123,8 +157,13 @@ impl NewStock {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StockSettings {
+    #[schema(schema_with = sku_patch_schema)]
     pub sku: Option<String>,
+    /// 0 to 1,000,000.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub reorder_level: Option<i64>,
+    /// 0 to 1,000,000.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub reorder_quantity: Option<i64>,
 }
 
@@ -227,7 +266,7 @@ pub struct StockTransaction {
 }
 
 /// `POST /api/v1/inventory/{productId}/adjust`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdjustRequest {
     /// PURCHASE or RETURN add `quantity`; DAMAGE or SALE subtract it; ADJUSTMENT applies a
@@ -239,13 +278,64 @@ pub struct AdjustRequest {
     pub reason: Option<String>,
 }
 
+/// The schema of [`AdjustRequest`]: which quantities a type takes, as one of two shapes.
+impl PartialSchema for AdjustRequest {
+    fn schema() -> RefOr<Schema> {
+        let shape = |types: &[&str], quantity: RefOr<Schema>, description: &str| -> Object {
+            ObjectBuilder::new()
+                .description(Some(description))
+                .property(
+                    "type",
+                    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(types.iter().copied())),
+                )
+                .required("type")
+                .property("quantity", quantity)
+                .required("quantity")
+                .property("reference", note_schema())
+                .property("reason", note_schema())
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::<Schema>::FreeForm(false),
+                ))
+                .build()
+        };
+        let positive = ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::Integer))
+            .minimum(Some(1))
+            .maximum(Some(MAX_QUANTITY))
+            .description(Some("Units, 1 to 1,000,000"))
+            .build();
+        let range = |min: i64, max: i64| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::Integer))
+                .minimum(Some(min))
+                .maximum(Some(max))
+        };
+        let signed = OneOfBuilder::new()
+            .description(Some("Signed units, -1,000,000 to 1,000,000, not 0"))
+            .item(range(-MAX_QUANTITY, -1))
+            .item(range(1, MAX_QUANTITY))
+            .build();
+        OneOfBuilder::new()
+            .description(Some(
+                "A stock movement: PURCHASE or RETURN add `quantity`, DAMAGE or SALE subtract it (available \
+                 stock never goes below zero: 409 `insufficient_stock`), ADJUSTMENT applies a signed \
+                 `quantity`. `reference` (an order id or free text) and `reason`: at most 500 characters.",
+            ))
+            .item(shape(&["PURCHASE", "SALE", "RETURN", "DAMAGE"], positive.into(), "Goods in or out"))
+            .item(shape(&["ADJUSTMENT"], RefOr::T(Schema::OneOf(signed)), "A stock-take correction"))
+            .into()
+    }
+}
+
+impl ToSchema for AdjustRequest {}
+
 impl AdjustRequest {
     /// The signed change of available (and total) stock.
     pub fn delta(&self) -> Result<i64, Vec<FieldError>> {
         let mut errors = Vec::new();
         for (name, v) in [("reference", &self.reference), ("reason", &self.reason)] {
-            if v.as_ref().is_some_and(|v| v.len() > 500) {
-                errors.push(fe(name, "must be at most 500 bytes"));
+            if v.as_ref().is_some_and(|v| v.chars().count() > MAX_NOTE_LEN) {
+                errors.push(fe(name, "must be at most 500 characters"));
             }
         }
         let q = self.quantity;
@@ -269,7 +359,7 @@ impl AdjustRequest {
                 0
             }
         };
-        if q.abs() > MAX_QUANTITY {
+        if q.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
             errors.push(fe("quantity", format!("must be at most {MAX_QUANTITY} in magnitude")));
         }
         if errors.is_empty() {
@@ -282,9 +372,11 @@ impl AdjustRequest {
 
 /// One line of a reservation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReservationLine {
     pub product_id: Uuid,
+    /// 1 to 1,000,000 units.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub quantity: i64,
 }
 
@@ -293,6 +385,8 @@ pub struct ReservationLine {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReserveRequest {
     pub order_id: Uuid,
+    /// 1 to 100 lines.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<ReservationLine>,
 }
 
@@ -388,5 +482,6 @@ pub struct Shortage {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReleaseRequest {
+    #[schema(schema_with = note_schema)]
     pub reason: Option<String>,
 }

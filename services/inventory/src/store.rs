@@ -20,7 +20,7 @@ use kit::events::payloads::{
 };
 use kit::events::{inbox, outbox, Envelope, EventError, EventPayload};
 use kit::pagination::PageRequest;
-use kit::problem::FieldError;
+use kit::problem::ErrorCode;
 use kit::with_db;
 use kit::ApiError;
 use uuid::Uuid;
@@ -30,47 +30,36 @@ use crate::model::*;
 /// The consumer group of the inventory's event handlers (inbox key).
 pub const CONSUMER_GROUP: &str = kit::contract::ServiceName::Inventory.as_str();
 
-/// What can go wrong in the store, mapped to problem documents by the API layer.
+/// What can go wrong in the store: the kit's store error, whose one mapping to problem
+/// documents is `kit::store`, with the inventory's own refusal (stock that is short).
+pub type StoreError = kit::store::StoreError<Shortfall>;
+
+/// An adjustment refused for want of stock: the products short.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
-    #[error("invalid input")]
-    Invalid(Vec<FieldError>),
-    #[error("insufficient stock")]
-    Insufficient(Vec<Shortage>),
-    #[error("stock rows disagree with reservation {0}")]
-    Inconsistent(Uuid),
-    #[error(transparent)]
-    Events(#[from] EventError),
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
+#[error("insufficient stock")]
+pub struct Shortfall(pub Vec<Shortage>);
+
+impl kit::store::Refusal for Shortfall {
+    fn problem(&self) -> ApiError {
+        insufficient_stock(&self.0)
+    }
+}
+
+/// Stock rows that disagree with a reservation (a bug or a manual edit).
+fn inconsistent(reservation: Uuid) -> StoreError {
+    StoreError::Corrupt(format!("stock rows disagree with reservation {reservation}"))
 }
 
 /// The 409 of a refused reservation or adjustment, listing the products short.
 pub fn insufficient_stock(shortages: &[Shortage]) -> ApiError {
     let ids: Vec<String> = shortages.iter().map(|s| s.product_id.to_string()).collect();
-    let mut e = ApiError::conflict("insufficient_stock", format!("not enough stock for {}", ids.join(", ")));
+    let mut e =
+        ApiError::conflict(ErrorCode::InsufficientStock, format!("not enough stock for {}", ids.join(", ")));
     for s in shortages {
         e = e
             .field(s.product_id.to_string(), format!("requested {}, available {}", s.requested, s.available));
     }
     e
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
-            StoreError::Conflict { code, detail } => ApiError::conflict(code, detail),
-            StoreError::Invalid(errors) => ApiError::invalid_fields(errors),
-            StoreError::Insufficient(s) => insufficient_stock(&s),
-            StoreError::Inconsistent(_) | StoreError::Events(_) => ApiError::internal(e),
-            StoreError::Db(e) => ApiError::from(e),
-        }
-    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -417,7 +406,7 @@ impl Store {
             row
         });
         row.map(Stock::from).ok_or_else(|| StoreError::Conflict {
-            code: "stock_exists",
+            code: ErrorCode::StockExists,
             detail: format!("product {} already has a stock row", input.product_id),
         })
     }
@@ -470,11 +459,11 @@ impl Store {
             Ok(()) => {}
             Err(None) => return Err(StoreError::NotFound(format!("stock of product {product_id}"))),
             Err(Some(available)) => {
-                return Err(StoreError::Insufficient(vec![Shortage {
+                return Err(StoreError::Refused(Shortfall(vec![Shortage {
                     product_id,
                     requested: -delta,
                     available,
-                }]))
+                }])))
             }
         }
         self.get(product_id)
@@ -546,7 +535,7 @@ impl Store {
             }
         }
         Err(StoreError::Conflict {
-            code: "reservation_busy",
+            code: ErrorCode::ReservationBusy,
             detail: format!("order {order_id} is being reserved"),
         })
     }
@@ -572,11 +561,11 @@ impl Store {
                         Ok(ReserveOutcome::Existing(existing))
                     }
                     ReservationStatus::Active | ReservationStatus::Committed => Err(StoreError::Conflict {
-                        code: "reservation_mismatch",
+                        code: ErrorCode::ReservationMismatch,
                         detail: format!("order {order_id} already holds a reservation with other lines"),
                     }),
                     ReservationStatus::Released | ReservationStatus::Expired => Err(StoreError::Conflict {
-                        code: "reservation_closed",
+                        code: ErrorCode::ReservationClosed,
                         detail: format!("the reservation of order {order_id} was {}", existing.status.as_str()),
                     }),
                 };
@@ -670,7 +659,7 @@ impl Store {
                         Ok(Transition::Unchanged(r))
                     }
                     Some(r) => Err(StoreError::Conflict {
-                        code: "reservation_released",
+                        code: ErrorCode::ReservationReleased,
                         detail: format!("the reservation of order {order_id} was {}", r.status.as_str()),
                     }),
                 };
@@ -680,12 +669,12 @@ impl Store {
             for (product_id, quantity) in items {
                 let after: Option<After> = sqlx::query_as(COMMIT_SQL)
                     .bind(quantity).bind(product_id).bind(now).fetch_optional(&mut *tx).await?;
-                let after = after.ok_or(StoreError::Inconsistent(id))?;
+                let after = after.ok_or_else(|| inconsistent(id))?;
                 audit!(&mut *tx, product_id, TransactionType::Commit, -quantity, after,
                     Some(&reference), None::<String>, &origin.actor, now)?;
             }
             outbox::enqueue(&mut *tx, &event(&InventoryCommitted { order_id, reservation_id: id }, origin)?).await?;
-            let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
+            let r = load_reservation!(tx, order_id).ok_or_else(|| inconsistent(id))?;
             tx.commit().await?;
             self.db.outbox_committed();
             reservation_outcome("committed");
@@ -721,7 +710,7 @@ impl Store {
                         Ok(Transition::Unchanged(r))
                     }
                     Some(r) => Err(StoreError::Conflict {
-                        code: "reservation_not_committed",
+                        code: ErrorCode::ReservationNotCommitted,
                         detail: format!(
                             "the reservation of order {order_id} is {}; release it instead",
                             r.status.as_str()
@@ -734,14 +723,14 @@ impl Store {
             for (product_id, quantity) in items {
                 let after: Option<After> = sqlx::query_as(RETURN_SQL)
                     .bind(quantity).bind(product_id).bind(now).fetch_optional(&mut *tx).await?;
-                let after = after.ok_or(StoreError::Inconsistent(id))?;
+                let after = after.ok_or_else(|| inconsistent(id))?;
                 audit!(&mut *tx, product_id, TransactionType::Return, quantity, after,
                     Some(&reference), Some(reason), &origin.actor, now)?;
             }
             let released =
                 InventoryReleased { order_id, reservation_id: id, reason: format!("returned: {reason}") };
             outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
-            let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
+            let r = load_reservation!(tx, order_id).ok_or_else(|| inconsistent(id))?;
             tx.commit().await?;
             self.db.outbox_committed();
             reservation_outcome("returned");
@@ -758,7 +747,7 @@ impl Store {
         origin: &Origin,
     ) -> StoreResult<Transition> {
         match self.release(order_id, reason, origin).await {
-            Err(StoreError::Conflict { code: "reservation_committed", .. }) => {
+            Err(StoreError::Conflict { code: ErrorCode::ReservationCommitted, .. }) => {
                 // The release's transaction rolled back, so the inbox claim did too.
                 self.restock(order_id, reason, origin).await
             }
@@ -809,7 +798,7 @@ impl Store {
                         Ok(Transition::Unchanged(r))
                     }
                     Some(r) if r.status == ReservationStatus::Committed => Err(StoreError::Conflict {
-                        code: "reservation_committed",
+                        code: ErrorCode::ReservationCommitted,
                         detail: format!("the reservation of order {order_id} was committed; return the goods instead"),
                     }),
                     Some(r) => {
@@ -824,13 +813,13 @@ impl Store {
             for (product_id, quantity) in items {
                 let after: Option<After> = sqlx::query_as(RELEASE_SQL)
                     .bind(quantity).bind(product_id).bind(now).fetch_optional(&mut *tx).await?;
-                let after = after.ok_or(StoreError::Inconsistent(id))?;
+                let after = after.ok_or_else(|| inconsistent(id))?;
                 audit!(&mut *tx, product_id, ty, quantity, after,
                     Some(&reference), Some(reason), &origin.actor, now)?;
             }
             let released = InventoryReleased { order_id, reservation_id: id, reason: reason.to_string() };
             outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
-            let r = load_reservation!(tx, order_id).ok_or(StoreError::Inconsistent(id))?;
+            let r = load_reservation!(tx, order_id).ok_or_else(|| inconsistent(id))?;
             tx.commit().await?;
             self.db.outbox_committed();
             reservation_outcome(if expired_at.is_some() { "expired" } else { "released" });

@@ -93,7 +93,7 @@ kit::db_tests! { crate::MIGRATIONS;
         assert_eq!(stock(&store, a).await.available_quantity, 7);
         // Same order, other lines: refused.
         let err = store.reserve(order, &[line(a, 1)], &admin()).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { code: "reservation_mismatch", .. }), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict { code: kit::problem::ErrorCode::ReservationMismatch, .. }), "{err:?}");
 
         // Commit: reserved ↓, total ↓; repeat unchanged.
         let c = store.commit(order, &admin()).await.unwrap();
@@ -104,7 +104,7 @@ kit::db_tests! { crate::MIGRATIONS;
         assert_eq!(stock(&store, a).await.total_quantity, 7);
         // Release after commit → 409.
         let err = store.release(order, "cancel", &admin()).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { code: "reservation_committed", .. }), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict { code: kit::problem::ErrorCode::ReservationCommitted, .. }), "{err:?}");
         check_invariants(&db).await;
 
         // Release path.
@@ -118,9 +118,9 @@ kit::db_tests! { crate::MIGRATIONS;
         assert!(matches!(store.release(order2, "again", &admin()).await.unwrap(), Transition::Unchanged(_)));
         assert_eq!(stock(&store, b).await.available_quantity, 4);
         let err = store.commit(order2, &admin()).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { code: "reservation_released", .. }), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict { code: kit::problem::ErrorCode::ReservationReleased, .. }), "{err:?}");
         let err = store.reserve(order2, &[line(b, 4)], &admin()).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { code: "reservation_closed", .. }), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict { code: kit::problem::ErrorCode::ReservationClosed, .. }), "{err:?}");
         assert!(matches!(store.commit(Uuid::now_v7(), &admin()).await.unwrap_err(), StoreError::NotFound(_)));
         check_invariants(&db).await;
 
@@ -140,7 +140,7 @@ kit::db_tests! { crate::MIGRATIONS;
         created(store.reserve(order, &[line(a, 3)], &admin()).await.unwrap());
         // Nothing committed yet: returning is refused, release is the way.
         let err = store.restock(order, "cancel", &admin()).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { code: "reservation_not_committed", .. }), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict { code: kit::problem::ErrorCode::ReservationNotCommitted, .. }), "{err:?}");
         store.commit(order, &admin()).await.unwrap();
         assert_eq!(stock(&store, a).await.total_quantity, 7);
         // Cancel after payment: release_or_restock returns the units, once.
@@ -224,7 +224,7 @@ kit::db_tests! { crate::MIGRATIONS;
         let s = store.adjust(a, &adj(TransactionType::Adjustment, -1), &admin()).await.unwrap();
         assert_eq!(s.available_quantity, 10);
         let err = store.adjust(a, &adj(TransactionType::Sale, 11), &admin()).await.unwrap_err();
-        assert!(matches!(&err, StoreError::Insufficient(s) if s[0].available == 10), "{err:?}");
+        assert!(matches!(&err, StoreError::Refused(crate::store::Shortfall(s)) if s[0].available == 10), "{err:?}");
         assert!(matches!(store.adjust(a, &adj(TransactionType::Purchase, -1), &admin()).await.unwrap_err(), StoreError::Invalid(_)));
         assert!(matches!(store.adjust(a, &adj(TransactionType::Reservation, 1), &admin()).await.unwrap_err(), StoreError::Invalid(_)));
         assert!(matches!(store.adjust(Uuid::now_v7(), &adj(TransactionType::Purchase, 1), &admin()).await.unwrap_err(), StoreError::NotFound(_)));
@@ -244,7 +244,7 @@ kit::db_tests! { crate::MIGRATIONS;
         assert_eq!(tx[0].total_after, 10);
         // Duplicate row and settings.
         let dup = store.create(&NewStock { product_id: a, sku: "X".into(), quantity: 1, reorder_level: 1, reorder_quantity: 1 }, &admin()).await;
-        assert!(matches!(dup.unwrap_err(), StoreError::Conflict { code: "stock_exists", .. }));
+        assert!(matches!(dup.unwrap_err(), StoreError::Conflict { code: kit::problem::ErrorCode::StockExists, .. }));
         let s = store.update_settings(a, &StockSettings { reorder_level: Some(9), ..Default::default() }).await.unwrap();
         assert_eq!((s.sku.as_str(), s.reorder_level, s.low_stock), ("A-1", 9, true));
         let (low, n) = store.list(true, PageRequest { page: 1, page_size: 10 }).await.unwrap();

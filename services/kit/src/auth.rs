@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use uuid::Uuid;
 
-use crate::problem::ApiError;
+use crate::problem::{ApiError, ErrorCode};
 
 mod revocation;
 pub use revocation::{
@@ -146,13 +146,13 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            TokenError::Missing => "token_missing",
-            TokenError::Expired => "token_expired",
-            TokenError::Revoked => "token_revoked",
-            TokenError::KeysUnavailable(_) => "keys_unavailable",
-            _ => "token_invalid",
+            TokenError::Missing => ErrorCode::TokenMissing,
+            TokenError::Expired => ErrorCode::TokenExpired,
+            TokenError::Revoked => ErrorCode::TokenRevoked,
+            TokenError::KeysUnavailable(_) => ErrorCode::ServiceUnavailable,
+            _ => ErrorCode::TokenInvalid,
         }
     }
 }

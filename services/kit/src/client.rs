@@ -47,12 +47,8 @@ pub fn verify_internal(
     Some(if ok {
         Ok(())
     } else {
-        Err(crate::ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_internal_token",
-            "Authentication required",
-        )
-        .detail("the internal service credential is not valid"))
+        Err(crate::ApiError::new(crate::problem::ErrorCode::InvalidInternalToken)
+            .detail("the internal service credential is not valid"))
     })
 }
 

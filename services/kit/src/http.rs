@@ -16,7 +16,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 use crate::health::Readiness;
-use crate::problem::{self, ApiError, PROBLEM_JSON};
+use crate::problem::{self, ApiError, ErrorCode, PROBLEM_JSON};
 
 /// Header carrying the request id, set at the edge and propagated to every service.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -146,6 +146,7 @@ pub fn with_common_layers(service: &'static str, router: Router) -> Router {
         .fallback(fallback)
         .layer(middleware::from_fn(refuse_suspicious_paths))
         .layer(middleware::from_fn(normalize_errors))
+        .layer(middleware::from_fn(close_if_body_unread))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(move |req, next| crate::metrics::track(service, req, next)))
         .layer(CatchPanicLayer::custom(|_| {
@@ -167,6 +168,57 @@ pub fn with_common_layers(service: &'static str, router: Router) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
+/// Answers `Connection: close` when the request had a body that nobody read (a 405, a 401 or a
+/// 400 for a path parameter decided before the body was looked at). The HTTP layer then closes
+/// the connection rather than read the rest, and without the header a client that reuses the
+/// connection for its next request would find it closed under it.
+pub async fn close_if_body_unread(req: Request, next: Next) -> Response {
+    use http_body::Body as _;
+    let (parts, body) = req.into_parts();
+    if body.is_end_stream() {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body = Body::new(ReadTracked { inner: body, read: read.clone() });
+    let mut res = next.run(Request::from_parts(parts, body)).await;
+    if !read.load(std::sync::atomic::Ordering::Acquire) {
+        res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+/// A request body that records when it has been read to its end.
+struct ReadTracked {
+    inner: Body,
+    read: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for ReadTracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None) | std::task::Poll::Ready(Some(Err(_))))
+            || self.inner.is_end_stream()
+        {
+            self.read.store(true, std::sync::atomic::Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Whether a raw request path holds a dot segment (`.`, `..`, raw or percent-encoded, in any
 /// case) or a backslash (raw or `%5C`): what URL resolution would collapse or turn into a
 /// separator, reaching paths outside the route the request matched (a proxy's `{*rest}` joined
@@ -186,7 +238,7 @@ pub fn suspicious_path(path: &str) -> bool {
 /// service of the platform has a path that needs them.
 pub async fn refuse_suspicious_paths(req: Request, next: Next) -> Response {
     if suspicious_path(req.uri().path()) {
-        return ApiError::new(StatusCode::BAD_REQUEST, "bad_path", "Bad request")
+        return ApiError::new(ErrorCode::BadPath)
             .detail("the path may not contain dot segments or backslashes")
             .into_response();
     }
@@ -325,6 +377,23 @@ mod tests {
             .route("/ok", get(|| async { "ok" }))
             .route("/text-error", get(|| async { (StatusCode::CONFLICT, "plain words") }));
         service_app("test", api, Readiness::new())
+    }
+
+    #[tokio::test]
+    async fn a_body_nobody_read_closes_the_connection() {
+        let api = Router::new().route("/echo", axum::routing::post(|body: String| async move { body }));
+        let app = service_app("test", api, Readiness::new());
+        let req = |method: &str, body: &'static str| {
+            Request::builder().method(method).uri("/echo").body(Body::from(body)).unwrap()
+        };
+        let (status, headers, _) = call(app.clone(), req("PUT", "null")).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers[header::CONNECTION], "close", "405 before the body was read");
+        let res = app.clone().oneshot(req("POST", "null")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(!res.headers().contains_key(header::CONNECTION), "the handler read the body");
+        let res = app.oneshot(req("PUT", "")).await.unwrap();
+        assert!(!res.headers().contains_key(header::CONNECTION), "no body: nothing left unread");
     }
 
     async fn call(app: Router, req: Request) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {

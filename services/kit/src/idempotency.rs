@@ -23,7 +23,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::db::Db;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, ErrorCode};
 use crate::with_db;
 
 /// The request header.
@@ -50,20 +50,27 @@ pub const IDEMPOTENCY_POSTGRES_SQL: &str = "CREATE TABLE idempotency_keys (
 /// The idempotency table (SQLite).
 pub const IDEMPOTENCY_SQLITE_SQL: &str = IDEMPOTENCY_POSTGRES_SQL;
 
+/// The `Idempotency-Key` header as an OpenAPI parameter: `params(kit::idempotency::IdempotencyKey)`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKey {
+    /// Unique per intended operation (a UUID is a good choice); reuse it when retrying: the same
+    /// key with the same body replays the first answer, with another body it is refused (422
+    /// `idempotency_key_reused`). 1–255 visible ASCII characters.
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$", min_length = 1, max_length = 255)]
+    idempotency_key: String,
+}
+
 /// The `Idempotency-Key` header of a request: required, 1–255 visible ASCII characters.
 pub fn key_from_headers(headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(value) = headers.get(HEADER) else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "idempotency-key-required", "Idempotency-Key required")
-            .detail("this request creates a money movement: send an `Idempotency-Key` header (e.g. a UUID) and reuse it when you retry"));
+        return Err(ApiError::new(ErrorCode::IdempotencyKeyRequired).detail("this request creates a money movement: send an `Idempotency-Key` header (e.g. a UUID) and reuse it when you retry"));
     };
     let key = value.to_str().ok().map(str::trim).unwrap_or_default();
     if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-idempotency-key",
-            "Invalid Idempotency-Key",
-        )
-        .detail(format!("`Idempotency-Key` must be 1–{MAX_KEY_LEN} visible ASCII characters")));
+        return Err(ApiError::new(ErrorCode::InvalidIdempotencyKey)
+            .detail(format!("`Idempotency-Key` must be 1–{MAX_KEY_LEN} visible ASCII characters")));
     }
     Ok(key.to_string())
 }
@@ -114,12 +121,7 @@ where
             continue; // released between our insert and select: try again
         };
         if stored_fp != fingerprint {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
-                "Idempotency-Key reused with a different request",
-            )
-            .detail("this Idempotency-Key was already used with a different request body; use a new key for a new request"));
+            return Err(ApiError::new(ErrorCode::IdempotencyKeyReused).detail("this Idempotency-Key was already used with a different request body; use a new key for a new request"));
         }
         if let (Some(status), Some(response)) = (status, response) {
             let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
@@ -140,7 +142,7 @@ where
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(ApiError::conflict(
-                "idempotency-request-in-progress",
+                ErrorCode::IdempotencyRequestInProgress,
                 "a request with this Idempotency-Key is still being processed; retry shortly",
             ));
         }
@@ -240,7 +242,7 @@ mod tests {
     async fn errors_release_the_key(db) {
         prepare(&db).await;
         let fp = fingerprint(&1);
-        let err = super::run(&db, "u:op", "k", &fp, || async { Err(ApiError::conflict("x", "no stock")) }).await;
+        let err = super::run(&db, "u:op", "k", &fp, || async { Err(ApiError::conflict(ErrorCode::InsufficientStock, "no stock")) }).await;
         assert!(err.is_err());
         let ok = super::run(&db, "u:op", "k", &fp, || async { Ok((StatusCode::OK, serde_json::json!(7))) }).await;
         assert_eq!(ok.unwrap().1, serde_json::json!(7));
@@ -275,7 +277,7 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(key_from_headers(&h).unwrap_err().status, StatusCode::BAD_REQUEST);
         h.insert(HEADER, "  ".parse().unwrap());
-        assert_eq!(key_from_headers(&h).unwrap_err().code, "invalid-idempotency-key");
+        assert_eq!(key_from_headers(&h).unwrap_err().code, ErrorCode::InvalidIdempotencyKey);
         h.insert(HEADER, "abc-123".parse().unwrap());
         assert_eq!(key_from_headers(&h).unwrap(), "abc-123");
     }

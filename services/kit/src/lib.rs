@@ -33,6 +33,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod redis;
+pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

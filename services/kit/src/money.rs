@@ -31,13 +31,27 @@ const CURRENCIES: &[(&str, u8)] = &[
 
 /// An amount of money: `{ "amount": 12999, "currency": "USD" }` is $129.99.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Money {
-    /// Amount in the currency's minor units (cents for USD).
-    #[schema(example = 12999)]
+    /// Amount in the currency's minor units (cents for USD); never negative.
+    #[schema(example = 12999, minimum = 0, maximum = 9223372036854775807_i64)]
     pub amount: i64,
-    /// ISO 4217 currency code, upper case.
-    #[schema(example = "USD")]
+    #[schema(schema_with = currency_schema, example = "USD")]
     pub currency: String,
+}
+
+/// The codes [`validate_currency`] accepts, in the table's order.
+pub fn currency_codes() -> impl Iterator<Item = &'static str> {
+    CURRENCIES.iter().map(|(c, _)| *c)
+}
+
+/// The schema of a currency code: an enum of the supported ISO 4217 codes.
+pub fn currency_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(currency_codes()))
+        .description(Some("ISO 4217 currency code, upper case (the currencies the platform supports)."))
+        .build()
 }
 
 impl Money {

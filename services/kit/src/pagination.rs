@@ -8,14 +8,18 @@ use crate::problem::ApiError;
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 100;
 
-/// `?page=1&pageSize=20` (pages count from 1).
-#[derive(Debug, Clone, Copy, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+/// `?page=1&pageSize=20` (pages count from 1). Other query parameters are refused (400
+/// `invalid_query`); a list with filters declares `page` and `pageSize` in its own query type
+/// and builds these from them.
+#[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
-    /// Page number, from 1.
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1, maximum = 4294967295_u64, default = 1)]
     pub page: Option<u32>,
-    /// Items per page, 1..=100 (default 20).
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub page_size: Option<u32>,
 }
 
@@ -61,10 +65,16 @@ impl PageParams {
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// The page number, from 1.
+    #[schema(minimum = 1)]
     pub page: u32,
+    /// Items per page, 1 to 100.
+    #[schema(minimum = 1, maximum = 100)]
     pub page_size: u32,
     /// Number of items across all pages.
+    #[schema(minimum = 0)]
     pub total: i64,
+    #[schema(minimum = 0)]
     pub total_pages: i64,
 }
 

@@ -5,9 +5,9 @@ use axum::routing::get;
 use axum::Router;
 use kit::auth::Identity;
 use kit::extract::{Json, Path, Query};
-use kit::openapi::BearerSecurity;
+use kit::openapi::{responses as r, BearerSecurity, Problems};
 use kit::pagination::{Page, PageParams};
-use kit::problem::{FieldError, Problem};
+use kit::problem::{ErrorCode, FieldError};
 use kit::{ApiError, ApiResult};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
@@ -17,18 +17,26 @@ use crate::model::*;
 use crate::store::AdminFilter;
 use crate::NotificationState;
 
-/// Filters of `GET /api/v1/notifications/admin/all`.
+/// The query of `GET /api/v1/notifications/admin/all`: the page and the filters (nothing else).
 #[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AdminQuery {
-    /// `PENDING`, `SENT` or `FAILED`.
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1, maximum = 4294967295_u64, default = 1)]
+    pub page: Option<u32>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub page_size: Option<u32>,
+    /// Only notifications in this status.
+    #[param(value_type = Option<Status>)]
     pub status: Option<String>,
-    /// Notification type, e.g. `ORDER_CONFIRMATION`.
+    /// Only notifications of this type.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", value_type = Option<NotificationType>)]
     pub notification_type: Option<String>,
-    /// `EMAIL`, `SMS` or `PUSH`.
+    /// Only notifications on this channel.
+    #[param(value_type = Option<ChannelKind>)]
     pub channel: Option<String>,
 }
 
@@ -39,7 +47,7 @@ fn parse_filter<T>(
     names: String,
     errors: &mut Vec<FieldError>,
 ) -> Option<T> {
-    let v = v.map(|s| s.trim().to_ascii_uppercase()).filter(|s| !s.is_empty())?;
+    let v = v?;
     let parsed = parse(&v);
     if parsed.is_none() {
         errors.push(FieldError { field: field.into(), message: format!("must be one of {names}") });
@@ -58,9 +66,7 @@ fn to_api(rows: Vec<NotificationRow>) -> ApiResult<Vec<Notification>> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of the caller's notifications", body = Page<Notification>),
-        (status = 400, description = "Unparseable query string", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid pagination", body = Problem, content_type = "application/problem+json"),
+        r::List,
     )
 )]
 pub async fn list_own(
@@ -80,9 +86,7 @@ pub async fn list_own(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The notification", body = Notification),
-        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such notification, or someone else's", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::NotFound,
     )
 )]
 pub async fn get_one(
@@ -105,23 +109,20 @@ pub async fn get_one(
 /// List every notification (admin), filtered by status, type and channel.
 #[utoipa::path(
     get, path = "/api/v1/notifications/admin/all", tag = "notifications",
-    params(PageParams, AdminQuery),
+    params(AdminQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of notifications", body = Page<Notification>),
-        (status = 400, description = "Unparseable query string", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid filter or pagination", body = Problem, content_type = "application/problem+json"),
+        r::List, r::Admin,
     )
 )]
 pub async fn list_all(
     State(st): State<NotificationState>,
     who: Identity,
-    Query(pp): Query<PageParams>,
     Query(q): Query<AdminQuery>,
 ) -> ApiResult<Json<Page<Notification>>> {
     who.require_admin()?;
+    let pp = PageParams { page: q.page, page_size: q.page_size };
     let mut errors = Vec::new();
     let page = pp.validate().map_err(|e| errors.extend(e.errors)).ok();
     let filter = AdminFilter {
@@ -144,18 +145,17 @@ pub async fn list_all(
 
 /// Send a FAILED notification again (admin): it becomes PENDING with its attempts counted
 /// afresh, and the dispatcher takes it at once (and retries it as any other). A notification
-/// that failed because no address was known when it was planned has nothing to send (409).
+/// that failed because no address was known when it was planned has nothing to send (409
+/// `notification_unaddressable`); a password-reset or verification email carried a single-use
+/// link that is not kept (409 `notification_link_expired`); 409 `notification_not_failed` for any
+/// other status.
 #[utoipa::path(
     post, path = "/api/v1/notifications/{id}/resend", tag = "notifications",
     params(("id" = Uuid, Path, description = "Notification id")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Queued again: the notification, now PENDING", body = Notification),
-        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such notification", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`notification_not_failed`: only FAILED notifications are sent again; `notification_unaddressable`: it never had a recipient; `notification_link_expired`: a password-reset or verification email (its link is not kept)", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Admin, r::NotFound, r::Conflict,
     )
 )]
 pub async fn resend(
@@ -171,7 +171,7 @@ pub async fn resend(
         .ok_or_else(|| ApiError::not_found(format!("notification `{id}` not found")))?;
     if row.recipient.is_empty() {
         return Err(ApiError::conflict(
-            "notification_unaddressable",
+            ErrorCode::NotificationUnaddressable,
             format!(
                 "notification `{id}` was never addressed ({}): there is nothing to send again",
                 row.last_error.as_deref().unwrap_or("no recipient")
@@ -185,7 +185,7 @@ pub async fn resend(
         Some(NotificationType::PasswordReset | NotificationType::EmailVerification)
     ) {
         return Err(ApiError::conflict(
-            "notification_link_expired",
+            ErrorCode::NotificationLinkExpired,
             format!(
                 "notification `{id}` carried a single-use link that is not kept: the user asks for a new one"
             ),
@@ -193,7 +193,7 @@ pub async fn resend(
     }
     if !st.store.requeue_failed(id, kit::db::Timestamp::now()).await? {
         return Err(ApiError::conflict(
-            "notification_not_failed",
+            ErrorCode::NotificationNotFailed,
             format!("notification `{id}` is {}: only FAILED notifications are sent again", row.status),
         ));
     }
@@ -220,8 +220,8 @@ pub fn router(state: NotificationState) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     paths(list_own, get_one, list_all, resend),
-    components(schemas(Notification, NotificationType, ChannelKind, Status, Page<Notification>, Problem, FieldError)),
-    modifiers(&BearerSecurity),
+    components(schemas(Notification, NotificationType, ChannelKind, Status, Page<Notification>)),
+    modifiers(&BearerSecurity, &Problems),
     tags((name = "notifications", description = "Email/SMS/push notification history"))
 )]
 struct ApiDoc;

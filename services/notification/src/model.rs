@@ -8,8 +8,11 @@ use kit::db::Timestamp;
 
 macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident { $($var:ident = $s:literal),* $(,)? }) => {
-        $(#[$m])*
+        // `rename_all` gives the schema the same names as the variants' `rename` (which the
+        // schema derive does not read through the macro).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        $(#[$m])*
         pub enum $name { $(#[serde(rename = $s)] $var),* }
 
         impl $name {
@@ -64,6 +67,7 @@ string_enum!(
 
 string_enum!(
     /// PENDING → SENT, or → FAILED after the last attempt (or a permanent error).
+    #[schema(as = NotificationStatus)]
     Status { Pending = "PENDING", Sent = "SENT", Failed = "FAILED" }
 );
 
@@ -93,6 +97,7 @@ pub struct Notification {
     pub html: Option<String>,
     pub status: Status,
     /// Failed attempts so far.
+    #[schema(minimum = 0)]
     pub retry_count: i64,
     pub last_error: Option<String>,
     #[schema(value_type = String, format = DateTime)]

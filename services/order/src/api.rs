@@ -10,9 +10,9 @@ use kit::auth::Identity;
 use kit::client::verify_internal;
 use kit::extract::{optional_json, Json, Path, Query};
 use kit::idempotency;
-use kit::openapi::ServiceSecurity;
+use kit::openapi::{responses as r, Problems, ServiceSecurity};
 use kit::pagination::{Page, PageParams};
-use kit::problem::{FieldError, Problem};
+use kit::problem::{ErrorCode, FieldError};
 use kit::{ApiError, ApiResult};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
@@ -80,10 +80,11 @@ async fn place_idempotently(
     let Placement { operation, fingerprint, lines, address, shipping_method, notes } = p;
     // Unverified accounts may browse and fill a cart, not order (docs/auth.md).
     if !who.email_verified {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "email_unverified", "Email address not verified")
+        return Err(ApiError::new(ErrorCode::EmailUnverified)
             .detail("open the verification link we mailed (or ask for a new one) before placing an order"));
     }
     let key = idempotency::key_from_headers(headers)?;
+    validate_order_input(lines.as_deref(), &address, notes.as_deref()).map_err(ApiError::invalid_fields)?;
     let scope = format!("{}:{operation}", who.user_id);
     let authorization = headers.get(header::AUTHORIZATION).cloned();
     let (status, body) = idempotency::run(saga.store.db(), &scope, &key, &fingerprint, || async {
@@ -93,11 +94,12 @@ async fn place_idempotently(
             None => saga.cart_lines(authorization.as_ref()).await?,
         };
         if from_cart && lines.is_empty() {
-            return Err(ApiError::validation("the cart is empty: add items before checking out"));
+            return Err(ApiError::new(ErrorCode::CartEmpty)
+                .detail("the cart is empty: add items before checking out"));
         }
-        validate_order_input(&lines, &address, notes.as_deref()).map_err(ApiError::invalid_fields)?;
+        validate_order_input(Some(&lines), &address, notes.as_deref()).map_err(ApiError::invalid_fields)?;
         let req = PlaceRequest {
-            lines,
+            lines: merge_lines(lines),
             address,
             shipping_method: shipping_method.unwrap_or_else(|| "standard".into()),
             notes,
@@ -116,22 +118,21 @@ async fn place_idempotently(
 /// Check out the caller's cart: prices from the catalog, stock reserved, cart emptied.
 ///
 /// Requires `Idempotency-Key`: the same key and body replay the first answer; the same key
-/// with another body is refused (422).
+/// with another body is refused (422 `idempotency_key_reused`). 409 `cart_empty`,
+/// `insufficient_stock` or `product_unavailable` (the order is recorded as FAILED);
+/// 422 for an address, shipping method or notes that are not acceptable; 403
+/// `email_unverified` before the account's email address is verified; 503 when the cart or the
+/// catalog cannot be asked.
 #[utoipa::path(
     post, path = "/api/v1/orders/checkout", tag = "orders",
     request_body = CheckoutRequest,
-    params(("Idempotency-Key" = String, Header, description = "Unique per checkout attempt; reuse it when retrying")),
+    params(kit::idempotency::IdempotencyKey),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Order placed, stock reserved: status AWAITING_PAYMENT", body = Order),
         (status = 200, description = "The order this Idempotency-Key already made", body = Order),
         (status = 202, description = "Order placed (PENDING); the stock reservation is being retried", body = Order),
-        (status = 400, description = "Missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`email_unverified`: the account's email address is not verified yet", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`insufficient_stock` or `product_unavailable`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Empty cart, invalid address or shipping method, key reused with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The catalog or the cart cannot be reached", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Forbidden, r::Conflict, r::ServiceUnavailable,
     )
 )]
 pub async fn checkout(
@@ -152,21 +153,21 @@ pub async fn checkout(
 }
 
 /// Place an order for explicit items (client prices are ignored; the catalog's apply).
+///
+/// Requires `Idempotency-Key` (as checkout). 409 `insufficient_stock` or `product_unavailable`
+/// (a product that does not exist or is not for sale); 422 for an address, shipping method or
+/// notes that are not acceptable; 403 `email_unverified` before the account's email address is
+/// verified; 503 when the catalog cannot be asked.
 #[utoipa::path(
     post, path = "/api/v1/orders", tag = "orders",
     request_body = CreateOrderRequest,
-    params(("Idempotency-Key" = String, Header, description = "Unique per order attempt; reuse it when retrying")),
+    params(kit::idempotency::IdempotencyKey),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Order placed, stock reserved: status AWAITING_PAYMENT", body = Order),
         (status = 200, description = "The order this Idempotency-Key already made", body = Order),
         (status = 202, description = "Order placed (PENDING); the stock reservation is being retried", body = Order),
-        (status = 400, description = "Missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`email_unverified`: the account's email address is not verified yet", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`insufficient_stock` or `product_unavailable`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid items, address or shipping method; key reused with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The catalog cannot be reached", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Forbidden, r::Conflict, r::ServiceUnavailable,
     )
 )]
 pub async fn create_order(
@@ -178,7 +179,7 @@ pub async fn create_order(
     let p = Placement {
         operation: "order",
         fingerprint: idempotency::fingerprint(&req),
-        lines: Some(merge_lines(req.items.iter().map(|l| (l.product_id, l.quantity)))),
+        lines: Some(req.items.iter().map(|l| (l.product_id, l.quantity)).collect()),
         address: req.shipping_address,
         shipping_method: req.shipping_method,
         notes: req.notes,
@@ -186,13 +187,19 @@ pub async fn create_order(
     place_idempotently(&saga, &who, &headers, p).await
 }
 
-/// Filters of `GET /api/v1/orders`.
+/// The query of `GET /api/v1/orders`: the page and the filter (nothing else).
 #[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct OrderQuery {
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1, maximum = 4294967295_u64, default = 1)]
+    pub page: Option<u32>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub page_size: Option<u32>,
     /// Only orders in this status.
-    pub status: Option<String>,
+    pub status: Option<OrderStatus>,
     /// Only orders whose customer email contains this text (case-insensitive).
     pub email: Option<String>,
 }
@@ -200,28 +207,20 @@ pub struct OrderQuery {
 /// The caller's orders, newest first (admins: everyone's).
 #[utoipa::path(
     get, path = "/api/v1/orders", tag = "orders",
-    params(PageParams, OrderQuery),
+    params(OrderQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of orders (without history)", body = Page<Order>),
-        (status = 400, description = "Bad page or status", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
+        r::List,
     )
 )]
 pub async fn list_orders(
     State(saga): State<Saga>,
     who: Identity,
-    Query(pp): Query<PageParams>,
     Query(q): Query<OrderQuery>,
 ) -> ApiResult<axum::Json<Page<Order>>> {
-    let page = pp.validate()?;
-    let status = match q.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(OrderStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
-            let known: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::bad_request(format!("unknown status `{s}` (known: {})", known.join(", ")))
-        })?),
-    };
+    let page = PageParams { page: q.page, page_size: q.page_size }.validate()?;
+    let status = q.status;
     let user = if who.is_admin() { None } else { Some(who.user_id) };
     let email = q.email.filter(|e| !e.trim().is_empty());
     let (items, total) = saga.store.list_filtered(&OrderFilter { user, status, email }, page).await?;
@@ -230,12 +229,14 @@ pub async fn list_orders(
 
 /// Period of `GET /api/v1/orders/summary`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SummaryQuery {
     /// Orders created at or after this time (RFC 3339); default: since the first.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Orders created before this time (RFC 3339); default: until now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
 }
 
@@ -258,9 +259,7 @@ pub struct OrderSummary {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Counts and revenue", body = OrderSummary),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`from`/`to` not RFC 3339", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Forbidden, r::Unprocessable,
     )
 )]
 pub async fn summary(
@@ -271,8 +270,9 @@ pub async fn summary(
     who.require_admin()?;
     let mut errors = Vec::new();
     let mut time = |field: &str, v: Option<String>| {
-        let v = v.filter(|s| !s.trim().is_empty())?;
-        match time::OffsetDateTime::parse(v.trim(), &time::format_description::well_known::Rfc3339) {
+        // Exactly an RFC 3339 time, as the document's `date-time` says.
+        let v = v?;
+        match time::OffsetDateTime::parse(&v, &time::format_description::well_known::Rfc3339) {
             Ok(t) => Some(kit::db::Timestamp::from(t)),
             Err(_) => {
                 errors.push(FieldError { field: field.into(), message: "must be an RFC 3339 time".into() });
@@ -310,8 +310,7 @@ async fn visible(saga: &Saga, caller: &Caller, id: Uuid) -> ApiResult<Order> {
     security(("bearer" = []), ("internal" = [])),
     responses(
         (status = 200, description = "The order", body = Order),
-        (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::NotFound,
     )
 )]
 pub async fn get_order(
@@ -331,19 +330,18 @@ pub async fn get_order(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Cancelled (now or before)", body = Order),
-        (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`illegal_transition`: too late to cancel", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Reason too long", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::NotFound, r::Conflict,
     )
 )]
 pub async fn cancel_order(
     State(saga): State<Saga>,
     who: Identity,
     Path(id): Path<Uuid>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<axum::Json<Order>> {
-    let req: CancelRequest = optional_json(&body)?;
-    if req.reason.as_ref().is_some_and(|r| r.len() > 500) {
+    let req: CancelRequest = optional_json(&headers, &body)?;
+    if req.reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON_LEN) {
         return Err(ApiError::invalid_fields(vec![FieldError {
             field: "reason".into(),
             message: "must be at most 500 characters".into(),
@@ -353,7 +351,7 @@ pub async fn cancel_order(
     let admin = who.is_admin();
     if !admin && !order.status.customer_may_cancel() && order.status != OrderStatus::Cancelled {
         return Err(ApiError::conflict(
-            "illegal_transition",
+            ErrorCode::IllegalTransition,
             format!("the order is {} and can no longer be cancelled by the customer", order.status),
         ));
     }
@@ -375,10 +373,7 @@ pub async fn cancel_order(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The order in its new status", body = Order),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`illegal_transition`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing carrier/tracking number, or a status the saga owns", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::NotFound, r::Conflict,
     )
 )]
 pub async fn update_status(
@@ -404,8 +399,8 @@ async fn apply_status(
         OrderStatus::Cancelled => patch.failure_reason = req.reason.clone().or(Some("cancelled by an admin".into())),
         OrderStatus::Shipped => {
             for (field, value) in [("carrier", &req.carrier), ("trackingNumber", &req.tracking_number)] {
-                match value.as_deref().map(str::trim) {
-                    Some(v) if !v.is_empty() && v.len() <= 100 => {}
+                match value.as_deref() {
+                    Some(v) if !v.trim().is_empty() && v.chars().count() <= MAX_SHIPPING_REF_LEN => {}
                     _ => errors.push(FieldError { field: field.into(), message: "required for SHIPPED (1 to 100 characters)".into() }),
                 }
             }
@@ -417,7 +412,7 @@ async fn apply_status(
             message: format!("{other} is set by the checkout saga, not by hand (allowed: PROCESSING, SHIPPED, DELIVERED, CANCELLED)"),
         }),
     }
-    if req.reason.as_ref().is_some_and(|r| r.len() > 500) {
+    if req.reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON_LEN) {
         errors.push(FieldError { field: "reason".into(), message: "must be at most 500 characters".into() });
     }
     if !errors.is_empty() {
@@ -436,10 +431,10 @@ async fn apply_status(
 #[utoipa::path(
     get, path = "/api/v1/orders/{id}/tracking", tag = "orders",
     params(("id" = Uuid, Path, description = "Order id")),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("internal" = [])),
     responses(
         (status = 200, description = "Tracking", body = Tracking),
-        (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::NotFound,
     )
 )]
 pub async fn tracking(
@@ -466,10 +461,10 @@ pub async fn tracking(
 #[utoipa::path(
     get, path = "/api/v1/orders/{id}/shipment", tag = "orders",
     params(("id" = Uuid, Path, description = "Order id")),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("internal" = [])),
     responses(
         (status = 200, description = "The shipment", body = Shipment),
-        (status = 404, description = "No such order (or not yours)", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::NotFound,
     )
 )]
 pub async fn get_shipment(
@@ -489,10 +484,7 @@ pub async fn get_shipment(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The order, shipped", body = Order),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`illegal_transition`: not paid, or already closed", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing carrier or tracking number", body = Problem, content_type = "application/problem+json"),
+        r::Write, r::Admin, r::NotFound, r::Conflict,
     )
 )]
 pub async fn ship(
@@ -517,9 +509,7 @@ pub async fn ship(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The order, delivered", body = Order),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`illegal_transition`: not shipped", body = Problem, content_type = "application/problem+json"),
+        r::Read, r::Admin, r::NotFound, r::Conflict,
     )
 )]
 pub async fn deliver(
@@ -535,7 +525,7 @@ pub async fn deliver(
 /// The shipping methods and their rates (public).
 #[utoipa::path(
     get, path = "/api/v1/orders/shipping-methods", tag = "orders",
-    responses((status = 200, description = "Shipping methods", body = Vec<ShippingMethod>))
+    responses((status = 200, description = "Shipping methods", body = Vec<ShippingMethod>), r::Always)
 )]
 pub async fn shipping_methods(State(saga): State<Saga>) -> axum::Json<Vec<ShippingMethod>> {
     axum::Json(saga.config.shipping_methods.clone())
@@ -568,9 +558,9 @@ pub fn router(saga: Saga) -> Router {
     components(schemas(
         Order, OrderItem, OrderStatus, Address, CheckoutRequest, CreateOrderRequest, OrderLineRequest,
         CancelRequest, StatusUpdate, Tracking, HistoryEntry, ShippingMethod, Shipment, ShipmentStatus, ShipRequest,
-        RateBand, OrderSummary, Problem, FieldError,
+        RateBand, OrderSummary,
     )),
-    modifiers(&ServiceSecurity),
+    modifiers(&ServiceSecurity, &Problems),
     tags((name = "orders", description = "Checkout, orders, their status machine, cancellation and tracking"))
 )]
 struct OrderApi;

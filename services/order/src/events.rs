@@ -60,7 +60,7 @@ async fn on_authorized(saga: &Saga, ev: &Envelope, p: PaymentAuthorized) -> anyh
         .transition(order.id, OrderStatus::Paid, None, &actor, Some("payment authorized"), patch)
         .await
     {
-        Ok(_) | Err(StoreError::Illegal { .. }) => Ok(()),
+        Ok(_) | Err(StoreError::Refused(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
@@ -68,7 +68,7 @@ async fn on_authorized(saga: &Saga, ev: &Envelope, p: PaymentAuthorized) -> anyh
 async fn cancel(saga: &Saga, id: uuid::Uuid, actor: &Actor, reason: &str) -> anyhow::Result<()> {
     let patch = Patch { failure_reason: Some(reason.into()), ..Default::default() };
     match saga.store.transition(id, OrderStatus::Cancelled, None, actor, Some(reason), patch).await {
-        Ok(_) | Err(StoreError::Illegal { .. }) => Ok(()),
+        Ok(_) | Err(StoreError::Refused(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
@@ -122,7 +122,7 @@ pub async fn handle(saga: &Saga, ev: Envelope) -> anyhow::Result<()> {
                     saga.release_stock(p.order_id, &reason).await;
                     Ok(())
                 }
-                Err(StoreError::Illegal { .. } | StoreError::NotFound(_)) => Ok(()),
+                Err(StoreError::Refused(_) | StoreError::NotFound(_)) => Ok(()),
                 Err(e) => Err(e.into()),
             }
         }

@@ -1,17 +1,64 @@
 //! The order's wire types and its status machine.
 
 use kit::money::Money;
+use kit::openapi::strings;
 use kit::problem::FieldError;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+use utoipa::openapi::{Object, RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
 /// Most lines in one order.
 pub const MAX_LINES: usize = 100;
-/// Most units of one product in one order.
+/// Most units of one product in one line of an order.
 pub const MAX_QUANTITY: i64 = 999;
+/// Longest order notes, in characters.
+pub const MAX_NOTES_LEN: usize = 1000;
+/// Longest reason of a cancellation or status change, in characters.
+pub const MAX_REASON_LEN: usize = 500;
+/// Longest carrier name or tracking number, in characters.
+pub const MAX_SHIPPING_REF_LEN: usize = 100;
 
+pub(crate) mod schemas {
+    //! Field schemas for rules a `#[schema(pattern = …)]` literal cannot hold.
+    use super::*;
+
+    fn required(max: usize) -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::string(strings::NOT_BLANK, 1, max, false, "")
+    }
+    fn optional(max: usize) -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::string("", 0, max, true, "")
+    }
+    pub fn line_200() -> RefOr<Schema> {
+        required(200)
+    }
+    pub fn line_100() -> RefOr<Schema> {
+        required(100)
+    }
+    pub fn postal_code() -> RefOr<Schema> {
+        required(20)
+    }
+    pub fn optional_200() -> RefOr<Schema> {
+        optional(200)
+    }
+    pub fn notes() -> RefOr<Schema> {
+        optional(MAX_NOTES_LEN)
+    }
+    pub fn reason() -> RefOr<Schema> {
+        optional(MAX_REASON_LEN)
+    }
+    pub fn shipping_ref() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        strings::string(
+            strings::NOT_BLANK,
+            1,
+            MAX_SHIPPING_REF_LEN,
+            false,
+            "1 to 100 characters, not only whitespace; trimmed.",
+        )
+    }
+}
 /// Where an order is in its life. See `docs/orders.md` for the transition table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -107,22 +154,27 @@ impl std::fmt::Display for OrderStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Address {
-    #[schema(example = "Ada Lovelace")]
+    /// 1 to 200 characters, not only whitespace.
+    #[schema(schema_with = schemas::line_200, example = "Ada Lovelace")]
     pub name: String,
-    #[schema(example = "12 Analytical Row")]
+    /// 1 to 200 characters, not only whitespace.
+    #[schema(schema_with = schemas::line_200, example = "12 Analytical Row")]
     pub line1: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schemas::optional_200)]
     pub line2: Option<String>,
-    #[schema(example = "London")]
+    #[schema(schema_with = schemas::line_100, example = "London")]
     pub city: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schemas::optional_200)]
     pub state: Option<String>,
-    #[schema(example = "N1 9GU")]
+    #[schema(schema_with = schemas::postal_code, example = "N1 9GU")]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2 country code, e.g. `US`, `GB`.
-    #[schema(example = "GB")]
+    #[schema(example = "GB", pattern = "^[A-Z]{2}$")]
     pub country: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schemas::optional_200)]
     pub phone: Option<String>,
 }
 
@@ -131,7 +183,7 @@ fn fe(field: impl Into<String>, message: impl Into<String>) -> FieldError {
 }
 
 impl Address {
-    /// Checks lengths and the country code; `prefix` names the field in errors.
+    /// Checks lengths (in characters) and the country code; `prefix` names the field in errors.
     pub fn validate(&self, prefix: &str, errors: &mut Vec<FieldError>) {
         let required = [
             ("name", &self.name, 200),
@@ -140,12 +192,12 @@ impl Address {
             ("postalCode", &self.postal_code, 20),
         ];
         for (field, value, max) in required {
-            if value.trim().is_empty() || value.len() > max {
+            if value.trim().is_empty() || value.chars().count() > max {
                 errors.push(fe(format!("{prefix}.{field}"), format!("must be 1 to {max} characters")));
             }
         }
         for (field, value) in [("line2", &self.line2), ("state", &self.state), ("phone", &self.phone)] {
-            if value.as_ref().is_some_and(|v| v.len() > 200) {
+            if value.as_ref().is_some_and(|v| v.chars().count() > 200) {
                 errors.push(fe(format!("{prefix}.{field}"), "must be at most 200 characters"));
             }
         }
@@ -161,10 +213,12 @@ impl Address {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CheckoutRequest {
     pub shipping_address: Address,
-    /// A shipping method code (see `GET /api/v1/orders/shipping-methods`); default `standard`.
+    /// A shipping method code (see `GET /api/v1/orders/shipping-methods`) that delivers to the
+    /// address's country in the order's currency (422 otherwise); default `standard`.
     #[serde(default)]
     pub shipping_method: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = schemas::notes)]
     pub notes: Option<String>,
 }
 
@@ -173,9 +227,12 @@ pub struct CheckoutRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrderLineRequest {
     pub product_id: Uuid,
+    /// 1 to 999 units (lines of one product are added up).
+    #[schema(minimum = 1, maximum = 999)]
     pub quantity: i64,
     /// Accepted for compatibility and ignored: prices always come from the catalog.
     #[serde(default, alias = "price")]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub unit_price: Option<serde_json::Value>,
 }
 
@@ -183,37 +240,49 @@ pub struct OrderLineRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateOrderRequest {
+    /// 1 to 100 lines.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderLineRequest>,
     pub shipping_address: Address,
+    /// As in `CheckoutRequest`.
     #[serde(default)]
     pub shipping_method: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = schemas::notes)]
     pub notes: Option<String>,
     /// Accepted for compatibility and ignored: the order belongs to the caller.
     #[serde(default)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub user_id: Option<serde_json::Value>,
 }
 
-/// Checks what both order requests share; lines are merged per product by the caller.
+/// Checks what both order requests share; lines are merged per product by the caller. `lines`
+/// is `None` for a checkout before its cart is read: a request is judged on its own fields
+/// before any stored state (so an invalid body is a 422, never a 409 `cart_empty`).
 pub fn validate_order_input(
-    lines: &[(Uuid, i64)],
+    lines: Option<&[(Uuid, i64)]>,
     address: &Address,
     notes: Option<&str>,
 ) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
-    if lines.is_empty() {
-        errors.push(fe("items", "must hold at least one line"));
-    }
-    if lines.len() > MAX_LINES {
-        errors.push(fe("items", format!("must hold at most {MAX_LINES} lines")));
-    }
-    for (i, (_, q)) in lines.iter().enumerate() {
-        if !(1..=MAX_QUANTITY).contains(q) {
-            errors.push(fe(format!("items[{i}].quantity"), format!("must be between 1 and {MAX_QUANTITY}")));
+    if let Some(lines) = lines {
+        if lines.is_empty() {
+            errors.push(fe("items", "must hold at least one line"));
+        }
+        if lines.len() > MAX_LINES {
+            errors.push(fe("items", format!("must hold at most {MAX_LINES} lines")));
+        }
+        for (i, (_, q)) in lines.iter().enumerate() {
+            if !(1..=MAX_QUANTITY).contains(q) {
+                errors.push(fe(
+                    format!("items[{i}].quantity"),
+                    format!("must be between 1 and {MAX_QUANTITY}"),
+                ));
+            }
         }
     }
     address.validate("shippingAddress", &mut errors);
-    if notes.is_some_and(|n| n.len() > 1000) {
+    if notes.is_some_and(|n| n.chars().count() > MAX_NOTES_LEN) {
         errors.push(fe("notes", "must be at most 1000 characters"));
     }
     if errors.is_empty() {
@@ -319,7 +388,9 @@ pub struct Shipment {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShipRequest {
+    #[schema(schema_with = schemas::shipping_ref)]
     pub carrier: String,
+    #[schema(schema_with = schemas::shipping_ref)]
     pub tracking_number: String,
 }
 
@@ -380,11 +451,12 @@ pub struct Order {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelRequest {
+    #[schema(schema_with = schemas::reason)]
     pub reason: Option<String>,
 }
 
 /// `PATCH /api/v1/orders/{id}/status` (admin).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StatusUpdate {
     /// `PROCESSING`, `SHIPPED`, `DELIVERED` or `CANCELLED`.
@@ -395,6 +467,51 @@ pub struct StatusUpdate {
     pub tracking_number: Option<String>,
     pub reason: Option<String>,
 }
+
+/// The schema of [`StatusUpdate`]: `SHIPPED` needs a carrier and a tracking number.
+impl PartialSchema for StatusUpdate {
+    fn schema() -> RefOr<Schema> {
+        let nullable_text =
+            || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
+        let shape = |statuses: &[&str], description: &str, shipped: bool| -> Object {
+            let mut b = ObjectBuilder::new()
+                .description(Some(description))
+                .property(
+                    "status",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(statuses.iter().copied())),
+                )
+                .required("status")
+                .property("reason", schemas::reason())
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::<Schema>::FreeForm(false),
+                ));
+            if shipped {
+                b = b
+                    .property("carrier", schemas::shipping_ref())
+                    .required("carrier")
+                    .property("trackingNumber", schemas::shipping_ref())
+                    .required("trackingNumber");
+            } else {
+                b = b
+                    .property("carrier", nullable_text().description(Some("Ignored")))
+                    .property("trackingNumber", nullable_text().description(Some("Ignored")));
+            }
+            b.build()
+        };
+        OneOfBuilder::new()
+            .description(Some(
+                "`PROCESSING`, `SHIPPED` (with `carrier` and `trackingNumber`), `DELIVERED` or `CANCELLED`; the \
+                 other statuses are the checkout saga's. `reason`: at most 500 characters.",
+            ))
+            .item(shape(&["SHIPPED"], "Handed to the carrier", true))
+            .item(shape(&["PROCESSING", "DELIVERED", "CANCELLED"], "Any other step", false))
+            .into()
+    }
+}
+
+impl ToSchema for StatusUpdate {}
 
 /// `GET /api/v1/orders/{id}/tracking`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

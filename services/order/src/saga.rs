@@ -18,7 +18,7 @@ use kit::auth::Identity;
 use kit::client::{Call, CallError, ServiceClient};
 use kit::db::Timestamp;
 use kit::money::Money;
-use kit::problem::{ApiError, FieldError};
+use kit::problem::{ApiError, ErrorCode, FieldError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
@@ -222,7 +222,7 @@ impl Saga {
             }
         }
         if !problems.is_empty() {
-            return Err(ApiError::conflict("product_unavailable", "some products cannot be ordered")
+            return Err(ApiError::conflict(ErrorCode::ProductUnavailable, "some products cannot be ordered")
                 .with_errors(problems));
         }
         let currency = items[0].unit_price.currency.clone();
@@ -278,7 +278,11 @@ impl Saga {
             Ok(order) => order,
             Err(existing) => {
                 // Same Idempotency-Key as an earlier order: that order is the answer.
-                let order = self.store.get(existing).await?.ok_or(StoreError::NotFound(existing))?;
+                let order = self
+                    .store
+                    .get(existing)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("order {existing}")))?;
                 return Ok((StatusCode::OK, order));
             }
         };
@@ -338,10 +342,10 @@ impl Saga {
             self.store.transition(order.id, OrderStatus::Failed, None, actor, Some(&reason), patch).await?;
         if short {
             let detail = format!("{reason} (order {} recorded as FAILED)", failed.order().id);
-            Err(ApiError::conflict("insufficient_stock", detail).with_errors(problem.errors))
+            Err(ApiError::conflict(ErrorCode::InsufficientStock, detail).with_errors(problem.errors))
         } else {
             tracing::error!(order_id = %order.id, status = %reply.status, "inventory refused a reservation");
-            Err(ApiError::new(StatusCode::BAD_GATEWAY, "inventory_refused", "Bad gateway").detail(reason))
+            Err(ApiError::new(ErrorCode::InventoryRefused).detail(reason))
         }
     }
 
@@ -408,7 +412,7 @@ impl Saga {
                 .await
             {
                 Ok(Transitioned::Done(_)) => cancelled += 1,
-                Ok(Transitioned::Already(_)) | Err(StoreError::Illegal { .. }) => {} // paid meanwhile
+                Ok(Transitioned::Already(_)) | Err(StoreError::Refused(_)) => {} // paid meanwhile
                 Err(e) => return Err(e),
             }
         }

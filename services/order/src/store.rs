@@ -22,31 +22,34 @@ use crate::model::*;
 /// The consumer group of the order service's event handlers (inbox key).
 pub const CONSUMER_GROUP: &str = kit::contract::ServiceName::Order.as_str();
 
+/// What can go wrong in the store: the kit's store error, whose one mapping to problem
+/// documents is `kit::store`, with the order's own refusal (a status change the lifecycle
+/// forbids).
+pub type StoreError = kit::store::StoreError<IllegalTransition>;
+
+/// A status change the order's lifecycle does not allow.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("order {0} not found")]
-    NotFound(Uuid),
-    #[error("an order cannot go from {from} to {to}")]
-    Illegal { from: OrderStatus, to: OrderStatus },
-    #[error("stored order {0} is unreadable: {1}")]
-    Corrupt(Uuid, String),
-    #[error(transparent)]
-    Events(#[from] EventError),
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
+#[error("an order cannot go from {from} to {to}")]
+pub struct IllegalTransition {
+    pub from: OrderStatus,
+    pub to: OrderStatus,
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(id) => ApiError::not_found(format!("order {id}")),
-            StoreError::Illegal { from, to } => ApiError::conflict(
-                "illegal_transition",
-                format!("the order is {from} and cannot become {to}"),
-            ),
-            other => ApiError::internal(other),
-        }
+impl kit::store::Refusal for IllegalTransition {
+    fn problem(&self) -> ApiError {
+        ApiError::conflict(
+            kit::problem::ErrorCode::IllegalTransition,
+            format!("the order is {} and cannot become {}", self.from, self.to),
+        )
     }
+}
+
+fn not_found(id: Uuid) -> StoreError {
+    StoreError::NotFound(format!("order {id}"))
+}
+
+fn corrupt(id: Uuid, what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("stored order {id} is unreadable: {what}"))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -208,7 +211,7 @@ const HISTORY_SQL: &str =
     "SELECT from_status, to_status, actor, reason, at FROM order_status_history WHERE order_id = $1 ORDER BY at, id";
 
 fn status_of(id: Uuid, s: &str) -> StoreResult<OrderStatus> {
-    OrderStatus::parse(s).ok_or_else(|| StoreError::Corrupt(id, format!("status {s}")))
+    OrderStatus::parse(s).ok_or_else(|| corrupt(id, format!("status {s}")))
 }
 
 fn to_order(
@@ -219,8 +222,8 @@ fn to_order(
 ) -> StoreResult<Order> {
     let cur = row.currency.clone();
     let money = |amount: i64| Money::new(amount, &cur);
-    let address: Address = serde_json::from_str(&row.shipping_address)
-        .map_err(|e| StoreError::Corrupt(row.id, format!("address: {e}")))?;
+    let address: Address =
+        serde_json::from_str(&row.shipping_address).map_err(|e| corrupt(row.id, format!("address: {e}")))?;
     let history = match history {
         None => None,
         Some(rows) => Some(
@@ -431,8 +434,8 @@ impl Store {
             }
         }
         let now = Timestamp::now();
-        let address = serde_json::to_string(&new.shipping_address)
-            .map_err(|e| StoreError::Corrupt(new.id, e.to_string()))?;
+        let address =
+            serde_json::to_string(&new.shipping_address).map_err(|e| corrupt(new.id, e.to_string()))?;
         let cur = &new.total.currency;
         let actor = Actor::user(new.user_id, false);
         let result: Result<(), sqlx::Error> = with_db!(&self.db, pool => {
@@ -479,7 +482,7 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         crate::metrics::placed();
-        self.get(new.id).await?.map(Ok).ok_or(StoreError::NotFound(new.id))
+        self.get(new.id).await?.map(Ok).ok_or_else(|| not_found(new.id))
     }
 
     async fn by_idempotency_key(&self, user: Uuid, key: &str) -> StoreResult<Option<Uuid>> {
@@ -582,17 +585,17 @@ impl Store {
             let lock = if matches!(self.db.pool(), kit::db::Pool::Postgres(_)) { " FOR UPDATE" } else { "" };
             let current: Option<String> = sqlx::query_scalar(&format!("SELECT status FROM orders WHERE id = $1{lock}"))
                 .bind(id).fetch_optional(&mut *tx).await?;
-            let Some(current) = current else { return Err(StoreError::NotFound(id)) };
+            let Some(current) = current else { return Err(not_found(id)) };
             let from = status_of(id, &current)?;
             if from == to {
-                let (order, _) = load_order!(tx, id, true).ok_or(StoreError::NotFound(id))?;
+                let (order, _) = load_order!(tx, id, true).ok_or_else(|| not_found(id))?;
                 tx.commit().await?;
                 return Ok(Transitioned::Already(order));
             }
             if !from.can_become(to) || allowed_from.is_some_and(|a| !a.contains(&from)) {
-                return Err(StoreError::Illegal { from, to });
+                return Err(StoreError::Refused(IllegalTransition { from, to }));
             }
-            let (before, _) = load_order!(tx, id, false).ok_or(StoreError::NotFound(id))?;
+            let (before, _) = load_order!(tx, id, false).ok_or_else(|| not_found(id))?;
             let stamp = |s: OrderStatus| (to == s).then_some(now);
             sqlx::query(
                 "UPDATE orders SET status = $2, updated_at = $3, \
@@ -625,7 +628,7 @@ impl Store {
                     .bind(stamp(OrderStatus::Shipped)).bind(stamp(OrderStatus::Delivered)).bind(now)
                     .execute(&mut *tx).await?;
             }
-            let (after, email) = load_order!(tx, id, true).ok_or(StoreError::NotFound(id))?;
+            let (after, email) = load_order!(tx, id, true).ok_or_else(|| not_found(id))?;
             for ev in transition_events(&before, &after, actor, reason, email.as_deref())? {
                 outbox::enqueue(&mut *tx, &ev).await?;
             }

@@ -117,7 +117,7 @@ kit::db_tests! { crate::MIGRATIONS;
         assert!(matches!(again, Transitioned::Already(_)));
         // Terminal: cancel refused.
         let err = store.transition(o.id, OrderStatus::Cancelled, None, &sys, None, Patch::default()).await.unwrap_err();
-        assert!(matches!(err, StoreError::Illegal { from: OrderStatus::Delivered, to: OrderStatus::Cancelled }), "{err:?}");
+        assert!(matches!(err, StoreError::Refused(crate::store::IllegalTransition { from: OrderStatus::Delivered, to: OrderStatus::Cancelled })), "{err:?}");
 
         let o = store.get(o.id).await.unwrap().unwrap();
         assert_eq!(o.carrier.as_deref(), Some("UPS"));
@@ -167,7 +167,7 @@ kit::db_tests! { crate::MIGRATIONS;
         for t in tasks {
             match t.await.unwrap() {
                 Ok(Transitioned::Done(_)) => done += 1,
-                Ok(Transitioned::Already(_)) | Err(StoreError::Illegal { .. }) => {}
+                Ok(Transitioned::Already(_)) | Err(StoreError::Refused(_)) => {}
                 Err(e) => panic!("{e:?}"),
             }
         }

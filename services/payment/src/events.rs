@@ -48,7 +48,7 @@ pub async fn handle(state: &PaymentState, ev: Envelope) -> anyhow::Result<()> {
             state.capture(payment, None, ChangeSource::Event, claim, Some(&ev)).await
         } else {
             Err(kit::ApiError::conflict(
-                "payment_not_capturable",
+                kit::problem::ErrorCode::PaymentNotCapturable,
                 format!("order confirmed but its payment {} is {}", payment.id, payment.status),
             ))
         }

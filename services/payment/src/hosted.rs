@@ -18,13 +18,14 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 use kit::extract::Path;
-use kit::problem::FieldError;
+use kit::openapi::responses as r;
+use kit::problem::{ErrorCode, FieldError};
 use kit::{ApiError, ApiResult};
 
-use crate::model::{ChangeSource, Payment};
+use crate::model::{ChangeSource, HostedPayForm, Payment};
 use crate::provider::simulated::{card_behaviour, CardBehaviour, SimulatedProvider, SimulatedSession};
 use crate::provider::{keys, PaymentProvider, ProviderError, ProviderSession, SessionStatus};
 use crate::service::{append_query, IntentFacts, SESSION_ID_PLACEHOLDER};
@@ -73,7 +74,7 @@ fn unknown(session_id: &str) -> ApiError {
 
 fn not_open(session_id: &str, status: SessionStatus) -> ApiError {
     ApiError::conflict(
-        "checkout_session_not_open",
+        ErrorCode::CheckoutSessionNotOpen,
         format!(
             "checkout session `{session_id}` is {}; it can no longer be paid or cancelled",
             status.as_str()
@@ -82,8 +83,7 @@ fn not_open(session_id: &str, status: SessionStatus) -> ApiError {
 }
 
 fn unavailable(e: &ProviderError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "payment_provider_unavailable", "Service unavailable")
-        .detail(e.to_string())
+    ApiError::new(ErrorCode::PaymentProviderUnavailable).detail(e.to_string())
 }
 
 /// The session and its payment; anything that is not a session of this service's is a 404.
@@ -154,13 +154,15 @@ async fn session_intent(
 
 /// The hosted payment page of a simulated checkout session (HTML; no token: the session id is
 /// the capability).
+///
+/// 404: no such session, or the provider is Stripe (Stripe hosts its page); 409
+/// `checkout_session_not_open`: paid, cancelled or expired.
 #[utoipa::path(
     get, path = "/api/v1/payments/hosted/{sessionId}", tag = "payments",
     params(("sessionId" = String, Path, description = "Checkout session id (`cs_…`)")),
     responses(
         (status = 200, description = "The page: amount, order, a form to pay with a test card or to cancel", content_type = "text/html", body = String),
-        (status = 404, description = "No such session, or the provider is Stripe (Stripe hosts its page)", body = kit::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`checkout_session_not_open`: paid, cancelled or expired", body = kit::problem::Problem, content_type = "application/problem+json"),
+        r::Read, r::NotFound, r::Conflict, r::ServiceUnavailable,
     )
 )]
 pub async fn page(State(st): State<PaymentState>, Path(session_id): Path<String>) -> ApiResult<Response> {
@@ -187,16 +189,17 @@ pub async fn page(State(st): State<PaymentState>, Path(session_id): Path<String>
 ///
 /// Paid → 303 to the success URL (`session_id=…`); the payment becomes AUTHORIZED when the
 /// provider's signed `checkout.session.completed` webhook arrives. Declined → the payment is
-/// FAILED → 303 to the cancel URL with `session_id=…&error=card_declined`.
+/// FAILED → 303 to the cancel URL with `session_id=…&error=card_declined`. 404: no such session,
+/// or the provider is Stripe; 409 `checkout_session_not_open` or `checkout_payment_refused`; 422
+/// `payment_method_invalid`: not one of the page's test cards.
 #[utoipa::path(
     post, path = "/api/v1/payments/hosted/{sessionId}/pay", tag = "payments",
     params(("sessionId" = String, Path, description = "Checkout session id (`cs_…`)")),
-    request_body(content = String, description = "`paymentMethod=pm_card_visa` (or `pm_card_chargeDeclined`, …)", content_type = "application/x-www-form-urlencoded"),
+    request_body(content = HostedPayForm, description = "The page's form", content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "To the success URL (paid) or the cancel URL with `error` (declined)"),
-        (status = 404, description = "No such session, or the provider is Stripe", body = kit::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`checkout_session_not_open`", body = kit::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`paymentMethod` missing or not a test card the page can use", body = kit::problem::Problem, content_type = "application/problem+json"),
+        (status = 303, description = "To the success URL (paid) or the cancel URL with `error` (declined)",
+            headers(("Location" = String, description = "Where the customer goes"))),
+        r::Write, r::NotFound, r::Conflict, r::ServiceUnavailable,
     )
 )]
 pub async fn pay(
@@ -207,21 +210,21 @@ pub async fn pay(
     let provider = hosted_provider(&st)?;
     let payment_method = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "paymentMethod")
-        .map(|(_, v)| v.trim().to_string())
+        .map(|(_, v)| v.to_string())
         .unwrap_or_default();
-    let usable =
-        matches!(card_behaviour(&payment_method), Some(CardBehaviour::Succeed | CardBehaviour::Decline(..)));
-    if payment_method.is_empty() || !usable {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "payment_method_invalid",
-            "Payment method not accepted",
-        )
-        .detail("the hosted page takes a test card that is authorised or declined (e.g. pm_card_visa)")
-        .with_errors([FieldError {
-            field: "paymentMethod".into(),
-            message: "not a usable test card".into(),
-        }]));
+    // Exactly the cards the page offers (`HostedTestCard`).
+    let usable = TEST_CARDS.iter().any(|(pm, _)| *pm == payment_method)
+        && matches!(
+            card_behaviour(&payment_method),
+            Some(CardBehaviour::Succeed | CardBehaviour::Decline(..))
+        );
+    if !usable {
+        return Err(ApiError::new(ErrorCode::PaymentMethodInvalid)
+            .detail("the hosted page takes a test card that is authorised or declined (e.g. pm_card_visa)")
+            .with_errors([FieldError {
+                field: "paymentMethod".into(),
+                message: "not a usable test card".into(),
+            }]));
     }
     let (session, payment) = load(&st, provider, &session_id).await?;
     // Once an attempt was made, a repeated identical submission (a double click) replays its
@@ -237,7 +240,7 @@ pub async fn pay(
             let now = provider.checkout_session(&session_id).await.map_err(|e| unavailable(&e))?;
             return Err(match now {
                 Some(s) if s.status != SessionStatus::Open => not_open(&session_id, s.status),
-                _ => ApiError::conflict("checkout_payment_refused", e.to_string()),
+                _ => ApiError::conflict(ErrorCode::CheckoutPaymentRefused, e.to_string()),
             });
         }
     };
@@ -258,21 +261,21 @@ pub async fn pay(
             Ok(see_other(&append_query(&target(&session.cancel_url, &session_id), "error", &code)))
         }
         SessionStatus::Open => Err(ApiError::conflict(
-            "checkout_payment_refused",
+            ErrorCode::CheckoutPaymentRefused,
             format!("checkout session `{session_id}` is still open after the payment attempt"),
         )),
     }
 }
 
 /// Cancel a simulated checkout session (the page's cancel button): it expires, its payment is
-/// CANCELLED → 303 to the cancel URL (`session_id=…`).
+/// CANCELLED → 303 to the cancel URL (`session_id=…`). 404: no such session, or the provider is
+/// Stripe; 409 `checkout_session_not_open`.
 #[utoipa::path(
     post, path = "/api/v1/payments/hosted/{sessionId}/cancel", tag = "payments",
     params(("sessionId" = String, Path, description = "Checkout session id (`cs_…`)")),
     responses(
-        (status = 303, description = "To the cancel URL"),
-        (status = 404, description = "No such session, or the provider is Stripe", body = kit::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`checkout_session_not_open`: paid, cancelled or expired", body = kit::problem::Problem, content_type = "application/problem+json"),
+        (status = 303, description = "To the cancel URL", headers(("Location" = String, description = "Where the customer goes"))),
+        r::Read, r::NotFound, r::Conflict, r::ServiceUnavailable,
     )
 )]
 pub async fn cancel(State(st): State<PaymentState>, Path(session_id): Path<String>) -> ApiResult<Response> {

@@ -1,6 +1,8 @@
 //! The payment service's public types: statuses, the payment document, request bodies.
 
 use kit::money::Money;
+use kit::openapi::strings;
+use kit::problem::Problem;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -198,6 +200,7 @@ impl RefundStatus {
 /// One status change of a payment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PaymentHistoryEntry)]
 pub struct HistoryEntry {
     /// The previous status (absent for the creation).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -282,6 +285,61 @@ pub struct CreateIntentRequest {
     pub order_id: Uuid,
 }
 
+fn redirect_url_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+        .max_length(Some(crate::config::MAX_REDIRECT_URL_LEN))
+        .description(Some(
+            "An absolute `http(s)` URL (at most 2,048 characters) whose origin is in \
+             `SHOP_PAYMENT__REDIRECT_ORIGINS` (422 otherwise); `session_id=<cs_…>` is added to its query.",
+        ))
+        .build()
+}
+
+fn payment_method_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    strings::string(
+        strings::NOT_BLANK,
+        1,
+        MAX_PAYMENT_METHOD_LEN,
+        false,
+        "A payment method id (`pm_card_visa`) or, with the simulated provider, a test card number: at most \
+         255 characters, not only whitespace. One the provider does not know is a 422 \
+         `payment_method_invalid`.",
+    )
+}
+
+fn refund_reason_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    strings::string("", 0, MAX_REFUND_REASON_LEN, true, "At most 500 characters; blank means none.")
+}
+
+/// Longest payment method, in characters.
+pub const MAX_PAYMENT_METHOD_LEN: usize = 255;
+/// Longest refund reason, in characters.
+pub const MAX_REFUND_REASON_LEN: usize = 500;
+
+/// The 402 `card_declined` problem: a problem document that also carries the FAILED payment.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeclinedProblem {
+    #[serde(flatten)]
+    pub problem: Problem,
+    pub payment_id: Uuid,
+    /// The provider's reason, e.g. `card_declined`.
+    pub failure_code: Option<String>,
+    /// The payment, now FAILED.
+    pub payment: Payment,
+}
+
+/// The 402 answer of a declined card.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 402,
+    description = "`card_declined`: the payment is FAILED (the problem carries `paymentId`, `failureCode` and the `payment`)",
+    content_type = "application/problem+json"
+)]
+pub struct CardDeclined(#[allow(dead_code)] DeclinedProblem);
+
 /// Body of `POST /api/v1/payments/checkout-session`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -290,11 +348,11 @@ pub struct CreateCheckoutSessionRequest {
     pub order_id: Uuid,
     /// Where the customer goes after paying: an absolute `http(s)` URL whose origin is in
     /// `SHOP_PAYMENT__REDIRECT_ORIGINS`; `session_id=<cs_…>` is added to its query.
-    #[schema(example = "http://localhost:3000/checkout/success")]
+    #[schema(schema_with = redirect_url_schema, example = "http://localhost:3000/checkout/success")]
     pub success_url: String,
     /// Where the customer goes after cancelling (or, with the simulated provider, a decline):
     /// same rules; `session_id` (and `error`) are added to its query.
-    #[schema(example = "http://localhost:3000/checkout/cancelled")]
+    #[schema(schema_with = redirect_url_schema, example = "http://localhost:3000/checkout/cancelled")]
     pub cancel_url: String,
 }
 
@@ -318,8 +376,7 @@ pub struct CheckoutSessionResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfirmRequest {
-    /// A payment method id (`pm_card_visa`) or, with the simulated provider, a test card number.
-    #[schema(example = "pm_card_visa")]
+    #[schema(schema_with = payment_method_schema, example = "pm_card_visa")]
     pub payment_method: String,
 }
 
@@ -327,7 +384,9 @@ pub struct ConfirmRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaptureRequest {
-    /// Minor units to capture (default: the whole authorised amount); the rest is released.
+    /// Minor units to capture, 1 to the authorised amount (default: all of it; more is a 422);
+    /// the rest is released.
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub amount_to_capture: Option<i64>,
 }
 
@@ -335,9 +394,32 @@ pub struct CaptureRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefundRequest {
-    /// Minor units to refund (default: everything captured and not yet refunded).
+    /// Minor units to refund (default: everything captured and not yet refunded; more is a 422
+    /// `refund_exceeds_captured`).
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub amount: Option<i64>,
+    #[schema(schema_with = refund_reason_schema)]
     pub reason: Option<String>,
+}
+
+/// The form the hosted checkout page posts to `…/pay`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostedPayForm {
+    /// One of the test cards the page offers.
+    #[schema(value_type = HostedTestCard)]
+    pub payment_method: String,
+}
+
+/// A test card the hosted page takes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub enum HostedTestCard {
+    /// Authorised.
+    #[serde(rename = "pm_card_visa")]
+    Visa,
+    /// Declined.
+    #[serde(rename = "pm_card_chargeDeclined")]
+    Declined,
 }
 
 #[cfg(test)]

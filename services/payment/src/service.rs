@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use kit::auth::Identity;
 use kit::db::Timestamp;
 use kit::events::Envelope;
-use kit::problem::{FieldError, PROBLEM_BASE};
+use kit::problem::{ErrorCode, FieldError};
 use kit::ApiError;
 use uuid::Uuid;
 
@@ -79,9 +79,6 @@ pub fn session_effect(status: SessionStatus, intent: Option<&IntentFacts>) -> Op
     }
 }
 
-/// The problem code (and last segment of the problem type) of a declined card.
-pub const CARD_DECLINED: &str = "card-declined";
-
 /// Why an operation did not happen. [`OpError::is_retryable`] tells event handlers whether to
 /// ask for a redelivery (infrastructure) or to acknowledge (a business refusal).
 #[derive(Debug)]
@@ -124,16 +121,13 @@ impl std::fmt::Display for OpError {
 /// The 402 problem of a declined card: RFC 9457 with the extension members `paymentId` and
 /// `payment` (the FAILED payment, with `failureCode` / `failureReason`).
 pub fn declined_response(payment: &Payment) -> axum::response::Response {
-    let body = serde_json::json!({
-        "type": format!("{PROBLEM_BASE}{CARD_DECLINED}"),
-        "title": "Card declined",
-        "status": 402,
-        "detail": payment.failure_reason.clone().unwrap_or_else(|| "the card was declined".into()),
-        "code": CARD_DECLINED,
-        "paymentId": payment.id,
-        "failureCode": payment.failure_code,
-        "payment": payment,
-    });
+    let detail = payment.failure_reason.clone().unwrap_or_else(|| "the card was declined".into());
+    let body = DeclinedProblem {
+        problem: ApiError::new(ErrorCode::CardDeclined).detail(detail).to_problem(),
+        payment_id: payment.id,
+        failure_code: payment.failure_code.clone(),
+        payment: payment.clone(),
+    };
     let mut res =
         axum::response::IntoResponse::into_response((StatusCode::PAYMENT_REQUIRED, axum::Json(body)));
     res.headers_mut().insert(
@@ -144,8 +138,7 @@ pub fn declined_response(payment: &Payment) -> axum::response::Response {
 }
 
 fn provider_unavailable(e: &ProviderError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "payment_provider_unavailable", "Service unavailable")
-        .detail(e.to_string())
+    ApiError::new(ErrorCode::PaymentProviderUnavailable).detail(e.to_string())
 }
 
 fn not_found(id: Uuid) -> ApiError {
@@ -207,7 +200,7 @@ impl PaymentState {
         let order_id = order.id;
         if order.status != AWAITING_PAYMENT {
             return Err(ApiError::conflict(
-                "order_not_awaiting_payment",
+                ErrorCode::OrderNotAwaitingPayment,
                 format!(
                     "order `{order_id}` is {}; a payment can be created only while it is {AWAITING_PAYMENT}",
                     order.status
@@ -216,7 +209,7 @@ impl PaymentState {
         }
         if order.total.amount <= 0 || order.total.validate().is_err() {
             return Err(ApiError::conflict(
-                "order_not_payable",
+                ErrorCode::OrderNotPayable,
                 format!(
                     "order `{order_id}` has no payable total ({} {})",
                     order.total.amount, order.total.currency
@@ -245,14 +238,7 @@ impl PaymentState {
         let intent = match self.provider.create_intent(&new, &keys::intent(order_id, attempt)).await {
             Ok(i) => i,
             Err(e @ ProviderError::Unavailable(_)) => return Err(provider_unavailable(&e)),
-            Err(e) => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "payment_not_possible",
-                    "Payment not possible",
-                )
-                .detail(e.to_string()))
-            }
+            Err(e) => return Err(ApiError::new(ErrorCode::PaymentNotPossible).detail(e.to_string())),
         };
         let row = NewPayment {
             order_id,
@@ -277,7 +263,7 @@ impl PaymentState {
         if let Some(session) = payment.checkout_session_id.as_deref().filter(|_| payment.status.is_pending())
         {
             return Err(ApiError::conflict(
-                "payment_not_confirmable",
+                ErrorCode::PaymentNotConfirmable,
                 format!(
                     "payment `{id}` is paid on the hosted page of its checkout session `{session}`, not confirmed through the API"
                 ),
@@ -288,7 +274,7 @@ impl PaymentState {
             s if s.is_pending() => {}
             PaymentStatus::Failed | PaymentStatus::Cancelled => {
                 return Err(ApiError::conflict(
-                    "payment_not_confirmable",
+                    ErrorCode::PaymentNotConfirmable,
                     format!("payment `{id}` is {}; create a new payment for the order", payment.status),
                 )
                 .into())
@@ -322,14 +308,10 @@ impl PaymentState {
                 if !now.status.is_pending() {
                     return self.confirmed(now);
                 }
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "payment_method_invalid",
-                    "Payment method not accepted",
-                )
-                .detail(message)
-                .field("paymentMethod", "not a usable payment method")
-                .into());
+                return Err(ApiError::new(ErrorCode::PaymentMethodInvalid)
+                    .detail(message)
+                    .field("paymentMethod", "not a usable payment method")
+                    .into());
             }
         };
         let t = self.store.transition(Change::new(id, effect, ChangeSource::Api).reason("confirmed")).await?;
@@ -340,7 +322,7 @@ impl PaymentState {
         match payment.status {
             PaymentStatus::Failed => Err(OpError::Declined(Box::new(payment))),
             PaymentStatus::Cancelled => Err(ApiError::conflict(
-                "payment_not_confirmable",
+                ErrorCode::PaymentNotConfirmable,
                 format!("payment `{}` was cancelled", payment.id),
             )
             .into()),
@@ -363,7 +345,7 @@ impl PaymentState {
         }
         if payment.status != PaymentStatus::Authorized {
             return Err(ApiError::conflict(
-                "payment_not_capturable",
+                ErrorCode::PaymentNotCapturable,
                 format!("payment `{id}` is {}; only AUTHORIZED payments can be captured", payment.status),
             ));
         }
@@ -389,7 +371,7 @@ impl PaymentState {
                     if now.status.is_captured() {
                         return self.finish_without_change(now, claim).await;
                     }
-                    return Err(ApiError::conflict("capture_refused", e.to_string()));
+                    return Err(ApiError::conflict(ErrorCode::CaptureRefused, e.to_string()));
                 }
             };
         let change = Change::new(id, Effect::Captured { amount: captured, charge_id }, source)
@@ -411,7 +393,7 @@ impl PaymentState {
         let id = payment.id;
         if !(payment.status.is_pending() || payment.status == PaymentStatus::Authorized) {
             return Err(ApiError::conflict(
-                "payment_not_cancellable",
+                ErrorCode::PaymentNotCancellable,
                 format!(
                     "payment `{id}` is {}; only payments not yet captured can be cancelled",
                     payment.status
@@ -431,7 +413,7 @@ impl PaymentState {
                     Err(e) => match self.provider.retrieve_checkout_session(session_id).await {
                         Ok(s) => s,
                         Err(e2 @ ProviderError::Unavailable(_)) => return Err(provider_unavailable(&e2)),
-                        Err(_) => return Err(ApiError::conflict("cancel_refused", e.to_string())),
+                        Err(_) => return Err(ApiError::conflict(ErrorCode::CancelRefused, e.to_string())),
                     },
                 };
                 match (session.status, session.payment_intent) {
@@ -442,7 +424,7 @@ impl PaymentState {
                     }
                     (status, _) => {
                         return Err(ApiError::conflict(
-                            "cancel_refused",
+                            ErrorCode::CancelRefused,
                             format!("checkout session `{session_id}` is {}", status.as_str()),
                         ))
                     }
@@ -468,7 +450,7 @@ impl PaymentState {
                 // Already cancelled at the provider (e.g. an earlier attempt of this handler)?
                 match self.provider.retrieve(intent_id).await {
                     Ok(i) if i.status == IntentStatus::Canceled => Ok(()),
-                    Ok(_) => Err(ApiError::conflict("cancel_refused", e.to_string())),
+                    Ok(_) => Err(ApiError::conflict(ErrorCode::CancelRefused, e.to_string())),
                     Err(e2) => Err(provider_unavailable(&e2)),
                 }
             }
@@ -528,12 +510,7 @@ impl PaymentState {
                         return Ok((StatusCode::OK, answer));
                     }
                 }
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "payment_not_possible",
-                    "Payment not possible",
-                )
-                .detail(e.to_string()));
+                return Err(ApiError::new(ErrorCode::PaymentNotPossible).detail(e.to_string()));
             }
         };
         let url = session.url.clone().ok_or_else(|| {
@@ -572,7 +549,7 @@ impl PaymentState {
                 match self.live_checkout(p).await? {
                     Some(answer) => Ok((StatusCode::OK, answer)),
                     None => Err(ApiError::conflict(
-                        "order_has_payment",
+                        ErrorCode::OrderHasPayment,
                         format!("order `{order_id}` already has a payment without hosted checkout"),
                     )),
                 }
@@ -586,7 +563,7 @@ impl PaymentState {
     async fn live_checkout(&self, live: Payment) -> Result<Option<CheckoutSessionResponse>, ApiError> {
         let Some(link) = self.store.checkout_link(live.id).await? else {
             return Err(ApiError::conflict(
-                "order_has_payment",
+                ErrorCode::OrderHasPayment,
                 format!(
                     "order `{}` already has payment `{}` ({}) without hosted checkout; confirm it, or ask for a session once it failed or was cancelled",
                     live.order_id, live.id, live.status
@@ -670,7 +647,7 @@ impl PaymentState {
             RefundStatus::Succeeded => return self.finish_without_change(reserved.payment, claim).await,
             RefundStatus::Failed => {
                 return Err(ApiError::conflict(
-                    "refund_failed",
+                    ErrorCode::RefundFailed,
                     format!(
                         "refund `{refund_id}` was refused by the provider; retry with a new Idempotency-Key"
                     ),
@@ -702,7 +679,7 @@ impl PaymentState {
             Err(e @ ProviderError::Unavailable(_)) => return Err(provider_unavailable(&e)),
             Err(e) => {
                 self.store.fail_refund(refund.id).await?;
-                return Err(ApiError::conflict("refund_refused", e.to_string()));
+                return Err(ApiError::conflict(ErrorCode::RefundRefused, e.to_string()));
             }
         };
         let change = Change::new(

@@ -13,6 +13,7 @@ use kit::events::contract::sources;
 use kit::events::payloads::{PaymentAuthorized, PaymentCaptured, PaymentFailed, PaymentRefunded};
 use kit::events::{inbox, outbox, Envelope, EventError, EventPayload};
 use kit::money::Money;
+use kit::problem::ErrorCode;
 use kit::with_db;
 use kit::ApiError;
 use serde_json::Value;
@@ -37,40 +38,26 @@ pub fn for_update(backend: Backend) -> &'static str {
     }
 }
 
+/// What can go wrong in the store: the kit's store error, whose one mapping to problem
+/// documents is `kit::store`, with the payment's own refusal (a refund over what is left).
+pub type StoreError = kit::store::StoreError<RefundTooLarge>;
+
+/// A refund over what is left to refund (captured minus refunded and pending refunds).
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
-    #[error("refund of {requested} exceeds the refundable {available}")]
-    RefundTooLarge { requested: i64, available: i64 },
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Events(#[from] EventError),
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
+#[error("refund of {requested} exceeds the refundable {available}")]
+pub struct RefundTooLarge {
+    pub requested: i64,
+    pub available: i64,
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
-            StoreError::Conflict { code, detail } => ApiError::conflict(code, detail),
-            StoreError::RefundTooLarge { requested, available } => ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "refund_exceeds_captured",
-                "Refund too large",
-            )
+impl kit::store::Refusal for RefundTooLarge {
+    fn problem(&self) -> ApiError {
+        let RefundTooLarge { requested, available } = self;
+        ApiError::new(ErrorCode::RefundExceedsCaptured)
             .detail(format!(
                 "a refund of {requested} exceeds what is left to refund ({available} = captured minus refunded and pending refunds)"
             ))
-            .field("amount", format!("must be between 1 and {available}")),
-            StoreError::Invalid(detail) => ApiError::validation(detail),
-            StoreError::Events(e) => ApiError::internal(e),
-            StoreError::Db(e) => ApiError::from(e),
-        }
+            .field("amount", format!("must be between 1 and {available}"))
     }
 }
 
@@ -521,7 +508,7 @@ impl Store {
             Err(e) if is_unique_violation(&e) => match self.live_for_order(new.order_id).await? {
                 Some(p) => Ok(Inserted::Existing(p)),
                 None if is_unique_violation_on(&e, "provider_payment_id") => Err(StoreError::Conflict {
-                    code: "intent_already_used",
+                    code: ErrorCode::IntentAlreadyUsed,
                     detail: format!("provider intent {} belongs to another payment", new.provider_payment_id),
                 }),
                 None => Err(StoreError::Db(e)),
@@ -746,7 +733,7 @@ impl Store {
                 let status = row.status();
                 if !matches!(status, PaymentStatus::Captured | PaymentStatus::PartiallyRefunded) {
                     return Err(StoreError::Conflict {
-                        code: "payment_not_refundable",
+                        code: ErrorCode::PaymentNotRefundable,
                         detail: format!("payment {payment_id} is {status}; only CAPTURED or PARTIALLY_REFUNDED payments can be refunded"),
                     });
                 }
@@ -756,7 +743,7 @@ impl Store {
                 let available = row.captured_amount - row.refunded_amount - pending;
                 let amount = amount.unwrap_or(available);
                 if amount <= 0 || amount > available {
-                    return Err(StoreError::RefundTooLarge { requested: amount, available: available.max(0) });
+                    return Err(StoreError::Refused(RefundTooLarge { requested: amount, available: available.max(0) }));
                 }
                 sqlx::query("INSERT INTO refunds (id, payment_id, amount, reason, status, provider_refund_id, created_at, updated_at, \
                              causation_id, correlation_id) VALUES ($1, $2, $3, $4, 'PENDING', NULL, $5, $5, $6, $7)")

@@ -102,7 +102,7 @@ kit::db_tests! { crate::MIGRATIONS;
         assert_eq!(all.iter().map(|p| p.id).collect::<Vec<_>>(), vec![second.id, first.id], "newest first");
         // The same provider intent cannot back two payments.
         let err = store.insert(&new_payment(Uuid::now_v7(), &second.provider_payment_id), ChangeSource::Api).await;
-        assert!(matches!(err, Err(StoreError::Conflict { code: "intent_already_used", .. })), "{err:?}");
+        assert!(matches!(err, Err(StoreError::Conflict { code: kit::problem::ErrorCode::IntentAlreadyUsed, .. })), "{err:?}");
     }
 
     async fn transitions_follow_the_table_and_write_history_and_events(db) {
@@ -221,7 +221,7 @@ kit::db_tests! { crate::MIGRATIONS;
         let store = Store::new(db.clone());
         let p = created(&store, Uuid::now_v7()).await;
         let err = store.reserve_refund(p.id, Uuid::now_v7(), None, None, None).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { code: "payment_not_refundable", .. }), "{err:?}");
+        assert!(matches!(err, StoreError::Conflict { code: kit::problem::ErrorCode::PaymentNotRefundable, .. }), "{err:?}");
         done(store.transition(Change::new(p.id, Effect::Authorized { charge_id: None }, ChangeSource::Api)).await.unwrap());
         done(store.transition(Change::new(p.id, Effect::Captured { amount: 5000, charge_id: None }, ChangeSource::Api)).await.unwrap());
         // 10 concurrent reservations of 1000 against 5000 captured: exactly 5 succeed.
@@ -234,7 +234,7 @@ kit::db_tests! { crate::MIGRATIONS;
         for t in tasks {
             match t.await.unwrap() {
                 Ok(r) => { assert_eq!(r.refund.status, RefundStatus::Pending); ok += 1 }
-                Err(StoreError::RefundTooLarge { available: 0, .. }) => {}
+                Err(StoreError::Refused(crate::store::RefundTooLarge { available: 0, .. })) => {}
                 Err(e) => panic!("{e}"),
             }
         }
@@ -255,7 +255,7 @@ kit::db_tests! { crate::MIGRATIONS;
         let stale = store.stale_pending_refunds(kit::db::Timestamp::now() + Duration::from_secs(1)).await.unwrap();
         assert_eq!(stale.len(), 4);
         assert!(matches!(store.reserve_refund(p.id, Uuid::now_v7(), Some(1), None, None).await,
-            Err(StoreError::RefundTooLarge { requested: 1, available: 0 })));
+            Err(StoreError::Refused(crate::store::RefundTooLarge { requested: 1, available: 0 }))));
     }
 
     async fn the_payment_schema_has_no_simulator_tables_until_the_simulator_runs(db) {

@@ -4,8 +4,9 @@
 //! (`webhook_events`); duplicates and out-of-order deliveries are harmless because every effect
 //! goes through the conditional [`crate::store::Store::transition`].
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
+use kit::problem::ErrorCode;
 use kit::ApiError;
 use serde::Deserialize;
 use serde_json::Value;
@@ -41,11 +42,11 @@ pub enum SignatureError {
 impl From<SignatureError> for ApiError {
     fn from(e: SignatureError) -> Self {
         let code = match e {
-            SignatureError::Missing => "webhook_signature_missing",
-            SignatureError::Expired(_) => "webhook_signature_expired",
-            SignatureError::Malformed | SignatureError::Mismatch => "webhook_signature_invalid",
+            SignatureError::Missing => ErrorCode::WebhookSignatureMissing,
+            SignatureError::Expired(_) => ErrorCode::WebhookSignatureExpired,
+            SignatureError::Malformed | SignatureError::Mismatch => ErrorCode::WebhookSignatureInvalid,
         };
-        ApiError::new(StatusCode::BAD_REQUEST, code, "Invalid webhook signature").detail(e.to_string())
+        ApiError::new(code).detail(e.to_string())
     }
 }
 
@@ -386,6 +387,6 @@ mod tests {
             verify(SECRET, Some(&format!("t=x,v1={expected}")), body, 300, now),
             Err(SignatureError::Malformed)
         );
-        assert_eq!(ApiError::from(SignatureError::Mismatch).status, StatusCode::BAD_REQUEST);
+        assert_eq!(ApiError::from(SignatureError::Mismatch).status, axum::http::StatusCode::BAD_REQUEST);
     }
 }

@@ -75,7 +75,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
         let body = json!({"orderId": order, "successUrl": SUCCESS_URL, "cancelUrl": CANCEL_URL});
         app.request(Method::POST, URI, &[], Some(body.to_string())).await.is_problem(StatusCode::UNAUTHORIZED, "token_missing");
         app.call(&app.alice, Method::POST, URI, None, Some(body.clone())).await
-            .is_problem(StatusCode::BAD_REQUEST, "idempotency-key-required");
+            .is_problem(StatusCode::BAD_REQUEST, "idempotency_key_required");
         app.call(&app.bob, Method::POST, URI, Some("b1"), Some(body.clone())).await.is_problem(StatusCode::NOT_FOUND, "not_found");
         // Redirect targets outside the allow-list: 422 naming the field, nothing created.
         let evil = app.call(&app.alice, Method::POST, URI, Some("e1"),
@@ -114,7 +114,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
         assert_eq!((replay.status, &replay.body), (StatusCode::CREATED, &s));
         app.call(&app.alice, Method::POST, URI, Some("k1"),
             Some(json!({"orderId": order, "successUrl": "http://localhost:3000/other", "cancelUrl": CANCEL_URL}))).await
-            .is_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
+            .is_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
         assert_eq!(app.call(&app.alice, Method::POST, URI, Some("k2"), Some(body.clone())).await.ok(StatusCode::OK)["sessionId"], sid.as_str());
         assert_eq!(app.call(&app.admin, Method::POST, URI, Some("k3"), Some(body.clone())).await.ok(StatusCode::OK)["sessionId"], sid.as_str());
         assert_eq!(count(&db, "SELECT COUNT(*) FROM simulated_checkout_sessions").await, 1);

@@ -184,7 +184,7 @@ kit::db_tests! { shop_payment::MIGRATIONS;
         let declined = app.order(&app.bob, 100);
         let q = app.intent(&app.bob, declined).await;
         let r = app.confirm(&app.bob, q["id"].as_str().unwrap(), "pm_card_chargeDeclined").await;
-        r.is_problem(StatusCode::PAYMENT_REQUIRED, "card-declined");
+        r.is_problem(StatusCode::PAYMENT_REQUIRED, "card_declined");
         assert_eq!(r.body["payment"]["failureCode"], "card_declined");
 
         // localstripe's own webhooks (payment_intent.succeeded, payment_intent.payment_failed),
