@@ -9,7 +9,10 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-env-changed=SHOP_GIT_REVISION");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // At run time, not `env!`: a compiled build script is shared by checkouts that share a
+    // target directory.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
+        .join("../..");
     for f in [".git/HEAD", ".git/refs/heads"] {
         let p = root.join(f);
         if p.exists() {
