@@ -76,7 +76,7 @@ fn email_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
         MAX_EMAIL_LEN,
         false,
         "Trimmed and lower-cased before use; must be unique. At most 254 characters, a local part of \
-         1–64 characters, `@`, a domain with a dot; no whitespace or control characters inside.",
+         1–64 characters, `@`, a domain with a dot; no whitespace, control characters or `<>,;\"` inside.",
     )
 }
 

@@ -833,21 +833,23 @@ pub const MAX_NAME_LEN: usize = 100;
 
 /// The email rule as a JSON Schema pattern (what [`validate_email`] checks): surrounding
 /// whitespace (trimmed), then a local part of 1–64 characters, `@`, and a domain with a dot
-/// that neither starts nor ends it; no whitespace, control character or second `@` inside.
+/// that neither starts nor ends it; no whitespace, control character, second `@` or any of
+/// `<>,;"` inside.
 pub const EMAIL_PATTERN: &str = concat!(
     r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
-    r"[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,64}@",
-    r"[^@.\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
-    r"[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*\.",
-    r"[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
-    r"[^@.\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r#"[^@<>,;"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,64}@"#,
+    r#"[^@.<>,;"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"#,
+    r#"[^@<>,;"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*\."#,
+    r#"[^@<>,;"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*"#,
+    r#"[^@.<>,;"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"#,
     r"[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$",
 );
 
 /// A deliberately simple syntactic check of an address as sent (the address is not verified
 /// by mail): at most 254 characters; once trimmed, a local part of 1–64 characters, `@`, a
 /// domain containing a dot that neither starts nor ends it, no whitespace or control
-/// characters and one `@` ([`EMAIL_PATTERN`]).
+/// characters, none of `<>,;"` (they would make a mail header name several or other addresses)
+/// and one `@` ([`EMAIL_PATTERN`]).
 pub fn validate_email(raw: &str) -> Result<(), &'static str> {
     let email = raw.trim();
     if email.is_empty() {
@@ -864,7 +866,7 @@ pub fn validate_email(raw: &str) -> Result<(), &'static str> {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"'))
         && !local.contains('@');
     if valid {
         Ok(())
@@ -950,6 +952,12 @@ mod tests {
             "a@b@c.com",
             "ada@example.com.",
             "a\u{1}a@example.com",
+            // A mail header would read these as several addresses or a display name.
+            "a<b@example.com",
+            "\"ada\"@example.com",
+            "a,b@example.com",
+            "a;b@example.com",
+            "ada@exa>mple.com",
         ] {
             assert!(validate_email(bad).is_err(), "{bad}");
         }

@@ -71,7 +71,7 @@ fn bad(detail: &str) -> ApiError {
 /// A plausible single address: no whitespace or control characters (no header injection), one
 /// `@`, at most 254 characters.
 fn plausible_address(a: &str) -> bool {
-    a.len() <= 254
+    a.chars().count() <= 254
         && a.matches('@').count() == 1
         && !a.starts_with('@')
         && !a.ends_with('@')
