@@ -1,6 +1,6 @@
 //! The catalog's API types and their validation rules.
 
-use kit::money::{validate_currency, Money};
+use kit::money::{validate_currency, Money, MAX_PRICE};
 use kit::openapi::strings;
 use kit::problem::FieldError;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -163,6 +163,35 @@ pub(crate) mod schemas {
     pub fn attributes() -> Object {
         attributes_of(false)
     }
+    fn price_of(nullable: bool) -> Object {
+        let amount: RefOr<Schema> = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(MAX_PRICE))
+            .description(Some("In the currency's minor units (cents for USD), 0 to 10,000,000,000."))
+            .into();
+        let ty = if nullable {
+            SchemaType::from_iter([Type::Object, Type::Null])
+        } else {
+            SchemaType::new(Type::Object)
+        };
+        ObjectBuilder::new()
+            .schema_type(ty)
+            .property("amount", amount)
+            .property("currency", kit::money::currency_schema())
+            .required("amount")
+            .required("currency")
+            .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)))
+            .description(Some("The price of one unit."))
+            .build()
+    }
+    pub fn price() -> Object {
+        price_of(false)
+    }
+    pub fn price_patch() -> Object {
+        price_of(true)
+    }
     pub fn attributes_patch() -> Object {
         attributes_of(true)
     }
@@ -230,7 +259,8 @@ pub struct ProductInput {
     pub description: String,
     #[schema(schema_with = schemas::sku)]
     pub sku: String,
-    /// Not negative.
+    /// 0 to 10,000,000,000 minor units.
+    #[schema(schema_with = schemas::price)]
     pub price: Money,
     #[serde(default)]
     #[schema(schema_with = schemas::images)]
@@ -261,6 +291,7 @@ pub struct ProductPatch {
     pub description: Option<String>,
     #[schema(schema_with = schemas::sku_patch)]
     pub sku: Option<String>,
+    #[schema(schema_with = schemas::price_patch)]
     pub price: Option<Money>,
     #[schema(schema_with = schemas::images_patch)]
     pub images: Option<Vec<String>>,
@@ -465,6 +496,8 @@ impl ProductInput {
         }
         if self.price.amount < 0 {
             errors.push(err("price.amount", "must not be negative"));
+        } else if self.price.amount > MAX_PRICE {
+            errors.push(err("price.amount", format!("must be at most {MAX_PRICE} (minor units)")));
         }
         if let Err(e) = validate_currency(&self.price.currency) {
             errors.push(err("price.currency", e));
@@ -780,6 +813,13 @@ mod tests {
         let mut many = input();
         many.images = vec!["https://x.example/a.jpg".into(); MAX_IMAGES + 1];
         assert_eq!(many.validate(None).unwrap_err()[0].field, "images");
+
+        // Prices have an upper bound: the most is accepted, one more is not.
+        let mut dear = input();
+        dear.price = Money::new(MAX_PRICE, "USD");
+        assert!(dear.clone().validate(None).is_ok());
+        dear.price.amount = MAX_PRICE + 1;
+        assert_eq!(dear.validate(None).unwrap_err()[0].field, "price.amount");
     }
 
     #[test]

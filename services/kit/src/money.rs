@@ -40,6 +40,11 @@ pub struct Money {
     pub currency: String,
 }
 
+/// The highest price of one unit, in minor units (100,000,000.00 in a two-decimal currency):
+/// far above any product, and low enough that no order of at most 100 lines of 999 units can
+/// overflow an amount. The catalog refuses higher prices (422).
+pub const MAX_PRICE: i64 = 10_000_000_000;
+
 /// The codes [`validate_currency`] accepts, in the table's order.
 pub fn currency_codes() -> impl Iterator<Item = &'static str> {
     CURRENCIES.iter().map(|(c, _)| *c)

@@ -130,6 +130,8 @@ error_codes! {
     CheckoutSessionNotOpen = ("checkout_session_not_open", 409, "Conflict", "The hosted checkout session was paid, cancelled or expired."),
     CheckoutPaymentRefused = ("checkout_payment_refused", 409, "Conflict", "The provider refused a payment on the hosted checkout page."),
     CartEmpty = ("cart_empty", 409, "Conflict", "Checkout of an empty cart: add items first."),
+    UnpaidOrderLimit = ("unpaid_order_limit", 409, "Conflict", "The customer already has the most unpaid orders allowed at once: pay or cancel one first."),
+    UnpaidUnitLimit = ("unpaid_unit_limit", 409, "Conflict", "The customer's unpaid orders would reserve more units than allowed at once."),
     NotificationNotFailed = ("notification_not_failed", 409, "Conflict", "Only FAILED notifications are sent again."),
     NotificationUnaddressable = ("notification_unaddressable", 409, "Conflict", "The notification never had a recipient: there is nothing to send again."),
     NotificationLinkExpired = ("notification_link_expired", 409, "Conflict", "A password-reset or verification email carried a single-use link that is not kept: the user asks for a new one."),

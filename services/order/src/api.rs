@@ -121,8 +121,9 @@ async fn place_idempotently(
 /// with another body is refused (422 `idempotency_key_reused`). 409 `cart_empty`,
 /// `insufficient_stock` or `product_unavailable` (the order is recorded as FAILED);
 /// 422 for an address, shipping method or notes that are not acceptable; 403
-/// `email_unverified` before the account's email address is verified; 503 when the cart or the
-/// catalog cannot be asked.
+/// `email_unverified` before the account's email address is verified; 409 `unpaid_order_limit`
+/// or `unpaid_unit_limit` past what one customer may hold unpaid at once; 503 when the cart or
+/// the catalog cannot be asked.
 #[utoipa::path(
     post, path = "/api/v1/orders/checkout", tag = "orders",
     request_body = CheckoutRequest,
@@ -157,7 +158,8 @@ pub async fn checkout(
 /// Requires `Idempotency-Key` (as checkout). 409 `insufficient_stock` or `product_unavailable`
 /// (a product that does not exist or is not for sale); 422 for an address, shipping method or
 /// notes that are not acceptable; 403 `email_unverified` before the account's email address is
-/// verified; 503 when the catalog cannot be asked.
+/// verified; 409 `unpaid_order_limit` or `unpaid_unit_limit` past what one customer may hold
+/// unpaid at once; 503 when the catalog cannot be asked.
 #[utoipa::path(
     post, path = "/api/v1/orders", tag = "orders",
     request_body = CreateOrderRequest,

@@ -123,8 +123,10 @@ pub struct FlatTax(pub u32);
 
 impl TaxCalculator for FlatTax {
     fn tax(&self, subtotal: &Money, shipping: &Money, _: &Address) -> i64 {
-        let base = i128::from(subtotal.amount + shipping.amount);
-        ((base * i128::from(self.0) + 5_000) / 10_000) as i64
+        // In i128: no overflow; a tax an amount cannot hold saturates, and the checked total
+        // refuses the order.
+        let base = i128::from(subtotal.amount) + i128::from(shipping.amount);
+        i64::try_from((base * i128::from(self.0) + 5_000) / 10_000).unwrap_or(i64::MAX)
     }
 }
 
@@ -151,6 +153,23 @@ pub struct OrderConfig {
     /// inventory). Unset: only bearer tokens are accepted.
     #[serde(skip_serializing)]
     pub internal_token: Option<SecretString>,
+    /// Orders one customer may have unpaid (`PENDING` or `AWAITING_PAYMENT`) at once; the next
+    /// is refused with 409 `unpaid_order_limit` (default 3; 0: no limit).
+    pub max_unpaid_orders_per_user: u32,
+    /// Units one customer's unpaid orders may reserve together; an order past it is refused
+    /// with 409 `unpaid_unit_limit` (default 500; 0: no limit).
+    pub max_unpaid_units_per_user: i64,
+}
+
+impl OrderConfig {
+    /// The store's limits from [`OrderConfig::max_unpaid_orders_per_user`] and
+    /// [`OrderConfig::max_unpaid_units_per_user`] (0 is none).
+    pub fn unpaid_limits(&self) -> crate::store::UnpaidLimits {
+        crate::store::UnpaidLimits {
+            orders: Some(self.max_unpaid_orders_per_user).filter(|n| *n > 0),
+            units: Some(self.max_unpaid_units_per_user).filter(|n| *n > 0),
+        }
+    }
 }
 
 impl Default for OrderConfig {
@@ -161,6 +180,8 @@ impl Default for OrderConfig {
             saga_interval_secs: 5,
             resume_after_secs: 10,
             internal_token: None,
+            max_unpaid_orders_per_user: 3,
+            max_unpaid_units_per_user: 500,
         }
     }
 }
@@ -204,5 +225,9 @@ mod tests {
         let t = FlatTax(825);
         assert_eq!(t.tax(&Money::new(1000, "USD"), &Money::new(0, "USD"), &address("US")), 83);
         assert_eq!(ZeroTax.tax(&Money::new(1000, "USD"), &Money::new(0, "USD"), &address("US")), 0);
+        // No overflow at the largest amounts: the tax saturates, the checked total refuses.
+        let max = Money::new(i64::MAX, "USD");
+        assert_eq!(FlatTax(10_000).tax(&max, &max, &address("US")), i64::MAX);
+        assert_eq!(FlatTax(0).tax(&max, &max, &address("US")), 0);
     }
 }

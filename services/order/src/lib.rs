@@ -50,10 +50,15 @@ async fn component(
         inventory: cx.client(ServiceName::Inventory)?,
         cart: cx.client(ServiceName::Cart)?,
     };
-    let saga = Saga::new(Store::new(cx.db()?), peers, config);
+    let db = cx.db()?;
+    let store = Store::new(db.clone()).with_unpaid_limits(config.unpaid_limits());
+    let saga = Saga::new(store, peers, config);
     let worker = spawn_worker(saga.clone(), cx.shutdown.clone());
+    // Idempotency keys are forgotten after their retention (the order row keeps its own key).
+    let keys = kit::idempotency::spawn_purge(db, cx.shutdown.clone());
     Ok(kit::component::Component::new(router(saga.clone()))
         .subscribe(handlers(saga))
         .task(worker)
+        .task(keys)
         .with_outbox())
 }

@@ -194,17 +194,25 @@ impl Saga {
         };
         let by_id: HashMap<Uuid, Validated> = verdict.items.into_iter().map(|v| (v.product_id, v)).collect();
         let mut problems = Vec::new();
+        let mut too_large = Vec::new();
         let mut items = Vec::new();
         for (i, (id, quantity)) in req.lines.iter().enumerate() {
             match by_id.get(id) {
                 Some(v) if v.active && v.price.is_some() => {
                     let price = v.price.clone().unwrap_or_else(|| Money::new(0, "USD"));
+                    let Some(line_total) = price.amount.checked_mul(*quantity) else {
+                        too_large.push(FieldError {
+                            field: format!("items[{i}].quantity"),
+                            message: "the line's total is larger than an amount can be".into(),
+                        });
+                        continue;
+                    };
                     items.push(OrderItem {
                         product_id: *id,
                         sku: v.sku.clone().unwrap_or_default(),
                         name: v.name.clone().unwrap_or_default(),
                         quantity: *quantity,
-                        line_total: Money::new(price.amount.saturating_mul(*quantity), &price.currency),
+                        line_total: Money::new(line_total, &price.currency),
                         unit_price: price,
                     });
                 }
@@ -225,13 +233,20 @@ impl Saga {
             return Err(ApiError::conflict(ErrorCode::ProductUnavailable, "some products cannot be ordered")
                 .with_errors(problems));
         }
+        if !too_large.is_empty() {
+            return Err(ApiError::invalid_fields(too_large));
+        }
         let currency = items[0].unit_price.currency.clone();
         if items.iter().any(|i| i.unit_price.currency != currency) {
             return Err(ApiError::validation(
                 "the products are priced in different currencies; order them separately",
             ));
         }
-        let subtotal = Money::new(items.iter().map(|i| i.line_total.amount).sum(), &currency);
+        let subtotal = items
+            .iter()
+            .try_fold(0i64, |sum, i| sum.checked_add(i.line_total.amount))
+            .map(|amount| Money::new(amount, &currency))
+            .ok_or_else(|| total_too_large("items"))?;
         let method = self.shipping_method(&req.shipping_method).ok_or_else(|| {
             let known: Vec<&str> = self.config.shipping_methods.iter().map(|m| m.code.as_str()).collect();
             ApiError::invalid_fields(vec![FieldError {
@@ -252,7 +267,12 @@ impl Saga {
             }])
         })?;
         let tax = Money::new(self.tax.tax(&subtotal, &shipping, &req.address), &currency);
-        let total = Money::new(subtotal.amount + shipping.amount + tax.amount, &currency);
+        let total = subtotal
+            .amount
+            .checked_add(shipping.amount)
+            .and_then(|t| t.checked_add(tax.amount))
+            .map(|amount| Money::new(amount, &currency))
+            .ok_or_else(|| total_too_large("items"))?;
         Ok(NewOrder {
             id: Uuid::now_v7(),
             user_id: who.user_id,
@@ -428,4 +448,12 @@ pub fn spawn_worker(saga: Saga, shutdown: CancellationToken) -> JoinHandle<()> {
         let saga = saga.clone();
         async move { saga.tick().await.map(|(resumed, cancelled)| (resumed + cancelled) as u64) }
     })
+}
+
+/// 422 for an order whose total an amount cannot hold (checked arithmetic, never a wrap).
+fn total_too_large(field: &str) -> ApiError {
+    ApiError::invalid_fields(vec![FieldError {
+        field: field.into(),
+        message: "the order's total is larger than an amount can be".into(),
+    }])
 }

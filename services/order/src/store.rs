@@ -13,7 +13,7 @@ use kit::events::payloads::{
 use kit::events::{inbox, outbox, Envelope, EventError, EventPayload};
 use kit::money::Money;
 use kit::pagination::PageRequest;
-use kit::problem::ApiError;
+use kit::problem::{ApiError, ErrorCode};
 use kit::with_db;
 use uuid::Uuid;
 
@@ -392,6 +392,54 @@ fn transition_events(
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    limits: UnpaidLimits,
+}
+
+/// What one customer may hold unpaid at once (#19: a free account must not hoard stock): orders
+/// `PENDING` or `AWAITING_PAYMENT`, and the units those orders reserve. `None`: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnpaidLimits {
+    pub orders: Option<u32>,
+    pub units: Option<i64>,
+}
+
+/// The advisory-lock key of a customer's placements: the id's last eight bytes (random in a
+/// version 7 UUID; a collision only makes two customers' placements wait for each other).
+fn user_lock_key(user: Uuid) -> i64 {
+    let b = user.as_bytes();
+    i64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]])
+}
+
+/// The refusal of a new order of `new_units` units past a customer's [`UnpaidLimits`], given
+/// what they hold unpaid (pure: the counts come from the store's transaction).
+pub fn unpaid_limit_refusal(
+    limits: UnpaidLimits,
+    open_orders: i64,
+    open_units: i64,
+    new_units: i64,
+) -> Option<StoreError> {
+    if let Some(max) = limits.orders {
+        if open_orders >= i64::from(max) {
+            return Some(StoreError::Conflict {
+                code: ErrorCode::UnpaidOrderLimit,
+                detail: format!(
+                    "you have {open_orders} unpaid orders, the most allowed at once is {max}: pay or cancel one first"
+                ),
+            });
+        }
+    }
+    if let Some(max) = limits.units {
+        if open_units.saturating_add(new_units) > max {
+            return Some(StoreError::Conflict {
+                code: ErrorCode::UnpaidUnitLimit,
+                detail: format!(
+                    "your unpaid orders would hold {} units, the most allowed at once is {max}: pay or cancel an order first, or order fewer",
+                    open_units.saturating_add(new_units)
+                ),
+            });
+        }
+    }
+    None
 }
 
 macro_rules! load_order {
@@ -418,7 +466,12 @@ macro_rules! load_order {
 
 impl Store {
     pub fn new(db: Db) -> Store {
-        Store { db }
+        Store { db, limits: UnpaidLimits::default() }
+    }
+
+    /// The same store, refusing orders past `limits` ([`Store::insert`]).
+    pub fn with_unpaid_limits(self, limits: UnpaidLimits) -> Store {
+        Store { limits, ..self }
     }
 
     pub fn db(&self) -> &Db {
@@ -438,8 +491,30 @@ impl Store {
             serde_json::to_string(&new.shipping_address).map_err(|e| corrupt(new.id, e.to_string()))?;
         let cur = &new.total.currency;
         let actor = Actor::user(new.user_id, false);
-        let result: Result<(), sqlx::Error> = with_db!(&self.db, pool => {
+        let new_units: i64 = new.items.iter().map(|i| i.quantity).fold(0i64, i64::saturating_add);
+        let limits = self.limits;
+        let checked = limits != UnpaidLimits::default();
+        let postgres = matches!(self.db.pool(), kit::db::Pool::Postgres(_));
+        // An async block, so that `?` ends the block and the race of two equal keys below is seen.
+        let result: Result<Option<StoreError>, sqlx::Error> = with_db!(&self.db, pool => async {
             let mut tx = pool.begin_with(self.db.begin_write_sql()).await?;
+            if checked {
+                // One placement per customer at a time counts and inserts (SQLite's write
+                // transaction already serializes), so racing requests cannot both pass a limit.
+                if postgres {
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(user_lock_key(new.user_id)).execute(&mut *tx).await?;
+                }
+                let (open_orders, open_units): (i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(DISTINCT o.id), CAST(COALESCE(SUM(i.quantity), 0) AS BIGINT) FROM orders o \
+                     LEFT JOIN order_items i ON i.order_id = o.id \
+                     WHERE o.user_id = $1 AND o.status IN ('PENDING', 'AWAITING_PAYMENT')")
+                    .bind(new.user_id).fetch_one(&mut *tx).await?;
+                if let Some(refusal) = unpaid_limit_refusal(limits, open_orders, open_units, new_units) {
+                    tx.rollback().await?;
+                    return Ok(Some(refusal));
+                }
+            }
             sqlx::query(
                 "INSERT INTO orders (id, user_id, status, currency, subtotal, shipping_cost, tax, total, \
                  shipping_method, shipping_address, customer_email, notes, idempotency_key, created_at, updated_at) \
@@ -467,10 +542,12 @@ impl Store {
                 .bind(&new.shipping_method).bind(None::<String>).bind(None::<String>)
                 .bind(None::<Timestamp>).bind(None::<Timestamp>).bind(now)
                 .execute(&mut *tx).await?;
-            tx.commit().await
-        });
+            tx.commit().await?;
+            Ok(None)
+        }.await);
         match result {
-            Ok(()) => {}
+            Ok(None) => {}
+            Ok(Some(refusal)) => return Err(refusal),
             Err(e) if kit::db::is_unique_violation(&e) && new.idempotency_key.is_some() => {
                 // A concurrent request with the same key won the race.
                 let key = new.idempotency_key.as_deref().unwrap_or_default();

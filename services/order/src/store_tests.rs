@@ -7,7 +7,7 @@ use kit::with_db;
 use uuid::Uuid;
 
 use crate::model::*;
-use crate::store::{Actor, NewOrder, Patch, Store, StoreError, Transitioned};
+use crate::store::{Actor, NewOrder, Patch, Store, StoreError, Transitioned, UnpaidLimits};
 
 fn address() -> Address {
     Address {
@@ -196,5 +196,62 @@ kit::db_tests! { crate::MIGRATIONS;
         let o2 = store.get(o.id).await.unwrap().unwrap();
         assert_eq!(o2.refunded_amount.amount, 1000);
         assert_eq!(o2.payment_status.as_deref(), Some("PARTIALLY_REFUNDED"));
+    }
+
+    async fn unpaid_orders_and_units_are_capped_per_customer(db) {
+        let limits = UnpaidLimits { orders: Some(3), units: Some(10) };
+        let store = Store::new(db.clone()).with_unpaid_limits(limits);
+        let ada = Uuid::now_v7();
+        let code = |r: Result<_, StoreError>| match r {
+            Err(StoreError::Conflict { code, .. }) => code.as_str(),
+            other => panic!("{other:?}"),
+        };
+        let mut placed = Vec::new();
+        for _ in 0..3 {
+            placed.push(store.insert(&new_order(ada, None)).await.unwrap().unwrap());
+        }
+        // The fourth unpaid order is refused; nothing of it is stored.
+        let fourth = new_order(ada, None);
+        assert_eq!(code(store.insert(&fourth).await), "unpaid_order_limit");
+        assert!(store.get(fourth.id).await.unwrap().is_none());
+        // Another customer is not concerned.
+        store.insert(&new_order(Uuid::now_v7(), None)).await.unwrap().unwrap();
+        // Paid (or cancelled) orders free their place.
+        let sys = Actor::system("test");
+        store.transition(placed[0].id, OrderStatus::AwaitingPayment, None, &sys, None, Patch::default()).await.unwrap();
+        store.transition(placed[0].id, OrderStatus::Paid, None, &sys, None, Patch::default()).await.unwrap();
+        store.transition(placed[1].id, OrderStatus::Cancelled, None, &sys, None, Patch::default()).await.unwrap();
+        // One unpaid order of 2 units is left; 9 more would make 11 > 10.
+        let mut big = new_order(ada, None);
+        big.items[0].quantity = 9;
+        assert_eq!(code(store.insert(&big).await), "unpaid_unit_limit");
+        big.items[0].quantity = 6;
+        big.id = Uuid::now_v7();
+        store.insert(&big).await.unwrap().unwrap();
+        // Three unpaid orders (10 units) again: a replayed Idempotency-Key still answers with its
+        // order; a new order is refused.
+        let keyed = store.insert(&new_order(ada, Some("k-limit"))).await.unwrap().unwrap();
+        assert_eq!(store.insert(&new_order(ada, Some("k-limit"))).await.unwrap().unwrap_err(), keyed.id);
+        assert_eq!(code(store.insert(&new_order(ada, None)).await), "unpaid_order_limit");
+    }
+
+    async fn racing_placements_cannot_pass_the_limit(db) {
+        let store = Store::new(db.clone()).with_unpaid_limits(UnpaidLimits { orders: Some(3), units: None });
+        let ada = Uuid::now_v7();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.insert(&new_order(ada, None)).await })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(Ok(_)) => ok += 1,
+                Err(StoreError::Conflict { code, .. }) => assert_eq!(code.as_str(), "unpaid_order_limit"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(ok, 3, "exactly the limit was placed");
     }
 }

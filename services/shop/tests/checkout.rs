@@ -23,6 +23,7 @@ async fn accounts_self_service_revocation_and_the_edge_in_one_process() {
     let api = Api::new(shop.url(""));
     identity_flow(&api, "e2e-internal-token").await;
     made_up_methods_create_no_series(&api).await;
+    unpaid_orders_are_capped(&api).await;
     shop.stop().await;
     running.stop().await;
     let _ = std::fs::remove_dir_all(dir);

@@ -116,6 +116,7 @@ async fn checkout_saga_with_services_apart_on_postgres_redis_and_kafka() {
     full_flow(&api).await;
     every_service_reports_its_info(&api).await;
     identity_flow(&api, "e2e-internal-token").await;
+    unpaid_orders_are_capped(&api).await;
 
     // Graceful degradation: the catalog stops.
     let (user, _) = api.register().await;

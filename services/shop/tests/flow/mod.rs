@@ -620,3 +620,28 @@ pub async fn made_up_methods_create_no_series(api: &Api) {
     let standard = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER"];
     assert!(methods.iter().all(|m| standard.contains(&m.as_str())), "{methods:?}");
 }
+
+/// One customer may hold three unpaid orders at once (the default): the fourth is refused with
+/// 409 `unpaid_order_limit` and stores nothing; cancelling one frees its place.
+pub async fn unpaid_orders_are_capped(api: &Api) {
+    let (user, _) = api.register().await;
+    let product = api.product_with_stock(10).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (status, o) = api.order_items(&user, product, 1).await;
+        assert!(status == 201 || status == 202, "{status} {o}");
+        ids.push(o["id"].as_str().unwrap().to_string());
+    }
+    let (status, p) = api.order_items(&user, product, 1).await;
+    assert_eq!((status, p["code"].as_str()), (409, Some("unpaid_order_limit")), "{p}");
+    let (_, mine) = api.get(&user, "/api/v1/orders").await;
+    assert_eq!(mine["total"], 3, "the refused order was not stored: {mine}");
+    let (status, c) = api.post(&user, &format!("/api/v1/orders/{}/cancel", ids[0]), &json!({})).await;
+    assert_eq!(status, 200, "{c}");
+    let (status, o) = api.order_items(&user, product, 1).await;
+    assert!(status == 201 || status == 202, "a cancelled order frees its place: {status} {o}");
+    for id in ids.iter().skip(1).chain([&o["id"].as_str().unwrap().to_string()]) {
+        let (status, c) = api.post(&user, &format!("/api/v1/orders/{id}/cancel"), &json!({})).await;
+        assert_eq!(status, 200, "{c}");
+    }
+}
