@@ -70,6 +70,9 @@ pub struct AuthConfig {
     /// here); unset: each process counts for itself.
     #[serde(skip_serializing)]
     pub redis_url: Option<SecretString>,
+    /// CA certificates (PEM) that verify a `rediss://` `redis_url` instead of the web PKI roots
+    /// (`SHOP_REDIS_CA_FILE` when the platform's Redis is used).
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// Prefix of the auth service's Redis keys.
     pub redis_prefix: String,
     /// Longest life of a session from its sign-in, whatever the refreshes; then the user signs
@@ -128,6 +131,7 @@ impl Default for AuthConfig {
             login_ip_window_secs: 60,
             login_throttle_max_keys: 100_000,
             redis_url: None,
+            redis_ca_file: None,
             redis_prefix: "shop:auth:".into(),
             session_max_lifetime_secs: 90 * 24 * 3600,
             password_reset_ttl_secs: 30 * 60,

@@ -103,7 +103,9 @@ impl AuthState {
     /// configuration names one (connected now: an unreachable Redis fails the start).
     pub async fn connect(db: Db, config: AuthConfig, mailer: Arc<dyn Mailer>) -> anyhow::Result<Self> {
         let shared = match &config.redis_url {
-            Some(url) => Some(connect_redis(url, &config.redis_prefix).await?),
+            Some(url) => {
+                Some(connect_redis(url, config.redis_ca_file.as_deref(), &config.redis_prefix).await?)
+            }
             None => None,
         };
         Self::build(db, config, mailer, shared).await
@@ -800,9 +802,15 @@ impl AuthState {
     }
 }
 
-async fn connect_redis(url: &secrecy::SecretString, prefix: &str) -> anyhow::Result<RedisFailures> {
+async fn connect_redis(
+    url: &secrecy::SecretString,
+    ca: Option<&std::path::Path>,
+    prefix: &str,
+) -> anyhow::Result<RedisFailures> {
+    let ca = ca.map(|file| kit::redis::Ca { file, key: "SHOP_AUTH__REDIS_CA_FILE / SHOP_REDIS_CA_FILE" });
     let (conn, shown) =
-        kit::redis::connect(url, "SHOP_AUTH__REDIS_URL / SHOP_REDIS_URL", "the auth service's Redis").await?;
+        kit::redis::connect(url, "SHOP_AUTH__REDIS_URL / SHOP_REDIS_URL", "the auth service's Redis", ca)
+            .await?;
     tracing::info!(redis = %shown, "login failure counters shared through Redis");
     Ok(RedisFailures::new(conn, prefix.to_string()))
 }

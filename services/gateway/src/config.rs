@@ -78,6 +78,9 @@ pub struct RateLimitConfig {
     /// (`SHOP_GATEWAY__RATE_LIMIT__REDIS_URL`).
     #[serde(skip_serializing)]
     pub redis_url: Option<secrecy::SecretString>,
+    /// CA certificates (PEM) that verify a `rediss://` `redis_url` instead of the web PKI roots
+    /// (`SHOP_REDIS_CA_FILE` when the platform's Redis is used).
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// Prefix of the limiter's Redis keys.
     pub redis_prefix: String,
 }
@@ -92,6 +95,7 @@ impl Default for RateLimitConfig {
             failed_auth_per_minute: 60,
             trusted_proxy_hops: 0,
             redis_url: None,
+            redis_ca_file: None,
             redis_prefix: "shop:ratelimit:".into(),
         }
     }

@@ -212,8 +212,13 @@ impl Limits {
     /// Redis is a start-up error naming the key and the server), in this process otherwise.
     pub async fn connect(c: &RateLimitConfig) -> anyhow::Result<Arc<Limits>> {
         let Some(url) = &c.redis_url else { return Ok(Limits::build(c, None)) };
+        let ca = c.redis_ca_file.as_deref().map(|file| kit::redis::Ca {
+            file,
+            key: "SHOP_GATEWAY__RATE_LIMIT__REDIS_CA_FILE / SHOP_REDIS_CA_FILE",
+        });
         let (conn, shown) =
-            kit::redis::connect(url, "SHOP_GATEWAY__RATE_LIMIT__REDIS_URL", "the rate-limit Redis").await?;
+            kit::redis::connect(url, "SHOP_GATEWAY__RATE_LIMIT__REDIS_URL", "the rate-limit Redis", ca)
+                .await?;
         let shared = Shared { conn, script: redis::Script::new(GCRA), prefix: c.redis_prefix.clone() };
         tracing::info!(redis = %shown, "rate limits shared through Redis");
         Ok(Limits::build(c, Some(shared)))

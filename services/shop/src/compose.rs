@@ -46,11 +46,13 @@ pub fn services(settings: &Settings) -> Vec<Service> {
 }
 
 /// The auth service shares its login failure counters through the platform's Redis
-/// (`SHOP_REDIS_URL`) unless `SHOP_AUTH__REDIS_URL` names another.
+/// (`SHOP_REDIS_URL`, verified with `SHOP_REDIS_CA_FILE`) unless `SHOP_AUTH__REDIS_URL` names
+/// another.
 fn auth_config(settings: &Settings) -> shop_auth::AuthConfig {
     let mut config = settings.auth.clone();
     if config.redis_url.is_none() {
         config.redis_url = settings.redis_url.clone();
+        config.redis_ca_file = config.redis_ca_file.or_else(|| settings.redis_ca_file.clone());
     }
     config
 }
@@ -62,6 +64,8 @@ fn gateway_config(settings: &Settings) -> shop_gateway::GatewayConfig {
     let mut config = settings.gateway.clone();
     if config.rate_limit.redis_url.is_none() {
         config.rate_limit.redis_url = settings.redis_url.clone();
+        config.rate_limit.redis_ca_file =
+            config.rate_limit.redis_ca_file.take().or_else(|| settings.redis_ca_file.clone());
     }
     if settings.events.bus == kit::events::BusKind::Kafka {
         config.events = Some(settings.events.clone());
