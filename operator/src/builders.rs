@@ -312,6 +312,24 @@ pub fn shop_image(sp: &ShopPlatform) -> String {
     }
 }
 
+/// What makes the placement of `service` (the platform's for `None`) impossible to render: an
+/// `affinity` that is no Kubernetes `Affinity`. The CRD keeps the field free-form (the full
+/// schema would triple the CRD), so the reconcile checks it and says so in the status.
+pub fn placement_problem(sp: &ShopPlatform, service: Option<ServiceName>) -> Option<String> {
+    let p = sp
+        .spec
+        .placement
+        .overlay(service.and_then(|s| sp.spec.services.get(&s)).and_then(|s| s.placement.as_ref()));
+    let affinity = p.affinity?;
+    let at = match service {
+        Some(s) => format!("services.{s}.placement.affinity (or placement.affinity)"),
+        None => "placement.affinity".to_string(),
+    };
+    serde_json::from_value::<Affinity>(affinity)
+        .err()
+        .map(|e| format!("{at} is not a Kubernetes Affinity: {e}"))
+}
+
 /// Sets the scheduling fields of `pod`: image pull secrets, node selector, tolerations, affinity,
 /// and, with `spread` (the Deployment's selector), topology spread by zone and host.
 fn place(
@@ -351,9 +369,9 @@ fn place(
     }
     if let Some(a) = p.affinity {
         // Free-form in the CRD (the API server validates it in the pod template); an object that
-        // is no `Affinity` at all cannot be rendered.
-        pod.affinity =
-            Some(serde_json::from_value::<Affinity>(a).expect("placement.affinity is an Affinity"));
+        // is no `Affinity` at all cannot be rendered: the reconcile refuses it first
+        // ([`placement_problem`]), and it is left out here rather than panic.
+        pod.affinity = serde_json::from_value::<Affinity>(a).ok();
     }
     if let (Some(selector), true) = (spread, p.topology_spread.unwrap_or(true)) {
         let constraint = |key: &str| TopologySpreadConstraint {
@@ -2188,6 +2206,28 @@ mod tests {
         assert_eq!(auth["spec"]["template"]["spec"]["nodeSelector"], json!({"pool": "shop"}));
         let pg = serde_json::to_value(postgres_statefulset(&p).unwrap()).unwrap();
         assert_eq!(pg["spec"]["template"]["spec"]["imagePullSecrets"], json!([{"name": "reg"}]));
+    }
+
+    /// A free-form affinity that is no `Affinity` is named, not rendered (and nothing panics).
+    #[test]
+    fn a_malformed_affinity_is_a_problem_not_a_panic() {
+        let good = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["shop"]}]}]}}});
+        let p = sp(json!({"version": "1", "placement": {"affinity": good},
+            "services": {"catalog": {"placement": {"affinity": {"nodeAffinity": "everywhere"}}}}}));
+        assert_eq!(placement_problem(&p, None), None);
+        assert_eq!(placement_problem(&p, Some(ServiceName::Auth)), None);
+        let problem = placement_problem(&p, Some(ServiceName::Catalog)).unwrap();
+        assert!(problem.starts_with("services.catalog.placement.affinity"), "{problem}");
+        let d = serde_json::to_value(deployment(&p, ServiceName::Catalog, "h")).unwrap();
+        assert!(d["spec"]["template"]["spec"].get("affinity").is_none());
+        let auth = serde_json::to_value(deployment(&p, ServiceName::Auth, "h")).unwrap();
+        assert_eq!(
+            auth["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+                ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+                ["matchExpressions"][0]["key"],
+            "pool"
+        );
     }
 
     /// The pods a policy's rule admits, as the component labels of the platform's pods.

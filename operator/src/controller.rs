@@ -750,6 +750,9 @@ async fn ensure_service(
     let client = &ctx.client;
     let ns = names::namespace(sp);
     let spec = sp.spec.service(s);
+    if let Some(problem) = builders::placement_problem(sp, Some(s)) {
+        return Err(Error::InvalidSpec(problem));
+    }
     ensure_applied(client, &builders::config_map(sp, s)).await?;
     ensure_applied(client, &builders::service(sp, s)).await?;
     let mut migration = None;
@@ -837,8 +840,13 @@ fn services_condition(rollouts: &[(ServiceName, Rollout)], failures: &[Error]) -
         rollouts.iter().filter_map(|(s, r)| f(r).map(|m| format!("{s}: {m}"))).collect::<Vec<_>>().join("; ")
     };
     if !failures.is_empty() {
-        let reason =
-            if failures.iter().any(Error::is_forbidden) { reasons::FORBIDDEN } else { reasons::API_ERROR };
+        let reason = if failures.iter().any(Error::is_forbidden) {
+            reasons::FORBIDDEN
+        } else if failures.iter().all(|e| matches!(e, Error::InvalidSpec(_))) {
+            reasons::FAILED
+        } else {
+            reasons::API_ERROR
+        };
         let msg = failures.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
         return Observed::new(types::SERVICES_READY, Some(false), reason, msg);
     }

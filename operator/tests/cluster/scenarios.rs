@@ -631,6 +631,22 @@ async fn config_change(s: Arc<Scenario>) -> Result<()> {
     let now: Vec<(String, String)> =
         owned::<Job>(&s, &name).await?.iter().map(|j| (j.name_any(), j.uid().unwrap_or_default())).collect();
     ensure!(now == jobs, "the migration Jobs changed: {jobs:?} → {now:?}");
+    // A free-form affinity that is no Affinity: the catalog is not applied and the status says
+    // why; the operator keeps running, and the fix is applied.
+    s.patch_spec(
+        &name,
+        json!({"services": {"catalog": {"placement": {"affinity": {"nodeAffinity": "anywhere"}}}}}),
+    )
+    .await?;
+    let p = wait_platform(&s, &name, "ServicesReady False naming the affinity", SECS(60), |p| {
+        condition(p, "ServicesReady")
+            .is_some_and(|(st, _, msg)| st == "False" && msg.contains("not a Kubernetes Affinity"))
+    })
+    .await?;
+    s.note(format!("malformed affinity: {:?}", condition(&p, "ServicesReady")));
+    s.patch_spec(&name, json!({"services": {"catalog": {"placement": null}}})).await?;
+    wait_ready(&s, &name, SECS(60)).await?;
+    s.note("affinity removed: Ready again");
     Ok(())
 }
 
