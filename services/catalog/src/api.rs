@@ -497,6 +497,59 @@ pub async fn update_brand(
         .ok_or_else(|| ApiError::not_found(format!("brand `{id}` not found")))
 }
 
+/// Delete a category (admin).
+///
+/// 409 `category_in_use` while a product (live, or deleted: deleted products keep their
+/// category for the order history) or a child category names it: move them first.
+#[utoipa::path(
+    delete, path = "/api/v1/categories/{id}", tag = "catalog",
+    params(("id" = Uuid, Path, description = "Category UUID")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        r::Read, r::Admin, r::NotFound, r::Conflict,
+    )
+)]
+pub async fn delete_category(
+    State(st): State<CatalogState>,
+    who: Identity,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    who.require_admin()?;
+    if st.store.delete_category(id).await? {
+        tracing::info!(category_id = %id, by = %who.user_id, "category deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("category `{id}` not found")))
+    }
+}
+
+/// Delete a brand (admin).
+///
+/// 409 `brand_in_use` while a product (live or deleted) names it: move them first.
+#[utoipa::path(
+    delete, path = "/api/v1/brands/{id}", tag = "catalog",
+    params(("id" = Uuid, Path, description = "Brand UUID")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        r::Read, r::Admin, r::NotFound, r::Conflict,
+    )
+)]
+pub async fn delete_brand(
+    State(st): State<CatalogState>,
+    who: Identity,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    who.require_admin()?;
+    if st.store.delete_brand(id).await? {
+        tracing::info!(brand_id = %id, by = %who.user_id, "brand deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("brand `{id}` not found")))
+    }
+}
+
 /// The catalog's `/api/v1/...` routes (no common layers; the composer adds them and the
 /// token verifier extension).
 pub fn router(state: CatalogState) -> Router {
@@ -509,9 +562,9 @@ pub fn router(state: CatalogState) -> Router {
             get(get_product).put(replace_product).patch(patch_product).delete(delete_product),
         )
         .route("/api/v1/categories", get(list_categories).post(create_category))
-        .route("/api/v1/categories/{id}", get(get_category).put(update_category))
+        .route("/api/v1/categories/{id}", get(get_category).put(update_category).delete(delete_category))
         .route("/api/v1/brands", get(list_brands).post(create_brand))
-        .route("/api/v1/brands/{id}", get(get_brand).put(update_brand))
+        .route("/api/v1/brands/{id}", get(get_brand).put(update_brand).delete(delete_brand))
         .with_state(state)
 }
 
@@ -520,7 +573,7 @@ pub fn router(state: CatalogState) -> Router {
     paths(
         list_products, get_product, create_product, replace_product, patch_product, delete_product,
         validate_products, batch_products, list_categories, get_category, create_category,
-        update_category, list_brands, get_brand, create_brand, update_brand,
+        update_category, delete_category, list_brands, get_brand, create_brand, update_brand, delete_brand,
     ),
     components(schemas(
         Product, BrandRef, CategoryRef, ProductInput, ProductPatch, Money, Category, CategoryDetail,

@@ -786,6 +786,86 @@ impl Store {
         self.get_category(&id.to_string()).await
     }
 
+    /// Deletes a category that nothing names: 409 `category_in_use` while a product (live or
+    /// deleted: deleted products keep their category for the order history) or a child
+    /// category names it. `false` when there is no such category.
+    pub async fn delete_category(&self, id: Uuid) -> StoreResult<bool> {
+        self.delete_named(
+            id,
+            "categories",
+            "SELECT (SELECT COUNT(*) FROM products WHERE category_id = $1 AND deleted_at IS NULL), \
+             (SELECT COUNT(*) FROM products WHERE category_id = $1 AND deleted_at IS NOT NULL), \
+             (SELECT COUNT(*) FROM categories WHERE parent_id = $1)",
+            ErrorCode::CategoryInUse,
+            "category",
+        )
+        .await
+    }
+
+    /// Deletes a brand that no product names (live or deleted): 409 `brand_in_use` otherwise.
+    /// `false` when there is no such brand.
+    pub async fn delete_brand(&self, id: Uuid) -> StoreResult<bool> {
+        self.delete_named(
+            id,
+            "brands",
+            "SELECT (SELECT COUNT(*) FROM products WHERE brand_id = $1 AND deleted_at IS NULL), \
+             (SELECT COUNT(*) FROM products WHERE brand_id = $1 AND deleted_at IS NOT NULL), CAST(0 AS BIGINT)",
+            ErrorCode::BrandInUse,
+            "brand",
+        )
+        .await
+    }
+
+    /// The delete of a category or brand: counts what names it and deletes it in one write
+    /// transaction; a product made meanwhile that names it fails the delete on its foreign key,
+    /// which is the same 409.
+    async fn delete_named(
+        &self,
+        id: Uuid,
+        table: &str,
+        users_sql: &str,
+        in_use: ErrorCode,
+        what: &str,
+    ) -> StoreResult<bool> {
+        let refused = |live: i64, deleted: i64, children: i64| {
+            let mut parts = Vec::new();
+            if live > 0 {
+                parts.push(format!("{live} product(s)"));
+            }
+            if deleted > 0 {
+                parts.push(format!("{deleted} deleted product(s), kept for the order history"));
+            }
+            if children > 0 {
+                parts.push(format!("{children} child categor{}", if children == 1 { "y" } else { "ies" }));
+            }
+            StoreError::Conflict {
+                code: in_use,
+                detail: format!(
+                    "the {what} is still named by {}: move them to another {what} first",
+                    parts.join(", ")
+                ),
+            }
+        };
+        let result: Result<Result<bool, StoreError>, sqlx::Error> = with_db!(&self.db, pool => async {
+            let mut tx = pool.begin_with(self.db.begin_write_sql()).await?;
+            let (live, deleted, children): (i64, i64, i64) =
+                sqlx::query_as(users_sql).bind(id).fetch_one(&mut *tx).await?;
+            if live + deleted + children > 0 {
+                tx.rollback().await?;
+                return Ok(Err(refused(live, deleted, children)));
+            }
+            let gone = sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
+                .bind(id).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok(Ok(gone == 1))
+        }.await);
+        match result {
+            Ok(outcome) => outcome,
+            Err(e) if kit::db::is_foreign_key_violation(&e) => Err(refused(1, 0, 0)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     // ----- brands -------------------------------------------------------------------------
 
     pub async fn list_brands(&self) -> StoreResult<Vec<Brand>> {

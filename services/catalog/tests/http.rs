@@ -160,6 +160,42 @@ kit::db_tests! { shop_catalog::MIGRATIONS;
             .is_problem(StatusCode::BAD_REQUEST, "invalid_path");
     }
 
+    async fn categories_and_brands_are_deleted_when_nothing_names_them(db) {
+        let app = app(db);
+        let root = app.category("Kitchen", None).await;
+        let child = app.category("Knives", Some(&root)).await;
+        let brand = app.admin(Method::POST, "/api/v1/brands", Some(json!({"name": "Forge"}))).await.body["id"].as_str().unwrap().to_string();
+        let mut body = product_body("Chef Knife", "KN-1", &child, 8900);
+        body["brandId"] = json!(brand);
+        let knife = app.product(body).await["id"].as_str().unwrap().to_string();
+        // In use: by a child category, by a product; the answer says what and nothing changes.
+        let r = app.admin(Method::DELETE, &format!("/api/v1/categories/{root}"), None).await;
+        r.is_problem(StatusCode::CONFLICT, "category_in_use");
+        assert!(r.body["detail"].as_str().unwrap().contains("1 child category"), "{}", r.body);
+        app.admin(Method::DELETE, &format!("/api/v1/categories/{child}"), None).await
+            .is_problem(StatusCode::CONFLICT, "category_in_use");
+        app.admin(Method::DELETE, &format!("/api/v1/brands/{brand}"), None).await
+            .is_problem(StatusCode::CONFLICT, "brand_in_use");
+        // A deleted product keeps its category and brand for the order history.
+        assert_eq!(app.admin(Method::DELETE, &format!("/api/v1/products/{knife}"), None).await.status, StatusCode::NO_CONTENT);
+        let r = app.admin(Method::DELETE, &format!("/api/v1/brands/{brand}"), None).await;
+        r.is_problem(StatusCode::CONFLICT, "brand_in_use");
+        assert!(r.body["detail"].as_str().unwrap().contains("deleted product"), "{}", r.body);
+        // Admins only; unknown ids are 404; unused ones go.
+        let spare = app.category("Spare", None).await;
+        let uri = format!("/api/v1/categories/{spare}");
+        app.call(Method::DELETE, &uri, Some(&app.customer), None).await.is_problem(StatusCode::FORBIDDEN, "forbidden");
+        app.call(Method::DELETE, &uri, None, None).await.is_problem(StatusCode::UNAUTHORIZED, "token_missing");
+        assert_eq!(app.admin(Method::DELETE, &uri, None).await.status, StatusCode::NO_CONTENT);
+        app.get(&uri).await.is_problem(StatusCode::NOT_FOUND, "not_found");
+        app.admin(Method::DELETE, &uri, None).await.is_problem(StatusCode::NOT_FOUND, "not_found");
+        let unused = app.admin(Method::POST, "/api/v1/brands", Some(json!({"name": "Unused"}))).await.body["id"].as_str().unwrap().to_string();
+        assert_eq!(app.admin(Method::DELETE, &format!("/api/v1/brands/{unused}"), None).await.status, StatusCode::NO_CONTENT);
+        app.get(&format!("/api/v1/brands/{unused}")).await.is_problem(StatusCode::NOT_FOUND, "not_found");
+        app.admin(Method::DELETE, &format!("/api/v1/brands/{}", Uuid::now_v7()), None).await
+            .is_problem(StatusCode::NOT_FOUND, "not_found");
+    }
+
     async fn crud_over_http(db) {
         let app = app(db);
         let audio = app.category("Audio", None).await;

@@ -105,6 +105,8 @@ error_codes! {
     CannotDisableSelf = ("cannot_disable_self", 409, "Conflict", "An admin cannot disable their own account."),
     DuplicateSku = ("duplicate_sku", 409, "Conflict", "Another live product has this SKU."),
     DuplicateSlug = ("duplicate_slug", 409, "Conflict", "Another product, category or brand has this slug."),
+    CategoryInUse = ("category_in_use", 409, "Conflict", "A product or a child category still names the category."),
+    BrandInUse = ("brand_in_use", 409, "Conflict", "A product still names the brand."),
     StockExists = ("stock_exists", 409, "Conflict", "The product already has a stock row."),
     InsufficientStock = ("insufficient_stock", 409, "Conflict", "Not enough stock; `errors` names the products short."),
     ProductUnavailable = ("product_unavailable", 409, "Conflict", "A product exists but cannot be sold now (inactive or deleted)."),
