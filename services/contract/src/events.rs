@@ -35,6 +35,8 @@ pub mod types {
     pub const INVENTORY_COMMITTED: &str = "inventory.committed";
     pub const INVENTORY_LOW_STOCK: &str = "inventory.low_stock";
     pub const NOTIFICATION_SENT: &str = "notification.sent";
+    /// A notification given up after its last attempt (a resend may still deliver it).
+    pub const NOTIFICATION_FAILED: &str = "notification.failed";
     pub const SHIPMENT_SHIPPED: &str = "shipment.shipped";
     pub const SHIPMENT_DELIVERED: &str = "shipment.delivered";
 }
@@ -66,6 +68,7 @@ pub const EVENT_TOPICS: &[(&str, &str)] = &[
     (types::INVENTORY_COMMITTED, topics::INVENTORY),
     (types::INVENTORY_LOW_STOCK, topics::INVENTORY),
     (types::NOTIFICATION_SENT, topics::NOTIFICATIONS),
+    (types::NOTIFICATION_FAILED, topics::NOTIFICATIONS),
     (types::SHIPMENT_SHIPPED, topics::SHIPMENTS),
     (types::SHIPMENT_DELIVERED, topics::SHIPMENTS),
 ];

@@ -152,11 +152,9 @@ impl ServiceName {
             ServiceName::Order => &[ORDERS, SHIPMENTS],
             ServiceName::Payment => &[PAYMENTS],
             ServiceName::Inventory => &[INVENTORY],
-            ServiceName::Auth
-            | ServiceName::Catalog
-            | ServiceName::Cart
-            | ServiceName::Notification
-            | ServiceName::Gateway => &[],
+            // What was sent and what was given up (audit; nobody in the platform consumes it).
+            ServiceName::Notification => &[NOTIFICATIONS],
+            ServiceName::Auth | ServiceName::Catalog | ServiceName::Cart | ServiceName::Gateway => &[],
         }
     }
 }

@@ -124,5 +124,6 @@ async fn component(
     Ok(kit::component::Component::new(router(state.clone()))
         .subscribe(handlers(state))
         .task(dispatcher)
-        .task(expiry))
+        .task(expiry)
+        .with_outbox())
 }

@@ -176,33 +176,82 @@ impl Store {
         Ok(rows)
     }
 
-    /// PENDING → SENT (a security email's token is forgotten).
-    pub async fn mark_sent(&self, id: Uuid, at: Timestamp) -> Result<bool, sqlx::Error> {
-        let r = with_db!(&self.db, pool => sqlx::query(
-            "UPDATE notifications SET status = 'SENT', sent_at = $2, secret = NULL WHERE id = $1 AND status = 'PENDING'")
-            .bind(id).bind(at).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(r == 1)
+    /// PENDING → SENT (a security email's token is forgotten), with `notification.sent` in the
+    /// same transaction.
+    pub async fn mark_sent(&self, id: Uuid, at: Timestamp) -> Result<bool, kit::store::StoreError> {
+        self.finish(
+            id,
+            "UPDATE notifications SET status = 'SENT', sent_at = $2, secret = NULL WHERE id = $1 AND status = 'PENDING' \
+             RETURNING user_id, order_id, notification_type, channel, retry_count",
+            Finish::Sent(at),
+        )
+        .await
     }
 
     /// A failed attempt: `retry_count` + 1 and either a next attempt at `next` (still PENDING)
-    /// or FAILED when `next` is `None`.
+    /// or FAILED when `next` is `None`, with `notification.failed` in the same transaction.
     pub async fn mark_attempt_failed(
         &self,
         id: Uuid,
         error: &str,
         next: Option<Timestamp>,
-    ) -> Result<bool, sqlx::Error> {
-        let r = match next {
-            Some(at) => with_db!(&self.db, pool => sqlx::query(
-                "UPDATE notifications SET retry_count = retry_count + 1, last_error = $2, next_attempt_at = $3 \
-                 WHERE id = $1 AND status = 'PENDING'")
-                .bind(id).bind(error).bind(at).execute(pool).await.map(|r| r.rows_affected()))?,
-            None => with_db!(&self.db, pool => sqlx::query(
-                "UPDATE notifications SET retry_count = retry_count + 1, last_error = $2, status = 'FAILED', secret = NULL \
-                 WHERE id = $1 AND status = 'PENDING'")
-                .bind(id).bind(error).execute(pool).await.map(|r| r.rows_affected()))?,
-        };
-        Ok(r == 1)
+    ) -> Result<bool, kit::store::StoreError> {
+        match next {
+            Some(at) => {
+                let r = with_db!(&self.db, pool => sqlx::query(
+                    "UPDATE notifications SET retry_count = retry_count + 1, last_error = $2, next_attempt_at = $3 \
+                     WHERE id = $1 AND status = 'PENDING'")
+                    .bind(id).bind(error).bind(at).execute(pool).await.map(|r| r.rows_affected()))?;
+                Ok(r == 1)
+            }
+            None => {
+                self.finish(
+                    id,
+                    "UPDATE notifications SET retry_count = retry_count + 1, last_error = $2, status = 'FAILED', \
+                     secret = NULL WHERE id = $1 AND status = 'PENDING' \
+                     RETURNING user_id, order_id, notification_type, channel, retry_count",
+                    Finish::Failed(error),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Ends a notification with `update` (which returns the row's user, order, type, channel and
+    /// attempts) and enqueues its event in the same transaction. False when it was not PENDING.
+    async fn finish(&self, id: Uuid, update: &str, how: Finish<'_>) -> Result<bool, kit::store::StoreError> {
+        use kit::events::payloads::{NotificationFailed, NotificationSent};
+        use kit::events::{contract::sources, outbox, Envelope};
+        type Ended = (Option<Uuid>, Option<Uuid>, String, String, i64);
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(self.db.begin_write_sql()).await?;
+            let q = sqlx::query_as::<_, Ended>(update).bind(id);
+            let q = match how {
+                Finish::Sent(at) => q.bind(at),
+                Finish::Failed(error) => q.bind(error),
+            };
+            let Some((user_id, order_id, template, channel, attempts)) = q.fetch_optional(&mut *tx).await? else {
+                return Ok(false);
+            };
+            let event = match how {
+                Finish::Sent(_) => Envelope::new(
+                    sources::NOTIFICATION,
+                    &NotificationSent { notification_id: id, user_id, template, channel, order_id },
+                ),
+                Finish::Failed(error) => Envelope::new(
+                    sources::NOTIFICATION,
+                    &NotificationFailed {
+                        notification_id: id, user_id, template, channel, order_id,
+                        attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+                        error: error.chars().take(500).collect(),
+                    },
+                ),
+            }?;
+            outbox::enqueue(&mut *tx, &event).await?;
+            tx.commit().await?;
+            self.db.outbox_committed();
+            Ok(true)
+        })
     }
 
     /// FAILED → PENDING, due at `now`, with its attempts counted afresh (an admin's resend).
@@ -317,4 +366,11 @@ impl Store {
             "SELECT shipment_id, order_id, carrier, tracking_number FROM shipments WHERE shipment_id = $1")
             .bind(shipment).fetch_optional(pool).await)
     }
+}
+
+/// How [`Store::finish`] ends a notification.
+#[derive(Clone, Copy)]
+enum Finish<'a> {
+    Sent(Timestamp),
+    Failed(&'a str),
 }

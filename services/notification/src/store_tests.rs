@@ -135,6 +135,14 @@ kit::db_tests! { MIGRATIONS;
         let row = st.store.by_event(ev.id).await.unwrap().remove(0);
         assert_eq!(row.status, "SENT");
         assert!(row.sent_at.is_some());
+        // `notification.sent` in the same transaction, keyed by the notification.
+        let events = outbox_events(&st).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!((events[0]["type"].as_str(), events[0]["source"].as_str()), (Some("notification.sent"), Some("/shop/notification")));
+        assert_eq!(events[0]["data"]["notificationId"], row.id.to_string());
+        assert_eq!(events[0]["data"]["userId"], user.to_string());
+        assert_eq!(events[0]["data"]["template"], row.notification_type);
+        assert_eq!(events[0]["data"]["orderId"], ev.data["orderId"]);
         let log = st.log.as_ref().unwrap().sent();
         assert_eq!(log.len(), 1);
         assert_eq!(log[0].recipient, "cy@example.com");
@@ -176,6 +184,12 @@ kit::db_tests! { MIGRATIONS;
         let row = st.store.get(row.id).await.unwrap().unwrap();
         assert_eq!((row.status.as_str(), row.retry_count), ("FAILED", 4));
         assert_eq!(st.store.count_by_status(Status::Pending).await.unwrap(), 0);
+        // Given up: `notification.failed` in the outbox (once; retries published nothing).
+        let events = outbox_events(&st).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["type"], "notification.failed");
+        assert_eq!(events[0]["data"]["notificationId"], row.id.to_string());
+        assert_eq!((events[0]["data"]["attempts"].as_i64(), events[0]["data"]["channel"].as_str()), (Some(4), Some("EMAIL")));
     }
 
     async fn permanent_errors_fail_at_once(db) {
@@ -242,4 +256,13 @@ kit::db_tests! { MIGRATIONS;
         let (rows, total) = st.store.list_for_user(user, PageRequest { page: 1, page_size: 1 }).await.unwrap();
         assert_eq!((rows.len(), total), (1, 2));
     }
+}
+
+/// The events in the notification service's outbox, oldest first (as JSON envelopes).
+async fn outbox_events(st: &crate::NotificationState) -> Vec<serde_json::Value> {
+    let rows: Vec<String> =
+        kit::with_db!(st.store.db(), pool => sqlx::query_scalar("SELECT envelope FROM outbox ORDER BY seq")
+        .fetch_all(pool).await)
+        .unwrap();
+    rows.iter().map(|r| serde_json::from_str(r).unwrap()).collect()
 }

@@ -116,8 +116,18 @@ payload!(
 });
 payload!(
     NotificationSent = types::NOTIFICATION_SENT, key: notification_id {
-    notification_id: Uuid, user_id: Uuid, template: String,
+    notification_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")] user_id: Option<Uuid>,
+    template: String, channel: String,
     #[serde(default, skip_serializing_if = "Option::is_none")] order_id: Option<Uuid>,
+});
+payload!(
+    NotificationFailed = types::NOTIFICATION_FAILED, key: notification_id {
+    notification_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")] user_id: Option<Uuid>,
+    template: String, channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")] order_id: Option<Uuid>,
+    attempts: i32, error: String,
 });
 payload!(
     ShipmentShipped = types::SHIPMENT_SHIPPED, key: order_id {
@@ -152,12 +162,13 @@ mod tests {
             InventoryCommitted::TYPE,
             InventoryLowStock::TYPE,
             NotificationSent::TYPE,
+            NotificationFailed::TYPE,
             ShipmentShipped::TYPE,
             ShipmentDelivered::TYPE,
         ] {
             assert!(contract::topic_for(ty).is_some(), "{ty}");
         }
-        assert_eq!(contract::EVENT_TOPICS.len(), 18);
+        assert_eq!(contract::EVENT_TOPICS.len(), 19);
         let p = InventoryLowStock { product_id: Uuid::nil(), available: 2, threshold: 5 };
         let json = serde_json::to_value(&p).unwrap();
         assert!(json.get("productId").is_some(), "{json}");
