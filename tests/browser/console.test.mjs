@@ -32,7 +32,7 @@ const started = Date.now();
 const steps = [];
 const report = { pages: {}, axe: {}, steps };
 const problems = []; // CSP violations and script errors, from every page
-const refusals = []; // the API's 4xx/5xx answers, with their problem documents
+const refusals = []; // the API's 4xx/5xx answers (and session renewals), with their bodies
 
 async function step(name, fn) {
   const t0 = Date.now();
@@ -229,7 +229,8 @@ try {
   // The API's refusals, for the report of a failed step (what the page was told).
   page.on('response', (r) => {
     const u = new URL(r.url());
-    if (u.origin === base && u.pathname.startsWith('/api/') && r.status() >= 400) {
+    // Every session renewal too: a refused one is easier to read beside the ones that worked.
+    if (u.origin === base && u.pathname.startsWith('/api/') && (r.status() >= 400 || u.pathname.endsWith('/session/refresh'))) {
       const line = `${new Date().toISOString()} ${r.request().method()} ${u.pathname}${u.search} → ${r.status()}`;
       r.text()
         .then((body) => refusals.push(`${line} ${body.slice(0, 300)}`))
@@ -453,11 +454,30 @@ try {
     assert.equal(saved.status, 200, JSON.stringify(saved.body));
     assert.equal(saved.body.price.amount, 2450);
     await visit('categories', '/admin/categories', () => page.getByRole('region', { name: /Categories/ }).waitFor());
+    // A category that products name cannot go: the dialog says why, and nothing changes.
+    const inUse = (await call('GET', '/api/v1/products/console-test-lamp')).body.category.name;
+    await page.getByRole('button', { name: `Delete ${inUse}`, exact: true }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+    await page.getByRole('dialog').getByText(/still named by/).waitFor();
+    await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+    // A brand nothing names is deleted from its row.
+    const admin = await login('admin@example.com', 'Admin123!');
+    const made = await call('POST', '/api/v1/brands', { token: admin, body: { name: 'Console Spare Brand' } });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
     await visit('brands', '/admin/brands', () => page.getByRole('region', { name: 'Brands' }).waitFor());
+    await page.getByRole('button', { name: 'Delete Console Spare Brand' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+    await page.getByRole('status').filter({ hasText: 'Deleted Console Spare Brand' }).first().waitFor();
+    assert.equal((await call('GET', `/api/v1/brands/${made.body.id}`)).status, 404);
   });
 
   await step('session expiry: renewed through the refresh cookie, then back to sign-in', async () => {
     // The access token's cookie goes (as when it expires): the next call renews the session.
+    // First the page finishes its requests: Playwright clears a named cookie by clearing all and
+    // adding the others back, and a request of the old page caught in between is refused, renews
+    // the session, and loses the renewed cookies when the navigation below cancels it (the next
+    // renewal then presents a used refresh token, and the whole session is revoked).
+    await page.waitForLoadState('networkidle');
     await browser.clearCookies({ name: 'shop_session' });
     await page.goto(`${base}/admin/payments`);
     await page.getByRole('region', { name: 'Payments, newest first' }).waitFor();
@@ -504,7 +524,7 @@ try {
   exitCode = 1;
   console.error(`\n${err.stack || err}`);
   if (problems.length) console.error(`\nBrowser problems:\n${problems.join('\n')}`);
-  if (refusals.length) console.error(`\nThe API's last refusals:\n${refusals.slice(-20).join('\n')}`);
+  if (refusals.length) console.error(`\nThe API's last refusals and session renewals:\n${refusals.slice(-20).join('\n')}`);
   console.error(`\nshop up's log (warnings and errors):\n${shopLog.slice(-4000)}`);
 } finally {
   report.totalSeconds = (Date.now() - started) / 1000;

@@ -1,5 +1,6 @@
 // The catalog: products (search, filters, create, edit, activate/deactivate), categories and
-// brands (list, create, edit). Validation errors from the API appear on their fields.
+// brands (list, create, edit, delete while nothing names them). Validation errors from the API
+// appear on their fields; a refused delete says what still names the item.
 
 import { api, get } from '../api.js';
 import {
@@ -227,6 +228,20 @@ async function categories(main, ctx) {
       categories(main, ctx);
     }
   };
+  const remove = async (cat) => {
+    const gone = await confirmDialog(`Delete ${cat.name}?`, 'A category can be deleted once no product (not even a deleted one) and no child category names it.', {
+      submitLabel: 'Delete',
+      danger: true,
+      action: async () => {
+        await api('DELETE', `/api/v1/categories/${cat.id}`);
+        return true;
+      },
+    });
+    if (gone) {
+      toast(`Deleted ${cat.name}.`);
+      categories(main, ctx);
+    }
+  };
   mount(
     main,
     pageHeader('Categories', h('button', { type: 'button', class: 'btn btn-primary', onclick: () => edit(null) }, 'New category')),
@@ -237,7 +252,12 @@ async function categories(main, ctx) {
         { label: 'Slug', cell: (c) => h('span', { class: 'mono' }, c.slug) },
         { label: 'Position', class: 'num', cell: (c) => c.position },
         { label: 'Products', cell: (c) => h('a', { href: `/admin/products?category=${c.slug}`, 'aria-label': `Products in ${c.name}` }, 'Products') },
-        { label: 'Action', cell: (c) => h('button', { type: 'button', class: 'btn btn-small', onclick: () => edit(c), 'aria-label': `Edit ${c.name}` }, 'Edit') },
+        {
+          label: 'Actions',
+          cell: (c) => h('span', { class: 'row-actions' },
+            h('button', { type: 'button', class: 'btn btn-small', onclick: () => edit(c), 'aria-label': `Edit ${c.name}` }, 'Edit'), ' ',
+            h('button', { type: 'button', class: 'btn btn-small', onclick: () => remove(c), 'aria-label': `Delete ${c.name}` }, 'Delete')),
+        },
       ],
       list,
     ),
@@ -269,6 +289,20 @@ async function brands(main, ctx) {
       brands(main, ctx);
     }
   };
+  const remove = async (brand) => {
+    const gone = await confirmDialog(`Delete ${brand.name}?`, 'A brand can be deleted once no product (not even a deleted one) names it.', {
+      submitLabel: 'Delete',
+      danger: true,
+      action: async () => {
+        await api('DELETE', `/api/v1/brands/${brand.id}`);
+        return true;
+      },
+    });
+    if (gone) {
+      toast(`Deleted ${brand.name}.`);
+      brands(main, ctx);
+    }
+  };
   const filterId = nextId('q');
   const rows = h('div', {});
   const show = (q) =>
@@ -281,7 +315,12 @@ async function brands(main, ctx) {
           { label: 'Slug', cell: (b) => h('span', { class: 'mono' }, b.slug) },
           { label: 'Description', cell: (b) => b.description || '—' },
           { label: 'Products', cell: (b) => h('a', { href: `/admin/products?brand=${b.slug}`, 'aria-label': `Products of ${b.name}` }, 'Products') },
-          { label: 'Action', cell: (b) => h('button', { type: 'button', class: 'btn btn-small', onclick: () => edit(b), 'aria-label': `Edit ${b.name}` }, 'Edit') },
+          {
+            label: 'Actions',
+            cell: (b) => h('span', { class: 'row-actions' },
+              h('button', { type: 'button', class: 'btn btn-small', onclick: () => edit(b), 'aria-label': `Edit ${b.name}` }, 'Edit'), ' ',
+              h('button', { type: 'button', class: 'btn btn-small', onclick: () => remove(b), 'aria-label': `Delete ${b.name}` }, 'Delete')),
+          },
         ],
         list.filter((b) => !q || b.name.toLowerCase().includes(q.toLowerCase()) || b.slug.includes(q.toLowerCase())),
         { emptyText: 'No brand matches.' },
