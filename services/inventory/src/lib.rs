@@ -8,6 +8,7 @@
 //! [`spawn_sweeper`] and may call [`seed`].
 
 pub mod api;
+pub mod decide;
 pub mod events;
 pub mod model;
 pub mod seed;

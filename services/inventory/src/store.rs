@@ -7,17 +7,16 @@
 //! the conditional `UPDATE … WHERE available_quantity >= $1` is the whole guard).
 //!
 //! Each stock movement moves units between columns in ONE statement whose `WHERE` refuses to
-//! go below zero, writes its audit row, and enqueues its events in the same transaction.
+//! go below zero, writes its audit row, and enqueues its events in the same transaction. Where a
+//! reservation's commit, release, expiry or return takes it is decided by the pure
+//! [`crate::decide::decide`]; the store loads, asks and applies.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kit::db::{is_unique_violation, Backend, Db, Timestamp};
 use kit::events::contract::sources;
-use kit::events::payloads::{
-    InventoryCommitted, InventoryLowStock, InventoryReleased, InventoryReservationFailed, InventoryReserved,
-    LineItem,
-};
+use kit::events::payloads::{InventoryLowStock, InventoryReservationFailed, InventoryReserved, LineItem};
 use kit::events::{inbox, outbox, Envelope, EventError, EventPayload};
 use kit::pagination::PageRequest;
 use kit::problem::ErrorCode;
@@ -25,6 +24,7 @@ use kit::with_db;
 use kit::ApiError;
 use uuid::Uuid;
 
+use crate::decide::{decide, Decision, Movement, Request, ReservationEvent};
 use crate::model::*;
 
 /// The consumer group of the inventory's event handlers (inbox key).
@@ -642,50 +642,13 @@ impl Store {
     /// Payment succeeded: the reserved units leave the stock (reserved ↓, total ↓).
     /// Idempotent; 409 `reservation_released` after a release or expiry.
     pub async fn commit(&self, order_id: Uuid, origin: &Origin) -> StoreResult<Transition> {
-        let begin = self.begin_sql();
-        let now = Timestamp::now();
-        with_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(begin).await?;
-            claim_or_return!(tx, origin, Transition::AlreadyProcessed);
-            let id: Option<Uuid> = sqlx::query_scalar(
-                "UPDATE reservations SET status = 'COMMITTED', updated_at = $2 \
-                 WHERE order_id = $1 AND status = 'ACTIVE' RETURNING id")
-                .bind(order_id).bind(now).fetch_optional(&mut *tx).await?;
-            let Some(id) = id else {
-                return match load_reservation!(tx, order_id) {
-                    None => Err(StoreError::NotFound(format!("reservation of order {order_id}"))),
-                    Some(r) if r.status == ReservationStatus::Committed => {
-                        tx.commit().await?;
-                        Ok(Transition::Unchanged(r))
-                    }
-                    Some(r) => Err(StoreError::Conflict {
-                        code: ErrorCode::ReservationReleased,
-                        detail: format!("the reservation of order {order_id} was {}", r.status.as_str()),
-                    }),
-                };
-            };
-            let items: Vec<(Uuid, i64)> = sqlx::query_as(ITEMS_SQL).bind(id).fetch_all(&mut *tx).await?;
-            let reference = order_id.to_string();
-            for (product_id, quantity) in items {
-                let after: Option<After> = sqlx::query_as(COMMIT_SQL)
-                    .bind(quantity).bind(product_id).bind(now).fetch_optional(&mut *tx).await?;
-                let after = after.ok_or_else(|| inconsistent(id))?;
-                audit!(&mut *tx, product_id, TransactionType::Commit, -quantity, after,
-                    Some(&reference), None::<String>, &origin.actor, now)?;
-            }
-            outbox::enqueue(&mut *tx, &event(&InventoryCommitted { order_id, reservation_id: id }, origin)?).await?;
-            let r = load_reservation!(tx, order_id).ok_or_else(|| inconsistent(id))?;
-            tx.commit().await?;
-            self.db.outbox_committed();
-            reservation_outcome("committed");
-            Ok(Transition::Done(r))
-        })
+        self.change(order_id, Request::Commit, "", origin).await
     }
 
     /// Cancel or payment failure: reserved units go back to available. Idempotent (also after
     /// an expiry); 409 `reservation_committed` after a commit.
     pub async fn release(&self, order_id: Uuid, reason: &str, origin: &Origin) -> StoreResult<Transition> {
-        self.release_as(order_id, reason, origin, None).await
+        self.change(order_id, Request::Release, reason, origin).await
     }
 
     /// An order cancelled after its stock was committed: the committed units go back to
@@ -693,49 +656,7 @@ impl Store {
     /// Idempotent (`Unchanged` once returned); 409 `reservation_not_committed` for a
     /// reservation that was never committed (release it instead).
     pub async fn restock(&self, order_id: Uuid, reason: &str, origin: &Origin) -> StoreResult<Transition> {
-        let begin = self.begin_sql();
-        let now = Timestamp::now();
-        with_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(begin).await?;
-            claim_or_return!(tx, origin, Transition::AlreadyProcessed);
-            let id: Option<Uuid> = sqlx::query_scalar(
-                "UPDATE reservations SET returned_at = $2, updated_at = $2, reason = $3 \
-                 WHERE order_id = $1 AND status = 'COMMITTED' AND returned_at IS NULL RETURNING id")
-                .bind(order_id).bind(now).bind(reason).fetch_optional(&mut *tx).await?;
-            let Some(id) = id else {
-                return match load_reservation!(tx, order_id) {
-                    None => Err(StoreError::NotFound(format!("reservation of order {order_id}"))),
-                    Some(r) if r.returned_at.is_some() => {
-                        tx.commit().await?;
-                        Ok(Transition::Unchanged(r))
-                    }
-                    Some(r) => Err(StoreError::Conflict {
-                        code: ErrorCode::ReservationNotCommitted,
-                        detail: format!(
-                            "the reservation of order {order_id} is {}; release it instead",
-                            r.status.as_str()
-                        ),
-                    }),
-                };
-            };
-            let items: Vec<(Uuid, i64)> = sqlx::query_as(ITEMS_SQL).bind(id).fetch_all(&mut *tx).await?;
-            let reference = order_id.to_string();
-            for (product_id, quantity) in items {
-                let after: Option<After> = sqlx::query_as(RETURN_SQL)
-                    .bind(quantity).bind(product_id).bind(now).fetch_optional(&mut *tx).await?;
-                let after = after.ok_or_else(|| inconsistent(id))?;
-                audit!(&mut *tx, product_id, TransactionType::Return, quantity, after,
-                    Some(&reference), Some(reason), &origin.actor, now)?;
-            }
-            let released =
-                InventoryReleased { order_id, reservation_id: id, reason: format!("returned: {reason}") };
-            outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
-            let r = load_reservation!(tx, order_id).ok_or_else(|| inconsistent(id))?;
-            tx.commit().await?;
-            self.db.outbox_committed();
-            reservation_outcome("returned");
-            Ok(Transition::Done(r))
-        })
+        self.change(order_id, Request::Return, reason, origin).await
     }
 
     /// Releases the reservation of a cancelled order, or returns its units when they were
@@ -757,72 +678,97 @@ impl Store {
 
     /// Expires one reservation whose `expires_at <= now` (the sweeper's step).
     pub async fn expire(&self, order_id: Uuid, now: Timestamp) -> StoreResult<Transition> {
-        self.release_as(order_id, "expired", &Origin::system("sweeper"), Some(now)).await
+        self.change(order_id, Request::Expire { cutoff: now }, "expired", &Origin::system("sweeper")).await
     }
 
-    async fn release_as(
+    /// The one way a reservation changes: in one transaction, claims the causing event, loads
+    /// the reservation, asks [`decide`] and applies its change — the reservation update
+    /// (conditional on the state decided on), one stock update and audit row per line, the
+    /// outbox event. A refusal rolls back (the inbox claim with it).
+    async fn change(
         &self,
         order_id: Uuid,
+        request: Request,
         reason: &str,
         origin: &Origin,
-        expired_at: Option<Timestamp>,
     ) -> StoreResult<Transition> {
         let begin = self.begin_sql();
         let now = Timestamp::now();
-        let (status, ty, sql) = match expired_at {
-            None => (
-                ReservationStatus::Released,
-                TransactionType::Release,
-                "UPDATE reservations SET status = $3, reason = $4, updated_at = $2 \
-                 WHERE order_id = $1 AND status = 'ACTIVE' RETURNING id",
-            ),
-            Some(_) => (
-                ReservationStatus::Expired,
-                TransactionType::Expiry,
-                "UPDATE reservations SET status = $3, reason = $4, updated_at = $2 \
-                 WHERE order_id = $1 AND status = 'ACTIVE' AND expires_at <= $5 RETURNING id",
-            ),
-        };
-        let cutoff = expired_at.unwrap_or(now);
         with_db!(&self.db, pool => {
             let mut tx = pool.begin_with(begin).await?;
             claim_or_return!(tx, origin, Transition::AlreadyProcessed);
-            let id: Option<Uuid> = sqlx::query_scalar(sql)
-                .bind(order_id).bind(now).bind(status.as_str()).bind(reason).bind(cutoff)
-                .fetch_optional(&mut *tx).await?;
-            let Some(id) = id else {
-                return match load_reservation!(tx, order_id) {
-                    None => Err(StoreError::NotFound(format!("reservation of order {order_id}"))),
-                    Some(r) if matches!(r.status, ReservationStatus::Released | ReservationStatus::Expired) => {
-                        tx.commit().await?;
-                        Ok(Transition::Unchanged(r))
+            let mut current = load_reservation!(tx, order_id);
+            let mut decision = decide(current.as_ref(), request, reason);
+            if let Decision::Apply(c) = &decision {
+                let id: Option<Uuid> = match request {
+                    Request::Commit => sqlx::query_scalar(
+                        "UPDATE reservations SET status = 'COMMITTED', updated_at = $2 \
+                         WHERE order_id = $1 AND status = 'ACTIVE' RETURNING id")
+                        .bind(order_id).bind(now).fetch_optional(&mut *tx).await?,
+                    Request::Release | Request::Expire { .. } => {
+                        let (sql, cutoff) = match request {
+                            Request::Expire { cutoff } => (
+                                "UPDATE reservations SET status = $3, reason = $4, updated_at = $2 \
+                                 WHERE order_id = $1 AND status = 'ACTIVE' AND expires_at <= $5 RETURNING id",
+                                cutoff,
+                            ),
+                            _ => (
+                                "UPDATE reservations SET status = $3, reason = $4, updated_at = $2 \
+                                 WHERE order_id = $1 AND status = 'ACTIVE' RETURNING id",
+                                now,
+                            ),
+                        };
+                        sqlx::query_scalar(sql)
+                            .bind(order_id).bind(now).bind(c.to.as_str()).bind(reason).bind(cutoff)
+                            .fetch_optional(&mut *tx).await?
                     }
-                    Some(r) if r.status == ReservationStatus::Committed => Err(StoreError::Conflict {
-                        code: ErrorCode::ReservationCommitted,
-                        detail: format!("the reservation of order {order_id} was committed; return the goods instead"),
-                    }),
-                    Some(r) => {
-                        // Active but not yet expired (sweeper raced a renewal): leave it.
-                        tx.commit().await?;
-                        Ok(Transition::Unchanged(r))
-                    }
+                    Request::Return => sqlx::query_scalar(
+                        "UPDATE reservations SET returned_at = $2, updated_at = $2, reason = $3 \
+                         WHERE order_id = $1 AND status = 'COMMITTED' AND returned_at IS NULL RETURNING id")
+                        .bind(order_id).bind(now).bind(reason).fetch_optional(&mut *tx).await?,
                 };
-            };
-            let items: Vec<(Uuid, i64)> = sqlx::query_as(ITEMS_SQL).bind(id).fetch_all(&mut *tx).await?;
-            let reference = order_id.to_string();
-            for (product_id, quantity) in items {
-                let after: Option<After> = sqlx::query_as(RELEASE_SQL)
-                    .bind(quantity).bind(product_id).bind(now).fetch_optional(&mut *tx).await?;
-                let after = after.ok_or_else(|| inconsistent(id))?;
-                audit!(&mut *tx, product_id, ty, quantity, after,
-                    Some(&reference), Some(reason), &origin.actor, now)?;
+                if id.is_none() {
+                    // Someone moved it first: answer from where it is now.
+                    current = load_reservation!(tx, order_id);
+                    decision = match decide(current.as_ref(), request, reason) {
+                        Decision::Apply(_) => Decision::Unchanged,
+                        other => other,
+                    };
+                }
             }
-            let released = InventoryReleased { order_id, reservation_id: id, reason: reason.to_string() };
-            outbox::enqueue(&mut *tx, &event(&released, origin)?).await?;
+            let c = match decision {
+                Decision::NotFound => return Err(StoreError::NotFound(format!("reservation of order {order_id}"))),
+                Decision::Refused { code, detail } => return Err(StoreError::Conflict { code, detail }),
+                Decision::Unchanged => {
+                    let r = current.ok_or_else(|| StoreError::NotFound(format!("reservation of order {order_id}")))?;
+                    tx.commit().await?;
+                    return Ok(Transition::Unchanged(r));
+                }
+                Decision::Apply(c) => c,
+            };
+            let id = c.reservation_id;
+            let movement = match c.movement {
+                Movement::Commit => COMMIT_SQL,
+                Movement::Release => RELEASE_SQL,
+                Movement::Return => RETURN_SQL,
+            };
+            let reference = order_id.to_string();
+            for line in &c.lines {
+                let after: Option<After> = sqlx::query_as(movement)
+                    .bind(line.quantity).bind(line.product_id).bind(now).fetch_optional(&mut *tx).await?;
+                let after = after.ok_or_else(|| inconsistent(id))?;
+                audit!(&mut *tx, line.product_id, c.audit, line.audit_quantity, after,
+                    Some(&reference), c.reason.as_deref(), &origin.actor, now)?;
+            }
+            let ev = match &c.event {
+                ReservationEvent::Committed(p) => event(p, origin)?,
+                ReservationEvent::Released(p) => event(p, origin)?,
+            };
+            outbox::enqueue(&mut *tx, &ev).await?;
             let r = load_reservation!(tx, order_id).ok_or_else(|| inconsistent(id))?;
             tx.commit().await?;
             self.db.outbox_committed();
-            reservation_outcome(if expired_at.is_some() { "expired" } else { "released" });
+            reservation_outcome(c.outcome);
             Ok(Transition::Done(r))
         })
     }

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod config;
+pub mod decide;
 pub mod events;
 pub mod metrics;
 pub mod model;

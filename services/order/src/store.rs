@@ -1,15 +1,12 @@
 //! Orders in PostgreSQL or SQLite. Every query is written once (`$N` placeholders) and run
 //! through [`kit::with_db!`]. Every status change goes through [`Store::transition`]: one
-//! transaction that checks the status machine, updates the row conditionally on the status it
-//! read, writes the history row and the events (outbox) — so racing callers make exactly one
-//! transition and one set of events.
+//! transaction that reads the status, asks the pure status machine ([`crate::decide`]), updates
+//! the row conditionally on the status it read, writes the history row and the events (outbox) —
+//! so racing callers make exactly one transition and one set of events.
 
 use kit::db::{Db, Timestamp};
 use kit::events::contract::sources;
-use kit::events::payloads::{
-    LineItem, OrderCancelled, OrderConfirmed, OrderDelivered, OrderPlaced, OrderShipped, OrderStatusChanged,
-    ShipmentDelivered, ShipmentShipped,
-};
+use kit::events::payloads::OrderCancelled;
 use kit::events::{inbox, outbox, Envelope, EventError, EventPayload};
 use kit::money::Money;
 use kit::pagination::PageRequest;
@@ -17,6 +14,8 @@ use kit::problem::{ApiError, ErrorCode};
 use kit::with_db;
 use uuid::Uuid;
 
+pub use crate::decide::IllegalTransition;
+use crate::decide::{decide, events, line_items, Decision, OrderEvent};
 use crate::model::*;
 
 /// The consumer group of the order service's event handlers (inbox key).
@@ -26,14 +25,6 @@ pub const CONSUMER_GROUP: &str = kit::contract::ServiceName::Order.as_str();
 /// documents is `kit::store`, with the order's own refusal (a status change the lifecycle
 /// forbids).
 pub type StoreError = kit::store::StoreError<IllegalTransition>;
-
-/// A status change the order's lifecycle does not allow.
-#[derive(Debug, thiserror::Error)]
-#[error("an order cannot go from {from} to {to}")]
-pub struct IllegalTransition {
-    pub from: OrderStatus,
-    pub to: OrderStatus,
-}
 
 impl kit::store::Refusal for IllegalTransition {
     fn problem(&self) -> ApiError {
@@ -187,17 +178,6 @@ fn to_shipment(row: ShipmentRow) -> Shipment {
     }
 }
 
-/// The shipment status that goes with an order status (None: unchanged).
-fn shipment_status_for(to: OrderStatus) -> Option<ShipmentStatus> {
-    match to {
-        OrderStatus::Pending | OrderStatus::AwaitingPayment => Some(ShipmentStatus::PendingPayment),
-        OrderStatus::Paid | OrderStatus::Processing => Some(ShipmentStatus::Ready),
-        OrderStatus::Shipped => Some(ShipmentStatus::Shipped),
-        OrderStatus::Delivered => Some(ShipmentStatus::Delivered),
-        OrderStatus::Cancelled | OrderStatus::Failed => Some(ShipmentStatus::Cancelled),
-    }
-}
-
 /// Creates or moves the order's shipment (an upsert, so orders from before shipments existed
 /// get theirs on their next transition).
 const UPSERT_SHIPMENT_SQL: &str = "INSERT INTO shipments (id, order_id, status, method, carrier, tracking_number, \
@@ -290,102 +270,18 @@ fn event<P: EventPayload>(payload: &P, actor: &Actor) -> Result<Envelope, EventE
     })
 }
 
-fn line_items(order: &Order) -> Vec<LineItem> {
-    order
-        .items
-        .iter()
-        .map(|i| LineItem {
-            product_id: i.product_id,
-            quantity: u32::try_from(i.quantity).unwrap_or(u32::MAX),
-            unit_price: Some(i.unit_price.clone()),
-        })
-        .collect()
-}
-
-/// The events of one transition: `order.status_changed` always, plus the specific one.
-fn transition_events(
-    before: &Order,
-    after: &Order,
-    actor: &Actor,
-    reason: Option<&str>,
-    customer_email: Option<&str>,
-) -> Result<Vec<Envelope>, EventError> {
-    let (order_id, user_id) = (after.id, after.user_id);
-    let mut out = vec![event(
-        &OrderStatusChanged {
-            order_id,
-            user_id,
-            from: Some(before.status.as_str().to_string()),
-            to: after.status.as_str().to_string(),
-            actor: actor.name.clone(),
-            reason: reason.map(str::to_string),
-        },
-        actor,
-    )?];
-    match after.status {
-        // The saga's public start: stock is held and the order can be paid.
-        OrderStatus::AwaitingPayment => out.push(event(
-            &OrderPlaced {
-                order_id,
-                user_id,
-                items: line_items(after),
-                total: after.total.clone(),
-                customer_email: customer_email.map(str::to_string),
-                customer_name: Some(after.shipping_address.name.clone()),
-            },
-            actor,
-        )?),
-        OrderStatus::Paid => {
-            out.push(event(&OrderConfirmed { order_id, user_id, total: after.total.clone() }, actor)?)
-        }
-        OrderStatus::Cancelled => out.push(event(
-            &OrderCancelled {
-                order_id,
-                user_id,
-                reason: reason.unwrap_or("cancelled").to_string(),
-                items: line_items(after),
-                refund: before.status.is_paid(),
-            },
-            actor,
-        )?),
-        OrderStatus::Shipped => {
-            let shipment = after.shipment.as_ref();
-            let shipment_id = shipment.map(|s| s.id).unwrap_or_else(Uuid::now_v7);
-            let carrier = after.carrier.clone().unwrap_or_default();
-            let tracking_number = after.tracking_number.clone().unwrap_or_default();
-            out.push(event(
-                &ShipmentShipped {
-                    order_id,
-                    shipment_id,
-                    carrier: carrier.clone(),
-                    tracking_number: tracking_number.clone(),
-                },
-                actor,
-            )?);
-            out.push(event(
-                &OrderShipped {
-                    order_id,
-                    user_id,
-                    shipment_id,
-                    carrier: Some(carrier),
-                    tracking_number: Some(tracking_number),
-                },
-                actor,
-            )?)
-        }
-        OrderStatus::Delivered => {
-            let delivered_at = after.delivered_at.unwrap_or_else(time::OffsetDateTime::now_utc);
-            if let Some(shipment) = &after.shipment {
-                out.push(event(
-                    &ShipmentDelivered { order_id, shipment_id: shipment.id, delivered_at },
-                    actor,
-                )?);
-            }
-            out.push(event(&OrderDelivered { order_id, user_id, delivered_at }, actor)?)
-        }
-        _ => {}
+/// The envelope of a transition's event, caused by the actor's cause.
+fn envelope(ev: &OrderEvent, actor: &Actor) -> Result<Envelope, EventError> {
+    match ev {
+        OrderEvent::StatusChanged(p) => event(p, actor),
+        OrderEvent::Placed(p) => event(p, actor),
+        OrderEvent::Confirmed(p) => event(p, actor),
+        OrderEvent::Cancelled(p) => event(p, actor),
+        OrderEvent::ShipmentShipped(p) => event(p, actor),
+        OrderEvent::Shipped(p) => event(p, actor),
+        OrderEvent::ShipmentDelivered(p) => event(p, actor),
+        OrderEvent::Delivered(p) => event(p, actor),
     }
-    Ok(out)
 }
 
 /// The order service's tables.
@@ -664,16 +560,16 @@ impl Store {
                 .bind(id).fetch_optional(&mut *tx).await?;
             let Some(current) = current else { return Err(not_found(id)) };
             let from = status_of(id, &current)?;
-            if from == to {
-                let (order, _) = load_order!(tx, id, true).ok_or_else(|| not_found(id))?;
-                tx.commit().await?;
-                return Ok(Transitioned::Already(order));
-            }
-            if !from.can_become(to) || allowed_from.is_some_and(|a| !a.contains(&from)) {
-                return Err(StoreError::Refused(IllegalTransition { from, to }));
-            }
+            let m = match decide(from, to, allowed_from, now) {
+                Decision::Already => {
+                    let (order, _) = load_order!(tx, id, true).ok_or_else(|| not_found(id))?;
+                    tx.commit().await?;
+                    return Ok(Transitioned::Already(order));
+                }
+                Decision::Refused(refused) => return Err(StoreError::Refused(refused)),
+                Decision::Move(m) => m,
+            };
             let (before, _) = load_order!(tx, id, false).ok_or_else(|| not_found(id))?;
-            let stamp = |s: OrderStatus| (to == s).then_some(now);
             sqlx::query(
                 "UPDATE orders SET status = $2, updated_at = $3, \
                  reservation_expires_at = COALESCE($4, reservation_expires_at), \
@@ -685,29 +581,27 @@ impl Store {
                  idempotency_key = CASE WHEN $14 THEN NULL ELSE idempotency_key END, \
                  charge_id = COALESCE($16, charge_id) \
                  WHERE id = $1 AND status = $15")
-                .bind(id).bind(to.as_str()).bind(now).bind(patch.reservation_expires_at)
+                .bind(id).bind(m.to.as_str()).bind(now).bind(patch.reservation_expires_at)
                 .bind(patch.payment_id).bind(&patch.payment_status).bind(&patch.failure_reason)
-                .bind(&patch.carrier).bind(&patch.tracking_number).bind(stamp(OrderStatus::Paid))
-                .bind(stamp(OrderStatus::Shipped)).bind(stamp(OrderStatus::Delivered))
-                .bind(stamp(OrderStatus::Cancelled)).bind(patch.clear_idempotency_key).bind(from.as_str())
+                .bind(&patch.carrier).bind(&patch.tracking_number).bind(m.paid_at)
+                .bind(m.shipped_at).bind(m.delivered_at)
+                .bind(m.cancelled_at).bind(patch.clear_idempotency_key).bind(m.from.as_str())
                 .bind(&patch.charge_id)
                 .execute(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO order_status_history (id, order_id, from_status, to_status, actor, reason, at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(Uuid::now_v7()).bind(id).bind(from.as_str()).bind(to.as_str())
+                .bind(Uuid::now_v7()).bind(id).bind(m.from.as_str()).bind(m.to.as_str())
                 .bind(&actor.name).bind(reason).bind(now)
                 .execute(&mut *tx).await?;
-            if let Some(ship) = shipment_status_for(to) {
-                sqlx::query(UPSERT_SHIPMENT_SQL)
-                    .bind(Uuid::now_v7()).bind(id).bind(ship.as_str()).bind(&before.shipping_method)
-                    .bind(&patch.carrier).bind(&patch.tracking_number)
-                    .bind(stamp(OrderStatus::Shipped)).bind(stamp(OrderStatus::Delivered)).bind(now)
-                    .execute(&mut *tx).await?;
-            }
+            sqlx::query(UPSERT_SHIPMENT_SQL)
+                .bind(Uuid::now_v7()).bind(id).bind(m.shipment.as_str()).bind(&before.shipping_method)
+                .bind(&patch.carrier).bind(&patch.tracking_number)
+                .bind(m.shipped_at).bind(m.delivered_at).bind(now)
+                .execute(&mut *tx).await?;
             let (after, email) = load_order!(tx, id, true).ok_or_else(|| not_found(id))?;
-            for ev in transition_events(&before, &after, actor, reason, email.as_deref())? {
-                outbox::enqueue(&mut *tx, &ev).await?;
+            for ev in events(&before, &after, &actor.name, reason, email.as_deref(), now, Uuid::now_v7()) {
+                outbox::enqueue(&mut *tx, &envelope(&ev, actor)?).await?;
             }
             tx.commit().await?;
             self.db.outbox_committed();

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod config;
+pub mod decide;
 pub mod events;
 pub mod hosted;
 pub mod model;

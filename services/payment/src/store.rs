@@ -2,23 +2,24 @@
 //! processed webhook events.
 //!
 //! Every status change goes through [`Store::transition`]: in one transaction it claims the
-//! cause (inbox row or webhook event id) when there is one, locks the payment, checks the
-//! transition table ([`PaymentStatus::allowed_from`]), makes the conditional
-//! `UPDATE … WHERE id = $1 AND status IN (<allowed predecessors>)`, writes the history row and
-//! enqueues the outbox event. Racing paths (the API's confirm, a webhook, an event handler)
+//! cause (inbox row or webhook event id) when there is one, locks the payment, asks the pure
+//! [`crate::decide::decide`] where the change takes it (the transition table
+//! [`PaymentStatus::allowed_from`], refund arithmetic, the event), makes the conditional
+//! `UPDATE … WHERE id = $1 AND status IN (<allowed predecessors>)`, writes the history row (and
+//! the refund row) and enqueues the outbox event. Racing paths (the API's confirm, a webhook, an event handler)
 //! therefore make exactly one transition and one event; a stale or repeated update is a no-op.
 
 use kit::db::{is_unique_violation, is_unique_violation_on, Backend, Db, Timestamp};
 use kit::events::contract::sources;
-use kit::events::payloads::{PaymentAuthorized, PaymentCaptured, PaymentFailed, PaymentRefunded};
 use kit::events::{inbox, outbox, Envelope, EventError, EventPayload};
 use kit::money::Money;
 use kit::problem::ErrorCode;
 use kit::with_db;
 use kit::ApiError;
-use serde_json::Value;
 use uuid::Uuid;
 
+pub use crate::decide::Effect;
+use crate::decide::{decide, Decision, Input, PaymentEvent, PaymentState, RefundWrite};
 use crate::model::*;
 
 /// How a write transaction starts: `BEGIN IMMEDIATE` on SQLite (writers queue on the busy
@@ -92,36 +93,6 @@ pub enum Inserted {
     Created(Payment),
     /// The order already had a live payment (a concurrent or earlier request made it).
     Existing(Payment),
-}
-
-/// What a transition does besides changing the status.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    RequiresConfirmation,
-    RequiresAction {
-        next_action: Option<Value>,
-    },
-    /// Authorised; `charge_id` is the provider's charge when it reports one.
-    Authorized {
-        charge_id: Option<String>,
-    },
-    Captured {
-        amount: i64,
-        charge_id: Option<String>,
-    },
-    Failed {
-        code: String,
-        reason: String,
-    },
-    Cancelled,
-    /// A refund succeeded at the provider: records it (a PENDING row becomes SUCCEEDED) and
-    /// moves to PARTIALLY_REFUNDED or REFUNDED.
-    Refunded {
-        refund_id: Uuid,
-        amount: i64,
-        reason: Option<String>,
-        provider_refund_id: Option<String>,
-    },
 }
 
 /// The cause of a change that must be processed once: claimed in the change's transaction.
@@ -221,9 +192,24 @@ impl PaymentRow {
         PaymentStatus::parse(&self.status).unwrap_or(PaymentStatus::Failed)
     }
 
-    /// A hosted checkout payment whose intent is not known yet (it holds the session id).
-    fn awaits_intent(&self) -> bool {
-        self.checkout_session_id.as_deref() == Some(self.provider_payment_id.as_str())
+    /// What a transition decides on ([`decide`]).
+    fn state(&self) -> PaymentState {
+        PaymentState {
+            id: self.id,
+            order_id: self.order_id,
+            status: self.status(),
+            amount: self.amount,
+            currency: self.currency.clone(),
+            captured_amount: self.captured_amount,
+            refunded_amount: self.refunded_amount,
+            provider_payment_id: self.provider_payment_id.clone(),
+            checkout_session_id: self.checkout_session_id.clone(),
+            charge_id: self.charge_id.clone(),
+            next_action: self.next_action.clone(),
+            failure_code: self.failure_code.clone(),
+            failure_reason: self.failure_reason.clone(),
+            authorized_at: self.authorized_at,
+        }
     }
 }
 
@@ -519,7 +505,8 @@ impl Store {
 
     // ----- transitions ------------------------------------------------------------------
 
-    /// The one way a payment's status changes (see the module documentation).
+    /// The one way a payment's status changes (see the module documentation): loads the
+    /// payment, asks [`decide`] and applies its decision, all in one transaction.
     pub async fn transition(&self, change: Change) -> StoreResult<Transitioned> {
         let begin = self.begin_sql();
         let lock = for_update(self.db.backend());
@@ -546,12 +533,6 @@ impl Store {
                 tx.commit().await?;
                 return Ok(Transitioned::NotFound);
             };
-            let from = row.status();
-            // The row after the change, and whether the effect applies at all.
-            let mut next = row.clone();
-            if let Some(intent) = intent_id.filter(|_| row.awaits_intent()) {
-                next.provider_payment_id = intent;
-            }
             // The event that asked for a capture when it was requested ([`Store::note_capture_cause`]):
             // the capture's event carries it even when the provider's webhook records the capture first.
             let capture_cause: Option<(Option<String>, Option<String>)> = match (&effect, &cause) {
@@ -560,77 +541,38 @@ impl Store {
                     .bind(payment_id).fetch_optional(&mut *tx).await?,
                 _ => None,
             };
-            let mut refund_exists: Option<RefundStatus> = None;
-            // The event that asked for the refund when it was reserved: whichever path records the
+            // A refund's row if it is stored already (reserved, or recorded by another path), and
+            // the event that asked for the refund when it was reserved: whichever path records the
             // refund (the handler that asked, or the provider's webhook first), the event says so.
+            let mut known_refund: Option<RefundStatus> = None;
             let mut refund_cause: Option<(Option<String>, Option<String>)> = None;
-            let to = match &effect {
-                Effect::RequiresConfirmation => PaymentStatus::RequiresConfirmation,
-                Effect::RequiresAction { next_action } => {
-                    next.next_action = next_action.as_ref().map(|v| v.to_string());
-                    PaymentStatus::RequiresAction
-                }
-                Effect::Authorized { charge_id } => {
-                    next.next_action = None;
-                    next.charge_id = charge_id.clone().or(row.charge_id.clone());
-                    next.authorized_at = Some(now);
-                    PaymentStatus::Authorized
-                }
-                Effect::Captured { amount, charge_id } => {
-                    next.captured_amount = (*amount).clamp(0, row.amount);
-                    next.charge_id = charge_id.clone().or(row.charge_id.clone());
-                    PaymentStatus::Captured
-                }
-                Effect::Failed { code, reason } => {
-                    next.failure_code = Some(code.clone());
-                    next.failure_reason = Some(reason.clone());
-                    next.next_action = None;
-                    PaymentStatus::Failed
-                }
-                Effect::Cancelled => {
-                    next.next_action = None;
-                    PaymentStatus::Cancelled
-                }
-                Effect::Refunded { refund_id, amount, provider_refund_id, .. } => {
-                    let known: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
-                        "SELECT status, causation_id, correlation_id FROM refunds \
-                         WHERE id = $1 OR (provider_refund_id IS NOT NULL AND provider_refund_id = $2)")
-                        .bind(refund_id).bind(provider_refund_id).fetch_optional(&mut *tx).await?;
-                    refund_exists = known.as_ref().and_then(|(s, _, _)| RefundStatus::parse(s));
-                    refund_cause = known.map(|(_, causation, correlation)| (causation, correlation));
-                    if refund_exists == Some(RefundStatus::Succeeded) || *amount <= 0
-                        || row.refunded_amount + amount > row.captured_amount
-                    {
-                        // Recorded before, or more than is left: nothing to do.
-                        from
-                    } else {
-                        next.refunded_amount = row.refunded_amount + amount;
-                        if next.refunded_amount >= row.captured_amount {
-                            PaymentStatus::Refunded
-                        } else {
-                            PaymentStatus::PartiallyRefunded
-                        }
-                    }
-                }
-            };
-            let allowed = to.allowed_from();
-            let is_refund = matches!(effect, Effect::Refunded { .. });
-            if !allowed.contains(&from) || (is_refund && next.refunded_amount == row.refunded_amount) {
+            if let Effect::Refunded { refund_id, provider_refund_id, .. } = &effect {
+                let known: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT status, causation_id, correlation_id FROM refunds \
+                     WHERE id = $1 OR (provider_refund_id IS NOT NULL AND provider_refund_id = $2)")
+                    .bind(refund_id).bind(provider_refund_id).fetch_optional(&mut *tx).await?;
+                known_refund = known.as_ref().and_then(|(s, _, _)| RefundStatus::parse(s));
+                refund_cause = known.map(|(_, causation, correlation)| (causation, correlation));
+            }
+            let state = row.state();
+            let input = Input { effect: &effect, reason: reason.as_deref(), intent_id: intent_id.as_deref(), known_refund };
+            let Decision::Apply(t) = decide(&state, &input, now) else {
                 let current = load_payment!(tx, &reload, payment_id);
                 tx.commit().await?;
                 return Ok(current.map(Transitioned::Unchanged).unwrap_or(Transitioned::NotFound));
-            }
+            };
+            let next = &t.next;
             let update = format!(
                 "UPDATE payments SET status = $2, next_action = $3, failure_code = $4, failure_reason = $5, \
                  captured_amount = $6, refunded_amount = $7, updated_at = $8, provider_payment_id = $10, \
                  charge_id = $11, authorized_at = $12 \
                  WHERE id = $1 AND status IN ({}) AND refunded_amount = $9",
-                status_list(allowed)
+                status_list(t.to.allowed_from())
             );
             let changed = sqlx::query(&update)
-                .bind(payment_id).bind(to.as_str()).bind(&next.next_action).bind(&next.failure_code)
+                .bind(payment_id).bind(t.to.as_str()).bind(&next.next_action).bind(&next.failure_code)
                 .bind(&next.failure_reason).bind(next.captured_amount).bind(next.refunded_amount).bind(now)
-                .bind(row.refunded_amount).bind(&next.provider_payment_id).bind(&next.charge_id)
+                .bind(state.refunded_amount).bind(&next.provider_payment_id).bind(&next.charge_id)
                 .bind(next.authorized_at)
                 .execute(&mut *tx).await?.rows_affected();
             if changed != 1 {
@@ -639,54 +581,51 @@ impl Store {
                 tx.commit().await?;
                 return Ok(current.map(Transitioned::Unchanged).unwrap_or(Transitioned::NotFound));
             }
-            let history_reason = reason.clone().or_else(|| match &effect {
-                Effect::Failed { reason, .. } => Some(reason.clone()),
-                _ => None,
-            });
             sqlx::query(HISTORY_SQL)
-                .bind(Uuid::now_v7()).bind(payment_id).bind(Some(from.as_str())).bind(to.as_str())
-                .bind(source.as_str()).bind(&history_reason).bind(now)
+                .bind(Uuid::now_v7()).bind(payment_id).bind(Some(t.from.as_str())).bind(t.to.as_str())
+                .bind(source.as_str()).bind(&t.history_reason).bind(now)
                 .execute(&mut *tx).await?;
-            let money = |amount: i64| Money { amount, currency: row.currency.clone() };
+            match &t.refund {
+                Some(RefundWrite::Settle { refund_id, provider_refund_id }) => {
+                    sqlx::query("UPDATE refunds SET status = 'SUCCEEDED', provider_refund_id = COALESCE($2, provider_refund_id), \
+                                 updated_at = $3 WHERE id = $1")
+                        .bind(refund_id).bind(provider_refund_id).bind(now).execute(&mut *tx).await?;
+                }
+                Some(RefundWrite::Insert { refund_id, amount, reason, provider_refund_id }) => {
+                    sqlx::query("INSERT INTO refunds (id, payment_id, amount, reason, status, provider_refund_id, created_at, updated_at) \
+                                 VALUES ($1, $2, $3, $4, 'SUCCEEDED', $5, $6, $6)")
+                        .bind(refund_id).bind(payment_id).bind(amount).bind(reason).bind(provider_refund_id)
+                        .bind(now).execute(&mut *tx).await?;
+                }
+                None => {}
+            }
             let cause = cause.as_ref();
-            let ev = match &effect {
-                Effect::Authorized { .. } => Some(event(&PaymentAuthorized {
-                    order_id: row.order_id, payment_id, amount: money(row.amount), charge_id: next.charge_id.clone() }, cause)?),
-                Effect::Captured { .. } => {
-                    let mut ev = event(&PaymentCaptured {
-                        order_id: row.order_id, payment_id, amount: money(next.captured_amount), charge_id: next.charge_id.clone() }, cause)?;
-                    if let Some((Some(causation), correlation)) = capture_cause {
-                        ev.causationid = Some(causation);
-                        if let Some(correlation) = correlation {
-                            ev.correlationid = correlation;
-                        }
+            // The event, caused by the change's cause, else by the event noted when the capture
+            // or the refund was asked for.
+            let noted = |ev: &mut Envelope, noted: Option<(Option<String>, Option<String>)>| {
+                if let Some((Some(causation), correlation)) = noted {
+                    ev.causationid = Some(causation);
+                    if let Some(correlation) = correlation {
+                        ev.correlationid = correlation;
+                    }
+                }
+            };
+            let ev = match &t.event {
+                Some(PaymentEvent::Authorized(p)) => Some(event(p, cause)?),
+                Some(PaymentEvent::Captured(p)) => {
+                    let mut ev = event(p, cause)?;
+                    noted(&mut ev, capture_cause);
+                    Some(ev)
+                }
+                Some(PaymentEvent::Failed(p)) => Some(event(p, cause)?),
+                Some(PaymentEvent::Refunded(p)) => {
+                    let mut ev = event(p, cause)?;
+                    if cause.is_none() {
+                        noted(&mut ev, refund_cause);
                     }
                     Some(ev)
                 }
-                Effect::Failed { reason, .. } => Some(event(&PaymentFailed {
-                    order_id: row.order_id, payment_id, amount: money(row.amount), reason: reason.clone() }, cause)?),
-                Effect::Refunded { refund_id, amount, reason: refund_reason, provider_refund_id } => {
-                    if refund_exists.is_some() {
-                        sqlx::query("UPDATE refunds SET status = 'SUCCEEDED', provider_refund_id = COALESCE($2, provider_refund_id), \
-                                     updated_at = $3 WHERE id = $1")
-                            .bind(refund_id).bind(provider_refund_id).bind(now).execute(&mut *tx).await?;
-                    } else {
-                        sqlx::query("INSERT INTO refunds (id, payment_id, amount, reason, status, provider_refund_id, created_at, updated_at) \
-                                     VALUES ($1, $2, $3, $4, 'SUCCEEDED', $5, $6, $6)")
-                            .bind(refund_id).bind(payment_id).bind(amount).bind(refund_reason).bind(provider_refund_id)
-                            .bind(now).execute(&mut *tx).await?;
-                    }
-                    let mut ev = event(&PaymentRefunded {
-                        order_id: row.order_id, payment_id, amount: money(*amount), refund_id: *refund_id }, cause)?;
-                    if let (None, Some((Some(causation), correlation))) = (cause, refund_cause) {
-                        ev.causationid = Some(causation);
-                        if let Some(correlation) = correlation {
-                            ev.correlationid = correlation;
-                        }
-                    }
-                    Some(ev)
-                }
-                Effect::RequiresConfirmation | Effect::RequiresAction { .. } | Effect::Cancelled => None,
+                None => None,
             };
             if let Some(ev) = ev {
                 outbox::enqueue(&mut *tx, &ev).await?;
@@ -694,7 +633,7 @@ impl Store {
             let after = load_payment!(tx, &reload, payment_id);
             tx.commit().await?;
             self.db.outbox_committed();
-            if let Some(outcome) = payment_outcome(to) {
+            if let Some(outcome) = payment_outcome(t.to) {
                 metrics::counter!(kit::contract::metrics::PAYMENTS.name, "outcome" => outcome, "provider" => row.provider.clone())
                     .increment(1);
             }
