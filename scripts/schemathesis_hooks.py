@@ -16,6 +16,14 @@ the API's protocol cannot be written in a schema; none changes which data is val
   token of the run's own throwaway account (`SHOP_ST_THROWAWAY_TOKEN`) instead; after the first
   call that token is refused (401 `token_revoked`), which the operation documents. Other
   methods (the check for unsupported methods) keep the admin's token: their answer is 405.
+
+And one filter, for a difference between regex dialects, not a rule of the API:
+
+- A `$` ends a `pattern` in the document, where patterns follow ECMA-262: there `$` matches
+  only at the end of the string. Python's `re`, which generates the strings, also lets `$`
+  match before a final newline, so it makes values ending in `\n` that the document does not
+  allow (and the API rightly refuses: 422 for a control character). Generated bodies, queries
+  and path values with a string ending in a newline are dropped, not changed.
 """
 
 import os
@@ -51,3 +59,28 @@ def before_call(context, case, kwargs):
             text = value if isinstance(value, str) else str(value)
             if "?" in text or "#" in text:
                 params[name] = text.replace("?", "%3F").replace("#", "%23")
+
+
+def _ends_a_string_with_a_newline(value):
+    if isinstance(value, str):
+        return value.endswith("\n")
+    if isinstance(value, dict):
+        return any(_ends_a_string_with_a_newline(k) or _ends_a_string_with_a_newline(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_ends_a_string_with_a_newline(v) for v in value)
+    return False
+
+
+@schemathesis.hook
+def filter_body(context, body):
+    return not _ends_a_string_with_a_newline(body)
+
+
+@schemathesis.hook
+def filter_query(context, query):
+    return not _ends_a_string_with_a_newline(query)
+
+
+@schemathesis.hook
+def filter_path_parameters(context, path_parameters):
+    return not _ends_a_string_with_a_newline(path_parameters)
