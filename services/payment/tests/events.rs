@@ -77,9 +77,15 @@ kit::db_tests! { shop_payment::MIGRATIONS;
         let captured: String = with_db!(&app.db, pool => sqlx::query_scalar(
             "SELECT envelope FROM outbox WHERE event_type = 'payment.captured'").fetch_one(pool).await).unwrap();
         let captured: Envelope = serde_json::from_str(&captured).unwrap();
-        assert_eq!(captured.causationid.as_deref(), Some(ev.id.to_string().as_str()));
-        assert_eq!(captured.correlationid, ev.correlationid);
-        assert_eq!(p["history"].as_array().unwrap().last().unwrap()["source"], "event");
+        // The event's capture at the provider makes the simulated provider send its webhook too:
+        // whichever of the two reaches the store first moves the payment (once), the other
+        // finds it done. Only the event's move is caused by the event.
+        let source = p["history"].as_array().unwrap().last().unwrap()["source"].clone();
+        assert!(source == "event" || source == "webhook", "{source}");
+        if source == "event" {
+            assert_eq!(captured.causationid.as_deref(), Some(ev.id.to_string().as_str()));
+            assert_eq!(captured.correlationid, ev.correlationid);
+        }
 
         // order.cancelled after capture → the rest is refunded ("order cancelled").
         let b = app.order(&app.alice, 5000);
