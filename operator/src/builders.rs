@@ -46,7 +46,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::crd::{CaSource, DatabaseMode, DeletionPolicy, KafkaMode, RedisMode, ShopPlatform};
+use crate::crd::{CaSource, DatabaseMode, DeletionPolicy, KafkaMode, PlacementSpec, RedisMode, ShopPlatform};
 use crate::names::{self, *};
 
 /// Component and `app.kubernetes.io/name` of the service workloads.
@@ -312,14 +312,19 @@ pub fn shop_image(sp: &ShopPlatform) -> String {
     }
 }
 
+/// The placement of `service`'s pods (the platform's for `None`): the service's fields over the
+/// platform's.
+fn placement(sp: &ShopPlatform, service: Option<ServiceName>) -> PlacementSpec {
+    sp.spec
+        .placement
+        .overlay(service.and_then(|s| sp.spec.services.get(&s)).and_then(|s| s.placement.as_ref()))
+}
+
 /// What makes the placement of `service` (the platform's for `None`) impossible to render: an
 /// `affinity` that is no Kubernetes `Affinity`. The CRD keeps the field free-form (the full
 /// schema would triple the CRD), so the reconcile checks it and says so in the status.
 pub fn placement_problem(sp: &ShopPlatform, service: Option<ServiceName>) -> Option<String> {
-    let p = sp
-        .spec
-        .placement
-        .overlay(service.and_then(|s| sp.spec.services.get(&s)).and_then(|s| s.placement.as_ref()));
+    let p = placement(sp, service);
     let affinity = p.affinity?;
     let at = match service {
         Some(s) => format!("services.{s}.placement.affinity (or placement.affinity)"),
@@ -338,10 +343,7 @@ fn place(
     spread: Option<&BTreeMap<String, String>>,
     pod: &mut PodSpec,
 ) {
-    let p = sp
-        .spec
-        .placement
-        .overlay(service.and_then(|s| sp.spec.services.get(&s)).and_then(|s| s.placement.as_ref()));
+    let p = placement(sp, service);
     if !sp.spec.image_pull_secrets.is_empty() {
         pod.image_pull_secrets = Some(
             sp.spec
