@@ -239,8 +239,7 @@ impl AuthState {
         if !errors.is_empty() {
             return Err(ApiError::invalid_fields(errors));
         }
-        let hash =
-            self.inner.hasher.hash(password.to_string()).await.map_err(busy)?.map_err(ApiError::internal)?;
+        let hash = self.hash_password(password).await?;
         let new = NewUser {
             email: email.clone(),
             password_hash: hash,
@@ -274,6 +273,11 @@ impl AuthState {
             Err(InsertUserError::Db(e)) => return Err(e.into()),
         }
         Ok(())
+    }
+
+    /// The argon2id hash of `password`, on the bounded hashing threads (503 while they are full).
+    async fn hash_password(&self, password: &str) -> Result<String, ApiError> {
+        self.inner.hasher.hash(password.to_string()).await.map_err(busy)?.map_err(ApiError::internal)
     }
 
     /// Verifies credentials. `ip` is the client address used for throttling.
@@ -484,13 +488,7 @@ impl AuthState {
                 message: "must differ from the current password".into(),
             }]));
         }
-        let hash = self
-            .inner
-            .hasher
-            .hash(new_password.to_string())
-            .await
-            .map_err(busy)?
-            .map_err(ApiError::internal)?;
+        let hash = self.hash_password(new_password).await?;
         let t = now();
         let at = epoch_ms(t);
         let user = self
@@ -567,13 +565,7 @@ impl AuthState {
             return Err(ApiError::invalid_fields(errors));
         }
         // Hash first: a bad token costs the same as a good one.
-        let hash = self
-            .inner
-            .hasher
-            .hash(new_password.to_string())
-            .await
-            .map_err(busy)?
-            .map_err(ApiError::internal)?;
+        let hash = self.hash_password(new_password).await?;
         let t = now();
         let user = self
             .inner
